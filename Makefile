@@ -1,0 +1,58 @@
+# edgefn build. `make test` is the command CI runs (see .ci/run and README.md).
+#
+# Fragments in scripts/mk/*.mk add WebAssembly guests to WASM (each owns its
+# own build rules) so the guest toolchains stay out of this file.
+
+GO        ?= go
+GOFLAGS   ?=
+BIN       ?= bin/edgefn
+PKGS      ?= ./...
+# Packages whose concurrency matters run under the race detector.
+RACE_PKGS ?= ./sync/... ./gateway/... ./triggers/... ./devices/...
+STATICCHECK_VERSION ?= v0.8.2
+BENCH     ?= .
+BENCHCOUNT ?= 6
+
+WASM :=
+-include $(sort $(wildcard scripts/mk/*.mk))
+
+.PHONY: all build test test-short run bench lint wasm clean
+
+all: build
+
+build: $(BIN)
+
+$(BIN): FORCE
+	$(GO) build $(GOFLAGS) -o $(BIN) ./cmd/edgefn
+
+FORCE:
+
+## wasm: build every WebAssembly guest (test fixtures and examples) from source.
+wasm: $(WASM)
+
+## test: build the guests, vet, then run every test (race detector on the
+## concurrent packages).
+test: wasm
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 30m $(PKGS)
+	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)
+
+test-short: wasm
+	$(GO) test -short -count=1 $(PKGS)
+
+## run: the agent on its embedded defaults (embedded broker, ./data).
+run: build
+	./$(BIN) agent --config configs/edgefn.yaml
+
+## bench: every benchmark, BENCHCOUNT runs each, for benchstat.
+bench: wasm
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCHCOUNT) $(PKGS)
+
+## lint: gofmt, go vet and staticcheck must all be clean.
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+clean:
+	rm -rf bin $(WASM)

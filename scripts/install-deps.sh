@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the build and test dependencies on a Debian machine (run as root
+# or with sudo): guest toolchains (wabt, clang/lld/wasi-libc, rustc with the
+# wasm32 std) and mosquitto for the MQTT tests. Go modules come through the Go
+# module proxy when `go` first builds.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update
+$SUDO apt-get install -y --no-install-recommends \
+	make gcc libc6-dev git ca-certificates \
+	wabt clang lld wasi-libc \
+	rustc libstd-rust-dev-wasm32 \
+	mosquitto mosquitto-clients
+# mosquitto's package enables a system broker on :1883; the tests start their
+# own on free ports, and the agent's embedded broker wants :1883.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
+	$SUDO systemctl stop mosquitto || true
+fi
+go mod download
