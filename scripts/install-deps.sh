@@ -10,7 +10,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
 $SUDO apt-get install -y --no-install-recommends \
 	make gcc libc6-dev git ca-certificates \
-	wabt clang lld wasi-libc \
+	wabt clang lld wasi-libc libclang-rt-dev-wasm32 \
 	rustc libstd-rust-dev-wasm32 \
 	mosquitto mosquitto-clients
 # mosquitto's package enables a system broker on :1883; the tests start their
