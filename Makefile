@@ -41,7 +41,7 @@ test-short: wasm
 	$(GO) test -short -count=1 $(PKGS)
 
 ## run: the agent on its embedded defaults (embedded broker, ./data).
-run: build
+run: build wasm
 	./$(BIN) agent --config configs/edgefn.yaml
 
 ## bench: every benchmark, BENCHCOUNT runs each, for benchstat.

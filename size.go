@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Size is a number of bytes. In YAML and on the command line it is written
@@ -84,3 +86,12 @@ func (s Size) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (s *Size) UnmarshalText(b []byte) error { return s.Set(string(b)) }
+
+// UnmarshalYAML decodes a size in a YAML file, reporting the line of a bad
+// value and letting the decoder go on to report other problems.
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	if err := s.Set(n.Value); err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+	}
+	return nil
+}
