@@ -1,0 +1,282 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/edgefn/edgefn"
+)
+
+// registry keeps deployed function versions on disk so they survive a
+// restart:
+//
+//	<data>/functions/<name>/<version>/function.yaml
+//	<data>/functions/<name>/<version>/module.wasm
+//	<data>/functions/<name>/<version>/meta.json
+//	<data>/functions/<name>/active        (the active version number)
+//
+// A version directory is written under a temporary name and renamed into
+// place, and the active pointer is replaced with a rename, so a crash never
+// leaves a half-written version active.
+type registry struct {
+	dir string
+}
+
+// versionMeta describes one stored version.
+type versionMeta struct {
+	Name     string    `json:"name"`
+	Version  int       `json:"version"`
+	Hash     string    `json:"hash"` // sha256 of manifest + module
+	Deployed time.Time `json:"deployed"`
+	// Signer is the base64 public key that signed the deploy, if any.
+	Signer string `json:"signer,omitempty"`
+	// Origin is "api" or the manifest path it was loaded from.
+	Origin string `json:"origin,omitempty"`
+}
+
+// storedVersion is a version read back from disk.
+type storedVersion struct {
+	Meta     versionMeta
+	Manifest []byte
+	Wasm     []byte
+}
+
+func newRegistry(dataDir string) (*registry, error) {
+	dir := filepath.Join(dataDir, "functions")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("function registry: %w", err)
+	}
+	return &registry{dir: dir}, nil
+}
+
+// contentHash identifies a deploy's content.
+func contentHash(manifest, wasm []byte) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%d\n", len(manifest))
+	h.Write(manifest)
+	h.Write(wasm)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// versions lists a function's stored versions, oldest first.
+func (r *registry) versions(name string) ([]int, error) {
+	ents, err := os.ReadDir(filepath.Join(r.dir, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var vs []int
+	for _, e := range ents {
+		if v, err := strconv.Atoi(e.Name()); err == nil && e.IsDir() {
+			vs = append(vs, v)
+		}
+	}
+	sort.Ints(vs)
+	return vs, nil
+}
+
+// store writes a new version and returns its number. It does not activate
+// it.
+func (r *registry) store(name string, manifest, wasm []byte, meta versionMeta) (versionMeta, error) {
+	vs, err := r.versions(name)
+	if err != nil {
+		return meta, err
+	}
+	next := 1
+	if len(vs) > 0 {
+		next = vs[len(vs)-1] + 1
+	}
+	meta.Name, meta.Version = name, next
+	meta.Hash = contentHash(manifest, wasm)
+	if meta.Deployed.IsZero() {
+		meta.Deployed = time.Now().UTC()
+	}
+	fdir := filepath.Join(r.dir, name)
+	if err := os.MkdirAll(fdir, 0o750); err != nil {
+		return meta, err
+	}
+	tmp, err := os.MkdirTemp(fdir, ".tmp-")
+	if err != nil {
+		return meta, err
+	}
+	defer os.RemoveAll(tmp)
+	mj, _ := json.MarshalIndent(meta, "", "  ")
+	for f, b := range map[string][]byte{"function.yaml": manifest, "module.wasm": wasm, "meta.json": mj} {
+		if err := writeFileSync(filepath.Join(tmp, f), b); err != nil {
+			return meta, err
+		}
+	}
+	if err := os.Rename(tmp, filepath.Join(fdir, strconv.Itoa(next))); err != nil {
+		return meta, err
+	}
+	return meta, syncDir(fdir)
+}
+
+// load reads one stored version.
+func (r *registry) load(name string, version int) (*storedVersion, error) {
+	vdir := filepath.Join(r.dir, name, strconv.Itoa(version))
+	sv := &storedVersion{}
+	mj, err := os.ReadFile(filepath.Join(vdir, "meta.json"))
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(mj, &sv.Meta); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(vdir, "meta.json"), err)
+	}
+	if sv.Manifest, err = os.ReadFile(filepath.Join(vdir, "function.yaml")); err != nil {
+		return nil, err
+	}
+	if sv.Wasm, err = os.ReadFile(filepath.Join(vdir, "module.wasm")); err != nil {
+		return nil, err
+	}
+	if h := contentHash(sv.Manifest, sv.Wasm); h != sv.Meta.Hash {
+		return nil, fmt.Errorf("%s: content does not match its hash (disk corruption?)", vdir)
+	}
+	return sv, nil
+}
+
+// active returns the active version of a function, 0 if none.
+func (r *registry) active(name string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(r.dir, name, "active"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// activate makes version the active one.
+func (r *registry) activate(name string, version int) error {
+	fdir := filepath.Join(r.dir, name)
+	tmp := filepath.Join(fdir, ".active.tmp")
+	if err := writeFileSync(tmp, []byte(strconv.Itoa(version)+"\n")); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(fdir, "active")); err != nil {
+		return err
+	}
+	return syncDir(fdir)
+}
+
+// remove deletes a function and all its versions.
+func (r *registry) remove(name string) error {
+	return os.RemoveAll(filepath.Join(r.dir, name))
+}
+
+// prune keeps the newest keep versions (and the active one), deleting the
+// rest; it returns the deleted version numbers.
+func (r *registry) prune(name string, keep int) ([]int, error) {
+	vs, err := r.versions(name)
+	if err != nil || len(vs) <= keep {
+		return nil, err
+	}
+	act, err := r.active(name)
+	if err != nil {
+		return nil, err
+	}
+	var gone []int
+	for _, v := range vs[:len(vs)-keep] {
+		if v == act {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(r.dir, name, strconv.Itoa(v))); err != nil {
+			return gone, err
+		}
+		gone = append(gone, v)
+	}
+	return gone, nil
+}
+
+// names lists functions that have an active version.
+func (r *registry) names() ([]string, error) {
+	ents, err := os.ReadDir(r.dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if v, err := r.active(e.Name()); err == nil && v > 0 {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+func writeFileSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// manifestFiles finds the manifests of a functions directory: *.yaml files
+// in it and function.yaml files one level down (an examples/ tree).
+func manifestFiles(dir string) ([]string, error) {
+	var out []string
+	for _, pat := range []string{"*.yaml", "*.yml", "*/function.yaml", "*/function.yml"} {
+		m, err := filepath.Glob(filepath.Join(dir, pat))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m...)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// readManifestFile reads a manifest and its module from disk, resolving a
+// relative wasm path next to the manifest.
+func readManifestFile(path string) (*edgefn.Manifest, []byte, []byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	m, err := edgefn.ParseManifest(path, data)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	wp := m.Wasm
+	if !filepath.IsAbs(wp) {
+		wp = filepath.Join(filepath.Dir(path), wp)
+	}
+	wasm, err := os.ReadFile(wp)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: wasm: %w", path, err)
+	}
+	return m, data, wasm, nil
+}
