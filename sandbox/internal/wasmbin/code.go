@@ -1,0 +1,130 @@
+package wasmbin
+
+// rewriteCode re-encodes every function body with the instrumentation opt asks for.
+func (rw *rewriter) rewriteCode() error {
+	m := rw.m
+	ci := m.sectionIndex(secCode)
+	if ci < 0 {
+		return nil
+	}
+	out := appendU32(make([]byte, 0, len(m.sections[ci].payload)*5/4+64), uint32(len(m.code)))
+	for i, cb := range m.code {
+		fn := m.numImportedFuncs + i
+		b, err := rw.rewriteBody(cb, fn, m.types[m.funcTypes[fn]])
+		if err != nil {
+			return err
+		}
+		out = appendU32(out, uint32(len(b)))
+		out = append(out, b...)
+	}
+	rw.newPayload[ci] = out
+	return nil
+}
+
+func (rw *rewriter) depthAdjust(b []byte, op byte) []byte {
+	b = append(b, opGlobalGet)
+	b = appendU32(b, rw.gDepth)
+	b = append(b, opI32Const, 1, op, opGlobalSet)
+	return appendU32(b, rw.gDepth)
+}
+
+// rewriteBody instruments one function body. Added locals go after every existing one, so no
+// local index changes: cnt (loop countdown) and g (memory.grow result).
+func (rw *rewriter) rewriteBody(cb codeBody, fn int, ft funcType) ([]byte, error) {
+	inst, track := rw.opt.Instrument, rw.opt.TrackGrow
+	cnt := uint32(uint64(len(ft.params)) + cb.nlocals)
+	g := cnt + 1
+	code := make([]byte, 0, len(cb.body)+len(cb.body)/4+64)
+	r := reader{buf: cb.body, pos: cb.codeStart, base: cb.offset}
+	depth := 0
+	hasLoop, hasGrow := false, false
+	for {
+		start := r.pos
+		in, err := next(&r, len(rw.m.types))
+		if err != nil { // parse decoded this body already; kept for safety
+			return nil, formatErr(secCode, fn, r.base+start, err)
+		}
+		raw := cb.body[start:r.pos]
+		switch {
+		case in.op == opEnd && depth == 0:
+			if inst {
+				code = append(code, opEnd) // closes the wrapper block
+				code = rw.depthAdjust(code, opI32Add)
+			}
+			code = append(code, opEnd)
+			return rw.assembleBody(cb, code, inst, hasLoop, hasLoop && inst || hasGrow, cnt, ft), nil
+		case in.op == opEnd:
+			depth--
+			code = append(code, raw...)
+		case in.op == opBlock, in.op == opIf:
+			depth++
+			code = append(code, raw...)
+		case in.op == opLoop:
+			depth++
+			code = append(code, raw...)
+			if inst {
+				hasLoop = true
+				code = append(code, opLocalGet)
+				code = appendU32(code, cnt)
+				code = append(code, opI32Const, 1, opI32Sub, opLocalTee)
+				code = appendU32(code, cnt)
+				code = append(code, opI32Eqz, opIf, 0x40, opI32Const)
+				code = appendS64(code, int64(rw.opt.CheckInterval))
+				code = append(code, opLocalSet)
+				code = appendU32(code, cnt)
+				code = append(code, opGlobalGet)
+				code = appendU32(code, rw.gStop)
+				code = append(code, opIf, 0x40, opUnreachable, opEnd, opEnd)
+			}
+		case in.op == opReturn && inst:
+			code = append(code, opBr)
+			code = appendU32(code, uint32(depth))
+		case (in.op == opReturnCall || in.op == opReturnCallIn) && inst:
+			code = rw.depthAdjust(code, opI32Add)
+			code = append(code, raw...)
+		case in.op == opMemoryGrow && track:
+			hasGrow = true
+			code = append(code, raw...)
+			code = append(code, opLocalTee)
+			code = appendU32(code, g)
+			code = append(code, opI32Const, 0x7f, opI32Eq, opIf, 0x40, opI32Const, 1, opGlobalSet)
+			code = appendU32(code, rw.gGrow)
+			code = append(code, opEnd, opLocalGet)
+			code = appendU32(code, g)
+		default:
+			code = append(code, raw...)
+		}
+	}
+}
+
+func (rw *rewriter) assembleBody(cb codeBody, code []byte, inst, hasLoop, addLocals bool, cnt uint32, ft funcType) []byte {
+	b := make([]byte, 0, cb.codeStart+len(code)+48)
+	locals := cb.body[:cb.codeStart]
+	if addLocals {
+		r := reader{buf: locals}
+		n, _ := r.u32()
+		b = appendU32(b, n+1)
+		b = append(b, locals[r.pos:]...)
+		b = append(b, 2, byte(I32))
+	} else {
+		b = append(b, locals...)
+	}
+	if inst {
+		if hasLoop {
+			b = append(b, opI32Const)
+			b = appendS64(b, int64(rw.opt.CheckInterval))
+			b = append(b, opLocalSet)
+			b = appendU32(b, cnt)
+		}
+		// One branch for both checks: trap if stopped or if the depth budget is spent.
+		b = append(b, opGlobalGet)
+		b = appendU32(b, rw.gStop)
+		b = append(b, opGlobalGet)
+		b = appendU32(b, rw.gDepth)
+		b = append(b, opI32Eqz, opI32Or, opIf, 0x40, opUnreachable, opEnd)
+		b = rw.depthAdjust(b, opI32Sub)
+		b = append(b, opBlock)
+		b = append(b, rw.blockTypeFor(ft.results)...)
+	}
+	return append(b, code...)
+}

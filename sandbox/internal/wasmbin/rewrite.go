@@ -1,0 +1,270 @@
+package wasmbin
+
+import (
+	"fmt"
+	"math"
+)
+
+// Options selects what Rewrite does. The zero value copies the module (re-encoded).
+type Options struct {
+	// Instrument adds the stop-flag check at every defined function's entry and at every loop
+	// header (loop headers count down a per-function local so the global is read once every
+	// CheckInterval iterations), and the call-depth budget (decrement at entry, increment at
+	// every exit). It adds and exports GlobalStop, GlobalDepth and GlobalGrowFailed.
+	Instrument bool
+	// CheckInterval is how many loop iterations pass between reads of GlobalStop; default 1024.
+	CheckInterval uint32
+	// InitialDepth is GlobalDepth's value at instantiation, the budget of the start function
+	// and _initialize; default 10000. Values above math.MaxInt32 are clamped.
+	InitialDepth uint32
+	// TrackGrow makes every memory.grow that returns -1 set GlobalGrowFailed to 1 (the value
+	// memory.grow returns is unchanged). It adds and exports the three globals too.
+	TrackGrow bool
+	// MaxMemoryPages, when non-zero, clamps memory 0's maximum to this many 64 KiB pages (adding
+	// a maximum if the module declares none). If the module's minimum is above it, Rewrite
+	// returns a *LimitError.
+	MaxMemoryPages uint32
+	// MergeData merges active data segments with constant i32 offsets into few large segments
+	// (runs of more than 1 KiB of zeros split segments), preserving the initial memory image
+	// exactly. It is skipped, without error, if the module has passive segments, a data count
+	// section, non-constant offsets, an imported memory, or a segment out of the initial memory.
+	MergeData bool
+	// StripDebug drops custom sections other than "name" (DWARF, producers...).
+	StripDebug bool
+}
+
+// Defaults for Options.
+const (
+	DefaultCheckInterval = 1024
+	DefaultInitialDepth  = 10000
+)
+
+// Rewrite returns a new module with opt applied; wasm is not modified. It fails with a
+// *FormatError if wasm is malformed or already exports one of the edgefn globals, and with a
+// *LimitError if the memory minimum is above opt.MaxMemoryPages. The result keeps every
+// function, global, table and memory index of the input, so the "name" section stays valid.
+func Rewrite(wasm []byte, opt Options) ([]byte, error) {
+	m, err := parse(wasm)
+	if err != nil {
+		return nil, err
+	}
+	if opt.CheckInterval == 0 {
+		opt.CheckInterval = DefaultCheckInterval
+	}
+	if opt.InitialDepth == 0 {
+		opt.InitialDepth = DefaultInitialDepth
+	}
+	if opt.InitialDepth > math.MaxInt32 {
+		opt.InitialDepth = math.MaxInt32
+	}
+	if opt.CheckInterval > math.MaxInt32 {
+		opt.CheckInterval = math.MaxInt32
+	}
+	rw := &rewriter{m: m, opt: opt, newPayload: map[int][]byte{}}
+	return rw.run()
+}
+
+type rewriter struct {
+	m          *module
+	opt        Options
+	newPayload map[int][]byte // section index -> replaced payload
+	added      []section      // new sections (id, payload), placed by order
+	newTypes   []funcType     // appended to the type section
+	drop       map[int]bool
+
+	gStop, gDepth, gGrow uint32
+}
+
+func (rw *rewriter) run() ([]byte, error) {
+	m := rw.m
+	rw.drop = map[int]bool{}
+	if rw.opt.MaxMemoryPages != 0 && m.mem != nil {
+		if err := rw.clampMemory(); err != nil {
+			return nil, err
+		}
+	}
+	globals := rw.opt.Instrument || rw.opt.TrackGrow
+	if globals {
+		for _, e := range m.exports {
+			if e.Name == GlobalStop || e.Name == GlobalDepth || e.Name == GlobalGrowFailed {
+				return nil, &FormatError{Section: secExport, Func: -1, Offset: 0,
+					Msg: fmt.Sprintf("the module already exports %q (instrumented twice?)", e.Name)}
+			}
+		}
+		base := uint32(m.numImportedGlobals + m.numGlobals)
+		rw.gStop, rw.gDepth, rw.gGrow = base, base+1, base+2
+		rw.addGlobals()
+		if err := rw.rewriteCode(); err != nil {
+			return nil, err
+		}
+		rw.addTypes()
+	}
+	if rw.opt.MergeData {
+		rw.mergeData()
+	}
+	if rw.opt.StripDebug {
+		for i, s := range m.sections {
+			if s.id == secCustom && s.name != "name" {
+				rw.drop[i] = true
+			}
+		}
+	}
+	return rw.assemble(), nil
+}
+
+// assemble writes the header and every section, replaced and added ones included.
+func (rw *rewriter) assemble() []byte {
+	size := 8 + 16*len(rw.added)
+	for i, s := range rw.m.sections {
+		if p, ok := rw.newPayload[i]; ok {
+			size += len(p) + 6
+		} else {
+			size += len(s.payload) + 6
+		}
+	}
+	out := make([]byte, 0, size)
+	out = append(out, wasmMagic...)
+	emit := func(id byte, p []byte) {
+		out = append(out, id)
+		out = appendU32(out, uint32(len(p)))
+		out = append(out, p...)
+	}
+	added := rw.added
+	flush := func(before int) {
+		for len(added) > 0 && sectionOrder(added[0].id) < before {
+			emit(added[0].id, added[0].payload)
+			added = added[1:]
+		}
+	}
+	for i, s := range rw.m.sections {
+		if s.id != secCustom {
+			flush(sectionOrder(s.id))
+		}
+		if rw.drop[i] {
+			continue
+		}
+		p, ok := rw.newPayload[i]
+		if !ok {
+			p = s.payload
+		}
+		emit(s.id, p)
+	}
+	flush(math.MaxInt)
+	return out
+}
+
+// addSection records a new section; added stays sorted by section order.
+func (rw *rewriter) addSection(id byte, payload []byte) {
+	i := len(rw.added)
+	for i > 0 && sectionOrder(rw.added[i-1].id) > sectionOrder(id) {
+		i--
+	}
+	rw.added = append(rw.added, section{})
+	copy(rw.added[i+1:], rw.added[i:])
+	rw.added[i] = section{id: id, payload: payload}
+}
+
+// appendToVec returns a section payload (a vector) with n more entries encoded in extra.
+func appendToVec(payload []byte, n int, extra []byte) []byte {
+	r := reader{buf: payload}
+	count, _ := r.u32() // parse already checked it
+	out := appendU32(make([]byte, 0, len(payload)+len(extra)+5), count+uint32(n))
+	out = append(out, payload[r.pos:]...)
+	return append(out, extra...)
+}
+
+// extendSection appends n entries to the vector section id, creating it if absent.
+func (rw *rewriter) extendSection(id byte, n int, extra []byte) {
+	if i := rw.m.sectionIndex(id); i >= 0 {
+		p, ok := rw.newPayload[i]
+		if !ok {
+			p = rw.m.sections[i].payload
+		}
+		rw.newPayload[i] = appendToVec(p, n, extra)
+		return
+	}
+	rw.addSection(id, appendToVec([]byte{0}, n, extra))
+}
+
+func (rw *rewriter) addGlobals() {
+	var g []byte
+	for _, init := range []uint32{0, rw.opt.InitialDepth, 0} {
+		g = append(g, byte(I32), 1, opI32Const)
+		g = appendS64(g, int64(init))
+		g = append(g, opEnd)
+	}
+	rw.extendSection(secGlobal, 3, g)
+	var e []byte
+	for i, name := range []string{GlobalStop, GlobalDepth, GlobalGrowFailed} {
+		e = appendName(e, name)
+		e = append(e, byte(ExternGlobal))
+		e = appendU32(e, rw.gStop+uint32(i))
+	}
+	rw.extendSection(secExport, 3, e)
+}
+
+// blockTypeFor returns the block type encoding for a block producing results: empty, a single
+// value type, or the index of a (possibly new) type [] -> results.
+func (rw *rewriter) blockTypeFor(results []ValType) []byte {
+	switch len(results) {
+	case 0:
+		return []byte{0x40}
+	case 1:
+		return []byte{byte(results[0])}
+	}
+	want := funcType{results: results}
+	for i, t := range rw.m.types {
+		if t.equal(want) {
+			return appendS64(nil, int64(i))
+		}
+	}
+	for i, t := range rw.newTypes {
+		if t.equal(want) {
+			return appendS64(nil, int64(len(rw.m.types)+i))
+		}
+	}
+	rw.newTypes = append(rw.newTypes, want)
+	return appendS64(nil, int64(len(rw.m.types)+len(rw.newTypes)-1))
+}
+
+func (rw *rewriter) addTypes() {
+	if len(rw.newTypes) == 0 {
+		return
+	}
+	var p []byte
+	for _, t := range rw.newTypes {
+		p = append(p, 0x60)
+		p = appendU32(p, uint32(len(t.params)))
+		for _, v := range t.params {
+			p = append(p, byte(v))
+		}
+		p = appendU32(p, uint32(len(t.results)))
+		for _, v := range t.results {
+			p = append(p, byte(v))
+		}
+	}
+	rw.extendSection(secType, len(rw.newTypes), p)
+}
+
+func (rw *rewriter) clampMemory() error {
+	mem, max := rw.m.mem, rw.opt.MaxMemoryPages
+	if max > 65536 {
+		max = 65536
+	}
+	if mem.min > max {
+		return &LimitError{MinPages: mem.min, MaxPages: max}
+	}
+	if mem.hasMax && mem.max <= max {
+		return nil
+	}
+	lim := []byte{mem.flags | 1}
+	lim = appendU32(lim, mem.min)
+	lim = appendU32(lim, max)
+	old := rw.m.sections[mem.secIdx].payload
+	p := make([]byte, 0, len(old)+len(lim))
+	p = append(p, old[:mem.limStart]...)
+	p = append(p, lim...)
+	p = append(p, old[mem.limEnd:]...)
+	rw.newPayload[mem.secIdx] = p
+	return nil
+}

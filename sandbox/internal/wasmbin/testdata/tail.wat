@@ -1,0 +1,15 @@
+;; Tail calls (return_call, return_call_indirect): the depth budget must come back before them.
+(module
+  (type $t (func (param i32 i32) (result i32)))
+  (table 1 funcref)
+  (elem (i32.const 0) $count)
+  (func $count (export "count") (type $t)
+    (if (result i32) (i32.eqz (local.get 0))
+      (then (local.get 1))
+      (else (return_call_indirect (type $t)
+              (i32.sub (local.get 0) (i32.const 1)) (i32.add (local.get 1) (i32.const 2)) (i32.const 0)))))
+  (func (export "sum") (param $n i32) (param $acc i32) (result i32)
+    (if (result i32) (i32.eqz (local.get $n))
+      (then (local.get $acc))
+      (else (return_call $count (local.get $n) (local.get $acc)))))
+)
