@@ -1,0 +1,399 @@
+package uplink
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/edgefn/edgefn"
+)
+
+// FieldError is one problem in an uplink config: the field (as named in the
+// agent config file, e.g. "batch.max_records") and what is wrong with it.
+// Validate joins every FieldError it finds with errors.Join; pick them out
+// with errors.As.
+type FieldError struct {
+	Field   string
+	Problem string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}
+
+// Batch sizes the batches an uplink sends.
+type Batch struct {
+	// MaxRecords caps the records in one batch (HTTP request). Default 500.
+	MaxRecords int `yaml:"max_records"`
+	// MaxBytes caps the payload bytes in one batch; one record larger than
+	// this is still sent, alone. Default 1MiB.
+	MaxBytes edgefn.Size `yaml:"max_bytes"`
+	// Linger is how long a batch that is not full waits for more records
+	// before it is sent. Zero sends at once. Default 100ms.
+	Linger time.Duration `yaml:"linger"`
+}
+
+func (b Batch) withDefaults() Batch {
+	if b.MaxRecords == 0 {
+		b.MaxRecords = 500
+	}
+	if b.MaxBytes == 0 {
+		b.MaxBytes = edgefn.MiB
+	}
+	if b.Linger == 0 {
+		b.Linger = 100 * time.Millisecond
+	}
+	return b
+}
+
+func (b Batch) validate(prefix string) []error {
+	var errs []error
+	if b.MaxRecords < 0 {
+		errs = append(errs, fieldErr(prefix+"max_records", "%d: must be positive", b.MaxRecords))
+	}
+	if b.MaxBytes < 0 {
+		errs = append(errs, fieldErr(prefix+"max_bytes", "%v: must be positive", b.MaxBytes))
+	}
+	if b.Linger < 0 {
+		errs = append(errs, fieldErr(prefix+"linger", "%v: must not be negative", b.Linger))
+	}
+	return errs
+}
+
+// Backoff is the retry policy while the cloud is unreachable or failing:
+// exponential from Min to Max with jitter. Max stays at a few seconds so a
+// link that comes back is noticed quickly.
+type Backoff struct {
+	// Min is the first delay. Default 200ms.
+	Min time.Duration `yaml:"min"`
+	// Max caps the delay. Default 5s.
+	Max time.Duration `yaml:"max"`
+	// MaxRetryAfter caps how long a server's Retry-After is honored.
+	// Default 5m.
+	MaxRetryAfter time.Duration `yaml:"max_retry_after"`
+}
+
+func (b Backoff) withDefaults() Backoff {
+	if b.Min == 0 {
+		b.Min = 200 * time.Millisecond
+	}
+	if b.Max == 0 {
+		b.Max = 5 * time.Second
+	}
+	if b.MaxRetryAfter == 0 {
+		b.MaxRetryAfter = 5 * time.Minute
+	}
+	return b
+}
+
+func (b Backoff) validate(prefix string) []error {
+	var errs []error
+	if b.Min < 0 {
+		errs = append(errs, fieldErr(prefix+"min", "%v: must not be negative", b.Min))
+	}
+	if b.Max < 0 {
+		errs = append(errs, fieldErr(prefix+"max", "%v: must not be negative", b.Max))
+	}
+	if b.Min > 0 && b.Max > 0 && b.Min > b.Max {
+		errs = append(errs, fieldErr(prefix+"min", "%v: larger than backoff.max %v", b.Min, b.Max))
+	}
+	if b.MaxRetryAfter < 0 {
+		errs = append(errs, fieldErr(prefix+"max_retry_after", "%v: must not be negative", b.MaxRetryAfter))
+	}
+	return errs
+}
+
+// TLS configures a TLS client. Empty fields use the system defaults (system
+// roots, no client certificate).
+type TLS struct {
+	// CAFile is a PEM bundle of CAs to trust instead of the system roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a PEM client certificate and its key, for
+	// mutual TLS (AWS IoT Core, Azure IoT Hub X.509 auth). Both or neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName overrides the name checked in the server's certificate.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify accepts any server certificate. Only for tests and
+	// lab setups: it must be set explicitly and is logged as a warning.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+func (c TLS) set() bool {
+	return c.CAFile != "" || c.CertFile != "" || c.KeyFile != "" || c.ServerName != "" || c.InsecureSkipVerify
+}
+
+func (c TLS) validate(prefix string) []error {
+	var errs []error
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		errs = append(errs, fieldErr(prefix+"cert_file", "cert_file and key_file must be given together"))
+	}
+	for _, f := range []struct{ name, path string }{{"ca_file", c.CAFile}, {"cert_file", c.CertFile}, {"key_file", c.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, fieldErr(prefix+f.name, "%q: %v", f.path, unwrapPathError(err)))
+		}
+	}
+	return errs
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// load builds the tls.Config; it reads the files.
+func (c TLS) load(prefix string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fieldErr(prefix+"ca_file", "%v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fieldErr(prefix+"ca_file", "%q: no PEM certificate found", c.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fieldErr(prefix+"cert_file", "load key pair: %v", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// HTTPConfig configures an HTTP(S) uplink.
+type HTTPConfig struct {
+	// Name identifies the uplink in status and logs. Default "http".
+	Name string `yaml:"name"`
+	// URL receives the POSTed batches (http:// or https://). Required.
+	URL string `yaml:"url"`
+	// BearerToken, when set, is sent as "Authorization: Bearer <token>".
+	BearerToken string `yaml:"bearer_token"`
+	// Headers are added to every request (API keys, tenant ids...).
+	Headers map[string]string `yaml:"headers"`
+	// Timeout bounds one request, from connect to the end of the response.
+	// Default 30s.
+	Timeout time.Duration `yaml:"timeout"`
+	// RetryOn lists 4xx statuses that are retried like a 5xx instead of
+	// dead-lettering the batch. Default 401, 403, 404: those say the
+	// credentials or the URL are wrong, not the records, and dead-lettering
+	// everything while a token is expired would lose the queue. Set an
+	// empty list to dead-letter on every 4xx but 408, 413 and 429.
+	RetryOn []int   `yaml:"retry_on"`
+	TLS     TLS     `yaml:"tls"`
+	Batch   Batch   `yaml:"batch"`
+	Backoff Backoff `yaml:"backoff"`
+}
+
+// Validate checks the config without I/O beyond checking that TLS files
+// exist, and returns every problem at once, each a *FieldError.
+func (c HTTPConfig) Validate() error {
+	var errs []error
+	switch u, err := url.Parse(c.URL); {
+	case c.URL == "":
+		errs = append(errs, fieldErr("url", "required, e.g. https://ingest.example.com/v1/records"))
+	case err != nil:
+		errs = append(errs, fieldErr("url", "%q: %v", c.URL, err))
+	case u.Scheme != "http" && u.Scheme != "https":
+		errs = append(errs, fieldErr("url", "%q: scheme must be http or https", c.URL))
+	case u.Host == "":
+		errs = append(errs, fieldErr("url", "%q: no host", c.URL))
+	case u.Scheme == "http" && c.TLS.set():
+		errs = append(errs, fieldErr("tls", "set but url %q is not https", c.URL))
+	}
+	for k, v := range c.Headers {
+		if k == "" || strings.ContainsAny(k, " :\r\n\t") {
+			errs = append(errs, fieldErr("headers", "%q: not a valid header name", k))
+		}
+		if strings.ContainsAny(v, "\r\n") {
+			errs = append(errs, fieldErr("headers."+k, "value contains a line break"))
+		}
+	}
+	if strings.ContainsAny(c.BearerToken, "\r\n") {
+		errs = append(errs, fieldErr("bearer_token", "contains a line break"))
+	}
+	for _, st := range c.RetryOn {
+		if st < 400 || st > 499 {
+			errs = append(errs, fieldErr("retry_on", "%d: only 4xx statuses can be listed (5xx are always retried)", st))
+		}
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, fieldErr("timeout", "%v: must not be negative", c.Timeout))
+	}
+	errs = append(errs, c.TLS.validate("tls.")...)
+	errs = append(errs, c.Batch.validate("batch.")...)
+	errs = append(errs, c.Backoff.validate("backoff.")...)
+	return errors.Join(errs...)
+}
+
+func (c HTTPConfig) withDefaults() HTTPConfig {
+	if c.Name == "" {
+		c.Name = "http"
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 30 * time.Second
+	}
+	if c.RetryOn == nil {
+		c.RetryOn = []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound}
+	}
+	c.Batch = c.Batch.withDefaults()
+	c.Backoff = c.Backoff.withDefaults()
+	return c
+}
+
+// DefaultTopic is the MQTT topic template used when none is configured.
+const DefaultTopic = "edgefn/{gateway}/{function}"
+
+// MQTTConfig configures an MQTT uplink to a cloud broker.
+type MQTTConfig struct {
+	// Name identifies the uplink in status and logs. Default "mqtt".
+	Name string `yaml:"name"`
+	// Broker is the broker URL: tcp:// or mqtt:// (plain), ssl://, tls://
+	// or mqtts:// (TLS). Required.
+	Broker string `yaml:"broker"`
+	// ClientID is the MQTT client id; cloud brokers often tie policies to
+	// it. Default "edgefn-uplink-<hostname>".
+	ClientID string `yaml:"client_id"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// Topic is the topic template; {gateway}, {function} and {source} are
+	// replaced from each record. Default DefaultTopic.
+	Topic string `yaml:"topic"`
+	// InFlight is the number of publishes sent and not yet acknowledged
+	// (PUBACK). Default 32, at most 65535.
+	InFlight int `yaml:"in_flight"`
+	// MaxBytes caps the payload bytes fetched from the outbox at once.
+	// Default 1MiB.
+	MaxBytes edgefn.Size `yaml:"max_bytes"`
+	// KeepAlive is the MQTT keep-alive. Default 30s.
+	KeepAlive time.Duration `yaml:"keep_alive"`
+	// ConnectTimeout bounds connecting. Default 10s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// AckTimeout is how long a publish may wait for its PUBACK before the
+	// connection is dropped and everything unacknowledged is resent.
+	// Default 30s.
+	AckTimeout time.Duration `yaml:"ack_timeout"`
+	TLS        TLS           `yaml:"tls"`
+	Backoff    Backoff       `yaml:"backoff"`
+}
+
+// Validate checks the config without I/O beyond checking that TLS files
+// exist, and returns every problem at once, each a *FieldError.
+func (c MQTTConfig) Validate() error {
+	var errs []error
+	switch u, err := url.Parse(c.Broker); {
+	case c.Broker == "":
+		errs = append(errs, fieldErr("broker", "required, e.g. mqtts://broker.example.com:8883"))
+	case err != nil:
+		errs = append(errs, fieldErr("broker", "%q: %v", c.Broker, err))
+	case !map[string]bool{"tcp": true, "mqtt": true, "ssl": true, "tls": true, "mqtts": true}[u.Scheme]:
+		errs = append(errs, fieldErr("broker", "%q: scheme must be tcp, mqtt, ssl, tls or mqtts", c.Broker))
+	case u.Host == "":
+		errs = append(errs, fieldErr("broker", "%q: no host", c.Broker))
+	}
+	if err := checkTopic(c.Topic); err != nil {
+		errs = append(errs, fieldErr("topic", "%q: %v", c.Topic, err))
+	}
+	if c.InFlight < 0 || c.InFlight > 65535 {
+		errs = append(errs, fieldErr("in_flight", "%d: must be between 1 and 65535", c.InFlight))
+	}
+	if c.MaxBytes < 0 {
+		errs = append(errs, fieldErr("max_bytes", "%v: must be positive", c.MaxBytes))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"keep_alive", c.KeepAlive}, {"connect_timeout", c.ConnectTimeout}, {"ack_timeout", c.AckTimeout}} {
+		if d.v < 0 {
+			errs = append(errs, fieldErr(d.name, "%v: must not be negative", d.v))
+		}
+	}
+	if c.Password != "" && c.Username == "" {
+		errs = append(errs, fieldErr("password", "set without username"))
+	}
+	errs = append(errs, c.TLS.validate("tls.")...)
+	errs = append(errs, c.Backoff.validate("backoff.")...)
+	return errors.Join(errs...)
+}
+
+// checkTopic accepts an empty template (the default) or one whose
+// placeholders are known and that has no wildcards.
+func checkTopic(tpl string) error {
+	if tpl == "" {
+		return nil
+	}
+	if strings.ContainsAny(tpl, "+#") {
+		return errors.New("wildcards + and # are not allowed in a publish topic")
+	}
+	rest := tpl
+	for {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return errors.New("unclosed {")
+		}
+		if name := rest[i+1 : i+j]; !topicField(name) {
+			return fmt.Errorf("unknown placeholder {%s}, use {gateway}, {function} or {source}", name)
+		}
+		rest = rest[i+j+1:]
+	}
+	return nil
+}
+
+func topicField(name string) bool {
+	return name == "gateway" || name == "function" || name == "source"
+}
+
+func (c MQTTConfig) withDefaults() MQTTConfig {
+	if c.Name == "" {
+		c.Name = "mqtt"
+	}
+	if c.ClientID == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "device"
+		}
+		c.ClientID = "edgefn-uplink-" + host
+	}
+	if c.Topic == "" {
+		c.Topic = DefaultTopic
+	}
+	if c.InFlight == 0 {
+		c.InFlight = 32
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = edgefn.MiB
+	}
+	if c.KeepAlive == 0 {
+		c.KeepAlive = 30 * time.Second
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = 30 * time.Second
+	}
+	c.Backoff = c.Backoff.withDefaults()
+	return c
+}
