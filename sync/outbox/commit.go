@@ -1,0 +1,803 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/edgefn/edgefn"
+	sqlite3 "github.com/mattn/go-sqlite3"
+)
+
+// Invocation is what one finished invocation leaves in the outbox.
+type Invocation struct {
+	Function string
+	Version  int
+	EventID  string
+	Source   edgefn.Source
+	Subject  string
+	// Time is the event's time; it is also the time of the emitted records
+	// and what MaxAge is measured from. Zero means now.
+	Time time.Time
+	// Err is nil for a successful invocation, else its failure (normally a
+	// *edgefn.Failure).
+	Err         error
+	Duration    time.Duration
+	MemoryBytes uint64
+	MemoryCap   int64
+	Cold        bool
+	// Effects in call order; only emit, kv_set and kv_delete are stored
+	// here, the others are ignored. They are stored only if Err is nil.
+	Effects []edgefn.Effect
+	Logs    []edgefn.LogLine
+}
+
+// Commit queues inv into the next group commit and blocks until it is
+// durable (as configured by Durability) or ctx is done. It returns the seqs
+// of the records it stored, in emit order.
+//
+// A failed invocation (inv.Err != nil) stores only its invocation record and
+// logs, and Commit returns (nil, nil). Commit returns a *edgefn.Failure when
+// the store refuses the invocation: ReasonOutboxFull (budget full under
+// reject_new), ReasonOutputLimit (the function's kv store would pass
+// MaxKVKeys, MaxKVBytes or MaxKeyLen) — then none of its effects are stored
+// and its invocation record says why — or ReasonStorage when the
+// transaction could not be committed (disk full, I/O error: nothing of it is
+// stored; later commits retry by themselves). If ctx ends first Commit
+// returns ctx.Err(), and the invocation may or may not be committed later.
+// After Close it returns ErrClosed.
+func (s *Store) Commit(ctx context.Context, inv *Invocation) ([]uint64, error) {
+	if inv == nil || inv.Function == "" {
+		return nil, errors.New("outbox: commit: invocation without a function name")
+	}
+	r := &request{kind: opInvoke, ctx: ctx, inv: inv, done: make(chan struct{})}
+	if err := s.enqueue(ctx, r); err != nil {
+		return nil, err
+	}
+	select {
+	case <-r.done:
+		return r.out, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type opKind uint8
+
+const (
+	opInvoke opKind = iota
+	opConfirm
+	opDeadLetter
+	opExec // test hook: runs a function on the writer connection
+)
+
+type request struct {
+	kind   opKind
+	ctx    context.Context
+	inv    *Invocation
+	seqs   []uint64
+	reason string
+	exec   func(context.Context, *sql.DB) error
+
+	out  []uint64
+	err  error
+	done chan struct{}
+}
+
+// rows estimates the rows a request adds, for FlushRecords.
+func (r *request) rows() int {
+	if r.kind != opInvoke {
+		return 1
+	}
+	n := 0
+	for i := range r.inv.Effects {
+		if r.inv.Effects[i].Kind == edgefn.EffectEmit {
+			n++
+		}
+	}
+	return max(n, 1)
+}
+
+func (s *Store) enqueue(ctx context.Context, r *request) error {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	select {
+	case s.queue <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// do queues a non-invocation request and waits for its commit.
+func (s *Store) do(ctx context.Context, r *request) error {
+	r.ctx = ctx
+	r.done = make(chan struct{})
+	if err := s.enqueue(ctx, r); err != nil {
+		return err
+	}
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// run is the committer: the only goroutine that writes to the database.
+func (s *Store) run() {
+	defer close(s.exited)
+	maint := time.Second
+	if s.cfg.MaxAge > 0 {
+		maint = min(maint, max(s.cfg.MaxAge/4, 10*time.Millisecond))
+	}
+	tick := time.NewTicker(maint)
+	defer tick.Stop()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var batch []*request
+	lastCheckpoint, lastWrite := time.Now(), time.Now()
+	for {
+		var first *request
+		select {
+		case first = <-s.queue:
+		case <-tick.C:
+			now := time.Now()
+			ckpt := now.Sub(lastCheckpoint) >= s.cfg.CheckpointInterval
+			if s.cfg.MaxAge > 0 || ckpt {
+				s.commitBatch(nil, ckpt)
+			}
+			if ckpt {
+				lastCheckpoint = now
+				// Only an idle store truncates its WAL: under load the
+				// automatic checkpoints recycle it in place.
+				if now.Sub(lastWrite) >= s.cfg.CheckpointInterval/2 {
+					s.reclaim()
+				}
+			}
+			continue
+		case <-s.stop:
+			for {
+				batch = batch[:0]
+				for len(batch) < 1024 {
+					select {
+					case r := <-s.queue:
+						batch = append(batch, r)
+						continue
+					default:
+					}
+					break
+				}
+				if len(batch) == 0 {
+					return
+				}
+				s.commitBatch(batch, false)
+			}
+		}
+		lastWrite = time.Now()
+		batch = append(batch[:0], first)
+		rows := first.rows()
+		if s.cfg.FlushInterval > 0 && rows < s.cfg.FlushRecords {
+			timer.Reset(s.cfg.FlushInterval)
+		gather:
+			for rows < s.cfg.FlushRecords {
+				select {
+				case r := <-s.queue:
+					batch = append(batch, r)
+					rows += r.rows()
+				case <-timer.C:
+					break gather
+				case <-s.stop:
+					break gather // the stop case above drains the rest
+				}
+			}
+			timer.Stop()
+		} else {
+		drain:
+			for rows < s.cfg.FlushRecords {
+				select {
+				case r := <-s.queue:
+					batch = append(batch, r)
+					rows += r.rows()
+				default:
+					break drain
+				}
+			}
+		}
+		s.commitBatch(batch, false)
+		clear(batch)
+	}
+}
+
+// batch is one transaction in the making.
+type batch struct {
+	tx       *sql.Tx
+	st       state
+	newNames map[string]int64
+	stmts    map[*sql.Stmt]*sql.Stmt
+	added    bool
+	deleted  bool
+	drops    bool
+	now      time.Time
+}
+
+func (b *batch) stmt(s *sql.Stmt) *sql.Stmt {
+	if t, ok := b.stmts[s]; ok {
+		return t
+	}
+	t := b.tx.Stmt(s)
+	b.stmts[s] = t
+	return t
+}
+
+// commitBatch commits reqs in one transaction and answers each of them.
+// maint also runs the periodic retention work.
+func (s *Store) commitBatch(reqs []*request, maint bool) {
+	live := reqs[:0:0]
+	for _, r := range reqs {
+		switch {
+		case r.kind == opExec:
+			r.err = r.exec(r.ctx, s.wdb)
+			close(r.done)
+		case r.ctx.Err() != nil:
+			r.err = r.ctx.Err()
+			close(r.done)
+		default:
+			live = append(live, r)
+		}
+	}
+	if len(live) == 0 && !maint && len(reqs) > 0 {
+		return
+	}
+	bg := context.Background() // no cancellation inside a transaction
+	b := &batch{st: s.st.clone(), newNames: map[string]int64{}, stmts: map[*sql.Stmt]*sql.Stmt{}, now: time.Now()}
+	tx, err := s.wdb.BeginTx(bg, nil)
+	if err == nil {
+		b.tx = tx
+		err = s.apply(bg, b, live, maint)
+		if err == nil {
+			err = tx.Commit()
+		}
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}
+	if err != nil {
+		f := s.storageFailure(err)
+		s.log.Error("outbox commit failed", "err", f, "invocations", len(live))
+		for _, r := range live {
+			r.out, r.err = nil, f
+			close(r.done)
+		}
+		return
+	}
+	for name, id := range b.newNames {
+		s.names[name] = id
+	}
+	s.st = b.st
+	s.mu.Lock()
+	s.seen = b.st // never mutated again: the next batch clones it
+	s.mu.Unlock()
+	for _, r := range live {
+		close(r.done)
+	}
+	if b.added {
+		select {
+		case s.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *Store) storageFailure(err error) *edgefn.Failure {
+	var se sqlite3.Error
+	if errors.As(err, &se) && se.Code == sqlite3.ErrFull {
+		return &edgefn.Failure{Reason: edgefn.ReasonStorage,
+			Message: fmt.Sprintf("disk full: cannot commit to %s (commits resume by themselves once space is freed)", s.cfg.Path), Err: err}
+	}
+	return &edgefn.Failure{Reason: edgefn.ReasonStorage, Message: "cannot commit to " + s.cfg.Path, Err: err}
+}
+
+func (s *Store) apply(ctx context.Context, b *batch, reqs []*request, maint bool) error {
+	for _, r := range reqs {
+		var err error
+		switch r.kind {
+		case opInvoke:
+			err = s.applyInvocation(ctx, b, r)
+		case opConfirm:
+			_, err = s.deleteRecords(ctx, b, r.seqs)
+		case opDeadLetter:
+			err = s.applyDeadLetter(ctx, b, r)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if s.cfg.OnFull == DropOldest && b.st.bytes > int64(s.cfg.MaxBytes) {
+		if err := s.dropOldest(ctx, b); err != nil {
+			return fmt.Errorf("drop oldest: %w", err)
+		}
+	}
+	if s.cfg.MaxAge > 0 && (b.added || maint) {
+		if err := s.expire(ctx, b); err != nil {
+			return fmt.Errorf("expire: %w", err)
+		}
+	}
+	if err := s.prune(ctx, b, maint); err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	if b.deleted {
+		// max(seq) no longer proves the high-water mark once rows are gone.
+		if _, err := b.stmt(s.stmts.setCounter).ExecContext(ctx, counterLastSeq, int64(b.st.lastSeq)); err != nil {
+			return err
+		}
+	}
+	if b.drops {
+		for name, v := range b.st.drops {
+			if v != s.st.drops[name] {
+				if _, err := b.stmt(s.stmts.setCounter).ExecContext(ctx, name, v); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+const counterLastSeq = "last_seq"
+
+func (s *Store) nameID(ctx context.Context, b *batch, name string) (int64, error) {
+	if id, ok := s.names[name]; ok {
+		return id, nil
+	}
+	if id, ok := b.newNames[name]; ok {
+		return id, nil
+	}
+	b.st.nextName++
+	id := b.st.nextName
+	if _, err := b.stmt(s.stmts.insName).ExecContext(ctx, id, name); err != nil {
+		return 0, err
+	}
+	b.newNames[name] = id
+	return id, nil
+}
+
+func millis(t, now time.Time) int64 {
+	if t.IsZero() {
+		t = now
+	}
+	return t.UnixMilli()
+}
+
+func (s *Store) applyInvocation(ctx context.Context, b *batch, r *request) error {
+	inv := r.inv
+	fn, err := s.nameID(ctx, b, inv.Function)
+	if err != nil {
+		return err
+	}
+	src, err := s.nameID(ctx, b, string(inv.Source))
+	if err != nil {
+		return err
+	}
+	t := millis(inv.Time, b.now)
+	var fail *edgefn.Failure
+	var seqs []uint64
+	if inv.Err == nil {
+		var kvAfter kvUsage
+		var kvTouched bool
+		kvAfter, kvTouched, fail, err = s.checkKV(ctx, b, fn, inv)
+		if err != nil {
+			return err
+		}
+		emits, need := 0, int64(0)
+		for i := range inv.Effects {
+			if e := &inv.Effects[i]; e.Kind == edgefn.EffectEmit {
+				emits++
+				need += int64(len(e.Payload)) + RecordOverhead
+			}
+		}
+		if fail == nil && s.cfg.OnFull == RejectNew && emits > 0 && b.st.bytes+need > int64(s.cfg.MaxBytes) {
+			fail = edgefn.Fail(edgefn.ReasonOutboxFull, "outbox full: %d of %d bytes pending (max_bytes, on_full: reject_new), %d records need %d more",
+				b.st.bytes, int64(s.cfg.MaxBytes), emits, need)
+			b.st.drops[DropRejected] += int64(emits)
+			b.drops = true
+		}
+		if fail == nil {
+			if kvTouched {
+				b.st.kv[fn] = kvAfter
+			}
+			for i := range inv.Effects {
+				e := &inv.Effects[i]
+				switch e.Kind {
+				case edgefn.EffectEmit:
+					b.st.lastSeq++
+					seq := b.st.lastSeq
+					payload := e.Payload
+					if payload == nil {
+						payload = []byte{}
+					}
+					if _, err := b.stmt(s.stmts.insRecord).ExecContext(ctx, int64(seq), fn, inv.Version, src, inv.Subject, t, payload); err != nil {
+						return err
+					}
+					seqs = append(seqs, seq)
+					b.st.depth++
+					b.st.bytes += int64(len(e.Payload)) + RecordOverhead
+					b.added = true
+				case edgefn.EffectKVSet:
+					v := e.Payload
+					if v == nil {
+						v = []byte{}
+					}
+					if _, err := b.stmt(s.stmts.kvSet).ExecContext(ctx, fn, e.Key, v); err != nil {
+						return err
+					}
+				case edgefn.EffectKVDelete:
+					if _, err := b.stmt(s.stmts.kvDel).ExecContext(ctx, fn, e.Key); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	var reason, message any // NULL for a success
+	switch {
+	case fail != nil:
+		reason, message = string(fail.Reason), fail.Error()
+	case inv.Err != nil:
+		var f *edgefn.Failure
+		reason = string(edgefn.ReasonInternal)
+		if errors.As(inv.Err, &f) {
+			reason = string(f.Reason)
+		}
+		message = inv.Err.Error()
+	}
+	b.st.lastInv++
+	b.st.invCount++
+	if _, err := b.stmt(s.stmts.insInv).ExecContext(ctx, b.st.lastInv, fn, inv.Version, inv.EventID, src, inv.Subject, t,
+		reason, message, inv.Duration.Microseconds(), int64(inv.MemoryBytes), inv.MemoryCap, inv.Cold, len(seqs)); err != nil {
+		return err
+	}
+	for i := range inv.Logs {
+		l := &inv.Logs[i]
+		b.st.lastLog++
+		if _, err := b.stmt(s.stmts.insLog).ExecContext(ctx, b.st.lastLog, fn, millis(l.Time, b.now), int(l.Level), l.Message, inv.EventID, nil); err != nil {
+			return err
+		}
+		b.st.logCount[fn]++
+	}
+	if reason != nil {
+		b.st.lastLog++
+		if _, err := b.stmt(s.stmts.insLog).ExecContext(ctx, b.st.lastLog, fn, b.now.UnixMilli(), int(edgefn.LogError), message, inv.EventID, reason); err != nil {
+			return err
+		}
+		b.st.logCount[fn]++
+	}
+	r.out = seqs
+	if fail != nil {
+		r.err = fail
+	}
+	return nil
+}
+
+// checkKV computes the function's kv usage after inv's writes and refuses
+// writes past the limits. err is a database error (the batch fails); fail
+// refuses only this invocation.
+func (s *Store) checkKV(ctx context.Context, b *batch, fn int64, inv *Invocation) (u kvUsage, touched bool, fail *edgefn.Failure, err error) {
+	u = b.st.kv[fn]
+	var sizes map[string]int64 // key -> key+value bytes after earlier writes of inv, -1 absent
+	for i := range inv.Effects {
+		e := &inv.Effects[i]
+		if e.Kind != edgefn.EffectKVSet && e.Kind != edgefn.EffectKVDelete {
+			continue
+		}
+		touched = true
+		if e.Key == "" || len(e.Key) > s.cfg.MaxKeyLen {
+			return u, false, edgefn.Fail(edgefn.ReasonOutputLimit, "kv key of %d bytes: must be 1 to %d bytes (max_key_len)", len(e.Key), s.cfg.MaxKeyLen), nil
+		}
+		if sizes == nil {
+			sizes = map[string]int64{}
+		}
+		old, ok := sizes[e.Key]
+		if !ok {
+			var n sql.NullInt64
+			err := b.stmt(s.stmts.kvLen).QueryRowContext(ctx, fn, e.Key).Scan(&n)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				old = -1
+			case err != nil:
+				return u, false, nil, err
+			default:
+				old = n.Int64
+			}
+		}
+		if e.Kind == edgefn.EffectKVSet {
+			n := int64(len(e.Key) + len(e.Payload))
+			if old < 0 {
+				u.keys++
+				u.bytes += n
+			} else {
+				u.bytes += n - old
+			}
+			sizes[e.Key] = n
+		} else {
+			if old >= 0 {
+				u.keys--
+				u.bytes -= old
+			}
+			sizes[e.Key] = -1
+		}
+	}
+	if u.keys > int64(s.cfg.MaxKVKeys) || u.bytes > int64(s.cfg.MaxKVBytes) {
+		return u, false, edgefn.Fail(edgefn.ReasonOutputLimit, "kv store of function %q would hold %d keys and %d bytes, limits are %d keys (max_kv_keys) and %d bytes (max_kv_bytes)",
+			inv.Function, u.keys, u.bytes, s.cfg.MaxKVKeys, int64(s.cfg.MaxKVBytes)), nil
+	}
+	return u, touched, nil, nil
+}
+
+// seqList formats seqs as a JSON array for json_each.
+func seqList(seqs []uint64) string {
+	var sb strings.Builder
+	sb.WriteByte('[')
+	for i, q := range seqs {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(strconv.FormatUint(q, 10))
+	}
+	sb.WriteByte(']')
+	return sb.String()
+}
+
+// deleteRecords deletes the given pending records, updating the accounting.
+func (s *Store) deleteRecords(ctx context.Context, b *batch, seqs []uint64) (int64, error) {
+	if len(seqs) == 0 {
+		return 0, nil
+	}
+	var n, sum int64
+	rows, err := b.stmt(s.stmts.delRecords).QueryContext(ctx, seqList(seqs))
+	if err != nil {
+		return 0, err
+	}
+	for rows.Next() {
+		var l int64
+		if err := rows.Scan(&l); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		n++
+		sum += l
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	b.st.depth -= n
+	b.st.bytes -= sum + n*RecordOverhead
+	b.deleted = b.deleted || n > 0
+	return n, nil
+}
+
+func (s *Store) applyDeadLetter(ctx context.Context, b *batch, r *request) error {
+	if len(r.seqs) == 0 {
+		return nil
+	}
+	if _, err := b.stmt(s.stmts.insDead).ExecContext(ctx, r.reason, b.now.UnixMilli(), seqList(r.seqs)); err != nil {
+		return err
+	}
+	n, err := s.deleteRecords(ctx, b, r.seqs)
+	if err != nil {
+		return err
+	}
+	b.st.deadCount += n
+	if over := b.st.deadCount - int64(s.cfg.MaxDeadLetters); over > 0 {
+		res, err := b.tx.ExecContext(ctx, "DELETE FROM dead_letters WHERE seq IN (SELECT seq FROM dead_letters ORDER BY seq LIMIT ?)", over)
+		if err != nil {
+			return err
+		}
+		k, _ := res.RowsAffected()
+		b.st.deadCount -= k
+		b.st.drops[DropDeadLetters] += k
+		b.drops = true
+		s.log.Warn("outbox: dead letters over max_dead_letters, oldest deleted", "deleted", k, "max_dead_letters", s.cfg.MaxDeadLetters)
+	}
+	return nil
+}
+
+// dropOldest deletes the oldest pending records until the outbox fits
+// MaxBytes, counting them.
+func (s *Store) dropOldest(ctx context.Context, b *batch) error {
+	excess := b.st.bytes - int64(s.cfg.MaxBytes)
+	var dropped int64
+	for excess > 0 {
+		var cut, n, freed int64
+		err := scanAll(ctx, b.tx, "SELECT seq, length(payload) FROM records ORDER BY seq LIMIT 512", func(r *sql.Rows) error {
+			var seq, l int64
+			if err := r.Scan(&seq, &l); err != nil {
+				return err
+			}
+			if excess > 0 {
+				cut = seq
+				n++
+				freed += l + RecordOverhead
+				excess -= l + RecordOverhead
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+		if _, err := b.tx.ExecContext(ctx, "DELETE FROM records WHERE seq <= ?", cut); err != nil {
+			return err
+		}
+		b.st.depth -= n
+		b.st.bytes -= freed
+		dropped += n
+	}
+	if dropped > 0 {
+		b.st.drops[DropMaxBytes] += dropped
+		b.drops, b.deleted = true, true
+		s.log.Warn("outbox over max_bytes: oldest records dropped", "dropped", dropped, "max_bytes", s.cfg.MaxBytes)
+	}
+	return nil
+}
+
+// expire deletes pending records older than MaxAge, walking from the oldest
+// seq and stopping at the first younger record (record times follow seqs
+// closely; a stray older record behind a younger one waits its turn).
+func (s *Store) expire(ctx context.Context, b *batch) error {
+	cutoff := b.now.Add(-s.cfg.MaxAge).UnixMilli()
+	var expired int64
+	for {
+		var cut, n, freed int64
+		stopped := false
+		rows := 0
+		err := scanAll(ctx, b.tx, "SELECT seq, time, length(payload) FROM records ORDER BY seq LIMIT 512", func(r *sql.Rows) error {
+			var seq, t, l int64
+			if err := r.Scan(&seq, &t, &l); err != nil {
+				return err
+			}
+			rows++
+			if stopped || t >= cutoff {
+				stopped = true
+				return nil
+			}
+			cut = seq
+			n++
+			freed += l + RecordOverhead
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			if _, err := b.tx.ExecContext(ctx, "DELETE FROM records WHERE seq <= ?", cut); err != nil {
+				return err
+			}
+			b.st.depth -= n
+			b.st.bytes -= freed
+			expired += n
+		}
+		if stopped || rows < 512 {
+			break
+		}
+	}
+	if expired > 0 {
+		b.st.drops[DropMaxAge] += expired
+		b.drops, b.deleted = true, true
+		s.log.Warn("outbox: records expired past max_age before the uplink confirmed them", "expired", expired, "max_age", s.cfg.MaxAge)
+	}
+	return nil
+}
+
+// prune keeps the invocation records and the log rings within bounds.
+// Deleting in slices of an eighth of the bound keeps it off the hot path.
+func (s *Store) prune(ctx context.Context, b *batch, maint bool) error {
+	maxInv := int64(s.cfg.MaxInvocations)
+	if b.st.invCount > maxInv+maxInv/8 {
+		res, err := b.tx.ExecContext(ctx, "DELETE FROM invocations WHERE id <= ?", b.st.lastInv-maxInv)
+		if err != nil {
+			return err
+		}
+		k, _ := res.RowsAffected()
+		b.st.invCount -= k
+	}
+	if maint {
+		res, err := b.tx.ExecContext(ctx, "DELETE FROM invocations WHERE time < ?", b.now.Add(-s.cfg.InvocationMaxAge).UnixMilli())
+		if err != nil {
+			return err
+		}
+		k, _ := res.RowsAffected()
+		b.st.invCount -= k
+	}
+	maxLog := int64(s.cfg.MaxLogLines)
+	for fn, n := range b.st.logCount {
+		if n <= maxLog+maxLog/8 {
+			continue
+		}
+		res, err := b.tx.ExecContext(ctx, "DELETE FROM logs WHERE fn = ? AND id <= (SELECT id FROM logs WHERE fn = ? ORDER BY id DESC LIMIT 1 OFFSET ?)", fn, fn, maxLog)
+		if err != nil {
+			return err
+		}
+		k, _ := res.RowsAffected()
+		b.st.logCount[fn] = n - k
+	}
+	return nil
+}
+
+// reclaim truncates the WAL and, when more than a quarter of the file (and
+// at least 1MiB) is free pages, returns them to the file system. Under a
+// steady load free pages are reused by new records instead, which writes
+// less than moving pages around.
+func (s *Store) reclaim() {
+	ctx := context.Background()
+	if _, err := s.wdb.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		s.log.Warn("outbox: checkpoint failed", "err", err)
+	}
+	var free, total int64
+	if err := s.wdb.QueryRowContext(ctx, "PRAGMA freelist_count").Scan(&free); err != nil {
+		return
+	}
+	if err := s.wdb.QueryRowContext(ctx, "PRAGMA page_count").Scan(&total); err != nil {
+		return
+	}
+	if free >= 256 && free*4 > total {
+		if _, err := s.wdb.ExecContext(ctx, "PRAGMA incremental_vacuum"); err != nil {
+			s.log.Warn("outbox: incremental vacuum failed", "err", err)
+			return
+		}
+		if _, err := s.wdb.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			s.log.Warn("outbox: checkpoint failed", "err", err)
+		}
+		s.log.Info("outbox: free pages returned to the file system", "pages", free)
+	}
+}
+
+// stmts are the writer's prepared statements.
+type stmts struct {
+	insRecord, insInv, insLog, insName, kvSet, kvDel, kvLen, setCounter, delRecords, insDead *sql.Stmt
+}
+
+func (p *stmts) prepare(ctx context.Context, db *sql.DB) error {
+	for _, x := range []struct {
+		s **sql.Stmt
+		q string
+	}{
+		{&p.insRecord, "INSERT INTO records (seq, fn, version, source, subject, time, payload) VALUES (?, ?, ?, ?, ?, ?, ?)"},
+		{&p.insInv, "INSERT INTO invocations (id, fn, version, event_id, source, subject, time, reason, message, duration_us, memory, memory_cap, cold, records) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+		{&p.insLog, "INSERT INTO logs (id, fn, time, level, message, event_id, reason) VALUES (?, ?, ?, ?, ?, ?, ?)"},
+		{&p.insName, "INSERT INTO names (id, name) VALUES (?, ?)"},
+		{&p.kvSet, "INSERT INTO kv (fn, key, value) VALUES (?, ?, ?) ON CONFLICT (fn, key) DO UPDATE SET value = excluded.value"},
+		{&p.kvDel, "DELETE FROM kv WHERE fn = ? AND key = ?"},
+		{&p.kvLen, "SELECT length(key) + length(value) FROM kv WHERE fn = ? AND key = ?"},
+		{&p.setCounter, "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"},
+		{&p.delRecords, "DELETE FROM records WHERE seq IN (SELECT value FROM json_each(?)) RETURNING length(payload)"},
+		{&p.insDead, "INSERT INTO dead_letters (seq, fn, version, source, subject, time, payload, reason, at) SELECT seq, fn, version, source, subject, time, payload, ?, ? FROM records WHERE seq IN (SELECT value FROM json_each(?))"},
+	} {
+		st, err := db.PrepareContext(ctx, x.q)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", x.q, err)
+		}
+		*x.s = st
+	}
+	return nil
+}
+
+func (p *stmts) close() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{p.insRecord, p.insInv, p.insLog, p.insName, p.kvSet, p.kvDel, p.kvLen, p.setCounter, p.delRecords, p.insDead} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	return errors.Join(errs...)
+}

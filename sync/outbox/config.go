@@ -1,0 +1,192 @@
+package outbox
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/edgefn/edgefn"
+)
+
+// Durability selects how hard a commit is pushed to the disk before the
+// caller is told its invocation is durable.
+type Durability string
+
+// Durability modes.
+const (
+	// DurabilityFull (the default) fsyncs the WAL on every group commit
+	// (synchronous=FULL): a committed invocation survives a power loss.
+	DurabilityFull Durability = "full"
+	// DurabilityNormal writes the WAL on every group commit but fsyncs it
+	// only at checkpoints (synchronous=NORMAL): a committed invocation
+	// survives a crash of the process, but a power loss can lose the last
+	// commits (never corrupt the database).
+	DurabilityNormal Durability = "normal"
+)
+
+// OnFull says what happens when a commit would take the outbox past
+// MaxBytes.
+type OnFull string
+
+// OnFull policies.
+const (
+	// DropOldest (the default) commits the new records and deletes the oldest
+	// pending ones until the outbox fits, counting them under "max_bytes".
+	DropOldest OnFull = "drop_oldest"
+	// RejectNew fails the invocation with edgefn.ReasonOutboxFull and stores
+	// none of its records (its invocation record and logs are kept), so a QoS
+	// 1 message is not acknowledged and the broker redelivers it later.
+	RejectNew OnFull = "reject_new"
+)
+
+// Drop reasons, the keys of Stats.Drops.
+const (
+	DropMaxBytes    = "max_bytes"    // deleted by drop_oldest to fit MaxBytes
+	DropMaxAge      = "max_age"      // expired past MaxAge before confirmation
+	DropRejected    = "rejected"     // refused by reject_new (never stored)
+	DropDeadLetters = "dead_letters" // oldest dead letters past MaxDeadLetters
+)
+
+// RecordOverhead is the per-record allowance, on top of the payload, that
+// counts against MaxBytes for the record's metadata and SQLite's own
+// overhead (row header, cell pointer, index share).
+const RecordOverhead = 64
+
+// Config configures a Store. Only Path and Gateway are required.
+type Config struct {
+	// Path is the database file, normally "<data dir>/outbox.db". The
+	// directory must exist and be writable.
+	Path string
+	// Gateway is this gateway's id, the prefix of every record id.
+	Gateway string
+	// Durability is DurabilityFull (default) or DurabilityNormal.
+	Durability Durability
+	// MaxBytes bounds the pending records: payload plus RecordOverhead per
+	// record. 0 means 256MiB.
+	MaxBytes edgefn.Size
+	// MaxAge expires pending records whose time is older than this. 0 means
+	// no age limit.
+	MaxAge time.Duration
+	// OnFull is DropOldest (default) or RejectNew.
+	OnFull OnFull
+	// FlushInterval is how long the committer waits, after the first
+	// invocation of a batch arrives, for more to join it. Default 2ms; a
+	// negative value commits whatever is queued without waiting.
+	FlushInterval time.Duration
+	// FlushRecords commits a batch as soon as it holds this many rows
+	// (records, or one per invocation without records). Default 512.
+	FlushRecords int
+	// MaxKVKeys and MaxKVBytes bound each function's key-value store (keys
+	// plus values). Defaults 4096 keys and 4MiB.
+	MaxKVKeys  int
+	MaxKVBytes edgefn.Size
+	// MaxKeyLen bounds one kv key. Default 256 bytes.
+	MaxKeyLen int
+	// MaxInvocations bounds the kept invocation records (oldest deleted
+	// first). Default 100000.
+	MaxInvocations int
+	// InvocationMaxAge deletes invocation records older than this. Default 7
+	// days.
+	InvocationMaxAge time.Duration
+	// MaxLogLines bounds each function's log ring. Default 1000.
+	MaxLogLines int
+	// MaxDeadLetters bounds the parked dead letters; past it the oldest are
+	// deleted and counted under "dead_letters". Default 10000.
+	MaxDeadLetters int
+	// CheckpointInterval is how often an idle store truncates its WAL and
+	// reclaims free pages. Default 1 minute.
+	CheckpointInterval time.Duration
+	// SkipQuickCheck skips PRAGMA quick_check at open (a full scan of the
+	// database; seconds on a large outbox on an SD card). The header check
+	// still runs.
+	SkipQuickCheck bool
+	// Logger receives the store's own log lines. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Durability == "" {
+		c.Durability = DurabilityFull
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = 256 * edgefn.MiB
+	}
+	if c.OnFull == "" {
+		c.OnFull = DropOldest
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = 2 * time.Millisecond
+	}
+	if c.FlushRecords == 0 {
+		c.FlushRecords = 512
+	}
+	if c.MaxKVKeys == 0 {
+		c.MaxKVKeys = 4096
+	}
+	if c.MaxKVBytes == 0 {
+		c.MaxKVBytes = 4 * edgefn.MiB
+	}
+	if c.MaxKeyLen == 0 {
+		c.MaxKeyLen = 256
+	}
+	if c.MaxInvocations == 0 {
+		c.MaxInvocations = 100000
+	}
+	if c.InvocationMaxAge == 0 {
+		c.InvocationMaxAge = 7 * 24 * time.Hour
+	}
+	if c.MaxLogLines == 0 {
+		c.MaxLogLines = 1000
+	}
+	if c.MaxDeadLetters == 0 {
+		c.MaxDeadLetters = 10000
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// validate reports every problem with the configuration at once.
+func (c Config) validate() error {
+	var errs []error
+	if c.Path == "" {
+		errs = append(errs, errors.New("outbox: path: missing"))
+	}
+	if c.Gateway == "" {
+		errs = append(errs, errors.New("outbox: gateway: missing (the gateway id prefixes every record id)"))
+	}
+	switch c.Durability {
+	case DurabilityFull, DurabilityNormal:
+	default:
+		errs = append(errs, fmt.Errorf("outbox: durability %q: use full or normal", c.Durability))
+	}
+	switch c.OnFull {
+	case DropOldest, RejectNew:
+	default:
+		errs = append(errs, fmt.Errorf("outbox: on_full %q: use drop_oldest or reject_new", c.OnFull))
+	}
+	if c.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("outbox: max_bytes %v: must not be negative", c.MaxBytes))
+	}
+	if c.MaxAge < 0 {
+		errs = append(errs, fmt.Errorf("outbox: max_age %v: must not be negative", c.MaxAge))
+	}
+	if c.FlushRecords < 0 {
+		errs = append(errs, fmt.Errorf("outbox: flush_records %d: must not be negative", c.FlushRecords))
+	}
+	for name, v := range map[string]int{"max_kv_keys": c.MaxKVKeys, "max_key_len": c.MaxKeyLen,
+		"max_invocations": c.MaxInvocations, "max_log_lines": c.MaxLogLines, "max_dead_letters": c.MaxDeadLetters} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("outbox: %s %d: must not be negative", name, v))
+		}
+	}
+	if c.MaxKVBytes < 0 {
+		errs = append(errs, fmt.Errorf("outbox: max_kv_bytes %v: must not be negative", c.MaxKVBytes))
+	}
+	return errors.Join(errs...)
+}

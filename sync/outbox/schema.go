@@ -1,0 +1,109 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations is the ordered schema history: migrations[i] takes the
+// database from user_version i to i+1. Append only; never edit a shipped
+// entry. Each runs in its own transaction together with the user_version
+// bump, so a crash leaves the schema at a whole version.
+//
+// Names (functions, sources) are interned in names so that the hot rows
+// (records, invocations) carry small integers instead of repeated strings:
+// on an SD card every byte of a row is written about twice (WAL, then the
+// checkpoint).
+var migrations = []string{
+	// 1: the first schema.
+	`CREATE TABLE names (
+		id   INTEGER PRIMARY KEY,
+		name TEXT NOT NULL UNIQUE
+	);
+	CREATE TABLE records (
+		seq     INTEGER PRIMARY KEY,
+		fn      INTEGER NOT NULL,
+		version INTEGER NOT NULL,
+		source  INTEGER NOT NULL,
+		subject TEXT NOT NULL,
+		time    INTEGER NOT NULL,
+		payload BLOB NOT NULL
+	);
+	CREATE TABLE dead_letters (
+		seq     INTEGER PRIMARY KEY,
+		fn      INTEGER NOT NULL,
+		version INTEGER NOT NULL,
+		source  INTEGER NOT NULL,
+		subject TEXT NOT NULL,
+		time    INTEGER NOT NULL,
+		payload BLOB NOT NULL,
+		reason  TEXT NOT NULL,
+		at      INTEGER NOT NULL
+	);
+	CREATE TABLE invocations (
+		id          INTEGER PRIMARY KEY,
+		fn          INTEGER NOT NULL,
+		version     INTEGER NOT NULL,
+		event_id    TEXT NOT NULL,
+		source      INTEGER NOT NULL,
+		subject     TEXT NOT NULL,
+		time        INTEGER NOT NULL,
+		reason      TEXT,
+		message     TEXT,
+		duration_us INTEGER NOT NULL,
+		memory      INTEGER NOT NULL,
+		memory_cap  INTEGER NOT NULL,
+		cold        INTEGER NOT NULL,
+		records     INTEGER NOT NULL
+	);
+	CREATE TABLE logs (
+		id       INTEGER PRIMARY KEY,
+		fn       INTEGER NOT NULL,
+		time     INTEGER NOT NULL,
+		level    INTEGER NOT NULL,
+		message  TEXT NOT NULL,
+		event_id TEXT NOT NULL,
+		reason   TEXT
+	);
+	CREATE INDEX logs_fn ON logs (fn, id);
+	CREATE TABLE kv (
+		fn    INTEGER NOT NULL,
+		key   TEXT NOT NULL,
+		value BLOB NOT NULL,
+		PRIMARY KEY (fn, key)
+	) WITHOUT ROWID;
+	CREATE TABLE counters (
+		name  TEXT PRIMARY KEY,
+		value INTEGER NOT NULL
+	) WITHOUT ROWID;`,
+}
+
+// migrate brings the database to the latest schema version.
+func migrate(ctx context.Context, db *sql.DB, path string) error {
+	var v int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("outbox %s: read schema version: %w", path, err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("outbox %s: schema version %d is newer than this edgefn understands (%d): upgrade edgefn, or move the file aside to start a fresh outbox", path, v, len(migrations))
+	}
+	for ; v < len(migrations); v++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("outbox %s: migrate to version %d: %w", path, v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("outbox %s: migrate to version %d: %w", path, v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("outbox %s: migrate to version %d: %w", path, v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("outbox %s: migrate to version %d: commit: %w", path, v+1, err)
+		}
+	}
+	return nil
+}
