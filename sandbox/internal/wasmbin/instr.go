@@ -97,7 +97,7 @@ func next(r *reader, ntypes int) (instr, error) {
 		}
 		return in, nil
 	case op == 0x10, op == opReturnCall, // call, return_call
-		op >= 0x20 && op <= 0x26, // local.*, global.*, table.get/set
+		op >= 0x20 && op <= 0x26,       // local.*, global.*, table.get/set
 		op == 0x3f, op == opMemoryGrow, // memory.size/grow: memory index
 		op == 0xd2: // ref.func
 		_, err := r.u32()
