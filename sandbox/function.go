@@ -1,0 +1,531 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/sandbox/internal/wasmbin"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// Result is the outcome of one invocation. Effects are in call order and
+// are nil when the invocation failed; Logs are kept either way.
+type Result struct {
+	// Err is nil on success, else a *edgefn.Failure (check with errors.As).
+	Err         error
+	Effects     []edgefn.Effect
+	Logs        []edgefn.LogLine
+	LogsDropped int
+	// Duration is the time the guest ran, including a cold start.
+	Duration time.Duration
+	// MemoryBytes is the instance's linear memory size at the end of the
+	// invocation, which is its peak (memory never shrinks).
+	MemoryBytes uint64
+	// Cold reports a new instance was made for this invocation.
+	Cold bool
+	// ExitCode is edgefn_handle's return value for a reactor, the exit code
+	// for a command.
+	ExitCode int
+}
+
+// Failure returns the result's failure, or nil on success.
+func (r *Result) Failure() *edgefn.Failure {
+	var f *edgefn.Failure
+	if errors.As(r.Err, &f) {
+		return f
+	}
+	return nil
+}
+
+// Stats are a function's counters since it was loaded.
+type Stats struct {
+	Invocations uint64
+	Cold, Warm  uint64
+	Failures    map[edgefn.Reason]uint64
+	// Alive counts instances alive (busy or idle); Idle those waiting.
+	Alive, Idle int
+	// CompileTime is how long Load took to compile (or fetch from cache).
+	CompileTime time.Duration
+}
+
+// Function is one loaded function version. Invoke is safe for concurrent
+// use; at most Limits.Concurrency invocations (and instances) are alive at
+// once, further calls wait.
+type Function struct {
+	r           *Runtime
+	spec        Spec
+	shape       Shape
+	hasInit     bool
+	fresh       bool
+	compiled    wazero.CompiledModule
+	hash        string
+	compileTime time.Duration
+	sem         chan struct{}
+	inflight    sync.WaitGroup
+	timeoutMsg  string
+
+	mu       sync.Mutex
+	idle     []*instance // most recently used last
+	alive    int
+	closed   bool
+	reaper   *time.Timer
+	invoked  uint64
+	cold     uint64
+	failures map[edgefn.Reason]uint64
+}
+
+func newFunction(r *Runtime, spec Spec, shape Shape, hasInit bool, cm wazero.CompiledModule, hash string) *Function {
+	return &Function{
+		r: r, spec: spec, shape: shape, hasInit: hasInit, compiled: cm, hash: hash,
+		fresh:      shape == ShapeCommand || spec.Isolation == edgefn.IsolationFresh,
+		sem:        make(chan struct{}, spec.Limits.Concurrency),
+		timeoutMsg: fmt.Sprintf("deadline of %s exceeded", spec.Limits.Timeout),
+		failures:   map[edgefn.Reason]uint64{},
+	}
+}
+
+// Shape says whether the function is a reactor or a command.
+func (f *Function) Shape() Shape { return f.shape }
+
+// Spec returns the spec the function was loaded with.
+func (f *Function) Spec() Spec { return f.spec }
+
+// Hash identifies the compiled module (sha256 of the instrumented bytes).
+func (f *Function) Hash() string { return f.hash }
+
+// Stats returns the function's counters.
+func (f *Function) Stats() Stats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := Stats{
+		Invocations: f.invoked, Cold: f.cold, Warm: f.invoked - f.cold,
+		Failures: make(map[edgefn.Reason]uint64, len(f.failures)),
+		Alive:    f.alive, Idle: len(f.idle), CompileTime: f.compileTime,
+	}
+	for k, v := range f.failures {
+		s.Failures[k] = v
+	}
+	return s
+}
+
+// Close stops new invocations, waits for those in flight (bounded by their
+// deadlines), closes every instance and frees the compiled module. The disk
+// cache entry stays until Runtime.Prune.
+func (f *Function) Close(ctx context.Context) error {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil
+	}
+	f.closed = true
+	if f.reaper != nil {
+		f.reaper.Stop()
+		f.reaper = nil
+	}
+	f.mu.Unlock()
+	f.inflight.Wait()
+	f.mu.Lock()
+	idle := f.idle
+	f.idle = nil
+	f.alive -= len(idle)
+	f.mu.Unlock()
+	for _, inst := range idle {
+		inst.close()
+	}
+	f.r.forget(f)
+	return f.compiled.Close(ctx)
+}
+
+// Invoke runs ev through the function and returns its outcome. It never
+// panics on a guest's behaviour: every failure is a *edgefn.Failure in
+// Result.Err. If ctx ends while waiting for a free instance the result is a
+// timeout; if it is cancelled while the guest runs, the guest is stopped.
+func (f *Function) Invoke(ctx context.Context, ev edgefn.Event) *Result {
+	res := &Result{}
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		res.Err = edgefn.Fail(edgefn.ReasonInternal, "function %s v%d is closed", f.spec.Name, f.spec.Version)
+		return res
+	}
+	f.inflight.Add(1)
+	f.mu.Unlock()
+	defer f.inflight.Done()
+
+	select {
+	case f.sem <- struct{}{}:
+	default:
+		select {
+		case f.sem <- struct{}{}:
+		case <-ctx.Done():
+			res.Err = &edgefn.Failure{Reason: edgefn.ReasonTimeout, Message: "no free instance before the context ended", Err: ctx.Err()}
+			f.count(res)
+			return res
+		}
+	}
+	defer func() { <-f.sem }()
+
+	start := time.Now()
+	deadline := start.Add(f.spec.Limits.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	inv := &invocation{f: f, ev: &ev, parent: ctx, deadline: deadline}
+	if f.shape == ShapeCommand {
+		f.runCommand(inv, res)
+	} else {
+		f.runReactor(inv, res)
+	}
+	inv.finish(res)
+	res.Duration = time.Since(start)
+	f.count(res)
+	return res
+}
+
+func (f *Function) count(res *Result) {
+	f.mu.Lock()
+	f.invoked++
+	if res.Cold {
+		f.cold++
+	}
+	if fl := res.Failure(); fl != nil {
+		f.failures[fl.Reason]++
+	}
+	f.mu.Unlock()
+}
+
+func (f *Function) runReactor(inv *invocation, res *Result) {
+	inst := f.takeIdle()
+	if inst == nil {
+		res.Cold = true
+		var err error
+		inst, err = f.newInstance(f.r.base)
+		if err != nil {
+			res.Err = &edgefn.Failure{Reason: edgefn.ReasonInternal, Message: "instantiate", Err: err}
+			return
+		}
+		if f.hasInit {
+			inst.inv = inv
+			err, intr := inst.call(inst.mod.ExportedFunction(exportInit), inv, nil)
+			if fl := inst.classify(err, intr, false, res); fl != nil || intr {
+				res.MemoryBytes = inst.memSize()
+				inst.stderr.flush()
+				if fl == nil {
+					fl = edgefn.Fail(edgefn.ReasonTimeout, "%s", inst.why)
+				}
+				fl.Message = "_initialize: " + fl.Message
+				res.Err = fl
+				inst.inv = nil
+				f.discard(inst)
+				return
+			}
+		}
+	}
+	inst.inv = inv
+	inst.stack[0] = uint64(len(inv.ev.Payload))
+	err, intr := inst.call(inst.handle, inv, inst.stack[:])
+	res.MemoryBytes = inst.memSize()
+	rc := int32(uint32(inst.stack[0]))
+	if err == nil {
+		res.ExitCode = int(rc)
+	}
+	inst.stdout.flush()
+	inst.stderr.flush()
+	fl := inst.classify(err, intr, err == nil && rc != 0, res)
+	if fl == nil && err == nil && rc != 0 {
+		fl = edgefn.Fail(edgefn.ReasonExit, "edgefn_handle returned %d%s", rc, inv.stderrNote())
+	}
+	inst.inv = nil
+	if fl != nil {
+		res.Err = fl
+	}
+	if fl != nil || intr || f.fresh {
+		f.discard(inst)
+		return
+	}
+	f.release(inst)
+}
+
+// takeIdle pops the most recently used idle instance, or returns nil
+// (always nil for fresh isolation).
+func (f *Function) takeIdle() *instance {
+	if f.fresh {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.idle)
+	if n == 0 {
+		return nil
+	}
+	inst := f.idle[n-1]
+	f.idle[n-1] = nil
+	f.idle = f.idle[:n-1]
+	return inst
+}
+
+func (f *Function) release(inst *instance) {
+	inst.lastUsed = time.Now()
+	f.mu.Lock()
+	if f.closed {
+		f.alive--
+		f.mu.Unlock()
+		inst.close()
+		return
+	}
+	f.idle = append(f.idle, inst)
+	if f.reaper == nil {
+		f.reaper = time.AfterFunc(f.spec.Limits.KeepWarm, f.reap)
+	}
+	f.mu.Unlock()
+}
+
+func (f *Function) discard(inst *instance) {
+	f.mu.Lock()
+	f.alive--
+	f.mu.Unlock()
+	inst.close()
+}
+
+// reap closes instances idle for KeepWarm or more (scale to zero) and
+// re-arms itself for the next one.
+func (f *Function) reap() {
+	now := time.Now()
+	keep := f.spec.Limits.KeepWarm
+	var old []*instance
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return
+	}
+	live := f.idle[:0]
+	for _, inst := range f.idle {
+		if now.Sub(inst.lastUsed) >= keep {
+			old = append(old, inst)
+		} else {
+			live = append(live, inst)
+		}
+	}
+	for i := len(live); i < len(f.idle); i++ {
+		f.idle[i] = nil
+	}
+	f.idle = live
+	f.alive -= len(old)
+	if len(f.idle) > 0 {
+		next := f.idle[0].lastUsed.Add(keep).Sub(now)
+		f.reaper = time.AfterFunc(next, f.reap)
+	} else {
+		f.reaper = nil
+	}
+	f.mu.Unlock()
+	for _, inst := range old {
+		inst.close()
+	}
+}
+
+// Instance states, for the race between the end of a call and the timer.
+const (
+	stIdle int32 = iota
+	stRunning
+	stInterrupting
+	stInterrupted
+)
+
+type instKey struct{}
+
+// instance is one instantiated module with its control globals.
+type instance struct {
+	f      *Function
+	mod    api.Module
+	handle api.Function
+	// The globals added by instrumentation (nil if absent).
+	stop, depth, growFailed api.MutableGlobal
+	ctx                     context.Context
+	mem                     *linearMemory
+	inv                     *invocation
+	stack                   [1]uint64
+	timer                   *time.Timer
+	state                   atomic.Int32
+	why                     string
+	lastUsed                time.Time
+	stdout, stderr          guestWriter
+}
+
+// newInstance instantiates the compiled module without running anything.
+func (f *Function) newInstance(cfg wazero.ModuleConfig) (*instance, error) {
+	inst := &instance{f: f}
+	inst.ctx = context.WithValue(context.Background(), instKey{}, inst)
+	inst.stdout = guestWriter{inst: inst, stdout: true}
+	inst.stderr = guestWriter{inst: inst}
+	cfg = cfg.WithNanosleep(inst.nanosleep).WithStderr(&inst.stderr)
+	if f.shape == ShapeReactor {
+		cfg = cfg.WithStdout(&inst.stdout)
+	}
+	f.mu.Lock()
+	f.alive++
+	f.mu.Unlock()
+	mod, err := f.r.rt.InstantiateModule(experimental.WithMemoryAllocator(inst.ctx, inst), f.compiled, cfg)
+	if err != nil {
+		f.mu.Lock()
+		f.alive--
+		f.mu.Unlock()
+		return nil, err
+	}
+	inst.mod = mod
+	inst.handle = mod.ExportedFunction(exportHandle)
+	inst.stop, _ = mod.ExportedGlobal(wasmbin.GlobalStop).(api.MutableGlobal)
+	inst.depth, _ = mod.ExportedGlobal(wasmbin.GlobalDepth).(api.MutableGlobal)
+	inst.growFailed, _ = mod.ExportedGlobal(wasmbin.GlobalGrowFailed).(api.MutableGlobal)
+	inst.timer = time.AfterFunc(time.Hour, inst.onDeadline)
+	inst.timer.Stop()
+	return inst, nil
+}
+
+// Allocate implements experimental.MemoryAllocator: the instance's memory
+// comes from the runtime's pool and is capped at the function's limit.
+func (inst *instance) Allocate(capBytes, maxBytes uint64) experimental.LinearMemory {
+	limit := uint64(inst.f.spec.Limits.Memory)
+	if maxBytes < limit {
+		limit = maxBytes
+	}
+	if capBytes > limit {
+		capBytes = limit
+	}
+	inst.mem = &linearMemory{pool: inst.f.r.mem, limit: limit, buf: inst.f.r.mem.get(0, capBytes)}
+	return inst.mem
+}
+
+func (inst *instance) memSize() uint64 {
+	if m := inst.mod.Memory(); m != nil {
+		return uint64(m.Size())
+	}
+	return 0
+}
+
+// nanosleep bounds WASI sleeps (poll_oneoff on a clock) by the deadline, so a
+// sleeping guest reaches its next stop check in time.
+func (inst *instance) nanosleep(ns int64) {
+	d := time.Duration(ns)
+	if inv := inst.inv; inv != nil {
+		if rem := time.Until(inv.deadline); rem < d {
+			d = rem
+		}
+	}
+	if d > 0 {
+		time.Sleep(d)
+	}
+}
+
+func (inst *instance) onDeadline() { inst.interrupt(inst.f.timeoutMsg) }
+
+// interrupt raises the stop flag of a running call; the guest traps at its
+// next check (a function entry or a loop header).
+func (inst *instance) interrupt(why string) {
+	if !inst.state.CompareAndSwap(stRunning, stInterrupting) {
+		return
+	}
+	inst.why = why
+	if inst.stop != nil {
+		inst.stop.Set(1)
+	}
+	inst.state.Store(stInterrupted)
+}
+
+// call runs fn under the invocation's deadline. interrupted reports that the
+// stop flag was raised (the instance must then be discarded).
+func (inst *instance) call(fn api.Function, inv *invocation, stack []uint64) (err error, interrupted bool) {
+	if inst.depth != nil {
+		inst.depth.Set(uint64(inst.f.spec.Limits.MaxDepth))
+	}
+	rem := time.Until(inv.deadline)
+	if rem <= 0 {
+		inst.why = inst.f.timeoutMsg
+		return nil, true
+	}
+	inst.state.Store(stRunning)
+	inst.timer.Reset(rem)
+	var stopAfter func() bool
+	if inv.parent.Done() != nil {
+		stopAfter = context.AfterFunc(inv.parent, func() {
+			inst.interrupt("cancelled: " + context.Cause(inv.parent).Error())
+		})
+	}
+	err = fn.CallWithStack(inst.ctx, stack)
+	inst.timer.Stop()
+	if stopAfter != nil {
+		stopAfter()
+	}
+	if inst.state.CompareAndSwap(stRunning, stIdle) {
+		return err, false
+	}
+	for inst.state.Load() != stInterrupted {
+		runtime.Gosched()
+	}
+	return err, true
+}
+
+// memFailed reports whether a memory.grow failed during this call.
+func (inst *instance) memFailed() bool {
+	return (inst.mem != nil && inst.mem.growFailed) || (inst.growFailed != nil && inst.growFailed.Get() != 0)
+}
+
+// classify turns a call's error into a failure (nil: no failure from the
+// call itself). failedRC reports a non-zero return, for which a failed
+// memory.grow is the likelier cause.
+func (inst *instance) classify(err error, interrupted, failedRC bool, res *Result) *edgefn.Failure {
+	inv := inst.inv
+	if interrupted {
+		if err == nil {
+			return nil // finished just as the deadline hit; the instance is discarded
+		}
+		return &edgefn.Failure{Reason: edgefn.ReasonTimeout, Message: inst.why}
+	}
+	if (err != nil || failedRC) && inst.memFailed() {
+		return &edgefn.Failure{Reason: edgefn.ReasonMemory,
+			Message: fmt.Sprintf("memory.grow failed at the cap of %s", human(inst.f.spec.Limits.Memory)), Err: err}
+	}
+	if inv != nil && inv.overLimit != "" {
+		return &edgefn.Failure{Reason: edgefn.ReasonOutputLimit, Message: inv.overLimit}
+	}
+	if err == nil {
+		return nil
+	}
+	var ht *hostTrap
+	if errors.As(err, &ht) {
+		return &edgefn.Failure{Reason: edgefn.ReasonTrap, Message: ht.msg}
+	}
+	var ee *sys.ExitError
+	if errors.As(err, &ee) {
+		res.ExitCode = int(ee.ExitCode())
+		if ee.ExitCode() == 0 && inst.f.shape == ShapeCommand {
+			return nil
+		}
+		return &edgefn.Failure{Reason: edgefn.ReasonExit,
+			Message: fmt.Sprintf("exit code %d%s", ee.ExitCode(), inv.stderrNote())}
+	}
+	if inst.depth != nil && inst.depth.Get() == 0 {
+		return &edgefn.Failure{Reason: edgefn.ReasonTrap,
+			Message: fmt.Sprintf("call depth exceeded (limits.max_depth %d)", inst.f.spec.Limits.MaxDepth), Err: err}
+	}
+	msg := err.Error()
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	msg = strings.TrimPrefix(msg, "wasm error: ")
+	return &edgefn.Failure{Reason: edgefn.ReasonTrap, Message: msg + inv.stderrNote(), Err: err}
+}
+
+func (inst *instance) close() {
+	inst.timer.Stop()
+	_ = inst.mod.Close(context.Background())
+}

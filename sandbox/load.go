@@ -1,0 +1,284 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/sandbox/internal/wasmbin"
+)
+
+// Spec is what the sandbox needs to know about one function version.
+type Spec struct {
+	Name    string
+	Version int
+	// Limits must already have the agent's defaults applied
+	// (edgefn.Limits.WithDefaults); a zero or negative limit is an error.
+	Limits    edgefn.Limits
+	Grants    edgefn.Grants
+	Env       map[string]string
+	Isolation edgefn.Isolation
+}
+
+// Shape is the kind of module a function is.
+type Shape uint8
+
+// The two module shapes of ABI v1.
+const (
+	// ShapeReactor exports memory and edgefn_handle(i32) -> i32.
+	ShapeReactor Shape = iota + 1
+	// ShapeCommand is a WASI preview 1 program exporting _start.
+	ShapeCommand
+)
+
+func (s Shape) String() string {
+	switch s {
+	case ShapeReactor:
+		return "reactor"
+	case ShapeCommand:
+		return "command"
+	}
+	return "unknown"
+}
+
+// Names in ABI v1.
+const (
+	moduleEdgefn = "edgefn"
+	moduleWASI   = "wasi_snapshot_preview1"
+	exportHandle = "edgefn_handle"
+	exportStart  = "_start"
+	exportInit   = "_initialize"
+	exportMemory = "memory"
+)
+
+// checkInterval is how many loop iterations instrumented code runs between
+// two reads of the stop flag.
+const checkInterval = 1024
+
+// Load validates wasm against ABI v1 and spec's limits, instruments it
+// (deadline checks, call-depth budget, memory cap, merged data segments),
+// compiles it (or takes it from the disk cache) and returns the function
+// ready to invoke. A module that is malformed or breaks the ABI gets an
+// error naming every problem (missing export, unknown import, memory minimum
+// over the cap), joined with errors.Join.
+func (r *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Function, error) {
+	what := fmt.Sprintf("load %s v%d", spec.Name, spec.Version)
+	if err := r.checkSpec(spec); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	info, err := wasmbin.Inspect(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("%s: malformed module: %w", what, err)
+	}
+	shape, hasInit, err := validate(info, spec.Limits)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	capPages := uint32(spec.Limits.Memory / pageSize)
+	bin, err := wasmbin.Rewrite(wasm, wasmbin.Options{
+		Instrument:     true,
+		CheckInterval:  checkInterval,
+		InitialDepth:   uint32(spec.Limits.MaxDepth),
+		TrackGrow:      true,
+		MaxMemoryPages: capPages,
+		MergeData:      true,
+		StripDebug:     true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: instrument: %w", what, err)
+	}
+	sum := sha256.Sum256(bin)
+	hash := hex.EncodeToString(sum[:])
+
+	start := time.Now()
+	cm, err := r.compile(ctx, bin, hash)
+	if err != nil {
+		return nil, fmt.Errorf("%s: compile: %w", what, err)
+	}
+	f := newFunction(r, spec, shape, hasInit, cm, hash)
+	f.compileTime = time.Since(start)
+
+	// Instantiate once without running anything: this resolves every import
+	// against the host modules, so a wrong signature is a load error, not a
+	// failure of the first event.
+	mod, err := r.rt.InstantiateModule(ctx, cm, r.base)
+	if err != nil {
+		_ = cm.Close(ctx)
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	_ = mod.Close(ctx)
+
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		_ = cm.Close(ctx)
+		return nil, fmt.Errorf("%s: runtime closed", what)
+	}
+	r.loaded[f] = struct{}{}
+	r.mu.Unlock()
+	r.log.Debug("sandbox: loaded", "function", spec.Name, "version", spec.Version,
+		"shape", shape, "compile", f.compileTime)
+	return f, nil
+}
+
+func (r *Runtime) checkSpec(spec Spec) error {
+	var errs []error
+	l := spec.Limits
+	if spec.Name == "" {
+		errs = append(errs, errors.New("spec: empty function name"))
+	}
+	if l.Memory < pageSize {
+		errs = append(errs, fmt.Errorf("limits.memory %s: at least 64KiB", l.Memory))
+	}
+	if l.Memory > r.cfg.MaxMemory {
+		errs = append(errs, fmt.Errorf("limits.memory %s: over the agent's maximum %s", l.Memory, r.cfg.MaxMemory))
+	}
+	if l.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("limits.timeout %s: must be positive", l.Timeout))
+	}
+	if l.Concurrency <= 0 {
+		errs = append(errs, fmt.Errorf("limits.concurrency %d: must be positive", l.Concurrency))
+	}
+	if l.MaxOutput <= 0 {
+		errs = append(errs, fmt.Errorf("limits.max_output %s: must be positive", l.MaxOutput))
+	}
+	if l.MaxPublishes < 0 {
+		errs = append(errs, fmt.Errorf("limits.max_publishes %d: must not be negative", l.MaxPublishes))
+	}
+	if l.MaxLog <= 0 {
+		errs = append(errs, fmt.Errorf("limits.max_log %s: must be positive", l.MaxLog))
+	}
+	if l.KeepWarm <= 0 {
+		errs = append(errs, fmt.Errorf("limits.keep_warm %s: must be positive", l.KeepWarm))
+	}
+	if l.MaxDepth <= 0 {
+		errs = append(errs, fmt.Errorf("limits.max_depth %d: must be positive", l.MaxDepth))
+	}
+	switch spec.Isolation {
+	case "", edgefn.IsolationWarm, edgefn.IsolationFresh:
+	default:
+		errs = append(errs, fmt.Errorf("isolation %q: use warm or fresh", spec.Isolation))
+	}
+	return errors.Join(errs...)
+}
+
+// isHostImport reports whether name is a function of the edgefn module.
+func isHostImport(name string) bool {
+	switch name {
+	case "input", "meta", "emit", "publish", "log",
+		"gpio_write", "gpio_read", "kv_get", "kv_set", "kv_delete":
+		return true
+	}
+	return false
+}
+
+// validate checks a module's shape, imports and memory against ABI v1 and
+// the limits, returning every problem at once.
+func validate(info *wasmbin.Info, l edgefn.Limits) (Shape, bool, error) {
+	var errs []error
+	exports := map[string]wasmbin.Export{}
+	for _, e := range info.Exports {
+		exports[e.Name] = e
+	}
+	for _, im := range info.Imports {
+		name := im.Module + "." + im.Name
+		switch {
+		case im.Module == moduleEdgefn && im.Kind == wasmbin.ExternFunc && isHostImport(im.Name):
+		case im.Module == moduleWASI && im.Kind == wasmbin.ExternFunc:
+		case im.Module == "env" && im.Name == "abort" && im.Kind == wasmbin.ExternFunc:
+		case im.Kind == wasmbin.ExternMemory:
+			errs = append(errs, fmt.Errorf("import %s: imported memory is not supported, define and export %q", name, exportMemory))
+		case im.Kind != wasmbin.ExternFunc:
+			errs = append(errs, fmt.Errorf("import %s: unknown import of a %s (only functions of edgefn, %s and env.abort)", name, im.Kind, moduleWASI))
+		default:
+			errs = append(errs, fmt.Errorf("unknown import %s (only functions of edgefn, %s and env.abort)", name, moduleWASI))
+		}
+	}
+
+	i32 := []wasmbin.ValType{wasmbin.I32}
+	shape := Shape(0)
+	if e, ok := exports[exportHandle]; ok {
+		shape = ShapeReactor
+		if e.Kind != wasmbin.ExternFunc {
+			errs = append(errs, fmt.Errorf("export %s is a %s, want func (payload_len i32) -> i32", exportHandle, e.Kind))
+		} else if p, res, _ := info.ExportFuncType(exportHandle); !sameTypes(p, i32) || !sameTypes(res, i32) {
+			errs = append(errs, fmt.Errorf("export %s has type %s, want (i32) -> (i32)", exportHandle, sig(p, res)))
+		}
+		if m, ok := exports[exportMemory]; !ok || m.Kind != wasmbin.ExternMemory {
+			errs = append(errs, fmt.Errorf("missing export %q (memory): a reactor must export its memory", exportMemory))
+		}
+	} else if e, ok := exports[exportStart]; ok {
+		shape = ShapeCommand
+		if e.Kind != wasmbin.ExternFunc {
+			errs = append(errs, fmt.Errorf("export %s is a %s, want func () -> ()", exportStart, e.Kind))
+		} else if p, res, _ := info.ExportFuncType(exportStart); len(p) != 0 || len(res) != 0 {
+			errs = append(errs, fmt.Errorf("export %s has type %s, want () -> ()", exportStart, sig(p, res)))
+		}
+	} else {
+		errs = append(errs, fmt.Errorf("missing export %q (a reactor: func (i32) -> i32 and memory) or %q (a WASI command)", exportHandle, exportStart))
+	}
+	if info.HasStart {
+		errs = append(errs, errors.New("module has a start section, which would run before any deadline can stop it: export _initialize instead (AssemblyScript: --exportStart _initialize)"))
+	}
+	hasInit := false
+	if e, ok := exports[exportInit]; ok && shape == ShapeReactor {
+		hasInit = true
+		if e.Kind != wasmbin.ExternFunc {
+			errs = append(errs, fmt.Errorf("export %s is a %s, want func () -> ()", exportInit, e.Kind))
+		} else if p, res, _ := info.ExportFuncType(exportInit); len(p) != 0 || len(res) != 0 {
+			errs = append(errs, fmt.Errorf("export %s has type %s, want () -> ()", exportInit, sig(p, res)))
+		}
+	}
+	if info.HasMemory {
+		minBytes := edgefn.Size(info.MemoryMin) * pageSize
+		if minBytes > l.Memory {
+			errs = append(errs, fmt.Errorf("memory minimum %s over cap %s (limits.memory): raise the limit or shrink the module's initial memory",
+				human(minBytes), human(l.Memory)))
+		}
+	}
+	// Sort for a stable message.
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return shape, hasInit, errors.Join(errs...)
+}
+
+// human formats a size for people: "64 MiB".
+func human(s edgefn.Size) string {
+	t := s.String()
+	for _, u := range []string{"GiB", "MiB", "KiB"} {
+		if len(t) > len(u) && t[len(t)-len(u):] == u {
+			return t[:len(t)-len(u)] + " " + u
+		}
+	}
+	return t[:len(t)-1] + " B"
+}
+
+func sameTypes(a, b []wasmbin.ValType) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func sig(p, r []wasmbin.ValType) string {
+	f := func(ts []wasmbin.ValType) string {
+		s := "("
+		for i, t := range ts {
+			if i > 0 {
+				s += ", "
+			}
+			s += t.String()
+		}
+		return s + ")"
+	}
+	return f(p) + " -> " + f(r)
+}
