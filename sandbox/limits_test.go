@@ -1,0 +1,182 @@
+package sandbox
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgefn/edgefn"
+)
+
+// margin is how far past its deadline a stopped guest may be seen to end on
+// a loaded machine; the precise figure is a benchmark, not an assertion.
+const margin = time.Second
+
+func TestDeadlineStopsEveryGuest(t *testing.T) {
+	r := newRuntime(t, Config{})
+	cases := []struct {
+		fixture string
+		edit    func(*Spec)
+	}{
+		{"loop", nil},
+		{"fib", nil},
+		// With a depth budget too large to matter, runaway recursion is
+		// stopped by the deadline (or wazero's own stack limit, a trap).
+		{"deep", func(s *Spec) { s.Limits.MaxDepth = 1 << 30 }},
+		{"cmd", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.fixture, func(t *testing.T) {
+			f := load(t, r, c.fixture, func(s *Spec) {
+				s.Limits.Timeout = 30 * time.Millisecond
+				if c.edit != nil {
+					c.edit(s)
+				}
+			})
+			payload := ""
+			if c.fixture == "cmd" {
+				payload = "spin"
+			}
+			for i := 0; i < 2; i++ { // the second run is on a fresh instance
+				res := f.Invoke(context.Background(), event(payload))
+				var fl *edgefn.Failure
+				if c.fixture == "deep" {
+					fl = res.Failure()
+					if fl == nil || (fl.Reason != edgefn.ReasonTimeout && fl.Reason != edgefn.ReasonTrap) {
+						t.Fatalf("deep: %v", res.Err)
+					}
+				} else {
+					fl = wantFailure(t, res, edgefn.ReasonTimeout)
+				}
+				if res.Duration > 30*time.Millisecond+margin {
+					t.Errorf("stopped after %s", res.Duration)
+				}
+				t.Logf("%s: %v in %s", c.fixture, fl, res.Duration)
+			}
+		})
+	}
+}
+
+func TestCancelStopsGuest(t *testing.T) {
+	r := newRuntime(t, Config{})
+	f := load(t, r, "loop", func(s *Spec) { s.Limits.Timeout = time.Minute })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	res := f.Invoke(ctx, event(""))
+	wantFailure(t, res, edgefn.ReasonTimeout)
+	if res.Duration > margin {
+		t.Errorf("stopped after %s", res.Duration)
+	}
+}
+
+func TestDeepRecursionTraps(t *testing.T) {
+	r := newRuntime(t, Config{})
+	f := load(t, r, "deep", func(s *Spec) { s.Limits.Timeout = 10 * time.Second })
+	fl := wantFailure(t, f.Invoke(context.Background(), event("")), edgefn.ReasonTrap)
+	if !strings.Contains(fl.Message, "call depth exceeded") {
+		t.Errorf("message %q", fl.Message)
+	}
+}
+
+func TestMemoryCap(t *testing.T) {
+	r := newRuntime(t, Config{})
+	f := load(t, r, "grow", func(s *Spec) { s.Limits.Memory = 2 * edgefn.MiB })
+	res := f.Invoke(context.Background(), event(""))
+	fl := wantFailure(t, res, edgefn.ReasonMemory)
+	if res.MemoryBytes > uint64(2*edgefn.MiB) {
+		t.Errorf("memory grew to %d past the cap", res.MemoryBytes)
+	}
+	if !strings.Contains(fl.Message, "2 MiB") {
+		t.Errorf("message %q does not name the cap", fl.Message)
+	}
+}
+
+func TestTrapKeepsLogsDropsEffects(t *testing.T) {
+	r := newRuntime(t, Config{})
+	f := load(t, r, "trap", nil)
+	res := f.Invoke(context.Background(), event(""))
+	fl := wantFailure(t, res, edgefn.ReasonTrap)
+	if !strings.Contains(fl.Message, "unreachable") {
+		t.Errorf("message %q", fl.Message)
+	}
+	if len(res.Logs) != 1 || res.Logs[0].Message != "about to trap" || res.Logs[0].Level != edgefn.LogWarn {
+		t.Errorf("logs %+v", res.Logs)
+	}
+
+	g := load(t, r, "fail", nil)
+	res = g.Invoke(context.Background(), event(""))
+	fl = wantFailure(t, res, edgefn.ReasonExit)
+	if res.ExitCode != 7 || !strings.Contains(fl.Message, "7") {
+		t.Errorf("exit %d, %q", res.ExitCode, fl.Message)
+	}
+	if st := g.Stats(); st.Alive != 0 || st.Failures[edgefn.ReasonExit] != 1 {
+		t.Errorf("failed instance kept or not counted: %+v", st)
+	}
+}
+
+func TestWildPointerTrapsInEveryImport(t *testing.T) {
+	r := newRuntime(t, Config{KV: &memKV{}, GPIO: pins{"GPIO18": true}})
+	f := load(t, r, "oob", func(s *Spec) {
+		s.Grants = edgefn.Grants{KV: true, Publish: []string{"#"}, GPIOWrite: []string{"GPIO18"}}
+	})
+	names := []string{"input", "meta", "emit", "publish", "log", "gpio_write", "gpio_read", "kv_get", "kv_set", "kv_delete"}
+	for i, name := range names {
+		res := f.Invoke(context.Background(), event(string([]byte{byte(i)})))
+		fl := wantFailure(t, res, edgefn.ReasonTrap)
+		if !strings.Contains(fl.Message, "edgefn."+name+":") || !strings.Contains(fl.Message, "outside guest memory") {
+			t.Errorf("%s: message %q", name, fl.Message)
+		}
+	}
+}
+
+func TestAssemblyScriptAbort(t *testing.T) {
+	r := newRuntime(t, Config{})
+	f := load(t, r, "abort", nil)
+	fl := wantFailure(t, f.Invoke(context.Background(), event("")), edgefn.ReasonTrap)
+	if fl.Message != "abort: boom! at assembly/x:7:3" {
+		t.Errorf("message %q", fl.Message)
+	}
+}
+
+func TestOutputLimits(t *testing.T) {
+	r := newRuntime(t, Config{})
+	f := load(t, r, "bigemit", func(s *Spec) { s.Limits.MaxOutput = 64 * edgefn.KiB })
+	fl := wantFailure(t, f.Invoke(context.Background(), event("")), edgefn.ReasonOutputLimit)
+	if !strings.Contains(fl.Message, "max_output 64KiB") {
+		t.Errorf("message %q", fl.Message)
+	}
+
+	// The largest copy is checked before memory is read.
+	r2 := newRuntime(t, Config{MaxCopy: 4 * edgefn.KiB})
+	g := load(t, r2, "bigemit", nil)
+	fl = wantFailure(t, g.Invoke(context.Background(), event("")), edgefn.ReasonOutputLimit)
+	if !strings.Contains(fl.Message, "largest copy") {
+		t.Errorf("message %q", fl.Message)
+	}
+
+	p := load(t, r, "script", func(s *Spec) {
+		s.Grants.Publish = []string{"actuators/#"}
+		s.Limits.MaxPublishes = 16
+	})
+	res := p.Invoke(context.Background(), event("pubflood 100 actuators/fan"))
+	fl = wantFailure(t, res, edgefn.ReasonOutputLimit)
+	if !strings.Contains(fl.Message, "max_publishes (16)") || !strings.Contains(logText(res), "pubflood=-2") {
+		t.Errorf("message %q, logs %q", fl.Message, logText(res))
+	}
+	res = p.Invoke(context.Background(), event("pubflood 16 actuators/fan"))
+	wantOK(t, res)
+	if len(res.Effects) != 16 {
+		t.Errorf("%d effects", len(res.Effects))
+	}
+}
+
+func TestLogLimit(t *testing.T) {
+	r := newRuntime(t, Config{})
+	f := load(t, r, "script", func(s *Spec) { s.Limits.MaxLog = 40 })
+	res := f.Invoke(context.Background(), event("log 1 0123456789012345678901234567890123456789\nlog 1 short"))
+	wantOK(t, res)
+	if res.LogsDropped == 0 {
+		t.Errorf("no log dropped: %+v", res.Logs)
+	}
+}

@@ -1,0 +1,69 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/edgefn/edgefn"
+)
+
+func TestLoadRejectsBadModules(t *testing.T) {
+	r := newRuntime(t, Config{})
+	cases := []struct {
+		name string
+		wasm []byte
+		want []string
+	}{
+		{"bad", fixture(t, "bad"), []string{
+			`missing export "edgefn_handle"`,
+			"unknown import foo.bar",
+			"memory minimum 64 MiB over cap 8 MiB",
+		}},
+		{"badsig", fixture(t, "badsig"), []string{"emit"}},
+		{"garbage", []byte("\x00asm\x01\x00\x00\x00\x01\xff"), []string{"malformed"}},
+		{"empty", nil, []string{"malformed"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := r.Load(context.Background(), testSpec(c.name), c.wasm)
+			if err == nil {
+				t.Fatal("loaded a bad module")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadRejectsBadSpec(t *testing.T) {
+	r := newRuntime(t, Config{MaxMemory: 64 * edgefn.MiB})
+	s := testSpec("trivial")
+	s.Limits.Memory = 128 * edgefn.MiB
+	s.Limits.Concurrency = 0
+	_, err := r.Load(context.Background(), s, fixture(t, "trivial"))
+	if err == nil || !strings.Contains(err.Error(), "limits.memory") || !strings.Contains(err.Error(), "limits.concurrency") {
+		t.Fatalf("want both limit errors, got %v", err)
+	}
+}
+
+func TestShapes(t *testing.T) {
+	r := newRuntime(t, Config{})
+	if s := load(t, r, "trivial", nil).Shape(); s != ShapeReactor {
+		t.Errorf("trivial: %s", s)
+	}
+	if s := load(t, r, "cmd", nil).Shape(); s != ShapeCommand {
+		t.Errorf("cmd: %s", s)
+	}
+	f := load(t, r, "trivial", nil)
+	_ = f.Close(context.Background())
+	res := f.Invoke(context.Background(), event(""))
+	var fl *edgefn.Failure
+	if !errors.As(res.Err, &fl) || fl.Reason != edgefn.ReasonInternal {
+		t.Fatalf("invoke after close: %v", res.Err)
+	}
+}
