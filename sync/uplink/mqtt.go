@@ -101,6 +101,7 @@ func (m *MQTT) Run(ctx context.Context) error {
 		} else {
 			m.log.Debug("cloud broker connection failed, retrying", "err", err, "attempt", failures, "retry_in", wait)
 		}
+		m.peek(ctx)
 		m.st.failure(time.Now(), err, true)
 		sleep(ctx, wait)
 	}
@@ -232,6 +233,21 @@ func (m *MQTT) session(ctx context.Context, notify <-chan struct{}) (progressed 
 		}
 		ackTimer.Stop()
 	}
+}
+
+// peek looks at the head of the Source while the link is down so State
+// shows a backlog and its age.
+func (m *MQTT) peek(ctx context.Context) {
+	if _, ok := m.src.(Backlogger); ok {
+		m.st.refreshBacklog(ctx, m.src, time.Now())
+		return
+	}
+	recs, err := m.src.Pending(ctx, 0, m.cfg.InFlight, int(m.cfg.MaxBytes))
+	if err != nil || len(recs) == 0 {
+		m.st.seen(0, time.Time{})
+		return
+	}
+	m.st.seen(len(recs), recs[0].Time)
 }
 
 func isDone(t paho.Token) bool {

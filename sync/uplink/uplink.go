@@ -75,6 +75,10 @@ type tracker struct {
 	// unconfirmed, used when the Source cannot count its backlog.
 	heldOldest time.Time
 	heldCount  int
+	// seen is a lower bound of the backlog learnt by peeking at the Source
+	// while the link is down and nothing is held.
+	seenOldest time.Time
+	seenCount  int
 	// exact backlog from a Backlogger, if any.
 	exact       bool
 	exactCount  int
@@ -91,14 +95,15 @@ func (t *tracker) snapshot(now time.Time) State {
 	defer t.mu.Unlock()
 	s := t.s
 	s.InFlight = t.heldCount
+	s.Backlog = max(t.heldCount, t.seenCount)
 	oldest := t.heldOldest
-	if t.exact {
-		s.Backlog = max(t.exactCount, t.heldCount)
-		if !t.exactOldest.IsZero() && (oldest.IsZero() || t.exactOldest.Before(oldest)) {
-			oldest = t.exactOldest
+	for _, o := range []time.Time{t.seenOldest, t.exactOldest} {
+		if !o.IsZero() && (oldest.IsZero() || o.Before(oldest)) {
+			oldest = o
 		}
-	} else {
-		s.Backlog = t.heldCount
+	}
+	if t.exact {
+		s.Backlog = max(s.Backlog, t.exactCount)
 	}
 	if s.Backlog > 0 && !oldest.IsZero() {
 		s.OldestAge = max(now.Sub(oldest), 0)
@@ -119,6 +124,16 @@ func (t *tracker) running(v bool) {
 func (t *tracker) held(count int, oldest time.Time) {
 	t.mu.Lock()
 	t.heldCount, t.heldOldest = count, oldest
+	if count > 0 {
+		t.seenCount, t.seenOldest = 0, time.Time{}
+	}
+	t.mu.Unlock()
+}
+
+// seen records a peek at the Source (a lower bound of the backlog).
+func (t *tracker) seen(count int, oldest time.Time) {
+	t.mu.Lock()
+	t.seenCount, t.seenOldest = count, oldest
 	t.mu.Unlock()
 }
 

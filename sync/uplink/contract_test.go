@@ -1,0 +1,315 @@
+package uplink_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/edgefn/edgefn/sync/uplink"
+	"github.com/edgefn/edgefn/sync/uplink/internal/mosquitto"
+	"github.com/edgefn/edgefn/sync/uplink/internal/receiver"
+)
+
+// cloud is the far end of an uplink in the contract suite.
+type cloud interface {
+	// newUplink builds an uplink of this kind draining src into the cloud.
+	newUplink(t *testing.T, src uplink.Source) uplink.Uplink
+	// down makes the cloud unreachable; up brings it back.
+	down(t *testing.T)
+	up(t *testing.T)
+	// lines returns everything received, in arrival order, with duplicates.
+	lines() []receiver.Line
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// fastBackoff keeps tests quick while still exercising the backoff path.
+var fastBackoff = uplink.Backoff{Min: 20 * time.Millisecond, Max: 300 * time.Millisecond}
+
+// httpCloud is the receiver package's test server.
+type httpCloud struct{ r *receiver.Receiver }
+
+func newHTTPCloud(t *testing.T) cloud { return &httpCloud{r: receiver.Start(t)} }
+
+func (c *httpCloud) newUplink(t *testing.T, src uplink.Source) uplink.Uplink {
+	u, err := uplink.NewHTTP(uplink.HTTPConfig{URL: c.r.URL(), Timeout: 2 * time.Second,
+		Batch: uplink.Batch{MaxRecords: 50, Linger: 5 * time.Millisecond}, Backoff: fastBackoff}, src, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+func (c *httpCloud) down(*testing.T)        { c.r.Down() }
+func (c *httpCloud) up(*testing.T)          { c.r.Up() }
+func (c *httpCloud) lines() []receiver.Line { return c.r.Lines() }
+
+// mqttCloud is a mosquitto broker (with persistence, so a restart keeps the
+// collector's session) and a paho subscriber with a persistent session that
+// collects every message.
+type mqttCloud struct {
+	b  *mosquitto.Broker
+	mu sync.Mutex
+	ls []receiver.Line
+}
+
+func newMQTTCloud(t *testing.T) cloud {
+	c := &mqttCloud{b: mosquitto.Start(t, mosquitto.Options{Persistence: true})}
+	c.collect(t, c.b.URL(), nil)
+	return c
+}
+
+// collect subscribes to edgefn/# with a persistent session.
+func (c *mqttCloud) collect(t *testing.T, url string, opts func(*paho.ClientOptions)) {
+	o := paho.NewClientOptions().AddBroker(url).SetClientID("collector-" + fmt.Sprint(time.Now().UnixNano())).
+		SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).
+		SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond)
+	if opts != nil {
+		opts(o)
+	}
+	o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+		var l receiver.Line
+		if err := json.Unmarshal(m.Payload(), &l); err != nil {
+			t.Errorf("collector: bad message on %s: %v: %s", m.Topic(), err, m.Payload())
+			return
+		}
+		c.mu.Lock()
+		c.ls = append(c.ls, l)
+		c.mu.Unlock()
+	})
+	cl := paho.NewClient(o)
+	if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("collector connect: %v", tok.Error())
+	}
+	if tok := cl.Subscribe("edgefn/#", 1, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("collector subscribe: %v", tok.Error())
+	}
+	t.Cleanup(func() { cl.Disconnect(100) })
+}
+
+func (c *mqttCloud) newUplink(t *testing.T, src uplink.Source) uplink.Uplink {
+	u, err := uplink.NewMQTT(uplink.MQTTConfig{Broker: c.b.URL(), ClientID: "uplink-" + fmt.Sprint(time.Now().UnixNano()),
+		InFlight: 16, ConnectTimeout: 2 * time.Second, AckTimeout: 5 * time.Second, Backoff: fastBackoff}, src, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+func (c *mqttCloud) down(*testing.T) { c.b.Stop() }
+func (c *mqttCloud) up(*testing.T)   { c.b.Start() }
+func (c *mqttCloud) lines() []receiver.Line {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]receiver.Line(nil), c.ls...)
+}
+
+// run starts u.Run and returns a stop function that cancels it and waits.
+func run(t *testing.T, u uplink.Uplink) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- u.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run returned %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("Run did not return within 10s of cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// eventually polls cond every 10ms until timeout.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}
+
+// checkDelivery asserts the at-least-once, in-order guarantee: every id in
+// want arrived; per function, ids first appear in increasing seq order; a
+// duplicate carries the same content as the first copy.
+func checkDelivery(t testing.TB, lines []receiver.Line, want map[string]string) {
+	t.Helper()
+	first := map[string]receiver.Line{}
+	last := map[string]uint64{} // function -> last new seq
+	dups := 0
+	for _, l := range lines {
+		if f, ok := first[l.ID]; ok {
+			dups++
+			if f.Seq != l.Seq || f.Function != l.Function || string(f.Payload) != string(l.Payload) || string(f.PayloadB64) != string(l.PayloadB64) {
+				t.Errorf("duplicate %s differs: %+v vs %+v", l.ID, f, l)
+			}
+			continue
+		}
+		first[l.ID] = l
+		if l.Seq <= last[l.Function] {
+			t.Errorf("function %s: %s arrived after seq %d (out of order)", l.Function, l.ID, last[l.Function])
+		}
+		last[l.Function] = l.Seq
+	}
+	missing := 0
+	for id, fn := range want {
+		l, ok := first[id]
+		switch {
+		case !ok:
+			missing++
+			if missing <= 5 {
+				t.Errorf("record %s (function %s) never arrived", id, fn)
+			}
+		case l.Function != fn:
+			t.Errorf("record %s: function %q, want %q", id, l.Function, fn)
+		}
+	}
+	if missing > 5 {
+		t.Errorf("... %d records missing in all", missing)
+	}
+	t.Logf("%d lines, %d unique, %d duplicates", len(lines), len(first), dups)
+}
+
+func allArrived(c cloud, want map[string]string) func() bool {
+	return func() bool {
+		got := map[string]bool{}
+		for _, l := range c.lines() {
+			got[l.ID] = true
+		}
+		for id := range want {
+			if !got[id] {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+var functions = []string{"temp", "door", "fan"}
+
+// addN adds n records spread over three functions and returns id -> function.
+func addN(t testing.TB, src feeder, gateway string, n int, want map[string]string) {
+	for i := range n {
+		fn := functions[i%len(functions)]
+		seq := src.add(t, fn, fmt.Appendf(nil, `{"i":%d,"fn":%q}`, i, fn))
+		want[fmt.Sprintf("%s:%d", gateway, seq)] = fn
+	}
+}
+
+// TestContract runs the same guarantees against both uplinks.
+func TestContract(t *testing.T) {
+	clouds := []struct {
+		name string
+		new  func(*testing.T) cloud
+	}{{"http", newHTTPCloud}, {"mqtt", newMQTTCloud}}
+	for _, c := range clouds {
+		t.Run(c.name, func(t *testing.T) {
+			t.Run("DeliversInOrder", func(t *testing.T) { testDeliversInOrder(t, c.new(t)) })
+			t.Run("CloudDownThenBack", func(t *testing.T) { testCloudDownThenBack(t, c.new(t)) })
+			t.Run("RestartMidStream", func(t *testing.T) { testRestartMidStream(t, c.new(t)) })
+			t.Run("ResumesAfterStop", func(t *testing.T) { testResumesAfterStop(t, c.new(t)) })
+		})
+	}
+}
+
+func testDeliversInOrder(t *testing.T, c cloud) {
+	src := newSource(t)
+	want := map[string]string{}
+	addN(t, src, "gw1", 120, want)
+	u := c.newUplink(t, src)
+	run(t, u)
+	addN(t, src, "gw1", 120, want) // while running: woken by Notify
+	eventually(t, 20*time.Second, "all records at the cloud", allArrived(c, want))
+	checkDelivery(t, c.lines(), want)
+	eventually(t, 5*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
+	st := u.State()
+	if !st.Running || !st.Online || st.Sent < 240 || st.LastSuccess.IsZero() || st.LastError != "" {
+		t.Errorf("state after delivery: %+v", st)
+	}
+}
+
+func testCloudDownThenBack(t *testing.T, c cloud) {
+	src := newSource(t)
+	want := map[string]string{}
+	u := c.newUplink(t, src)
+	run(t, u)
+	addN(t, src, "gw1", 30, want)
+	eventually(t, 20*time.Second, "first records", allArrived(c, want))
+	c.down(t)
+	addN(t, src, "gw1", 90, want)
+	eventually(t, 20*time.Second, "uplink offline with a backlog", func() bool {
+		s := u.State()
+		return !s.Online && s.LastError != "" && s.Backlog > 0 && s.OldestAge > 0 && s.Retries > 0
+	})
+	addN(t, src, "gw1", 30, want)
+	c.up(t)
+	eventually(t, 20*time.Second, "all records after the cloud came back", allArrived(c, want))
+	checkDelivery(t, c.lines(), want)
+	eventually(t, 5*time.Second, "online again and drained", func() bool { return u.State().Online && src.pending(t) == 0 })
+}
+
+func testRestartMidStream(t *testing.T, c cloud) {
+	src := newSource(t)
+	want := map[string]string{}
+	u := c.newUplink(t, src)
+	run(t, u)
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for range 300 {
+			<-tick.C
+			mu.Lock()
+			addN(t, src, "gw1", 2, want)
+			mu.Unlock()
+		}
+	}()
+	eventually(t, 10*time.Second, "stream started", func() bool { return len(c.lines()) > 50 })
+	c.down(t)
+	c.up(t)
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	eventually(t, 30*time.Second, "all records after the restart", allArrived(c, want))
+	checkDelivery(t, c.lines(), want)
+}
+
+func testResumesAfterStop(t *testing.T, c cloud) {
+	src := newSource(t)
+	want := map[string]string{}
+	addN(t, src, "gw1", 60, want)
+	stop := run(t, c.newUplink(t, src))
+	eventually(t, 20*time.Second, "first records", allArrived(c, want))
+	stop()
+	addN(t, src, "gw1", 60, want)
+	u := c.newUplink(t, src)
+	run(t, u)
+	eventually(t, 20*time.Second, "records after a restart of the uplink", allArrived(c, want))
+	checkDelivery(t, c.lines(), want)
+	eventually(t, 5*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
+}
