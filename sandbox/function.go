@@ -492,7 +492,7 @@ func (inst *instance) classify(err error, interrupted, failedRC bool, res *Resul
 	}
 	if (err != nil || failedRC) && inst.memFailed() {
 		return &edgefn.Failure{Reason: edgefn.ReasonMemory,
-			Message: fmt.Sprintf("memory.grow failed at the cap of %s", human(inst.f.spec.Limits.Memory)), Err: err}
+			Message: fmt.Sprintf("memory.grow failed at the cap of %s%s", human(inst.f.spec.Limits.Memory), inv.stderrNote()), Err: err}
 	}
 	if inv != nil && inv.overLimit != "" {
 		return &edgefn.Failure{Reason: edgefn.ReasonOutputLimit, Message: inv.overLimit}

@@ -1,0 +1,65 @@
+package wasmbin
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// BenchmarkGuest compares a guest with no limit ("none"), instrumented with the flag never set
+// ("instrumented"), and uninstrumented under wazero's WithCloseOnContextDone with a deadline
+// ("closeOnDone"). Compare ratios within one run: the machine is shared.
+func BenchmarkGuest(b *testing.B) {
+	orig := fixture(b, "bench.wasm")
+	inst := mustRewrite(b, orig, Options{Instrument: true})
+	for _, g := range []struct {
+		name, fn string
+		arg      uint64
+	}{
+		{"checksum10M", "checksum", 10_000_000},
+		{"nested10M", "nested", 100_000},
+		{"fib30", "fib", 30},
+	} {
+		for _, mode := range []string{"none", "instrumented", "closeOnDone"} {
+			b.Run(g.name+"/"+mode, func(b *testing.B) {
+				cfg, wasm := runtimeConfig(), orig
+				ctx := context.Background()
+				switch mode {
+				case "instrumented":
+					wasm = inst
+				case "closeOnDone":
+					cfg = cfg.WithCloseOnContextDone(true)
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, time.Hour)
+					defer cancel()
+				}
+				fn := instantiate(b, newRuntime(b, cfg), wasm).ExportedFunction(g.fn)
+				var want uint64
+				for b.Loop() {
+					res, err := fn.Call(ctx, g.arg)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if want == 0 {
+						want = res[0]
+					} else if res[0] != want {
+						b.Fatalf("result %d then %d", want, res[0])
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/call")
+			})
+		}
+	}
+}
+
+// BenchmarkRewrite measures deploy-time cost on the Go wasip1 program.
+func BenchmarkRewrite(b *testing.B) {
+	wasm := fixture(b, "goprog.wasm")
+	opt := Options{Instrument: true, TrackGrow: true, MaxMemoryPages: 4096, MergeData: true, StripDebug: true}
+	b.SetBytes(int64(len(wasm)))
+	for b.Loop() {
+		if _, err := Rewrite(wasm, opt); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

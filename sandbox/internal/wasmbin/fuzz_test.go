@@ -1,0 +1,61 @@
+package wasmbin
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/tetratelabs/wazero"
+)
+
+// seedFixtures adds the small built fixtures to the corpus (skipping the big Go program).
+func seedFixtures(f *testing.F) {
+	paths, _ := filepath.Glob(filepath.Join("testdata", "*.wasm"))
+	if len(paths) == 0 {
+		f.Fatal("no test guests in testdata (run `make wasm` at the repository root)")
+	}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err == nil && len(b) < 64<<10 {
+			f.Add(b)
+		}
+	}
+	f.Add(oneFunc(0x01, 0x0b))
+	f.Add(oneFunc(0xfe, 0x10, 0x02, 0x00, 0x0b))
+}
+
+func FuzzInspect(f *testing.F) {
+	seedFixtures(f)
+	f.Fuzz(func(t *testing.T, wasm []byte) {
+		info, err := Inspect(wasm)
+		if (info == nil) == (err == nil) {
+			t.Fatalf("info %v and err %v", info, err)
+		}
+	})
+}
+
+// FuzzRewrite checks Rewrite never panics and that whenever wazero accepts the input, it
+// accepts the rewritten module too.
+func FuzzRewrite(f *testing.F) {
+	seedFixtures(f)
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, runtimeConfig())
+	defer r.Close(ctx)
+	f.Fuzz(func(t *testing.T, wasm []byte) {
+		out, err := Rewrite(wasm, Options{Instrument: true, TrackGrow: true, MaxMemoryPages: 100, MergeData: true, StripDebug: true})
+		if err != nil {
+			return
+		}
+		c, err := r.CompileModule(ctx, wasm)
+		if err != nil {
+			return // invalid input (type errors are wazero's to find)
+		}
+		_ = c.Close(ctx)
+		c, err = r.CompileModule(ctx, out)
+		if err != nil {
+			t.Fatalf("wazero accepts the input but not the rewritten module: %v", err)
+		}
+		_ = c.Close(ctx)
+	})
+}
