@@ -21,19 +21,22 @@ func (rw *rewriter) rewriteCode() error {
 	return nil
 }
 
-func (rw *rewriter) depthAdjust(b []byte, op byte) []byte {
-	b = append(b, opGlobalGet)
-	b = appendU32(b, rw.gDepth)
-	b = append(b, opI32Const, 1, op, opGlobalSet)
+// restoreDepth gives back the frame's unit of depth budget: it stores the value the function
+// saw at entry (in local d), which is the current value plus one, since every call it made
+// returned its unit (or trapped, and then nothing runs after).
+func (rw *rewriter) restoreDepth(b []byte, d uint32) []byte {
+	b = append(b, opLocalGet)
+	b = appendU32(b, d)
+	b = append(b, opGlobalSet)
 	return appendU32(b, rw.gDepth)
 }
 
 // rewriteBody instruments one function body. Added locals go after every existing one, so no
-// local index changes: cnt (loop countdown) and g (memory.grow result).
+// local index changes: cnt (loop countdown), g (memory.grow result) and d (depth at entry).
 func (rw *rewriter) rewriteBody(cb codeBody, fn int, ft funcType) ([]byte, error) {
 	inst, track := rw.opt.Instrument, rw.opt.TrackGrow
 	cnt := uint32(uint64(len(ft.params)) + cb.nlocals)
-	g := cnt + 1
+	g, d := cnt+1, cnt+2
 	code := make([]byte, 0, len(cb.body)+len(cb.body)/4+64)
 	r := reader{buf: cb.body, pos: cb.codeStart, base: cb.offset}
 	depth := 0
@@ -49,10 +52,10 @@ func (rw *rewriter) rewriteBody(cb codeBody, fn int, ft funcType) ([]byte, error
 		case in.op == opEnd && depth == 0:
 			if inst {
 				code = append(code, opEnd) // closes the wrapper block
-				code = rw.depthAdjust(code, opI32Add)
+				code = rw.restoreDepth(code, d)
 			}
 			code = append(code, opEnd)
-			return rw.assembleBody(cb, code, inst, hasLoop, hasLoop && inst || hasGrow, cnt, ft), nil
+			return rw.assembleBody(cb, code, inst, hasLoop, inst || hasGrow, cnt, ft), nil
 		case in.op == opEnd:
 			depth--
 			code = append(code, raw...)
@@ -80,7 +83,7 @@ func (rw *rewriter) rewriteBody(cb codeBody, fn int, ft funcType) ([]byte, error
 			code = append(code, opBr)
 			code = appendU32(code, uint32(depth))
 		case (in.op == opReturnCall || in.op == opReturnCallIn) && inst:
-			code = rw.depthAdjust(code, opI32Add)
+			code = rw.restoreDepth(code, d)
 			code = append(code, raw...)
 		case in.op == opMemoryGrow && track:
 			hasGrow = true
@@ -105,7 +108,7 @@ func (rw *rewriter) assembleBody(cb codeBody, code []byte, inst, hasLoop, addLoc
 		n, _ := r.u32()
 		b = appendU32(b, n+1)
 		b = append(b, locals[r.pos:]...)
-		b = append(b, 2, byte(I32))
+		b = append(b, 3, byte(I32))
 	} else {
 		b = append(b, locals...)
 	}
@@ -116,13 +119,19 @@ func (rw *rewriter) assembleBody(cb codeBody, code []byte, inst, hasLoop, addLoc
 			b = append(b, opLocalSet)
 			b = appendU32(b, cnt)
 		}
-		// One branch for both checks: trap if stopped or if the depth budget is spent.
-		b = append(b, opGlobalGet)
-		b = appendU32(b, rw.gStop)
+		// One branch for both checks: trap if stopped or if the depth budget is spent (before
+		// touching it, so the host finds 0 after a depth trap).
+		d := cnt + 2
 		b = append(b, opGlobalGet)
 		b = appendU32(b, rw.gDepth)
-		b = append(b, opI32Eqz, opI32Or, opIf, 0x40, opUnreachable, opEnd)
-		b = rw.depthAdjust(b, opI32Sub)
+		b = append(b, opLocalTee)
+		b = appendU32(b, d)
+		b = append(b, opI32Eqz, opGlobalGet)
+		b = appendU32(b, rw.gStop)
+		b = append(b, opI32Or, opIf, 0x40, opUnreachable, opEnd, opLocalGet)
+		b = appendU32(b, d)
+		b = append(b, opI32Const, 1, opI32Sub, opGlobalSet)
+		b = appendU32(b, rw.gDepth)
 		b = append(b, opBlock)
 		b = append(b, rw.blockTypeFor(ft.results)...)
 	}
