@@ -1,0 +1,179 @@
+package sandbox
+
+import (
+	"context"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/sandbox/internal/wasmbin"
+	"github.com/tetratelabs/wazero"
+)
+
+func TestRunawayRecursionHostMemory(t *testing.T) {
+	r := newRuntime(t, Config{})
+	f := load(t, r, "deep", func(s *Spec) { s.Limits.Timeout = 10 * time.Second })
+	wantFailure(t, f.Invoke(context.Background(), event("")), edgefn.ReasonTrap) // warm up wazero's pools
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	wantFailure(t, f.Invoke(context.Background(), event("")), edgefn.ReasonTrap)
+	runtime.ReadMemStats(&after)
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("runaway recursion (max_depth %d) allocated %d KiB of host memory", f.spec.Limits.MaxDepth, alloc>>10)
+	if alloc > 8<<20 {
+		t.Errorf("runaway recursion allocated %d bytes, more than 8 MiB", alloc)
+	}
+}
+
+func benchFunction(b *testing.B, name string, edit func(*Spec)) *Function {
+	b.Helper()
+	r := newRuntime(b, Config{})
+	return load(b, r, name, edit)
+}
+
+// BenchmarkWarmInvoke: a warm invocation of a trivial reactor, and the raw
+// wazero call of the same instrumented module, to read the host overhead.
+func BenchmarkWarmInvoke(b *testing.B) {
+	f := benchFunction(b, "trivial", nil)
+	ev := event("")
+	ctx := context.Background()
+	b.Run("sandbox", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if res := f.Invoke(ctx, ev); res.Err != nil {
+				b.Fatal(res.Err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "µs/invocation")
+	})
+	b.Run("raw", func(b *testing.B) {
+		mod, err := f.r.rt.InstantiateModule(ctx, f.compiled, f.r.base)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer mod.Close(ctx)
+		fn := mod.ExportedFunction(exportHandle)
+		stack := []uint64{0}
+		for b.Loop() {
+			if err := fn.CallWithStack(ctx, stack); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkFreshInvoke: a new instance per event (isolation fresh) of a
+// tiny module, and of the Go wasip1 reactor.
+func BenchmarkFreshInvoke(b *testing.B) {
+	for _, name := range []string{"echo", "goreactor"} {
+		b.Run(name, func(b *testing.B) {
+			f := benchFunction(b, name, func(s *Spec) {
+				s.Isolation = edgefn.IsolationFresh
+				s.Limits.Memory = 64 * edgefn.MiB
+				s.Limits.Timeout = time.Second
+			})
+			ev := event("x")
+			b.ReportAllocs()
+			for b.Loop() {
+				if res := f.Invoke(context.Background(), ev); res.Err != nil {
+					b.Fatal(res.Err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "µs/invocation")
+		})
+	}
+}
+
+// BenchmarkCompileWarmCache: Load of the Go reactor by a new runtime whose
+// disk cache already holds it (an agent restart).
+func BenchmarkCompileWarmCache(b *testing.B) {
+	dir := b.TempDir()
+	ctx := context.Background()
+	wasm := fixture(b, "goreactor")
+	spec := testSpec("goreactor")
+	spec.Limits.Memory = 64 * edgefn.MiB
+	loadOnce := func() time.Duration {
+		r, err := New(ctx, Config{CacheDir: dir})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer r.Close(ctx)
+		start := time.Now()
+		if _, err := r.Load(ctx, spec, wasm); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	cold := loadOnce()
+	b.Logf("cold compile of goreactor: %s", cold)
+	var total time.Duration
+	for b.Loop() {
+		total += loadOnce()
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/load")
+}
+
+// BenchmarkTimeoutMechanism runs a loop-heavy guest (10M iterations) three
+// ways on plain wazero: instrumented by wasmbin, WithCloseOnContextDone with
+// a context deadline, and with no time limit at all.
+func BenchmarkTimeoutMechanism(b *testing.B) {
+	ctx := context.Background()
+	plain := fixture(b, "count")
+	inst, err := wasmbin.Rewrite(plain, wasmbin.Options{Instrument: true, CheckInterval: checkInterval, TrackGrow: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const iters = 10000 // x1000 in the guest
+	run := func(b *testing.B, wasm []byte, closeOnDone bool) {
+		rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(closeOnDone))
+		defer rt.Close(ctx)
+		mod, err := rt.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithName(""))
+		if err != nil {
+			b.Fatal(err)
+		}
+		fn := mod.ExportedFunction(exportHandle)
+		callCtx := ctx
+		if closeOnDone {
+			c, cancel := context.WithTimeout(ctx, time.Hour)
+			defer cancel()
+			callCtx = c
+		}
+		for b.Loop() {
+			if _, err := fn.Call(callCtx, iters); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ms/run")
+	}
+	b.Run("none", func(b *testing.B) { run(b, plain, false) })
+	b.Run("instrumented", func(b *testing.B) { run(b, inst, false) })
+	b.Run("close-on-context-done", func(b *testing.B) { run(b, plain, true) })
+}
+
+// BenchmarkDeadlineOvershoot measures how long after a 20 ms deadline each
+// kind of runaway guest is stopped, reporting the median overshoot.
+func BenchmarkDeadlineOvershoot(b *testing.B) {
+	const deadline = 20 * time.Millisecond
+	for _, name := range []string{"loop", "fib", "deep"} {
+		b.Run(name, func(b *testing.B) {
+			f := benchFunction(b, name, func(s *Spec) {
+				s.Limits.Timeout = deadline
+				s.Limits.MaxDepth = 1 << 30
+			})
+			var over []time.Duration
+			for b.Loop() {
+				res := f.Invoke(context.Background(), event(""))
+				if fl := res.Failure(); fl == nil || (fl.Reason != edgefn.ReasonTimeout && !strings.Contains(fl.Message, "stack")) {
+					b.Fatalf("%v", res.Err)
+				}
+				over = append(over, res.Duration-deadline)
+			}
+			sort.Slice(over, func(i, j int) bool { return over[i] < over[j] })
+			b.ReportMetric(float64(over[len(over)/2].Microseconds())/1000, "ms-over-median")
+			b.ReportMetric(float64(over[len(over)-1].Microseconds())/1000, "ms-over-max")
+		})
+	}
+}
