@@ -1,0 +1,103 @@
+package devices
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Use is what a function does with a pin.
+type Use string
+
+// Pin uses a function can claim.
+const (
+	UseTrigger Use = "trigger" // a gpio trigger: the pin is a watched input
+	UseRead    Use = "read"    // allow.gpio_read
+	UseWrite   Use = "write"   // allow.gpio_write: the pin is an output
+)
+
+// Claim is one function's use of one pin.
+type Claim struct {
+	Pin      string
+	Function string
+	Use      Use
+}
+
+// ClaimError is one problem CheckClaims found.
+type ClaimError struct {
+	Pin       string
+	Functions []string // the functions involved, sorted
+	Problem   string
+}
+
+func (e *ClaimError) Error() string {
+	return fmt.Sprintf("gpio pin %q: %s (functions %s)", e.Pin, e.Problem, strings.Join(e.Functions, ", "))
+}
+
+// CheckClaims checks the pin uses of every deployed function together and
+// returns every problem, each a *ClaimError, joined with errors.Join: a pin
+// the backend does not have, a pin written by two functions, a pin both
+// watched as a trigger and written. Reads combine with anything, and one
+// function may claim a pin several times. Pin names compare
+// case-insensitively (as the backend resolves them).
+func (g *GPIO) CheckClaims(claims []Claim) error {
+	type pinClaims struct {
+		name              string
+		all, write, watch []string
+	}
+	byPin := map[string]*pinClaims{}
+	var order []string
+	for _, c := range claims {
+		k := strings.ToUpper(c.Pin)
+		if _, canon, ok := g.chip.lookup(c.Pin); ok {
+			k = canon
+		}
+		pc := byPin[k]
+		if pc == nil {
+			pc = &pinClaims{name: c.Pin}
+			byPin[k] = pc
+			order = append(order, k)
+		}
+		pc.all = addName(pc.all, c.Function)
+		switch c.Use {
+		case UseWrite:
+			pc.write = addName(pc.write, c.Function)
+		case UseTrigger:
+			pc.watch = addName(pc.watch, c.Function)
+		}
+	}
+	var errs []error
+	for _, k := range order {
+		pc := byPin[k]
+		if !g.Has(pc.name) {
+			errs = append(errs, &ClaimError{Pin: pc.name, Functions: pc.all,
+				Problem: fmt.Sprintf("no such pin on this device (gpio backend %s)", g.backend)})
+			continue
+		}
+		if len(pc.write) > 1 {
+			errs = append(errs, &ClaimError{Pin: pc.name, Functions: pc.write,
+				Problem: "claimed for output by more than one function"})
+		}
+		if len(pc.write) > 0 && len(pc.watch) > 0 {
+			errs = append(errs, &ClaimError{Pin: pc.name, Functions: mergeNames(pc.write, pc.watch),
+				Problem: "used both as a trigger input and as an output"})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func addName(names []string, n string) []string {
+	if i, found := slices.BinarySearch(names, n); !found {
+		names = slices.Insert(names, i, n)
+	}
+	return names
+}
+
+func mergeNames(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, n := range b {
+		out = addName(out, n)
+	}
+	return out
+}
