@@ -152,7 +152,7 @@ func (s *Store) run() {
 			now := time.Now()
 			ckpt := now.Sub(lastCheckpoint) >= s.cfg.CheckpointInterval
 			if s.cfg.MaxAge > 0 || ckpt {
-				s.commitBatch(nil, ckpt)
+				s.commitBatch(nil, true, ckpt)
 			}
 			if ckpt {
 				lastCheckpoint = now
@@ -178,7 +178,7 @@ func (s *Store) run() {
 				if len(batch) == 0 {
 					return
 				}
-				s.commitBatch(batch, false)
+				s.commitBatch(batch, false, false)
 			}
 		}
 		lastWrite = time.Now()
@@ -211,7 +211,7 @@ func (s *Store) run() {
 				}
 			}
 		}
-		s.commitBatch(batch, false)
+		s.commitBatch(batch, false, false)
 		clear(batch)
 	}
 }
@@ -238,8 +238,9 @@ func (b *batch) stmt(s *sql.Stmt) *sql.Stmt {
 }
 
 // commitBatch commits reqs in one transaction and answers each of them.
-// maint also runs the periodic retention work.
-func (s *Store) commitBatch(reqs []*request, maint bool) {
+// tick marks the idle maintenance batch (expiry), retention the periodic
+// age-based pruning of invocation records.
+func (s *Store) commitBatch(reqs []*request, tick, retention bool) {
 	live := reqs[:0:0]
 	for _, r := range reqs {
 		switch {
@@ -253,7 +254,7 @@ func (s *Store) commitBatch(reqs []*request, maint bool) {
 			live = append(live, r)
 		}
 	}
-	if len(live) == 0 && !maint && len(reqs) > 0 {
+	if len(live) == 0 && !tick {
 		return
 	}
 	bg := context.Background() // no cancellation inside a transaction
@@ -261,7 +262,7 @@ func (s *Store) commitBatch(reqs []*request, maint bool) {
 	tx, err := s.wdb.BeginTx(bg, nil)
 	if err == nil {
 		b.tx = tx
-		err = s.apply(bg, b, live, maint)
+		err = s.apply(bg, b, live, tick, retention)
 		if err == nil {
 			err = tx.Commit()
 		}
@@ -305,7 +306,7 @@ func (s *Store) storageFailure(err error) *edgefn.Failure {
 	return &edgefn.Failure{Reason: edgefn.ReasonStorage, Message: "cannot commit to " + s.cfg.Path, Err: err}
 }
 
-func (s *Store) apply(ctx context.Context, b *batch, reqs []*request, maint bool) error {
+func (s *Store) apply(ctx context.Context, b *batch, reqs []*request, tick, retention bool) error {
 	for _, r := range reqs {
 		var err error
 		switch r.kind {
@@ -325,12 +326,12 @@ func (s *Store) apply(ctx context.Context, b *batch, reqs []*request, maint bool
 			return fmt.Errorf("drop oldest: %w", err)
 		}
 	}
-	if s.cfg.MaxAge > 0 && (b.added || maint) {
+	if s.cfg.MaxAge > 0 && (b.added || tick) {
 		if err := s.expire(ctx, b); err != nil {
 			return fmt.Errorf("expire: %w", err)
 		}
 	}
-	if err := s.prune(ctx, b, maint); err != nil {
+	if err := s.prune(ctx, b, retention); err != nil {
 		return fmt.Errorf("prune: %w", err)
 	}
 	if b.deleted {
@@ -701,7 +702,7 @@ func (s *Store) expire(ctx context.Context, b *batch) error {
 
 // prune keeps the invocation records and the log rings within bounds.
 // Deleting in slices of an eighth of the bound keeps it off the hot path.
-func (s *Store) prune(ctx context.Context, b *batch, maint bool) error {
+func (s *Store) prune(ctx context.Context, b *batch, retention bool) error {
 	maxInv := int64(s.cfg.MaxInvocations)
 	if b.st.invCount > maxInv+maxInv/8 {
 		res, err := b.tx.ExecContext(ctx, "DELETE FROM invocations WHERE id <= ?", b.st.lastInv-maxInv)
@@ -711,7 +712,7 @@ func (s *Store) prune(ctx context.Context, b *batch, maint bool) error {
 		k, _ := res.RowsAffected()
 		b.st.invCount -= k
 	}
-	if maint {
+	if retention {
 		res, err := b.tx.ExecContext(ctx, "DELETE FROM invocations WHERE time < ?", b.now.Add(-s.cfg.InvocationMaxAge).UnixMilli())
 		if err != nil {
 			return err
