@@ -445,4 +445,4 @@ func (g *GPIO) Close() error {
 type noChip struct{}
 
 func (noChip) lookup(string) (gpio.PinIO, string, bool) { return nil, "", false }
-func (noChip) names() []string                         { return nil }
+func (noChip) names() []string                          { return nil }
