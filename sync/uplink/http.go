@@ -233,8 +233,9 @@ func (h *HTTP) deliver(ctx context.Context, batch []edgefn.Record) error {
 			if err := h.sourceOp(ctx, "dead-letter", func(ctx context.Context) error { return h.src.DeadLetter(ctx, seqsOf(batch), reason) }); err != nil {
 				return err
 			}
-			h.st.deadLettered(len(batch))
-			h.st.failure(now, fmt.Errorf("records %d-%d dead-lettered: %s", first.Seq, last.Seq, reason), false)
+			what := fmt.Sprintf("records %d-%d dead-lettered: %s", first.Seq, last.Seq, reason)
+			h.st.deadLettered(len(batch), what)
+			h.st.failure(now, errors.New(what), false)
 			h.log.Error("cloud refused batch, dead-lettered", "records", len(batch), "first", first.Seq, "last", last.Seq, "reason", reason)
 			return nil
 		}

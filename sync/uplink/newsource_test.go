@@ -11,7 +11,9 @@ import (
 
 // newSource returns the Source the tests drain: a real SQLite outbox in a
 // temporary directory.
-func newSource(t testing.TB) feeder { return openOutbox(t, t.TempDir()+"/outbox.db", outbox.DurabilityNormal) }
+func newSource(t testing.TB) feeder {
+	return openOutbox(t, t.TempDir()+"/outbox.db", outbox.DurabilityNormal)
+}
 
 // outboxSource is the real outbox.Store with the test's feeder methods.
 type outboxSource struct {

@@ -53,6 +53,9 @@ type State struct {
 	Retries uint64
 	// Batches counts confirmed batches (HTTP requests or MQTT confirms).
 	Batches uint64
+	// LastDeadLetter says which records were last dead-lettered and why
+	// (kept after later successes; the outbox lists every dead letter).
+	LastDeadLetter string
 }
 
 // Backlogger is an optional ability of a Source: it counts the records
@@ -156,8 +159,9 @@ func (t *tracker) online(v bool) {
 	t.mu.Unlock()
 }
 
-func (t *tracker) deadLettered(records int) {
+func (t *tracker) deadLettered(records int, what string) {
 	t.mu.Lock()
+	t.s.LastDeadLetter = what
 	t.s.Online = true
 	t.s.Failed += uint64(records)
 	if t.exact {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"strconv"
@@ -98,7 +99,8 @@ func (r *Receiver) serve(ln net.Listener) {
 	if r.tls != nil {
 		ln = tls.NewListener(ln, r.tls)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(r.handle), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: http.HandlerFunc(r.handle), ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: log.New(io.Discard, "", 0)} // TLS handshake failures are expected in tests
 	r.mu.Lock()
 	r.srv = srv
 	r.mu.Unlock()

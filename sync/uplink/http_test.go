@@ -1,0 +1,253 @@
+package uplink_test
+
+import (
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgefn/edgefn/sync/uplink"
+	"github.com/edgefn/edgefn/sync/uplink/internal/receiver"
+	"github.com/edgefn/edgefn/sync/uplink/internal/testpki"
+)
+
+func newHTTP(t *testing.T, cfg uplink.HTTPConfig, src uplink.Source) *uplink.HTTP {
+	t.Helper()
+	if cfg.Backoff == (uplink.Backoff{}) {
+		cfg.Backoff = fastBackoff
+	}
+	u, err := uplink.NewHTTP(cfg, src, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func TestHTTPWireFormat(t *testing.T) {
+	r := receiver.Start(t)
+	src := newSource(t)
+	jsonSeq := src.add(t, "temp", []byte("{\n  \"c\": 21.5\n}"))
+	binSeq := src.add(t, "temp", []byte{0xff, 0x00, 0x01})
+	textSeq := src.add(t, "temp", []byte("not json"))
+	u := newHTTP(t, uplink.HTTPConfig{URL: r.URL(), BearerToken: "s3cret", Headers: map[string]string{"X-Api-Key": "k1"}}, src)
+	run(t, u)
+	r.WaitFor(10*time.Second, "3 records", func() bool { return r.Unique() == 3 })
+	lines := r.Lines()
+	if got := string(lines[0].Payload); got != `{"c":21.5}` {
+		t.Errorf("JSON payload = %s, want compacted JSON", got)
+	}
+	if lines[0].Seq != jsonSeq || lines[0].ID != "gw1:"+itoa(jsonSeq) || lines[0].Gateway != "gw1" || lines[0].Function != "temp" ||
+		lines[0].Version != 1 || lines[0].Source != "mqtt" || lines[0].Subject != "sensors/temp" {
+		t.Errorf("line 0 = %+v", lines[0])
+	}
+	if _, err := time.Parse("2006-01-02T15:04:05.000Z", lines[0].Time); err != nil {
+		t.Errorf("time %q is not RFC 3339 UTC with milliseconds: %v", lines[0].Time, err)
+	}
+	if lines[1].Seq != binSeq || lines[1].Payload != nil || string(lines[1].PayloadB64) != "\xff\x00\x01" {
+		t.Errorf("binary payload line = %+v", lines[1])
+	}
+	if lines[2].Seq != textSeq || string(lines[2].PayloadB64) != "not json" {
+		t.Errorf("text payload line = %+v (b64 %s)", lines[2], base64.StdEncoding.EncodeToString(lines[2].PayloadB64))
+	}
+	req := r.Requests()[0]
+	for k, want := range map[string]string{"Authorization": "Bearer s3cret", "X-Api-Key": "k1", "Content-Type": "application/x-ndjson",
+		"Idempotency-Key": "gw1:" + itoa(jsonSeq) + "-" + itoa(textSeq)} {
+		if got := req.Header.Get(k); got != want {
+			t.Errorf("header %s = %q, want %q", k, got, want)
+		}
+	}
+}
+
+func TestHTTPRetrySameIdempotencyKey(t *testing.T) {
+	r := receiver.Start(t)
+	r.FailNext(3, http.StatusServiceUnavailable, "")
+	src := newSource(t)
+	want := map[string]string{}
+	addN(t, src, "gw1", 10, want)
+	u := newHTTP(t, uplink.HTTPConfig{URL: r.URL()}, src)
+	run(t, u)
+	r.WaitFor(10*time.Second, "delivery after 3 failures", func() bool { return r.Unique() == 10 })
+	reqs := r.Requests()
+	if len(reqs) != 4 {
+		t.Fatalf("%d requests, want 4", len(reqs))
+	}
+	for _, q := range reqs[1:] {
+		if q.Key != reqs[0].Key {
+			t.Errorf("Idempotency-Key changed on retry: %q then %q", reqs[0].Key, q.Key)
+		}
+	}
+	checkDelivery(t, r.Lines(), want)
+	if st := u.State(); st.Retries != 3 {
+		t.Errorf("Retries = %d, want 3", st.Retries)
+	}
+}
+
+func TestHTTPLostResponseDuplicatesWithSameID(t *testing.T) {
+	r := receiver.Start(t)
+	r.Fail(http.StatusBadGateway, "", true) // stores the batch, then says 502
+	src := newSource(t)
+	want := map[string]string{}
+	addN(t, src, "gw1", 20, want)
+	run(t, newHTTP(t, uplink.HTTPConfig{URL: r.URL()}, src))
+	r.WaitFor(10*time.Second, "a few failed attempts", func() bool { return len(r.Requests()) >= 3 })
+	r.OK()
+	eventually(t, 10*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
+	lines := r.Lines()
+	if len(lines) <= 20 {
+		t.Errorf("%d lines, want duplicates", len(lines))
+	}
+	checkDelivery(t, lines, want)
+}
+
+func TestHTTPDeadLetterAndMoveOn(t *testing.T) {
+	r := receiver.Start(t)
+	src := newSource(t)
+	want := map[string]string{}
+	addN(t, src, "gw1", 30, want)
+	r.Reject("gw1:12", http.StatusBadRequest)
+	u := newHTTP(t, uplink.HTTPConfig{URL: r.URL(), Batch: uplink.Batch{MaxRecords: 10}}, src)
+	run(t, u)
+	eventually(t, 10*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
+	dead := src.deadLetters(t)
+	if len(dead) != 10 {
+		t.Fatalf("dead letters %v, want the batch of 10 holding seq 12", dead)
+	}
+	for seq := uint64(11); seq <= 20; seq++ {
+		if !strings.Contains(dead[seq], "HTTP 400") || !strings.Contains(dead[seq], "record gw1:12 refused") {
+			t.Errorf("seq %d reason %q: want status and response excerpt", seq, dead[seq])
+		}
+		delete(want, "gw1:"+itoa(seq))
+	}
+	checkDelivery(t, r.Lines(), want)
+	st := u.State()
+	if st.Failed != 10 || !strings.Contains(st.LastDeadLetter, "records 11-20 dead-lettered: HTTP 400") {
+		t.Errorf("state %+v: want Failed 10 and the dead letter in LastError", st)
+	}
+}
+
+func TestHTTPRetryAfter(t *testing.T) {
+	r := receiver.Start(t)
+	r.FailNext(1, http.StatusTooManyRequests, "1")
+	src := newSource(t)
+	src.add(t, "temp", []byte(`{}`))
+	run(t, newHTTP(t, uplink.HTTPConfig{URL: r.URL()}, src))
+	start := time.Now()
+	r.WaitFor(10*time.Second, "delivery after 429", func() bool { return r.Unique() == 1 })
+	// A lower bound only: the backoff alone (20-40ms) would be far shorter.
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Errorf("retried after %v; Retry-After asked for 1s", d)
+	}
+}
+
+func TestHTTPStallTimesOutAndRetries(t *testing.T) {
+	r := receiver.Start(t)
+	r.Stall()
+	src := newSource(t)
+	src.add(t, "temp", []byte(`{}`))
+	u := newHTTP(t, uplink.HTTPConfig{URL: r.URL(), Timeout: 200 * time.Millisecond}, src)
+	run(t, u)
+	eventually(t, 10*time.Second, "a timed out attempt", func() bool { return u.State().Retries >= 1 })
+	if st := u.State(); st.Online || !strings.Contains(st.LastError, "Timeout") {
+		t.Errorf("state after a timeout: %+v", st)
+	}
+	r.OK()
+	r.WaitFor(10*time.Second, "delivery after the stall", func() bool { return r.Unique() == 1 })
+}
+
+func TestHTTPSplitsOn413(t *testing.T) {
+	r := receiver.Start(t)
+	r.FailNext(1, http.StatusRequestEntityTooLarge, "")
+	src := newSource(t)
+	want := map[string]string{}
+	addN(t, src, "gw1", 8, want)
+	run(t, newHTTP(t, uplink.HTTPConfig{URL: r.URL()}, src))
+	eventually(t, 10*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
+	checkDelivery(t, r.Lines(), want)
+	if dead := src.deadLetters(t); len(dead) != 0 {
+		t.Errorf("dead letters after 413: %v", dead)
+	}
+}
+
+func TestHTTPSTLS(t *testing.T) {
+	pki := testpki.New(t)
+	r := receiver.Start(t, receiver.WithTLS(pki.ServerTLS(t, true)))
+	cases := []struct {
+		name    string
+		tls     uplink.TLS
+		deliver bool
+		errLike string
+	}{
+		{"ca and client cert", uplink.TLS{CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey}, true, ""},
+		{"no client cert", uplink.TLS{CAFile: pki.CAFile}, false, "certificate"},
+		{"system roots", uplink.TLS{CertFile: pki.ClientCert, KeyFile: pki.ClientKey}, false, "certificate"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src := newSource(t)
+			seq := src.add(t, "temp", []byte(c.name))
+			u := newHTTP(t, uplink.HTTPConfig{URL: r.URL(), TLS: c.tls}, src)
+			run(t, u)
+			if c.deliver {
+				r.WaitFor(10*time.Second, "delivery over mutual TLS", func() bool { return r.Has("gw1:" + itoa(seq)) })
+				return
+			}
+			eventually(t, 10*time.Second, "a TLS failure", func() bool { return u.State().Retries > 0 })
+			if st := u.State(); !strings.Contains(st.LastError, c.errLike) {
+				t.Errorf("LastError %q, want it to mention %q", st.LastError, c.errLike)
+			}
+		})
+	}
+}
+
+func TestHTTPConfigValidate(t *testing.T) {
+	cases := []struct {
+		cfg    uplink.HTTPConfig
+		fields []string
+	}{
+		{uplink.HTTPConfig{}, []string{"url"}},
+		{uplink.HTTPConfig{URL: "ftp://x"}, []string{"url"}},
+		{uplink.HTTPConfig{URL: "http://x", TLS: uplink.TLS{CAFile: "/nope"}}, []string{"tls", "tls.ca_file"}},
+		{uplink.HTTPConfig{URL: "https://x", Timeout: -1, RetryOn: []int{500}, TLS: uplink.TLS{CertFile: "/c"},
+			Batch:   uplink.Batch{MaxRecords: -1, Linger: -1},
+			Backoff: uplink.Backoff{Min: 2 * time.Second, Max: time.Second}},
+			[]string{"timeout", "retry_on", "tls.cert_file", "batch.max_records", "batch.linger", "backoff.min"}},
+		{uplink.HTTPConfig{URL: "https://x", Headers: map[string]string{"Bad Name": "v", "X-Ok": "a\nb"}}, []string{"headers", "headers.X-Ok"}},
+	}
+	for _, c := range cases {
+		err := c.cfg.Validate()
+		got := fieldsOf(err)
+		for _, f := range c.fields {
+			if !got[f] {
+				t.Errorf("%+v: error %v does not name field %q", c.cfg, err, f)
+			}
+		}
+	}
+	if err := (uplink.HTTPConfig{URL: "https://ingest.example.com/v1"}).Validate(); err != nil {
+		t.Errorf("valid config refused: %v", err)
+	}
+}
+
+func fieldsOf(err error) map[string]bool {
+	got := map[string]bool{}
+	var walk func(error)
+	walk = func(e error) {
+		var fe *uplink.FieldError
+		if errors.As(e, &fe) {
+			got[fe.Field] = true
+		}
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range j.Unwrap() {
+				walk(x)
+			}
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return got
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
