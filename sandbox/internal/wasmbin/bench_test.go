@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/tetratelabs/wazero/api"
 )
 
 // BenchmarkGuest compares a guest with no limit ("none"), instrumented with the flag never set
@@ -61,5 +63,44 @@ func BenchmarkRewrite(b *testing.B) {
 		if _, err := Rewrite(wasm, opt); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkGuestRatio runs the three variants alternately in every iteration and reports their
+// time ratios, which hold up on a shared, noisy machine better than separate ns/op figures.
+func BenchmarkGuestRatio(b *testing.B) {
+	orig := fixture(b, "bench.wasm")
+	inst := mustRewrite(b, orig, Options{Instrument: true})
+	deadline, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	for _, g := range []struct {
+		name, fn string
+		arg      uint64
+	}{
+		{"checksum10M", "checksum", 10_000_000},
+		{"nested10M", "nested", 100_000},
+		{"fib30", "fib", 30},
+	} {
+		b.Run(g.name, func(b *testing.B) {
+			none := instantiate(b, newRuntime(b, nil), orig).ExportedFunction(g.fn)
+			instr := instantiate(b, newRuntime(b, nil), inst).ExportedFunction(g.fn)
+			closing := instantiate(b, newRuntime(b, runtimeConfig().WithCloseOnContextDone(true)), orig).ExportedFunction(g.fn)
+			var tNone, tInst, tClose time.Duration
+			timed := func(ctx context.Context, fn api.Function) time.Duration {
+				start := time.Now()
+				if _, err := fn.Call(ctx, g.arg); err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(start)
+			}
+			for b.Loop() {
+				tNone += timed(context.Background(), none)
+				tInst += timed(context.Background(), instr)
+				tClose += timed(deadline, closing)
+			}
+			b.ReportMetric(float64(tInst)/float64(tNone), "instrumented/none")
+			b.ReportMetric(float64(tClose)/float64(tNone), "closeOnDone/none")
+			b.ReportMetric(float64(tNone.Milliseconds())/float64(b.N), "none-ms/call")
+		})
 	}
 }
