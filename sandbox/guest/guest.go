@@ -40,6 +40,7 @@ func Handle(h Handler) { handler = h }
 // handler error, 2 a panic, 3 no handler registered, 4 a bad payload length.
 //
 //go:wasmexport edgefn_handle
+//lint:ignore U1000 called by the host through the wasmexport
 func edgefnHandle(payloadLen int32) (rc int32) {
 	if handler == nil {
 		Log(LevelError, "guest: no handler registered: call guest.Handle from func init() (main does not run in a reactor)")
