@@ -1,0 +1,137 @@
+package uplink_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/edgefn/edgefn/sync/uplink"
+	"github.com/edgefn/edgefn/sync/uplink/internal/mosquitto"
+	"github.com/edgefn/edgefn/sync/uplink/internal/testpki"
+)
+
+func TestMQTTTopicTemplateAndMessage(t *testing.T) {
+	b := mosquitto.Start(t, mosquitto.Options{})
+	var mu sync.Mutex
+	topics := map[string]string{}
+	o := paho.NewClientOptions().AddBroker(b.URL()).SetClientID("topic-collector").
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+			mu.Lock()
+			topics[m.Topic()] = string(m.Payload())
+			mu.Unlock()
+		})
+	c := paho.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer c.Disconnect(100)
+	if tok := c.Subscribe("cloud/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	src := newSource(t)
+	src.add(t, "temp", []byte(`{"c":1}`))
+	src.add(t, "door", []byte("open"))
+	u, err := uplink.NewMQTT(uplink.MQTTConfig{Broker: b.URL(), ClientID: "u1", Topic: "cloud/{gateway}/{source}/{function}",
+		InFlight: 1, Backoff: fastBackoff}, src, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, u)
+	eventually(t, 10*time.Second, "two messages", func() bool { mu.Lock(); defer mu.Unlock(); return len(topics) == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if m := topics["cloud/gw1/mqtt/temp"]; !strings.Contains(m, `"id":"gw1:1"`) || !strings.Contains(m, `"payload":{"c":1}`) || strings.Contains(m, "\n") {
+		t.Errorf("temp message %q", m)
+	}
+	if m := topics["cloud/gw1/mqtt/door"]; !strings.Contains(m, `"payload_b64":"b3Blbg=="`) {
+		t.Errorf("door message %q", m)
+	}
+	eventually(t, 5*time.Second, "confirmed", func() bool { return src.pending(t) == 0 && u.State().Sent == 2 })
+}
+
+func TestMQTTMutualTLS(t *testing.T) {
+	pki := testpki.New(t)
+	b := mosquitto.Start(t, mosquitto.Options{CAFile: pki.CAFile, CertFile: pki.ServerCert, KeyFile: pki.ServerKey, RequireClientCert: true})
+	cl := &mqttCloud{b: b}
+	caPEM, err := os.ReadFile(pki.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	cert, err := tls.LoadX509KeyPair(pki.ClientCert, pki.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.collect(t, b.URL(), func(o *paho.ClientOptions) {
+		o.SetTLSConfig(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}})
+	})
+	cases := []struct {
+		name    string
+		tls     uplink.TLS
+		deliver bool
+	}{
+		{"ca and client cert", uplink.TLS{CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey}, true},
+		{"no client cert", uplink.TLS{CAFile: pki.CAFile}, false},
+		{"unknown CA", uplink.TLS{CertFile: pki.ClientCert, KeyFile: pki.ClientKey}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src := newSource(t)
+			seq := src.add(t, "temp", []byte(`{"tls":true}`))
+			u, err := uplink.NewMQTT(uplink.MQTTConfig{Broker: b.URL(), ClientID: "tls-" + strings.ReplaceAll(c.name, " ", "-"),
+				TLS: c.tls, ConnectTimeout: 2 * time.Second, Backoff: fastBackoff}, src, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			run(t, u)
+			if c.deliver {
+				eventually(t, 10*time.Second, "delivery over mutual TLS", func() bool {
+					for _, l := range cl.lines() {
+						if l.ID == "gw1:"+itoa(seq) {
+							return true
+						}
+					}
+					return false
+				})
+				eventually(t, 5*time.Second, "confirmed", func() bool { return src.pending(t) == 0 })
+				return
+			}
+			eventually(t, 10*time.Second, "a refused connection", func() bool { s := u.State(); return s.Retries > 0 && !s.Online })
+			if n := src.pending(t); n != 1 {
+				t.Errorf("pending = %d after a refused connection, want 1", n)
+			}
+		})
+	}
+}
+
+func TestMQTTConfigValidate(t *testing.T) {
+	cases := []struct {
+		cfg    uplink.MQTTConfig
+		fields []string
+	}{
+		{uplink.MQTTConfig{}, []string{"broker"}},
+		{uplink.MQTTConfig{Broker: "http://x:1883"}, []string{"broker"}},
+		{uplink.MQTTConfig{Broker: "tcp://x:1883", Topic: "a/{fn}/#", InFlight: 70000, Password: "p", AckTimeout: -1},
+			[]string{"topic", "in_flight", "password", "ack_timeout"}},
+		{uplink.MQTTConfig{Broker: "mqtts://x:8883", TLS: uplink.TLS{KeyFile: "/k"}}, []string{"tls.cert_file", "tls.key_file"}},
+	}
+	for _, c := range cases {
+		err := c.cfg.Validate()
+		got := fieldsOf(err)
+		for _, f := range c.fields {
+			if !got[f] {
+				t.Errorf("%+v: error %v does not name field %q", c.cfg, err, f)
+			}
+		}
+	}
+	if err := (uplink.MQTTConfig{Broker: "mqtts://a.iot.eu-west-1.amazonaws.com:8883", Topic: "dt/{gateway}/{function}"}).Validate(); err != nil {
+		t.Errorf("valid config refused: %v", err)
+	}
+}
