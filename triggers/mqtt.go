@@ -1,0 +1,737 @@
+package triggers
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/edgefn/edgefn"
+)
+
+// Subscription is one MQTT topic filter the gateway wants events for, with
+// the maximum QoS to subscribe with (0 or 1).
+type Subscription struct {
+	Filter string `json:"filter"`
+	QoS    byte   `json:"qos"`
+}
+
+// TLSConfig names the files for a TLS connection to an external broker.
+type TLSConfig struct {
+	// CAFile is a PEM bundle of the CAs that may sign the broker's
+	// certificate; empty uses the system roots.
+	CAFile string `yaml:"ca_file" json:"ca_file,omitempty"`
+	// CertFile and KeyFile are the client certificate and key (PEM) for
+	// brokers that require client certificates; both or neither.
+	CertFile string `yaml:"cert_file" json:"cert_file,omitempty"`
+	KeyFile  string `yaml:"key_file" json:"key_file,omitempty"`
+	// ServerName overrides the name checked against the broker's
+	// certificate (default: the host of the broker URL).
+	ServerName string `yaml:"server_name" json:"server_name,omitempty"`
+}
+
+// MQTTConfig configures the external-broker trigger. Zero durations take
+// the defaults documented on each field.
+type MQTTConfig struct {
+	// Brokers are the broker URLs, tried in order: tcp:// or mqtt:// for
+	// plain TCP, ssl://, tls://, mqtts:// for TLS (default port 1883, 8883).
+	Brokers []string `yaml:"brokers" json:"brokers"`
+	// ClientID must be stable across restarts (derive it from the gateway
+	// id): the broker keeps the persistent session under it.
+	ClientID string `yaml:"client_id" json:"client_id"`
+	Username string `yaml:"username" json:"username,omitempty"`
+	Password string `yaml:"password" json:"-"`
+	// TLS applies to ssl://, tls:// and mqtts:// brokers.
+	TLS TLSConfig `yaml:"tls" json:"tls"`
+	// KeepAlive is the MQTT keepalive (default 30s).
+	KeepAlive time.Duration `yaml:"keepalive" json:"keepalive"`
+	// ConnectTimeout bounds one connection attempt (default 10s).
+	ConnectTimeout time.Duration `yaml:"connect_timeout" json:"connect_timeout"`
+	// MaxReconnectInterval caps the reconnect backoff (default 30s).
+	MaxReconnectInterval time.Duration `yaml:"max_reconnect_interval" json:"max_reconnect_interval"`
+	// RedeliveryDelay is how long after a QoS 1 message could not be
+	// committed the trigger drops the connection so the broker redelivers
+	// it (default 5s; doubles while deliveries keep failing, up to 1 min).
+	RedeliveryDelay time.Duration `yaml:"redelivery_delay" json:"redelivery_delay"`
+}
+
+const (
+	defaultKeepAlive            = 30 * time.Second
+	defaultConnectTimeout       = 10 * time.Second
+	defaultMaxReconnectInterval = 30 * time.Second
+	defaultRedeliveryDelay      = 5 * time.Second
+	maxRedeliveryDelay          = time.Minute
+	// disconnectQuiesce is how long Run's shutdown lets paho finish
+	// in-flight work before closing the connection (milliseconds).
+	disconnectQuiesce = 250
+	// handlerDrainTimeout bounds how long Run waits for message handlers
+	// still inside Sink.Deliver after the context ends.
+	handlerDrainTimeout = 5 * time.Second
+)
+
+// withDefaults returns c with zero durations replaced by defaults.
+func (c MQTTConfig) withDefaults() MQTTConfig {
+	if c.KeepAlive == 0 {
+		c.KeepAlive = defaultKeepAlive
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = defaultConnectTimeout
+	}
+	if c.MaxReconnectInterval == 0 {
+		c.MaxReconnectInterval = defaultMaxReconnectInterval
+	}
+	if c.RedeliveryDelay == 0 {
+		c.RedeliveryDelay = defaultRedeliveryDelay
+	}
+	return c
+}
+
+// Validate checks the configuration without touching the network or the
+// files and returns every problem, each naming its field.
+func (c MQTTConfig) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("mqtt.brokers: at least one broker URL is required"))
+	}
+	for i, b := range c.Brokers {
+		if _, _, err := parseBrokerURL(b); err != nil {
+			errs = append(errs, fmt.Errorf("mqtt.brokers[%d]: %w", i, err))
+		}
+	}
+	if c.ClientID == "" {
+		errs = append(errs, errors.New("mqtt.client_id: required (a stable id, e.g. derived from the gateway id, keeps the persistent session)"))
+	}
+	if c.Password != "" && c.Username == "" {
+		errs = append(errs, errors.New("mqtt.password: set without mqtt.username"))
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("mqtt.tls: cert_file and key_file must be set together"))
+	}
+	for name, d := range map[string]time.Duration{
+		"keepalive": c.KeepAlive, "connect_timeout": c.ConnectTimeout,
+		"max_reconnect_interval": c.MaxReconnectInterval, "redelivery_delay": c.RedeliveryDelay,
+	} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("mqtt.%s: %v is negative", name, d))
+		}
+	}
+	if c.KeepAlive > 0 && c.KeepAlive < time.Second {
+		errs = append(errs, fmt.Errorf("mqtt.keepalive: %v is below the 1s MQTT resolution", c.KeepAlive))
+	}
+	return errors.Join(errs...)
+}
+
+// parseBrokerURL checks a broker URL and reports whether it uses TLS.
+func parseBrokerURL(s string) (*url.URL, bool, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, false, fmt.Errorf("%q: %w", s, err)
+	}
+	var useTLS bool
+	switch u.Scheme {
+	case "tcp", "mqtt":
+	case "ssl", "tls", "mqtts", "tcps":
+		useTLS = true
+	default:
+		return nil, false, fmt.Errorf("%q: scheme %q not supported, use tcp://, mqtt://, ssl:// or mqtts://", s, u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return nil, false, fmt.Errorf("%q: no host", s)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n <= 0 || n > 65535 {
+			return nil, false, fmt.Errorf("%q: bad port %q", s, p)
+		}
+	}
+	return u, useTLS, nil
+}
+
+// validateSubscriptions checks filters and QoS and merges duplicates,
+// keeping the highest QoS.
+func validateSubscriptions(subs []Subscription) (map[string]byte, error) {
+	var errs []error
+	out := make(map[string]byte, len(subs))
+	for i, s := range subs {
+		if !edgefn.ValidTopicFilter(s.Filter) {
+			errs = append(errs, fmt.Errorf("subscription[%d].filter %q: not a valid MQTT topic filter", i, s.Filter))
+			continue
+		}
+		if s.QoS > 1 {
+			errs = append(errs, fmt.Errorf("subscription[%d].qos %d for %q: only 0 and 1 are supported", i, s.QoS, s.Filter))
+			continue
+		}
+		if q, ok := out[s.Filter]; !ok || s.QoS > q {
+			out[s.Filter] = s.QoS
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ErrNotRunning is returned by Publish when the trigger is not running.
+var ErrNotRunning = errors.New("mqtt: not running")
+
+// pahoClient is the part of the paho client the trigger uses.
+type pahoClient interface {
+	Connect() mqtt.Token
+	Disconnect(quiesce uint)
+	Subscribe(topic string, qos byte, callback mqtt.MessageHandler) mqtt.Token
+	Unsubscribe(topics ...string) mqtt.Token
+	Publish(topic string, qos byte, retained bool, payload any) mqtt.Token
+}
+
+// MQTTStatus is a snapshot of the trigger's connection state.
+type MQTTStatus struct {
+	Connected bool   `json:"connected"`
+	LastError string `json:"last_error,omitempty"`
+	// Reconnects counts connections established after the first.
+	Reconnects uint64 `json:"reconnects"`
+	// ForcedReconnects counts connections the trigger dropped itself to
+	// get uncommitted QoS 1 messages redelivered.
+	ForcedReconnects uint64 `json:"forced_reconnects"`
+	// Delivered counts messages the sink committed (and that were acked).
+	Delivered uint64 `json:"delivered"`
+	// Failed counts messages the sink refused: QoS 1 ones are left unacked
+	// for redelivery, QoS 0 ones are lost.
+	Failed uint64 `json:"failed"`
+	// Unrouted counts messages matching no current subscription (left over
+	// in the persistent session from an earlier filter set); they are acked
+	// and dropped.
+	Unrouted uint64 `json:"unrouted"`
+	// Subscribed is the number of filters subscribed on the current
+	// connection.
+	Subscribed int `json:"subscribed"`
+}
+
+// MQTT is the trigger for an external broker: it subscribes with a
+// persistent session, hands each received message to the Sink once and
+// acknowledges a QoS 1 message only after the Sink committed it.
+type MQTT struct {
+	cfg    MQTTConfig
+	sink   Sink
+	log    *slog.Logger
+	tlsCfg *tls.Config
+	idPfx  string
+	seq    atomic.Uint64
+	// newClient builds the paho client; a field so tests could wrap it.
+	newClient func(*mqtt.ClientOptions) pahoClient
+
+	running atomic.Bool
+	kick    chan struct{} // reconcile subscriptions
+
+	mu        sync.Mutex
+	client    pahoClient
+	ctx       context.Context // Run's context, for Sink.Deliver
+	want      map[string]byte // filters the gateway asked for
+	have      map[string]byte // filters subscribed on this connection
+	conn      *droppableConn  // current network connection
+	connected bool
+	lastErr   string
+	connects  uint64
+	redeliver *time.Timer // pending forced reconnect
+	delay     time.Duration
+	handlers  *sync.WaitGroup // handlers of the current Run
+	draining  bool
+
+	forced, delivered, failed, unrouted atomic.Uint64
+}
+
+// NewMQTT checks cfg, loads the TLS files and returns a trigger that
+// delivers to sink. It does not connect: Run does.
+func NewMQTT(cfg MQTTConfig, sink Sink, log *slog.Logger) (*MQTT, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if sink == nil {
+		return nil, errors.New("mqtt: nil sink")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	m := &MQTT{
+		cfg:   cfg,
+		sink:  sink,
+		log:   log.With("trigger", "mqtt"),
+		idPfx: "mqtt-" + randomHex(4) + "-",
+		kick:  make(chan struct{}, 1),
+		want:  map[string]byte{},
+		have:  map[string]byte{},
+		delay: cfg.RedeliveryDelay,
+		newClient: func(o *mqtt.ClientOptions) pahoClient {
+			return mqtt.NewClient(o)
+		},
+	}
+	for _, b := range cfg.Brokers {
+		if _, useTLS, _ := parseBrokerURL(b); useTLS {
+			t, err := loadTLS(cfg.TLS)
+			if err != nil {
+				return nil, err
+			}
+			m.tlsCfg = t
+			break
+		}
+	}
+	return m, nil
+}
+
+func loadTLS(c TLSConfig) (*tls.Config, error) {
+	t := &tls.Config{ServerName: c.ServerName, MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt.tls.ca_file %q: no PEM certificates in it", c.CAFile)
+		}
+		t.RootCAs = pool
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.tls.cert_file/key_file: %w", err)
+		}
+		t.Certificates = []tls.Certificate{cert}
+	}
+	return t, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
+}
+
+// SetSubscriptions replaces the set of filters the trigger subscribes to:
+// added filters are subscribed and removed ones unsubscribed, now if
+// connected, else on the next connection. Duplicate filters keep the
+// highest QoS. It fails, changing nothing, if a filter is malformed or a
+// QoS is above 1.
+func (m *MQTT) SetSubscriptions(subs []Subscription) error {
+	want, err := validateSubscriptions(subs)
+	if err != nil {
+		return fmt.Errorf("mqtt: set subscriptions: %w", err)
+	}
+	m.mu.Lock()
+	m.want = want
+	m.mu.Unlock()
+	m.signal()
+	return nil
+}
+
+func (m *MQTT) signal() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Status returns a snapshot of the connection state and counters.
+func (m *MQTT) Status() MQTTStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var rc uint64
+	if m.connects > 1 {
+		rc = m.connects - 1
+	}
+	return MQTTStatus{
+		Connected:        m.connected,
+		LastError:        m.lastErr,
+		Reconnects:       rc,
+		ForcedReconnects: m.forced.Load(),
+		Delivered:        m.delivered.Load(),
+		Failed:           m.failed.Load(),
+		Unrouted:         m.unrouted.Load(),
+		Subscribed:       len(m.have),
+	}
+}
+
+func (m *MQTT) setErr(err error) {
+	m.mu.Lock()
+	m.lastErr = err.Error()
+	m.mu.Unlock()
+}
+
+// Run connects (retrying with backoff until it succeeds), keeps the
+// subscriptions in line with SetSubscriptions, hands messages to the sink
+// and, when ctx ends, disconnects and waits (bounded) for handlers still in
+// Sink.Deliver. It returns nil after ctx ends, or an error if the trigger is
+// already running.
+func (m *MQTT) Run(ctx context.Context) error {
+	if !m.running.CompareAndSwap(false, true) {
+		return errors.New("mqtt: Run called while already running")
+	}
+	defer m.running.Store(false)
+
+	opts := mqtt.NewClientOptions()
+	for _, b := range m.cfg.Brokers {
+		opts.AddBroker(b)
+	}
+	opts.SetClientID(m.cfg.ClientID).
+		SetUsername(m.cfg.Username).
+		SetPassword(m.cfg.Password).
+		SetCleanSession(false).
+		SetAutoAckDisabled(true).
+		SetOrderMatters(false).
+		SetKeepAlive(m.cfg.KeepAlive).
+		SetPingTimeout(m.cfg.ConnectTimeout).
+		SetConnectTimeout(m.cfg.ConnectTimeout).
+		SetWriteTimeout(m.cfg.ConnectTimeout).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(m.cfg.MaxReconnectInterval).
+		// Subscriptions are re-sent by the trigger in OnConnect; paho's
+		// replay of its own stored SUBSCRIBE packets would duplicate them.
+		SetResumeSubs(false).
+		SetDefaultPublishHandler(m.handle).
+		SetOnConnectHandler(m.onConnect).
+		SetConnectionLostHandler(m.onLost).
+		SetCustomOpenConnectionFn(m.dial)
+	if m.tlsCfg != nil {
+		opts.SetTLSConfig(m.tlsCfg)
+	}
+
+	client := m.newClient(opts)
+	m.mu.Lock()
+	m.client, m.ctx, m.draining = client, ctx, false
+	handlers := &sync.WaitGroup{}
+	m.handlers = handlers
+	m.have = map[string]byte{}
+	m.mu.Unlock()
+
+	connTok := client.Connect()
+	connDone := connTok.Done()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			m.shutdown(client, handlers)
+			return nil
+		case <-connDone:
+			connDone = nil
+			if err := connTok.Error(); err != nil {
+				m.setErr(fmt.Errorf("connect: %w", err))
+			}
+		case <-m.kick:
+			if err := m.reconcile(ctx, client); err != nil {
+				m.setErr(err)
+				m.log.Warn("mqtt subscriptions not in place, retrying", "error", err)
+				retry.Reset(time.Second)
+			}
+		case <-retry.C:
+			m.signal()
+		}
+	}
+}
+
+// shutdown disconnects, stops the redelivery timer and waits (bounded) for
+// message handlers.
+func (m *MQTT) shutdown(client pahoClient, handlers *sync.WaitGroup) {
+	m.mu.Lock()
+	m.draining = true
+	if m.redeliver != nil {
+		m.redeliver.Stop()
+		m.redeliver = nil
+	}
+	m.mu.Unlock()
+	client.Disconnect(disconnectQuiesce)
+	done := make(chan struct{})
+	go func() { handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(handlerDrainTimeout):
+		m.log.Warn("mqtt handlers still in Sink.Deliver after shutdown", "waited", handlerDrainTimeout)
+	}
+	m.mu.Lock()
+	m.client, m.connected, m.conn = nil, false, nil
+	m.have = map[string]byte{}
+	m.mu.Unlock()
+}
+
+// reconcile subscribes to wanted filters not yet subscribed on this
+// connection and unsubscribes from those no longer wanted.
+func (m *MQTT) reconcile(ctx context.Context, client pahoClient) error {
+	m.mu.Lock()
+	if !m.connected {
+		m.mu.Unlock()
+		return nil // onConnect kicks again
+	}
+	var add []Subscription
+	var remove []string
+	for f, q := range m.want {
+		if hq, ok := m.have[f]; !ok || hq != q {
+			add = append(add, Subscription{f, q})
+		}
+	}
+	for f := range m.have {
+		if _, ok := m.want[f]; !ok {
+			remove = append(remove, f)
+		}
+	}
+	m.mu.Unlock()
+
+	var errs []error
+	for _, s := range add {
+		// A nil callback routes the message to the default handler, once
+		// per PUBLISH packet whatever filters it matches.
+		if err := wait(ctx, client.Subscribe(s.Filter, s.QoS, nil), m.cfg.ConnectTimeout); err != nil {
+			errs = append(errs, fmt.Errorf("subscribe %q: %w", s.Filter, err))
+			continue
+		}
+		m.mu.Lock()
+		m.have[s.Filter] = s.QoS
+		m.mu.Unlock()
+	}
+	if len(remove) > 0 {
+		if err := wait(ctx, client.Unsubscribe(remove...), m.cfg.ConnectTimeout); err != nil {
+			errs = append(errs, fmt.Errorf("unsubscribe %q: %w", remove, err))
+		} else {
+			m.mu.Lock()
+			for _, f := range remove {
+				delete(m.have, f)
+			}
+			m.mu.Unlock()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// wait waits for a paho token, bounded by ctx and timeout.
+func wait(ctx context.Context, tok mqtt.Token, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("no answer from the broker within %v", timeout)
+	}
+}
+
+func (m *MQTT) onConnect(mqtt.Client) {
+	m.mu.Lock()
+	m.connected = true
+	m.connects++
+	m.lastErr = ""
+	// Resubscribe everything: the broker keeps a persistent session's
+	// subscriptions, but it may have lost the session (restart without
+	// persistence, expiry).
+	m.have = map[string]byte{}
+	m.mu.Unlock()
+	m.log.Info("mqtt connected", "client_id", m.cfg.ClientID)
+	m.signal()
+}
+
+func (m *MQTT) onLost(_ mqtt.Client, err error) {
+	m.mu.Lock()
+	m.connected = false
+	m.lastErr = "connection lost: " + err.Error()
+	m.have = map[string]byte{}
+	m.mu.Unlock()
+	m.log.Warn("mqtt connection lost, reconnecting", "error", err)
+}
+
+// dial opens the network connection for paho and remembers it, so the
+// trigger can drop it to force the broker to redeliver unacked messages.
+func (m *MQTT) dial(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+	_, useTLS, err := parseBrokerURL(u.String())
+	if err != nil {
+		return nil, err
+	}
+	host := u.Host
+	if u.Port() == "" {
+		if useTLS {
+			host = net.JoinHostPort(u.Hostname(), "8883")
+		} else {
+			host = net.JoinHostPort(u.Hostname(), "1883")
+		}
+	}
+	d := &net.Dialer{Timeout: o.ConnectTimeout}
+	var conn net.Conn
+	if useTLS {
+		cfg := m.tlsCfg
+		if cfg == nil {
+			cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		conn, err = tls.DialWithDialer(d, "tcp", host, cfg)
+	} else {
+		conn, err = d.Dial("tcp", host)
+	}
+	if err != nil {
+		m.setErr(fmt.Errorf("dial %s: %w", u.Redacted(), err))
+		return nil, err
+	}
+	dc := &droppableConn{Conn: conn}
+	m.mu.Lock()
+	m.conn = dc
+	m.mu.Unlock()
+	return dc, nil
+}
+
+// errDropped is what paho reads from a connection the trigger dropped.
+var errDropped = errors.New("connection dropped by the trigger so the broker redelivers unacknowledged messages")
+
+// droppableConn turns the read error of a connection closed by drop into
+// errDropped: paho ignores "use of closed network connection" (it assumes
+// its own Disconnect closed it) and would not reconnect.
+type droppableConn struct {
+	net.Conn
+	dropped atomic.Bool
+}
+
+func (c *droppableConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil && c.dropped.Load() {
+		err = errDropped
+	}
+	return n, err
+}
+
+func (c *droppableConn) drop() error {
+	c.dropped.Store(true)
+	return c.Conn.Close()
+}
+
+// handle is paho's handler for every received PUBLISH packet.
+func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
+	m.mu.Lock()
+	if m.draining || m.ctx == nil {
+		m.mu.Unlock()
+		return // not acked: redelivered on the next run
+	}
+	ctx := m.ctx
+	routed := false
+	for f := range m.want {
+		if edgefn.TopicMatch(f, msg.Topic()) {
+			routed = true
+			break
+		}
+	}
+	handlers := m.handlers
+	handlers.Add(1)
+	m.mu.Unlock()
+	defer handlers.Done()
+
+	if !routed {
+		m.unrouted.Add(1)
+		m.log.Debug("mqtt message matches no subscription, dropped", "topic", msg.Topic())
+		msg.Ack()
+		return
+	}
+	ev := edgefn.Event{
+		ID:      m.idPfx + strconv.FormatUint(m.seq.Add(1), 10),
+		Source:  edgefn.SourceMQTT,
+		Subject: msg.Topic(),
+		Time:    time.Now(),
+		Payload: msg.Payload(),
+		Meta: map[string]string{
+			"qos":       strconv.Itoa(int(msg.Qos())),
+			"retain":    strconv.FormatBool(msg.Retained()),
+			"duplicate": strconv.FormatBool(msg.Duplicate()),
+		},
+	}
+	err := m.sink.Deliver(ctx, ev)
+	if err == nil {
+		m.delivered.Add(1)
+		msg.Ack()
+		m.mu.Lock()
+		m.delay = m.cfg.RedeliveryDelay
+		m.mu.Unlock()
+		return
+	}
+	m.failed.Add(1)
+	if ctx.Err() != nil {
+		return // shutting down: the broker redelivers after the next connect
+	}
+	if msg.Qos() == 0 {
+		m.log.Warn("mqtt QoS 0 message not committed, lost", "topic", msg.Topic(), "error", err)
+		return
+	}
+	m.log.Warn("mqtt QoS 1 message not committed, not acked", "topic", msg.Topic(), "error", err)
+	m.scheduleRedelivery()
+}
+
+// scheduleRedelivery drops the connection after the redelivery delay, once
+// for any number of failures in that window: MQTT 3.1.1 brokers resend
+// unacknowledged messages only when the session resumes on a new
+// connection. The delay doubles while failures continue.
+func (m *MQTT) scheduleRedelivery() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.redeliver != nil || m.draining {
+		return
+	}
+	d := m.delay
+	m.delay = min(2*m.delay, maxRedeliveryDelay)
+	m.redeliver = time.AfterFunc(d, func() {
+		m.mu.Lock()
+		conn := m.conn
+		m.redeliver = nil
+		draining := m.draining
+		m.mu.Unlock()
+		if conn == nil || draining {
+			return
+		}
+		m.forced.Add(1)
+		m.log.Info("mqtt dropping the connection so the broker redelivers uncommitted messages", "after", d)
+		_ = conn.drop()
+	})
+}
+
+// Publish sends a message to the broker and waits until it is accepted
+// (PUBACK for QoS 1, written for QoS 0), bounded by ctx. It fails with
+// ErrNotRunning outside Run, with an error naming the topic if it is not a
+// valid topic name or qos is above 1, and with ctx.Err() if ctx ends first
+// (a QoS 1 message may still be sent after that, from paho's store).
+func (m *MQTT) Publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error {
+	if err := checkPublish(topic, qos); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	client := m.client
+	m.mu.Unlock()
+	if client == nil {
+		return ErrNotRunning
+	}
+	tok := client.Publish(topic, qos, retain, payload)
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("mqtt: publish %q: %w", topic, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("mqtt: publish %q: %w", topic, ctx.Err())
+	}
+}
+
+func checkPublish(topic string, qos byte) error {
+	if !edgefn.ValidTopicName(topic) {
+		return fmt.Errorf("mqtt: publish: topic %q is not a valid topic name (empty, or has + # or NUL)", topic)
+	}
+	if qos > 1 {
+		return fmt.Errorf("mqtt: publish %q: qos %d not supported, use 0 or 1", topic, qos)
+	}
+	return nil
+}

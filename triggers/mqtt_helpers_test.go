@@ -1,0 +1,197 @@
+package triggers
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/edgefn/edgefn"
+)
+
+// testTimeout bounds every wait in these tests.
+const testTimeout = 20 * time.Second
+
+// recSink records delivered events; fail, if set, may refuse one.
+type recSink struct {
+	ch   chan edgefn.Event
+	fail func(edgefn.Event) error
+}
+
+func newRecSink(fail func(edgefn.Event) error) *recSink {
+	return &recSink{ch: make(chan edgefn.Event, 100000), fail: fail}
+}
+
+func (s *recSink) Deliver(ctx context.Context, ev edgefn.Event) error {
+	if s.fail != nil {
+		if err := s.fail(ev); err != nil {
+			return err
+		}
+	}
+	s.ch <- ev
+	return nil
+}
+
+// next waits for the next delivered event.
+func (s *recSink) next(t *testing.T) edgefn.Event {
+	t.Helper()
+	select {
+	case ev := <-s.ch:
+		return ev
+	case <-time.After(testTimeout):
+		t.Fatal("no event delivered within", testTimeout)
+		return edgefn.Event{}
+	}
+}
+
+// until collects events up to and including the first on topic.
+func (s *recSink) until(t *testing.T, topic string) []edgefn.Event {
+	t.Helper()
+	var evs []edgefn.Event
+	for {
+		ev := s.next(t)
+		evs = append(evs, ev)
+		if ev.Subject == topic {
+			return evs
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for a condition
+	}
+}
+
+// runMQTT runs m until the returned stop is called (or the test ends).
+func runMQTT(t *testing.T, m *MQTT) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("MQTT.Run: %v", err)
+				}
+			case <-time.After(testTimeout):
+				t.Error("MQTT.Run did not return after cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// waitSubscribed waits until m is connected with n filters subscribed.
+func waitSubscribed(t *testing.T, m *MQTT, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d subscriptions", n), func() bool {
+		st := m.Status()
+		return st.Connected && st.Subscribed == n
+	})
+}
+
+// mosqPub publishes one message with mosquitto_pub.
+func mosqPub(t *testing.T, addr, topic, payload string, qos int, extra ...string) {
+	t.Helper()
+	host, port, _ := strings.Cut(addr, ":")
+	args := append([]string{"-h", host, "-p", port, "-t", topic, "-m", payload, "-q", strconv.Itoa(qos)}, extra...)
+	out, err := exec.Command("mosquitto_pub", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mosquitto_pub %v: %v: %s", args, err, out)
+	}
+}
+
+// mosqSub runs mosquitto_sub -v on topics and returns its output lines
+// ("topic payload").
+func mosqSub(t *testing.T, addr string, extra []string, topics ...string) <-chan string {
+	t.Helper()
+	host, port, _ := strings.Cut(addr, ":")
+	args := []string{"-h", host, "-p", port, "-v", "-q", "1"}
+	for _, tp := range topics {
+		args = append(args, "-t", tp)
+	}
+	args = append(args, extra...)
+	cmd := exec.Command("mosquitto_sub", args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start mosquitto_sub: %v", err)
+	}
+	lines := make(chan string, 1000)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done; _ = cmd.Wait() })
+	return lines
+}
+
+// waitSubReady publishes to probe until the subscriber prints it, so the
+// subscription is known to be in place.
+func waitSubReady(t *testing.T, lines <-chan string, probe string, publish func()) {
+	t.Helper()
+	deadline := time.After(testTimeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	publish()
+	for {
+		select {
+		case l := <-lines:
+			if strings.HasPrefix(l, probe+" ") {
+				return
+			}
+		case <-tick.C:
+			publish()
+		case <-deadline:
+			t.Fatal("mosquitto_sub never saw the probe on", probe)
+		}
+	}
+}
+
+// device is a paho client acting as a sensor.
+func device(t *testing.T, url, id string, clean bool) mqtt.Client {
+	t.Helper()
+	o := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(clean).
+		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).
+		SetMaxReconnectInterval(time.Second).SetOrderMatters(false)
+	c := mqtt.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(testTimeout) || tok.Error() != nil {
+		t.Fatalf("device %s: connect to %s: %v", id, url, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c
+}
+
+func devicePublish(t *testing.T, c mqtt.Client, topic, payload string, qos byte) {
+	t.Helper()
+	tok := c.Publish(topic, qos, false, payload)
+	if !tok.WaitTimeout(testTimeout) {
+		t.Fatalf("publish %q: no PUBACK within %v", topic, testTimeout)
+	}
+	if err := tok.Error(); err != nil {
+		t.Fatalf("publish %q: %v", topic, err)
+	}
+}
