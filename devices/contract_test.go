@@ -188,6 +188,10 @@ func runContract(t *testing.T, b backend) {
 		if first.edge != edgefn.EdgeRising {
 			t.Errorf("first edge = %+v, want rising", first)
 		}
+		deadline := time.Now().Add(wait)
+		for clock.Calls() < 5 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond) // until the watcher consumed the burst
+		}
 		clock.Add(20 * time.Millisecond)
 		if err := b.drive(g, false); err != nil {
 			t.Fatal(err)

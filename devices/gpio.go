@@ -26,7 +26,7 @@ const (
 	BackendNone = "none"
 )
 
-// Backends lists the valid Config.Backend values.
+// backends lists the valid Config.Backend values.
 var backends = []string{BackendPeriph, BackendSimulated, BackendNone}
 
 // Errors wrapped in a *PinError; test with errors.Is.
@@ -281,10 +281,6 @@ func (g *GPIO) Pins() []PinState {
 	return out
 }
 
-// EdgeFunc receives one accepted edge: rising or falling, the level the
-// pin went to, and when the watcher saw it.
-type EdgeFunc func(edge edgefn.Edge, high bool, at time.Time)
-
 func toEdge(e edgefn.Edge) (gpio.Edge, error) {
 	switch e {
 	case edgefn.EdgeRising:
@@ -313,7 +309,8 @@ func toPull(p edgefn.Pull) (gpio.Pull, error) {
 
 // Watch configures pin name as an input with pull and reports its edges
 // to fn until ctx ends (then it returns nil) or the GPIO is closed (then
-// ErrClosed). edge selects rising, falling or both (empty means both); the
+// ErrClosed). fn receives each accepted edge: rising or falling, the level
+// the pin went to, and when the watcher saw it. edge selects rising, falling or both (empty means both); the
 // edge detection is the driver's, so on hardware the kernel filters. For a
 // rising or falling watch fn gets that edge and the level it implies; for
 // both, the edge is derived from the level read right after the edge.

@@ -104,8 +104,9 @@ func none(t *testing.T, evs <-chan edgeEv) {
 
 // fakeClock is a settable clock for debounce tests.
 type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu    sync.Mutex
+	t     time.Time
+	calls int // Watch reads the clock once per edge it consumes
 }
 
 func newFakeClock() *fakeClock { return &fakeClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
@@ -113,7 +114,14 @@ func newFakeClock() *fakeClock { return &fakeClock{t: time.Date(2025, 1, 1, 0, 0
 func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.calls++
 	return c.t
+}
+
+func (c *fakeClock) Calls() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls
 }
 
 func (c *fakeClock) Add(d time.Duration) {

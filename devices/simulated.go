@@ -75,10 +75,11 @@ type simPin struct {
 	*gpiotest.Pin
 	halt chan struct{}
 
-	mu   sync.Mutex // guards the fields below; taken before Pin's mutex
-	dir  Mode       // ModeInput (with edge) or ModeOutput, ModeUnused
-	edge gpio.Edge
-	wire bool // level of the simulated wire, after every injected change
+	mu     sync.Mutex // guards the fields below; taken before Pin's mutex
+	dir    Mode       // ModeInput (with edge) or ModeOutput, ModeUnused
+	edge   gpio.Edge
+	wire   bool // level of the simulated wire, after every injected change
+	driven bool // Inject has set the wire: pulls no longer change it
 }
 
 var _ gpio.PinIO = (*simPin)(nil)
@@ -103,8 +104,9 @@ func (p *simPin) In(pull gpio.Pull, edge gpio.Edge) error {
 	default:
 	}
 	p.dir, p.edge = ModeInput, edge
-	if pull == gpio.PullNoChange {
-		// The flushed edges were the wire's history; keep its last level.
+	if p.driven || pull == gpio.PullNoChange {
+		// A pull is weak: it sets the level of a floating wire only. The
+		// flushed edges were the wire's history; keep its last level.
 		_ = p.Pin.Out(gpio.Level(p.wire))
 	}
 	p.wire = bool(p.Pin.Read())
@@ -165,6 +167,7 @@ func (p *simPin) inject(high bool) error {
 	if p.dir == ModeOutput {
 		return fmt.Errorf("%w: it is an output driven by the agent", ErrBusy)
 	}
+	p.driven = true
 	if p.wire == high {
 		return nil
 	}

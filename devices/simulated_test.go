@@ -227,3 +227,14 @@ func pinHigh(g *devices.GPIO, pin string) bool {
 	}
 	return false
 }
+
+func TestPullDoesNotOverrideDrivenWire(t *testing.T) {
+	g := openSim(t)
+	if err := g.Inject("GPIO4", true); err != nil {
+		t.Fatal(err)
+	}
+	watch(t, g, "GPIO4", edgefn.EdgeBoth, edgefn.PullDown, 0)
+	if got, err := g.Read(context.Background(), "GPIO4"); err != nil || !got {
+		t.Errorf("Read of a wire driven high with pull-down = %v, %v, want true", got, err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -300,14 +301,6 @@ func (t *Timers) Stats() []TimerStats {
 		out = append(out, st)
 	}
 	t.mu.Unlock()
-	slices.SortFunc(out, func(a, b TimerStats) int {
-		switch {
-		case a.Spec < b.Spec:
-			return -1
-		case a.Spec > b.Spec:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b TimerStats) int { return strings.Compare(a.Spec, b.Spec) })
 	return out
 }

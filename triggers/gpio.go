@@ -1,0 +1,284 @@
+package triggers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgefn/edgefn"
+)
+
+// Meta keys of GPIO events.
+const (
+	// MetaEdge is "rising" or "falling".
+	MetaEdge = "edge"
+	// MetaLevel is the level the pin went to, "1" or "0".
+	MetaLevel = "level"
+)
+
+// EdgeWatcher watches a pin for edges; devices.GPIO implements it. Watch
+// configures pin as an input with pull, calls fn for each edge that
+// matches edge and survives debounce, and returns when ctx ends (nil) or
+// when it cannot watch (an error naming the pin).
+type EdgeWatcher interface {
+	Watch(ctx context.Context, pin string, edge edgefn.Edge, pull edgefn.Pull, debounce time.Duration, fn func(edge edgefn.Edge, high bool, at time.Time)) error
+}
+
+// GPIOWatch is one watched pin. A pin is watched once; when several
+// functions trigger on it the caller merges their edges (rising and
+// falling make both) and routes each event by its MetaEdge.
+type GPIOWatch struct {
+	Pin      string
+	Edge     edgefn.Edge // rising, falling or both (empty: both)
+	Pull     edgefn.Pull // up, down, none (empty: leave as is)
+	Debounce time.Duration
+}
+
+// GPIOWatchOf returns the watch of a gpio trigger.
+func GPIOWatchOf(t edgefn.Trigger) GPIOWatch {
+	return GPIOWatch{Pin: t.GPIO, Edge: t.Edge, Pull: t.Pull, Debounce: t.Debounce}
+}
+
+func (w GPIOWatch) validate() error {
+	var errs []error
+	if w.Pin == "" {
+		errs = append(errs, errors.New("gpio watch: empty pin name"))
+	}
+	switch w.Edge {
+	case "", edgefn.EdgeRising, edgefn.EdgeFalling, edgefn.EdgeBoth:
+	default:
+		errs = append(errs, fmt.Errorf("gpio watch %q: edge %q: use rising, falling or both", w.Pin, w.Edge))
+	}
+	switch w.Pull {
+	case "", edgefn.PullUp, edgefn.PullDown, edgefn.PullNone:
+	default:
+		errs = append(errs, fmt.Errorf("gpio watch %q: pull %q: use up, down or none", w.Pin, w.Pull))
+	}
+	if w.Debounce < 0 {
+		errs = append(errs, fmt.Errorf("gpio watch %q: debounce %s is negative", w.Pin, w.Debounce))
+	}
+	return errors.Join(errs...)
+}
+
+// gpioQueue is how many edges of one pin wait for delivery; more are
+// dropped and counted, as a QoS 0 message would be.
+const gpioQueue = 64
+
+// GPIOStats are one watched pin's counters.
+type GPIOStats struct {
+	Pin string `json:"pin"`
+	// Edges counts edges reported by the watcher.
+	Edges uint64 `json:"edges"`
+	// Dropped counts edges lost because gpioQueue edges already waited
+	// for delivery.
+	Dropped uint64 `json:"dropped"`
+	// Failed counts edges whose Deliver returned an error.
+	Failed uint64 `json:"failed"`
+	// Err is why the pin is not watched, if it is not.
+	Err string `json:"err,omitempty"`
+}
+
+// GPIO turns pin edges into events: Source gpio, Subject the pin name,
+// Meta edge and level, Payload {"pin","edge","level","time"}. Edges are
+// delivered at most once, like QoS 0 messages: a failed Deliver or a full
+// queue is counted and logged, never retried. Create it with NewGPIO, give
+// it pins with Set and run it with Run; its methods are safe for
+// concurrent use.
+type GPIO struct {
+	watcher EdgeWatcher
+	sink    Sink
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	watches map[string]*pinWatch // upper-case pin -> watch
+	runCtx  context.Context      // nil until Run
+	stopped bool
+	running sync.WaitGroup
+}
+
+type pinWatch struct {
+	spec   GPIOWatch
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the watcher has released the pin
+
+	edges, dropped, failed atomic.Uint64
+	err                    atomic.Pointer[string]
+}
+
+// NewGPIO returns a GPIO trigger watching pins of w and delivering to
+// sink. log may be nil.
+func NewGPIO(w EdgeWatcher, sink Sink, log *slog.Logger) *GPIO {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &GPIO{watcher: w, sink: sink, log: log, watches: map[string]*pinWatch{}}
+}
+
+// Set replaces the watched pins: new pins are watched, pins no longer
+// listed are released, pins whose edge, pull or debounce changed are
+// released and watched again (Set waits for the release), unchanged ones
+// keep watching. It validates every watch first and returns every problem
+// (errors.Join), changing nothing, if one is invalid or a pin is listed
+// twice. A pin the watcher rejects (unknown, busy) is reported by Stats
+// and logged, not by Set.
+func (g *GPIO) Set(watches []GPIOWatch) error {
+	want := map[string]GPIOWatch{}
+	var errs []error
+	for _, w := range watches {
+		if err := w.validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		k := strings.ToUpper(w.Pin)
+		if _, dup := want[k]; dup {
+			errs = append(errs, fmt.Errorf("gpio watch %q: pin listed twice (merge the triggers into one watch)", w.Pin))
+			continue
+		}
+		want[k] = w
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var released []chan struct{}
+	for k, pw := range g.watches {
+		if w, keep := want[k]; keep && w == pw.spec {
+			continue
+		}
+		if pw.cancel != nil {
+			pw.cancel()
+			released = append(released, pw.done)
+		}
+		delete(g.watches, k)
+	}
+	// A changed pin must be released before it is watched again.
+	for _, done := range released {
+		<-done
+	}
+	for k, w := range want {
+		if _, have := g.watches[k]; have {
+			continue
+		}
+		pw := &pinWatch{spec: w}
+		g.watches[k] = pw
+		if g.runCtx != nil {
+			g.start(pw)
+		}
+	}
+	return nil
+}
+
+// Run watches the pins until ctx ends, then releases them, waits for
+// deliveries in progress to return and returns nil. Run may be called
+// once.
+func (g *GPIO) Run(ctx context.Context) error {
+	g.mu.Lock()
+	if g.runCtx != nil {
+		g.mu.Unlock()
+		return errors.New("gpio trigger: Run called twice")
+	}
+	g.runCtx = ctx
+	for _, pw := range g.watches {
+		g.start(pw)
+	}
+	g.mu.Unlock()
+	<-ctx.Done()
+	g.mu.Lock()
+	g.stopped = true
+	g.mu.Unlock()
+	g.running.Wait()
+	return nil
+}
+
+// start runs pw's watcher and delivery goroutines. g.mu must be held.
+func (g *GPIO) start(pw *pinWatch) {
+	if g.stopped {
+		return
+	}
+	ctx, cancel := context.WithCancel(g.runCtx)
+	pw.cancel = cancel
+	pw.done = make(chan struct{})
+	queue := make(chan edgefn.Event, gpioQueue)
+	w := pw.spec
+	g.running.Add(2)
+	go func() {
+		defer g.running.Done()
+		defer close(pw.done)
+		defer close(queue)
+		err := g.watcher.Watch(ctx, w.Pin, w.Edge, w.Pull, w.Debounce, func(e edgefn.Edge, high bool, at time.Time) {
+			pw.edges.Add(1)
+			select {
+			case queue <- gpioEvent(w.Pin, e, high, at):
+			default:
+				pw.dropped.Add(1)
+				g.log.Warn("gpio edge dropped: delivery queue full", "pin", w.Pin, "edge", e)
+			}
+		})
+		if err != nil && ctx.Err() == nil {
+			msg := err.Error()
+			pw.err.Store(&msg)
+			g.log.Error("gpio watch failed", "pin", w.Pin, "err", err)
+		}
+	}()
+	go func() {
+		defer g.running.Done()
+		// Deliver what was queued even after the pin is released: the
+		// delivery context is Run's, not the watch's.
+		for ev := range queue {
+			if g.runCtx.Err() != nil {
+				continue // stopping: drain without delivering
+			}
+			if err := g.sink.Deliver(g.runCtx, ev); err != nil && g.runCtx.Err() == nil {
+				pw.failed.Add(1)
+				g.log.Warn("gpio edge delivery failed", "pin", w.Pin, "edge", ev.Meta[MetaEdge], "err", err)
+			}
+		}
+	}()
+}
+
+type gpioPayload struct {
+	Pin   string `json:"pin"`
+	Edge  string `json:"edge"`
+	Level int    `json:"level"`
+	Time  string `json:"time"`
+}
+
+func gpioEvent(pin string, e edgefn.Edge, high bool, at time.Time) edgefn.Event {
+	level := "0"
+	p := gpioPayload{Pin: pin, Edge: string(e), Time: at.UTC().Format(time.RFC3339Nano)}
+	if high {
+		level, p.Level = "1", 1
+	}
+	payload, _ := json.Marshal(p)
+	return edgefn.Event{
+		Source:  edgefn.SourceGPIO,
+		Subject: pin,
+		Time:    at,
+		Payload: payload,
+		Meta:    map[string]string{MetaEdge: string(e), MetaLevel: level},
+	}
+}
+
+// Stats returns every watched pin's counters, sorted by pin.
+func (g *GPIO) Stats() []GPIOStats {
+	g.mu.Lock()
+	out := make([]GPIOStats, 0, len(g.watches))
+	for _, pw := range g.watches {
+		st := GPIOStats{Pin: pw.spec.Pin, Edges: pw.edges.Load(), Dropped: pw.dropped.Load(), Failed: pw.failed.Load()}
+		if e := pw.err.Load(); e != nil {
+			st.Err = *e
+		}
+		out = append(out, st)
+	}
+	g.mu.Unlock()
+	slices.SortFunc(out, func(a, b GPIOStats) int { return strings.Compare(a.Pin, b.Pin) })
+	return out
+}
