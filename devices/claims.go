@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/edgefn/edgefn"
 )
 
 // Use is what a function does with a pin.
@@ -22,6 +24,24 @@ type Claim struct {
 	Pin      string
 	Function string
 	Use      Use
+}
+
+// ManifestClaims returns the pin uses of function name's manifest: its
+// gpio triggers, allow.gpio_read and allow.gpio_write.
+func ManifestClaims(name string, m *edgefn.Manifest) []Claim {
+	var out []Claim
+	for _, t := range m.Triggers {
+		if t.Kind() == edgefn.SourceGPIO {
+			out = append(out, Claim{Pin: t.GPIO, Function: name, Use: UseTrigger})
+		}
+	}
+	for _, p := range m.Allow.GPIORead {
+		out = append(out, Claim{Pin: p, Function: name, Use: UseRead})
+	}
+	for _, p := range m.Allow.GPIOWrite {
+		out = append(out, Claim{Pin: p, Function: name, Use: UseWrite})
+	}
+	return out
 }
 
 // ClaimError is one problem CheckClaims found.
@@ -48,6 +68,7 @@ func (g *GPIO) CheckClaims(claims []Claim) error {
 	}
 	byPin := map[string]*pinClaims{}
 	var order []string
+	var bad []error
 	for _, c := range claims {
 		k := strings.ToUpper(c.Pin)
 		if _, canon, ok := g.chip.lookup(c.Pin); ok {
@@ -65,9 +86,13 @@ func (g *GPIO) CheckClaims(claims []Claim) error {
 			pc.write = addName(pc.write, c.Function)
 		case UseTrigger:
 			pc.watch = addName(pc.watch, c.Function)
+		case UseRead:
+		default:
+			bad = append(bad, &ClaimError{Pin: c.Pin, Functions: []string{c.Function},
+				Problem: fmt.Sprintf("unknown use %q: use trigger, read or write", c.Use)})
 		}
 	}
-	var errs []error
+	errs := bad
 	for _, k := range order {
 		pc := byPin[k]
 		if !g.Has(pc.name) {

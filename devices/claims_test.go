@@ -2,9 +2,12 @@ package devices_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/devices"
 )
 
@@ -35,6 +38,9 @@ func TestCheckClaims(t *testing.T) {
 			{Pin: "GPIO17", Function: "button", Use: devices.UseTrigger},
 			{Pin: "GPIO17", Function: "blink", Use: devices.UseWrite},
 		}, []string{`pin "GPIO17": used both as a trigger input and as an output (functions blink, button)`}},
+		{"unknown use", []devices.Claim{
+			{Pin: "GPIO17", Function: "a", Use: "borrow"},
+		}, []string{`pin "GPIO17": unknown use "borrow"`}},
 		{"every problem at once", []devices.Claim{
 			{Pin: "GPIO99", Function: "x", Use: devices.UseRead},
 			{Pin: "GPIO5", Function: "a", Use: devices.UseWrite},
@@ -64,5 +70,20 @@ func TestCheckClaims(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestManifestClaims(t *testing.T) {
+	m := &edgefn.Manifest{
+		Triggers: []edgefn.Trigger{{GPIO: "GPIO17"}, {MQTT: "a/b"}, {Every: time.Second}},
+		Allow:    edgefn.Grants{GPIORead: []string{"GPIO27"}, GPIOWrite: []string{"GPIO18"}},
+	}
+	want := []devices.Claim{
+		{Pin: "GPIO17", Function: "f", Use: devices.UseTrigger},
+		{Pin: "GPIO27", Function: "f", Use: devices.UseRead},
+		{Pin: "GPIO18", Function: "f", Use: devices.UseWrite},
+	}
+	if got := devices.ManifestClaims("f", m); !slices.Equal(got, want) {
+		t.Errorf("ManifestClaims = %+v, want %+v", got, want)
 	}
 }
