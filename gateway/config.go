@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/sync/uplink"
 )
 
 // Config is the agent config, read from configs/edgefn.yaml by LoadConfig.
@@ -84,9 +85,9 @@ type ExternalBrokerConfig struct {
 
 // TLSConfig names certificate files for a TLS client.
 type TLSConfig struct {
-	CA                 string `yaml:"ca"`
-	Cert               string `yaml:"cert"`
-	Key                string `yaml:"key"`
+	CA                 string `yaml:"ca_file"`
+	Cert               string `yaml:"cert_file"`
+	Key                string `yaml:"key_file"`
 	ServerName         string `yaml:"server_name"`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 }
@@ -108,34 +109,11 @@ type AdminConfig struct {
 	MaxUpload edgefn.Size `yaml:"max_upload"`
 }
 
-// UplinkConfig is one cloud uplink: exactly one of HTTP and MQTT is set.
+// UplinkConfig is the cloud uplink: exactly one of HTTP and MQTT is set.
+// See docs/uplink.md for their fields.
 type UplinkConfig struct {
-	HTTP *HTTPUplinkConfig `yaml:"http"`
-	MQTT *MQTTUplinkConfig `yaml:"mqtt"`
-}
-
-// HTTPUplinkConfig posts NDJSON batches to a URL.
-type HTTPUplinkConfig struct {
-	URL         string            `yaml:"url"`
-	Headers     map[string]string `yaml:"headers"`
-	TLS         TLSConfig         `yaml:"tls"`
-	Timeout     Duration          `yaml:"timeout"`
-	BatchSize   int               `yaml:"batch_size"`
-	BatchBytes  edgefn.Size       `yaml:"batch_bytes"`
-	Linger      Duration          `yaml:"linger"`
-	MaxBackoff  Duration          `yaml:"max_backoff"`
-	Compression string            `yaml:"compression"`
-}
-
-// MQTTUplinkConfig publishes records to a cloud broker.
-type MQTTUplinkConfig struct {
-	URL      string    `yaml:"url"`
-	ClientID string    `yaml:"client_id"`
-	Username string    `yaml:"username"`
-	Password string    `yaml:"password"`
-	Topic    string    `yaml:"topic"`
-	TLS      TLSConfig `yaml:"tls"`
-	Inflight int       `yaml:"inflight"`
+	HTTP *uplink.HTTPConfig `yaml:"http"`
+	MQTT *uplink.MQTTConfig `yaml:"mqtt"`
 }
 
 // OutboxConfig sets the outbox's durability and budgets.
@@ -379,18 +357,23 @@ func (c *Config) Validate() error {
 	if c.Admin.TLS == "off" && !isLoopbackListen(c.Admin.Listen) {
 		bad("admin.listen", "%q is not loopback: the admin API refuses to listen there without TLS (set admin.tls: auto)", c.Admin.Listen)
 	}
+	if len(c.Uplinks) > 1 {
+		// Each uplink confirms (and so deletes) what it delivered; two
+		// draining one outbox would each miss what the other confirmed.
+		bad("uplinks", "%d uplinks: one is supported (records are deleted once the cloud confirms them)", len(c.Uplinks))
+	}
 	for i, u := range c.Uplinks {
 		f := fmt.Sprintf("uplinks[%d]", i)
 		switch {
 		case u.HTTP != nil && u.MQTT != nil:
 			bad(f, "set http or mqtt, not both")
 		case u.HTTP != nil:
-			if !hasScheme(u.HTTP.URL, "http", "https") {
-				bad(f+".http.url", "%q: use http:// or https://", u.HTTP.URL)
+			for _, e := range problems(u.HTTP.Validate()) {
+				bad(f+".http", "%s", e)
 			}
 		case u.MQTT != nil:
-			if !hasScheme(u.MQTT.URL, "tcp", "ssl", "tls", "mqtt", "mqtts", "ws", "wss") {
-				bad(f+".mqtt.url", "%q: use ssl://host:8883", u.MQTT.URL)
+			for _, e := range problems(u.MQTT.Validate()) {
+				bad(f+".mqtt", "%s", e)
 			}
 		default:
 			bad(f, "set http or mqtt")

@@ -139,4 +139,3 @@ func gpioWatches(fns map[string]*edgefn.Manifest) map[string]edgefn.Trigger {
 	}
 	return out
 }
-

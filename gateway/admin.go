@@ -1,0 +1,415 @@
+package gateway
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/edgefn/edgefn"
+)
+
+// The admin API, under /v1, authenticated with the bearer token:
+//
+//	POST   /v1/functions                 deploy (multipart: manifest, wasm, [key, signature])
+//	GET    /v1/functions                 list
+//	GET    /v1/functions/{name}          one function, with its versions
+//	DELETE /v1/functions/{name}          drain, then remove
+//	POST   /v1/functions/{name}/rollback [?to=N]
+//	POST   /v1/functions/{name}/invoke   run synchronously (body = payload)
+//	GET    /v1/status
+//	GET    /metrics                      Prometheus
+//	GET    /healthz                      no auth
+func (g *Gateway) handler(token string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/functions", g.handleDeploy)
+	mux.HandleFunc("GET /v1/functions", g.handleList)
+	mux.HandleFunc("GET /v1/functions/{name}", g.handleGet)
+	mux.HandleFunc("DELETE /v1/functions/{name}", g.handleRemove)
+	mux.HandleFunc("POST /v1/functions/{name}/rollback", g.handleRollback)
+	mux.HandleFunc("POST /v1/functions/{name}/invoke", g.handleInvoke)
+	mux.HandleFunc("GET /v1/status", g.handleStatus)
+	for pattern, h := range g.extraRoutes {
+		mux.HandleFunc(pattern, h)
+	}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
+	authed := g.auth(token, mux)
+	root := http.NewServeMux()
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	root.Handle("/", authed)
+	return root
+}
+
+// auth refuses requests without the bearer token with 401, and logs them
+// without the presented secret.
+func (g *Gateway) auth(token string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Get("Authorization")
+		presented, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || !tokenOK(presented, token) {
+			why := "no token"
+			if h != "" {
+				why = "wrong token"
+			}
+			g.log.Warn("admin API: unauthenticated request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "why", why)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="edgefn"`)
+			writeError(w, http.StatusUnauthorized, errors.New("unauthorized: pass the agent's API token (edgefn login)"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type errorBody struct {
+	Error    string   `json:"error"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	body := errorBody{Error: err.Error()}
+	var de *DeployError
+	if errors.As(err, &de) {
+		body.Problems = de.Problems
+		body.Error = fmt.Sprintf("deploy %q refused", de.Function)
+	}
+	writeJSON(w, status, body)
+}
+
+func statusOf(err error) int {
+	var nf *NotFoundError
+	var de *DeployError
+	var f *edgefn.Failure
+	switch {
+	case errors.As(err, &nf):
+		return http.StatusNotFound
+	case errors.As(err, &de):
+		return http.StatusUnprocessableEntity
+	case errors.As(err, &f) && (f.Reason == edgefn.ReasonQueueFull || f.Reason == edgefn.ReasonOutboxFull):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
+}
+
+// DeployMessage is what a deploy signature signs: the SHA-256 of the
+// manifest and of the module, so neither can be swapped.
+func DeployMessage(manifest, wasm []byte) []byte {
+	mh, wh := sha256.Sum256(manifest), sha256.Sum256(wasm)
+	return []byte("edgefn-deploy-v1\n" + hex.EncodeToString(mh[:]) + "\n" + hex.EncodeToString(wh[:]) + "\n")
+}
+
+// checkSignature enforces signed deploys when trusted keys are configured.
+func (g *Gateway) checkSignature(manifest, wasm []byte, keyB64, sigB64 string) (string, error) {
+	if len(g.cfg.Admin.TrustedKeys) == 0 {
+		return keyB64, nil
+	}
+	if keyB64 == "" || sigB64 == "" {
+		return "", errors.New("unsigned deploy refused: this agent only accepts deploys signed by a trusted key (edgefn deploy --key)")
+	}
+	trusted := false
+	for _, k := range g.cfg.Admin.TrustedKeys {
+		if strings.TrimSpace(k) == keyB64 {
+			trusted = true
+		}
+	}
+	if !trusted {
+		return "", errors.New("deploy signed by a key this agent does not trust (add it to admin.trusted_keys)")
+	}
+	pub, err1 := base64.StdEncoding.DecodeString(keyB64)
+	sig, err2 := base64.StdEncoding.DecodeString(sigB64)
+	if err1 != nil || err2 != nil || len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, DeployMessage(manifest, wasm), sig) {
+		return "", errors.New("deploy signature does not verify: manifest or module changed after signing, or wrong key")
+	}
+	return keyB64, nil
+}
+
+func readPart(form *multipart.Form, name string) ([]byte, error) {
+	fhs := form.File[name]
+	if len(fhs) == 0 {
+		if v := form.Value[name]; len(v) > 0 {
+			return []byte(v[0]), nil
+		}
+		return nil, fmt.Errorf("missing part %q", name)
+	}
+	f, err := fhs[0].Open()
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+func (g *Gateway) handleDeploy(w http.ResponseWriter, r *http.Request) {
+	max := int64(g.cfg.Admin.MaxUpload)
+	r.Body = http.MaxBytesReader(w, r.Body, max)
+	if err := r.ParseMultipartForm(8 << 20); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("upload over the agent's limit of %s (admin.max_upload)", edgefn.Size(max)))
+			return
+		}
+		writeError(w, http.StatusBadRequest, fmt.Errorf("upload truncated or malformed, nothing was changed: %w", err))
+		return
+	}
+	defer r.MultipartForm.RemoveAll()
+	manifest, err := readPart(r.MultipartForm, "manifest")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	wasm, err := readPart(r.MultipartForm, "wasm")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	// The client sends the sizes and hashes it meant to send; a body cut
+	// short in a way multipart did not notice is still refused.
+	if want := r.MultipartForm.Value["wasm_sha256"]; len(want) > 0 {
+		sum := sha256.Sum256(wasm)
+		if hex.EncodeToString(sum[:]) != want[0] {
+			writeError(w, http.StatusBadRequest, errors.New("upload truncated or corrupted: module hash does not match, nothing was changed"))
+			return
+		}
+	}
+	key, sig := "", ""
+	if v := r.MultipartForm.Value["key"]; len(v) > 0 {
+		key = v[0]
+	}
+	if v := r.MultipartForm.Value["signature"]; len(v) > 0 {
+		sig = v[0]
+	}
+	signer, err := g.checkSignature(manifest, wasm, key, sig)
+	if err != nil {
+		g.log.Warn("deploy refused", "reason", err)
+		writeError(w, http.StatusForbidden, err)
+		return
+	}
+	file := "function.yaml"
+	if v := r.MultipartForm.Value["file"]; len(v) > 0 && v[0] != "" {
+		file = v[0]
+	}
+	meta, err := g.Deploy(r.Context(), file, manifest, wasm, "api", signer)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, meta)
+}
+
+// FunctionInfo describes a deployed function for ls.
+type FunctionInfo struct {
+	Name     string        `json:"name"`
+	Version  int           `json:"version"`
+	Hash     string        `json:"hash"`
+	Deployed time.Time     `json:"deployed"`
+	Triggers []string      `json:"triggers"`
+	Limits   edgefn.Limits `json:"limits"`
+	State    string        `json:"state"`
+	Versions []int         `json:"versions,omitempty"`
+	Stats    FunctionStats `json:"stats"`
+}
+
+func triggerStrings(m *edgefn.Manifest) []string {
+	var out []string
+	for _, t := range m.Triggers {
+		switch t.Kind() {
+		case edgefn.SourceMQTT:
+			out = append(out, fmt.Sprintf("mqtt:%s (qos %d)", t.MQTT, t.QoS))
+		case edgefn.SourceGPIO:
+			out = append(out, fmt.Sprintf("gpio:%s %s", t.GPIO, t.Edge))
+		case edgefn.SourceTimer:
+			out = append(out, timerKey(t))
+		}
+	}
+	return out
+}
+
+func (g *Gateway) functionInfo(d *deployed) FunctionInfo {
+	v := d.cur.Load()
+	fi := FunctionInfo{Name: d.name, State: "removing"}
+	if v != nil {
+		fi.Version, fi.Hash, fi.Deployed = v.meta.Version, v.meta.Hash, v.meta.Deployed
+		fi.Triggers, fi.Limits = triggerStrings(v.manifest), v.limits
+		fi.State = "idle"
+		if d.q.currentWorkers() > 0 {
+			fi.State = "warm"
+		}
+	}
+	fi.Stats = d.stats.snapshot()
+	fi.Stats.QueueDepth = d.q.depth()
+	fi.Stats.Dropped = d.q.dropped.Load()
+	return fi
+}
+
+func (g *Gateway) functions() []FunctionInfo {
+	g.mu.RLock()
+	ds := make([]*deployed, 0, len(g.fns))
+	for _, d := range g.fns {
+		ds = append(ds, d)
+	}
+	g.mu.RUnlock()
+	out := make([]FunctionInfo, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, g.functionInfo(d))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (g *Gateway) handleList(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, g.functions())
+}
+
+func (g *Gateway) handleGet(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	g.mu.RLock()
+	d := g.fns[name]
+	g.mu.RUnlock()
+	if d == nil {
+		writeError(w, http.StatusNotFound, &NotFoundError{What: fmt.Sprintf("function %q", name)})
+		return
+	}
+	fi := g.functionInfo(d)
+	fi.Versions, _ = g.reg.versions(name)
+	writeJSON(w, http.StatusOK, fi)
+}
+
+func (g *Gateway) handleRemove(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(g.cfg.ShutdownGrace))
+	defer cancel()
+	if err := g.Remove(ctx, r.PathValue("name")); err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("name")})
+}
+
+func (g *Gateway) handleRollback(w http.ResponseWriter, r *http.Request) {
+	to := 0
+	if s := r.URL.Query().Get("to"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("to=%q: want a version number", s))
+			return
+		}
+		to = n
+	}
+	meta, err := g.Rollback(r.Context(), r.PathValue("name"), to)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, meta)
+}
+
+// InvokeResponse is the answer of POST /v1/functions/{name}/invoke.
+type InvokeResponse struct {
+	Function   string            `json:"function"`
+	Version    int               `json:"version"`
+	Outcome    string            `json:"outcome"`
+	Message    string            `json:"message,omitempty"`
+	DurationMS float64           `json:"duration_ms"`
+	Cold       bool              `json:"cold"`
+	Records    []InvokeRecord    `json:"records"`
+	Published  []InvokePublished `json:"published,omitempty"`
+	Logs       []InvokeLog       `json:"logs,omitempty"`
+}
+
+// InvokeRecord is an emitted record with its stable id.
+type InvokeRecord struct {
+	ID        string `json:"id"`
+	Payload   string `json:"payload,omitempty"`
+	PayloadB4 string `json:"payload_b64,omitempty"`
+}
+
+// InvokePublished is a publish the invocation made.
+type InvokePublished struct {
+	Topic   string `json:"topic"`
+	QoS     byte   `json:"qos"`
+	Payload string `json:"payload"`
+}
+
+// InvokeLog is a log line of the invocation.
+type InvokeLog struct {
+	Level   string `json:"level"`
+	Message string `json:"message"`
+}
+
+func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(g.cfg.Admin.MaxUpload)))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, err)
+		return
+	}
+	meta := map[string]string{}
+	for k, v := range r.URL.Query() {
+		meta[k] = v[0]
+	}
+	res, err := g.Invoke(r.Context(), name, body, meta)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	resp := InvokeResponse{Function: res.Function, Version: res.Version, Outcome: "ok",
+		DurationMS: float64(res.Sandbox.Duration.Microseconds()) / 1000, Cold: res.Sandbox.Cold, Records: []InvokeRecord{}}
+	if res.Sandbox.Err != nil {
+		resp.Outcome = string(reasonOf(res.Sandbox.Err))
+		var f *edgefn.Failure
+		if errors.As(res.Sandbox.Err, &f) {
+			resp.Message = f.Message
+		} else {
+			resp.Message = res.Sandbox.Err.Error()
+		}
+	}
+	i := 0
+	for _, e := range res.Sandbox.Effects {
+		switch e.Kind {
+		case edgefn.EffectEmit:
+			rec := InvokeRecord{}
+			if i < len(res.Seqs) {
+				rec.ID = edgefn.RecordID(g.cfg.GatewayID, res.Seqs[i])
+			}
+			i++
+			if utf8.Valid(e.Payload) {
+				rec.Payload = string(e.Payload)
+			} else {
+				rec.PayloadB4 = base64.StdEncoding.EncodeToString(e.Payload)
+			}
+			resp.Records = append(resp.Records, rec)
+		case edgefn.EffectPublish:
+			resp.Published = append(resp.Published, InvokePublished{Topic: e.Topic, QoS: e.QoS, Payload: string(e.Payload)})
+		}
+	}
+	for _, l := range res.Sandbox.Logs {
+		resp.Logs = append(resp.Logs, InvokeLog{Level: l.Level.String(), Message: l.Message})
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, g.Status(r.Context()))
+}

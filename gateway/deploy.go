@@ -1,0 +1,288 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/sandbox"
+)
+
+// DeployError lists every problem found in a deploy, each naming the field,
+// import or limit, so a person fixes them all at once.
+type DeployError struct {
+	Function string
+	Problems []string
+}
+
+func (e *DeployError) Error() string {
+	if len(e.Problems) == 1 {
+		return fmt.Sprintf("deploy %q: %s", e.Function, e.Problems[0])
+	}
+	return fmt.Sprintf("deploy %q: %d problems:\n  %s", e.Function, len(e.Problems), strings.Join(e.Problems, "\n  "))
+}
+
+// NotFoundError says a function or version does not exist.
+type NotFoundError struct{ What string }
+
+func (e *NotFoundError) Error() string { return e.What + " not found" }
+
+func problems(err error) []string {
+	if err == nil {
+		return nil
+	}
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []string
+		for _, e := range u.Unwrap() {
+			out = append(out, problems(e)...)
+		}
+		return out
+	}
+	return []string{err.Error()}
+}
+
+// validate checks a parsed manifest against the agent: limits within the
+// maxima, pins that exist, output pins not claimed by another function.
+func (g *Gateway) validate(m *edgefn.Manifest) (edgefn.Limits, []string) {
+	var probs []string
+	lim := m.Limits.WithDefaults(g.cfg.DefaultLimits())
+	for _, e := range edgefn.CheckLimits(lim, g.cfg.MaxLimits()) {
+		probs = append(probs, e.Error())
+	}
+	hasPin := func(p string) bool { return g.gpio != nil && g.gpio.Has(p) }
+	for i, t := range m.Triggers {
+		if t.GPIO != "" && !hasPin(t.GPIO) {
+			probs = append(probs, fmt.Sprintf("triggers[%d].gpio: pin %q does not exist on this device (gpio backend %s)", i, t.GPIO, g.cfg.GPIO.Backend))
+		}
+	}
+	for _, p := range m.Allow.GPIORead {
+		if !hasPin(p) {
+			probs = append(probs, fmt.Sprintf("allow.gpio_read: pin %q does not exist on this device (gpio backend %s)", p, g.cfg.GPIO.Backend))
+		}
+	}
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	for _, p := range m.Allow.GPIOWrite {
+		if !hasPin(p) {
+			probs = append(probs, fmt.Sprintf("allow.gpio_write: pin %q does not exist on this device (gpio backend %s)", p, g.cfg.GPIO.Backend))
+			continue
+		}
+		for name, d := range g.fns {
+			v := d.cur.Load()
+			if name == m.Name || v == nil {
+				continue
+			}
+			for _, q := range v.manifest.Allow.GPIOWrite {
+				if strings.EqualFold(p, q) {
+					probs = append(probs, fmt.Sprintf("allow.gpio_write: pin %q is already claimed for output by function %q", p, name))
+				}
+			}
+			for _, t := range v.manifest.Triggers {
+				if strings.EqualFold(p, t.GPIO) {
+					probs = append(probs, fmt.Sprintf("allow.gpio_write: pin %q is an input trigger of function %q", p, name))
+				}
+			}
+		}
+	}
+	return lim, probs
+}
+
+// Deploy validates a manifest and its module, stores them as a new version
+// and activates it: new events go to the new version, in-flight ones finish
+// on the old. Redeploying the active content is a no-op that returns the
+// active version. Errors are a *DeployError listing every problem.
+func (g *Gateway) Deploy(ctx context.Context, file string, manifest, wasm []byte, origin, signer string) (versionMeta, error) {
+	m, err := edgefn.ParseManifest(file, manifest)
+	if err != nil {
+		name := "function"
+		return versionMeta{}, &DeployError{Function: name, Problems: problems(err)}
+	}
+	g.deployMu.Lock()
+	defer g.deployMu.Unlock()
+
+	if act, _ := g.reg.active(m.Name); act > 0 {
+		if sv, err := g.reg.load(m.Name, act); err == nil && sv.Meta.Hash == contentHash(manifest, wasm) {
+			return sv.Meta, nil
+		}
+	}
+	lim, probs := g.validate(m)
+	vs, err := g.reg.versions(m.Name)
+	if err != nil {
+		return versionMeta{}, fmt.Errorf("deploy %q: %w", m.Name, err)
+	}
+	next := 1
+	if len(vs) > 0 {
+		next = vs[len(vs)-1] + 1
+	}
+	var fn *sandbox.Function
+	if len(probs) == 0 {
+		fn, err = g.rt.Load(ctx, g.spec(m, lim, next), wasm)
+		if err != nil {
+			probs = append(probs, problems(err)...)
+		}
+	}
+	if len(probs) > 0 {
+		return versionMeta{}, &DeployError{Function: m.Name, Problems: probs}
+	}
+	meta, err := g.reg.store(m.Name, manifest, wasm, versionMeta{Origin: origin, Signer: signer})
+	if err == nil && meta.Version != next {
+		err = fmt.Errorf("version %d stored as %d", next, meta.Version)
+	}
+	if err == nil {
+		err = g.reg.activate(m.Name, meta.Version)
+	}
+	if err != nil {
+		_ = fn.Close(ctx)
+		return versionMeta{}, fmt.Errorf("deploy %q: store: %w", m.Name, err)
+	}
+	g.activate(&version{name: m.Name, manifest: m, limits: lim, meta: meta, fn: fn, raw: manifest})
+	if gone, err := g.reg.prune(m.Name, keepVersions); err == nil && len(gone) > 0 {
+		g.rt.Prune(g.loadedFunctions()...)
+	}
+	g.log.Info("deployed", "function", m.Name, "version", meta.Version, "hash", meta.Hash[:12], "origin", origin)
+	return meta, nil
+}
+
+// keepVersions is how many versions of a function stay on disk for
+// rollback.
+const keepVersions = 5
+
+func (g *Gateway) spec(m *edgefn.Manifest, lim edgefn.Limits, version int) sandbox.Spec {
+	return sandbox.Spec{Name: m.Name, Version: version, Limits: lim, Grants: m.Allow, Env: m.Env, Isolation: m.Isolation}
+}
+
+// activate makes v the active version of its function and updates routes
+// and triggers. The previous version is closed once its in-flight
+// invocations finish.
+func (g *Gateway) activate(v *version) {
+	g.mu.Lock()
+	d, ok := g.fns[v.name]
+	if !ok {
+		d = &deployed{name: v.name, stats: newFnStats(g.metrics, v.name), commits: make(chan struct{}, maxPendingCommits)}
+		d.q = newQueue(v.name, g.cfg.QueueSize, v.limits.Concurrency, idleWorker, func(_ context.Context, j *job) { g.run(d, j) }, g.log)
+		g.fns[v.name] = d
+	}
+	old := d.cur.Swap(v)
+	d.q.setConcurrency(v.limits.Concurrency)
+	g.mu.Unlock()
+	g.refreshRoutes()
+	if old != nil {
+		g.retire(old)
+	}
+}
+
+// retire closes an old version in the background; sandbox.Function.Close
+// waits for its in-flight invocations.
+func (g *Gateway) retire(v *version) {
+	g.bg.Add(1)
+	go func() {
+		defer g.bg.Done()
+		if err := v.fn.Close(context.Background()); err != nil {
+			g.log.Warn("close old version", "function", v.name, "version", v.meta.Version, "err", err)
+		}
+	}()
+}
+
+// Rollback activates an earlier stored version: to, or the one before the
+// active one when to is 0.
+func (g *Gateway) Rollback(ctx context.Context, name string, to int) (versionMeta, error) {
+	g.deployMu.Lock()
+	defer g.deployMu.Unlock()
+	act, err := g.reg.active(name)
+	if err != nil || act == 0 {
+		return versionMeta{}, &NotFoundError{What: fmt.Sprintf("function %q", name)}
+	}
+	vs, err := g.reg.versions(name)
+	if err != nil {
+		return versionMeta{}, err
+	}
+	if to == 0 {
+		for _, v := range vs {
+			if v < act {
+				to = v
+			}
+		}
+		if to == 0 {
+			return versionMeta{}, fmt.Errorf("rollback %q: no version before %d", name, act)
+		}
+	}
+	if to == act {
+		sv, err := g.reg.load(name, act)
+		if err != nil {
+			return versionMeta{}, err
+		}
+		return sv.Meta, nil
+	}
+	sv, err := g.reg.load(name, to)
+	if err != nil {
+		return versionMeta{}, &NotFoundError{What: fmt.Sprintf("function %q version %d", name, to)}
+	}
+	v, err := g.loadVersion(ctx, sv)
+	if err != nil {
+		return versionMeta{}, err
+	}
+	if err := g.reg.activate(name, to); err != nil {
+		_ = v.fn.Close(ctx)
+		return versionMeta{}, err
+	}
+	g.activate(v)
+	g.log.Info("rolled back", "function", name, "from", act, "to", to)
+	return sv.Meta, nil
+}
+
+// loadVersion loads a stored version into the sandbox.
+func (g *Gateway) loadVersion(ctx context.Context, sv *storedVersion) (*version, error) {
+	m, err := edgefn.ParseManifest(sv.Meta.Name+".yaml", sv.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	lim, probs := g.validate(m)
+	if len(probs) > 0 {
+		return nil, &DeployError{Function: m.Name, Problems: probs}
+	}
+	fn, err := g.rt.Load(ctx, g.spec(m, lim, sv.Meta.Version), sv.Wasm)
+	if err != nil {
+		return nil, &DeployError{Function: m.Name, Problems: problems(err)}
+	}
+	return &version{name: m.Name, manifest: m, limits: lim, meta: sv.Meta, fn: fn, raw: sv.Manifest}, nil
+}
+
+// Remove stops routing events to a function, drains its queue (bounded by
+// ctx), then deletes it and its stored versions.
+func (g *Gateway) Remove(ctx context.Context, name string) error {
+	g.deployMu.Lock()
+	defer g.deployMu.Unlock()
+	g.mu.Lock()
+	d, ok := g.fns[name]
+	if ok {
+		delete(g.fns, name)
+	}
+	g.mu.Unlock()
+	if !ok {
+		return &NotFoundError{What: fmt.Sprintf("function %q", name)}
+	}
+	g.refreshRoutes()
+	err := d.q.close(ctx)
+	d.pending.Wait()
+	if v := d.cur.Swap(nil); v != nil {
+		err = errors.Join(err, v.fn.Close(ctx))
+	}
+	err = errors.Join(err, g.reg.remove(name))
+	g.rt.Prune(g.loadedFunctions()...)
+	g.log.Info("removed", "function", name)
+	return err
+}
+
+func (g *Gateway) loadedFunctions() []*sandbox.Function {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	out := make([]*sandbox.Function, 0, len(g.fns))
+	for _, d := range g.fns {
+		if v := d.cur.Load(); v != nil {
+			out = append(out, v.fn)
+		}
+	}
+	return out
+}

@@ -1,0 +1,283 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/sandbox"
+	"github.com/edgefn/edgefn/sync/outbox"
+	"github.com/edgefn/edgefn/triggers"
+)
+
+// publisher applies function publishes: the embedded broker or the
+// external MQTT client.
+type publisher interface {
+	Publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error
+}
+
+// gpioDevice is what the gateway needs of the GPIO backend.
+type gpioDevice interface {
+	Has(pin string) bool
+	Read(ctx context.Context, pin string) (bool, error)
+	Write(pin string, high bool) error
+}
+
+// idleWorker is how long a function's worker waits for the next event
+// before it exits (scale to zero).
+const idleWorker = 30 * time.Second
+
+// Gateway is the agent. Create it with New and run it with Run.
+type Gateway struct {
+	cfg *Config
+	log *slog.Logger
+
+	store   *outbox.Store
+	rt      *sandbox.Runtime
+	reg     *registry
+	metrics *metrics
+	pub     publisher
+	gpio    gpioDevice
+
+	commitTimeout  time.Duration
+	publishTimeout time.Duration
+
+	deployMu sync.Mutex // serializes deploy, rollback and remove
+	mu       sync.RWMutex
+	fns      map[string]*deployed
+	routes   atomic.Pointer[routes]
+	// onRoutes are called with the active manifests after every change,
+	// to update subscriptions, timers and GPIO watches.
+	onRoutes []func(map[string]*edgefn.Manifest)
+
+	// statusParts report the state of the broker, uplink and GPIO backend.
+	statusParts map[string]func() any
+	// extraRoutes are admin API routes of the parts (GPIO injection).
+	extraRoutes map[string]http.HandlerFunc
+
+	evSeq   atomic.Uint64
+	evBase  string
+	started time.Time
+	bg      sync.WaitGroup
+}
+
+var _ triggers.Sink = (*Gateway)(nil)
+
+// newGateway makes a Gateway around an opened outbox and sandbox runtime;
+// Run and the tests use it.
+func newGateway(cfg *Config, log *slog.Logger, store *outbox.Store, rt *sandbox.Runtime) (*Gateway, error) {
+	reg, err := newRegistry(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		cfg: cfg, log: log, store: store, rt: rt, reg: reg, metrics: newMetrics(),
+		commitTimeout: 30 * time.Second, publishTimeout: 10 * time.Second,
+		fns: map[string]*deployed{}, statusParts: map[string]func() any{}, extraRoutes: map[string]http.HandlerFunc{},
+		started: time.Now(),
+		evBase:  strconv.FormatInt(time.Now().UnixNano(), 36),
+	}
+	g.routes.Store(buildRoutes(nil))
+	return g, nil
+}
+
+// NewEventID returns an id unique on this gateway across restarts.
+func (g *Gateway) NewEventID() string {
+	return g.evBase + "-" + strconv.FormatUint(g.evSeq.Add(1), 36)
+}
+
+// refreshRoutes rebuilds the routing table from the active versions and
+// tells the triggers.
+func (g *Gateway) refreshRoutes() {
+	g.mu.RLock()
+	ms := make(map[string]*edgefn.Manifest, len(g.fns))
+	for name, d := range g.fns {
+		if v := d.cur.Load(); v != nil {
+			ms[name] = v.manifest
+		}
+	}
+	hooks := g.onRoutes
+	g.mu.RUnlock()
+	g.routes.Store(buildRoutes(ms))
+	for _, h := range hooks {
+		h(ms)
+	}
+}
+
+// Deliver routes an event to every function it triggers and waits until
+// their effects are durable. It implements triggers.Sink.
+//
+// A QoS 1 MQTT message from a device waits for room in a full queue
+// (backpressure: it stays unacknowledged); other events are dropped when a
+// queue is full, counted and logged. The agent's own publishes seen again
+// by the embedded broker are queued without waiting for their result, so a
+// chain of functions cannot deadlock on itself.
+func (g *Gateway) Deliver(ctx context.Context, ev edgefn.Event) error {
+	if ev.ID == "" {
+		ev.ID = g.NewEventID()
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	targets := g.routes.Load().match(&ev)
+	if len(targets) == 0 {
+		return nil
+	}
+	ownPublish := ev.Meta[triggers.MetaOrigin] == triggers.OriginAgent
+	wait := ev.Source == edgefn.SourceMQTT && ev.Meta["qos"] != "" && ev.Meta["qos"] != "0" && !ownPublish
+	var dones []chan outcome
+	var errs []error
+	for _, name := range targets {
+		g.mu.RLock()
+		d := g.fns[name]
+		g.mu.RUnlock()
+		if d == nil {
+			continue
+		}
+		j := &job{ev: ev}
+		if !ownPublish {
+			j.done = make(chan outcome, 1)
+		}
+		if err := d.q.offer(ctx, j, wait); err != nil {
+			if f := (*edgefn.Failure)(nil); errors.As(err, &f) {
+				d.stats.dropped(f.Reason)
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		if j.done != nil {
+			dones = append(dones, j.done)
+		}
+	}
+	for _, done := range dones {
+		select {
+		case o := <-done:
+			if o.Err != nil {
+				errs = append(errs, o.Err)
+			}
+		case <-ctx.Done():
+			errs = append(errs, ctx.Err())
+			return errors.Join(errs...)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Invoke runs one function synchronously for an HTTP invoke and returns its
+// result once durable.
+func (g *Gateway) Invoke(ctx context.Context, name string, payload []byte, meta map[string]string) (*invocationResult, error) {
+	g.mu.RLock()
+	d := g.fns[name]
+	g.mu.RUnlock()
+	if d == nil {
+		return nil, &NotFoundError{What: fmt.Sprintf("function %q", name)}
+	}
+	ev := edgefn.Event{ID: g.NewEventID(), Source: edgefn.SourceHTTP, Subject: name, Time: time.Now(), Payload: payload, Meta: meta}
+	j := &job{ev: ev, done: make(chan outcome, 1)}
+	if err := d.q.offer(ctx, j, false); err != nil {
+		if f := (*edgefn.Failure)(nil); errors.As(err, &f) {
+			d.stats.dropped(f.Reason)
+		}
+		return nil, err
+	}
+	select {
+	case o := <-j.done:
+		return o.Result, o.Err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// loadStored activates every function stored in the registry, then the
+// manifests of the functions dir (deploying those that changed). A
+// function that fails to load is reported by name and skipped.
+func (g *Gateway) loadStored(ctx context.Context) {
+	names, err := g.reg.names()
+	if err != nil {
+		g.log.Error("list deployed functions", "err", err)
+	}
+	for _, name := range names {
+		act, err := g.reg.active(name)
+		if err != nil {
+			g.log.Error("function skipped", "function", name, "err", err)
+			continue
+		}
+		sv, err := g.reg.load(name, act)
+		if err != nil {
+			g.log.Error("function skipped", "function", name, "version", act, "err", err)
+			continue
+		}
+		v, err := g.loadVersion(ctx, sv)
+		if err != nil {
+			g.log.Error("function skipped", "function", name, "version", act, "err", err)
+			continue
+		}
+		g.activate(v)
+		g.log.Info("loaded", "function", name, "version", act)
+	}
+	if g.cfg.FunctionsDir == "" {
+		return
+	}
+	files, err := manifestFiles(g.cfg.FunctionsDir)
+	if err != nil {
+		g.log.Error("functions dir", "dir", g.cfg.FunctionsDir, "err", err)
+		return
+	}
+	for _, f := range files {
+		_, raw, wasm, err := readManifestFile(f)
+		if err != nil {
+			g.log.Error("manifest skipped", "file", f, "err", err)
+			continue
+		}
+		if _, err := g.Deploy(ctx, filepath.Base(f), raw, wasm, f, ""); err != nil {
+			g.log.Error("manifest skipped", "file", f, "err", err)
+		}
+	}
+}
+
+// drain stops every function's queue, bounded by ctx, and waits for
+// pending commits.
+func (g *Gateway) drain(ctx context.Context) error {
+	g.mu.RLock()
+	ds := make([]*deployed, 0, len(g.fns))
+	for _, d := range g.fns {
+		ds = append(ds, d)
+	}
+	g.mu.RUnlock()
+	var wg sync.WaitGroup
+	errs := make([]error, len(ds))
+	for i, d := range ds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = d.q.close(ctx)
+			d.pending.Wait()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// ensureDataDir creates the data dir and checks it is writable, with an
+// error that says what to do.
+func ensureDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("data dir %s: %w (set data_dir in the config to a writable directory)", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".probe-")
+	if err != nil {
+		return fmt.Errorf("data dir %s is not writable: %w (set data_dir in the config to a writable directory)", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}

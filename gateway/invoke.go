@@ -1,0 +1,146 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/sandbox"
+	"github.com/edgefn/edgefn/sync/outbox"
+)
+
+// invocationResult is what one invocation produced, as the gateway reports
+// it to HTTP invoke callers and the status API.
+type invocationResult struct {
+	Function string
+	Version  int
+	Sandbox  *sandbox.Result
+	// Seqs are the outbox seqs of the emitted records, in emit order.
+	Seqs []uint64
+	// Committed is when the invocation became durable.
+	Committed time.Time
+}
+
+// version is one loaded version of a function.
+type version struct {
+	name     string
+	manifest *edgefn.Manifest
+	limits   edgefn.Limits
+	meta     versionMeta
+	fn       *sandbox.Function
+	raw      []byte // the manifest as deployed
+}
+
+// deployed is a function by name: its queue survives redeploys, its active
+// version is swapped atomically so new events go to the new version while
+// in-flight ones finish on the old.
+type deployed struct {
+	name    string
+	q       *queue
+	cur     atomic.Pointer[version]
+	stats   *fnStats
+	pending sync.WaitGroup // commits in flight
+	commits chan struct{}  // bounds commits in flight
+}
+
+// maxPendingCommits bounds how many invocations of one function may wait
+// for their group commit at once; the worker moves on to the next event
+// while the commit is in flight.
+const maxPendingCommits = 256
+
+// run invokes the function for one job, commits its effects, then applies
+// publishes and GPIO writes and reports the outcome. It is the queue's
+// worker body.
+func (g *Gateway) run(d *deployed, j *job) {
+	v := d.cur.Load()
+	if v == nil {
+		if j.done != nil {
+			j.done <- outcome{Err: errQueueClosed}
+		}
+		return
+	}
+	queued := time.Since(j.enqueued)
+	res := v.fn.Invoke(context.Background(), j.ev)
+	inv := &outbox.Invocation{
+		Function:    v.name,
+		Version:     v.meta.Version,
+		EventID:     j.ev.ID,
+		Source:      j.ev.Source,
+		Subject:     j.ev.Subject,
+		Time:        j.ev.Time,
+		Err:         res.Err,
+		Duration:    res.Duration,
+		MemoryBytes: res.MemoryBytes,
+		MemoryCap:   int64(v.limits.Memory),
+		Cold:        res.Cold,
+		Effects:     res.Effects,
+		Logs:        res.Logs,
+	}
+	// The worker hands the commit off and takes the next event: group
+	// commit batches invocations, so waiting here would serialize them.
+	d.commits <- struct{}{}
+	d.pending.Add(1)
+	go func() {
+		defer func() { <-d.commits; d.pending.Done() }()
+		ctx, cancel := context.WithTimeout(context.Background(), g.commitTimeout)
+		seqs, err := g.store.Commit(ctx, inv)
+		cancel()
+		committed := time.Now()
+		d.stats.observe(v, res, err, queued, committed.Sub(j.enqueued))
+		g.logInvocation(v, &j.ev, res, err)
+		if err == nil && res.Err == nil {
+			g.apply(v, res.Effects)
+		}
+		if j.done != nil {
+			j.done <- outcome{Err: err, Result: &invocationResult{Function: v.name, Version: v.meta.Version, Sandbox: res, Seqs: seqs, Committed: committed}}
+		}
+	}()
+}
+
+// apply carries out publishes and GPIO writes of a committed invocation, in
+// call order. They are local actuation: a failure is logged and counted,
+// the records are already durable.
+func (g *Gateway) apply(v *version, effects []edgefn.Effect) {
+	for _, e := range effects {
+		switch e.Kind {
+		case edgefn.EffectPublish:
+			if g.pub == nil {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), g.publishTimeout)
+			err := g.pub.Publish(ctx, e.Topic, e.Payload, e.QoS, false)
+			cancel()
+			if err != nil {
+				g.metrics.effectFailed("publish")
+				g.log.Warn("publish after commit failed", "function", v.name, "topic", e.Topic, "err", err)
+			}
+		case edgefn.EffectGPIOWrite:
+			if g.gpio == nil {
+				continue
+			}
+			if err := g.gpio.Write(e.Pin, e.High); err != nil {
+				g.metrics.effectFailed("gpio_write")
+				g.log.Warn("gpio write after commit failed", "function", v.name, "pin", e.Pin, "err", err)
+			}
+		}
+	}
+}
+
+func (g *Gateway) logInvocation(v *version, ev *edgefn.Event, res *sandbox.Result, commitErr error) {
+	switch {
+	case commitErr != nil:
+		g.log.Error("commit failed", "function", v.name, "version", v.meta.Version, "event", ev.ID, "err", commitErr)
+	case res.Err != nil:
+		var f *edgefn.Failure
+		reason := edgefn.ReasonInternal
+		if errors.As(res.Err, &f) {
+			reason = f.Reason
+		}
+		g.log.Warn("invocation failed", "function", v.name, "version", v.meta.Version, "event", ev.ID, "reason", reason, "err", res.Err)
+	default:
+		g.log.Debug("invocation", "function", v.name, "version", v.meta.Version, "event", ev.ID, "duration", res.Duration, "cold", res.Cold)
+	}
+}

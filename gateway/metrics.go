@@ -1,0 +1,204 @@
+package gateway
+
+import (
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/sandbox"
+)
+
+// metrics are the agent's Prometheus metrics, on a registry of their own
+// (no global state).
+type metrics struct {
+	reg          *prometheus.Registry
+	invocations  *prometheus.CounterVec
+	failures     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	latency      *prometheus.HistogramVec
+	starts       *prometheus.CounterVec
+	drops        *prometheus.CounterVec
+	effectErrors *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgefn_invocations_total", Help: "Invocations by function and outcome (ok or a failure reason).",
+		}, []string{"function", "outcome"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgefn_failures_total", Help: "Failed invocations by function and reason.",
+		}, []string{"function", "reason"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "edgefn_invocation_duration_seconds", Help: "Time inside the sandbox per invocation.",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+		}, []string{"function"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "edgefn_event_commit_latency_seconds", Help: "From an event entering the queue to its effects being durable.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+		}, []string{"function"}),
+		starts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgefn_starts_total", Help: "Instance starts by function and kind (cold or warm).",
+		}, []string{"function", "kind"}),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgefn_drops_total", Help: "Events dropped before running, by function and reason.",
+		}, []string{"function", "reason"}),
+		effectErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgefn_effect_errors_total", Help: "Publishes and GPIO writes that failed after their commit.",
+		}, []string{"kind"}),
+	}
+	m.reg.MustRegister(m.invocations, m.failures, m.duration, m.latency, m.starts, m.drops, m.effectErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) effectFailed(kind string) { m.effectErrors.WithLabelValues(kind).Inc() }
+
+// fnStats are one function's counters for status and usage, kept in memory
+// since the agent started (usage over longer spans comes from the outbox's
+// invocation records).
+type fnStats struct {
+	m    *metrics
+	name string
+
+	mu          sync.Mutex
+	invocations int64
+	errors      map[edgefn.Reason]int64
+	cold, warm  int64
+	durations   ring // sandbox durations of recent invocations
+	latencies   ring // event -> commit latencies of recent invocations
+	gbSeconds   float64
+	last        time.Time
+}
+
+func newFnStats(m *metrics, name string) *fnStats {
+	return &fnStats{m: m, name: name, errors: map[edgefn.Reason]int64{}}
+}
+
+func reasonOf(err error) edgefn.Reason {
+	if err == nil {
+		return ""
+	}
+	var f *edgefn.Failure
+	if errors.As(err, &f) {
+		return f.Reason
+	}
+	return edgefn.ReasonInternal
+}
+
+func (s *fnStats) observe(v *version, res *sandbox.Result, commitErr error, queued, latency time.Duration) {
+	outcome := "ok"
+	reason := reasonOf(res.Err)
+	if commitErr != nil {
+		reason = reasonOf(commitErr)
+		if reason == edgefn.ReasonInternal {
+			reason = edgefn.ReasonStorage
+		}
+	}
+	if reason != "" {
+		outcome = string(reason)
+		s.m.failures.WithLabelValues(s.name, outcome).Inc()
+	}
+	s.m.invocations.WithLabelValues(s.name, outcome).Inc()
+	s.m.duration.WithLabelValues(s.name).Observe(res.Duration.Seconds())
+	s.m.latency.WithLabelValues(s.name).Observe(latency.Seconds())
+	kind := "warm"
+	if res.Cold {
+		kind = "cold"
+	}
+	s.m.starts.WithLabelValues(s.name, kind).Inc()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.invocations++
+	if reason != "" {
+		s.errors[reason]++
+	}
+	if res.Cold {
+		s.cold++
+	} else {
+		s.warm++
+	}
+	s.durations.add(res.Duration)
+	s.latencies.add(latency)
+	s.gbSeconds += float64(v.limits.Memory) / float64(edgefn.GiB) * res.Duration.Seconds()
+	s.last = time.Now()
+}
+
+func (s *fnStats) dropped(reason edgefn.Reason) {
+	s.m.drops.WithLabelValues(s.name, string(reason)).Inc()
+	s.mu.Lock()
+	s.errors[reason]++
+	s.mu.Unlock()
+}
+
+// FunctionStats is a function's live counters as status reports them.
+type FunctionStats struct {
+	Invocations int64                   `json:"invocations"`
+	Errors      map[edgefn.Reason]int64 `json:"errors,omitempty"`
+	Cold        int64                   `json:"cold"`
+	Warm        int64                   `json:"warm"`
+	P50         time.Duration           `json:"p50_ns"`
+	P99         time.Duration           `json:"p99_ns"`
+	LatencyP50  time.Duration           `json:"latency_p50_ns"`
+	LatencyP99  time.Duration           `json:"latency_p99_ns"`
+	GBSeconds   float64                 `json:"gb_seconds"`
+	Last        time.Time               `json:"last,omitzero"`
+	QueueDepth  int                     `json:"queue_depth"`
+	Dropped     int64                   `json:"dropped"`
+}
+
+func (s *fnStats) snapshot() FunctionStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	errs := make(map[edgefn.Reason]int64, len(s.errors))
+	for k, v := range s.errors {
+		errs[k] = v
+	}
+	return FunctionStats{
+		Invocations: s.invocations, Errors: errs, Cold: s.cold, Warm: s.warm,
+		P50: s.durations.quantile(0.5), P99: s.durations.quantile(0.99),
+		LatencyP50: s.latencies.quantile(0.5), LatencyP99: s.latencies.quantile(0.99),
+		GBSeconds: s.gbSeconds, Last: s.last,
+	}
+}
+
+// ring keeps the last ringSize durations for percentiles.
+type ring struct {
+	buf  [ringSize]time.Duration
+	n    int
+	next int
+}
+
+const ringSize = 1024
+
+func (r *ring) add(d time.Duration) {
+	r.buf[r.next] = d
+	r.next = (r.next + 1) % ringSize
+	if r.n < ringSize {
+		r.n++
+	}
+}
+
+func (r *ring) quantile(q float64) time.Duration {
+	if r.n == 0 {
+		return 0
+	}
+	s := make([]time.Duration, r.n)
+	copy(s, r.buf[:r.n])
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(q*float64(r.n)+0.5) - 1
+	if i < 0 {
+		i = 0
+	}
+	if i >= r.n {
+		i = r.n - 1
+	}
+	return s[i]
+}

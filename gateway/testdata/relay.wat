@@ -1,0 +1,13 @@
+;; Emits the payload and publishes it to "relay/out" (QoS 1): a chaining
+;; stage for the gateway tests.
+(module
+  (import "edgefn" "input" (func $input (param i32 i32) (result i32)))
+  (import "edgefn" "emit" (func $emit (param i32 i32) (result i32)))
+  (import "edgefn" "publish" (func $publish (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "relay/out")
+  (func (export "edgefn_handle") (param $n i32) (result i32)
+    (drop (call $input (i32.const 64) (local.get $n)))
+    (drop (call $emit (i32.const 64) (local.get $n)))
+    (drop (call $publish (i32.const 0) (i32.const 9) (i32.const 64) (local.get $n) (i32.const 1)))
+    (i32.const 0)))
