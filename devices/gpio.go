@@ -310,18 +310,22 @@ func toPull(p edgefn.Pull) (gpio.Pull, error) {
 // Watch configures pin name as an input with pull and reports its edges
 // to fn until ctx ends (then it returns nil) or the GPIO is closed (then
 // ErrClosed). fn receives each accepted edge: rising or falling, the level
-// the pin went to, and when the watcher saw it. edge selects rising, falling or both (empty means both); the
-// edge detection is the driver's, so on hardware the kernel filters. For a
-// rising or falling watch fn gets that edge and the level it implies; for
-// both, the edge is derived from the level read right after the edge.
+// the pin went to, and when the watcher saw it. edge selects rising,
+// falling or both (empty means both); pull is up, down, none, or empty to
+// leave the pin's pull as it is. Edge detection is the driver's, so on
+// hardware the kernel filters. For a rising or falling watch fn gets that
+// edge and the level it implies; for both, the edge is derived from the
+// level read right after the edge.
 //
 // Debounce is a lockout: an accepted edge starts a window of debounce
 // during which further edges are ignored, so the first edge of a bounce
 // burst is reported at once and the rest dropped. fn runs on the watcher's
-// goroutine; a slow fn delays later edges (the driver queues them).
+// goroutine; a slow fn delays later edges (the driver queues them). When
+// Watch returns the pin is an input without edge detection.
 //
 // Errors before watching: ErrUnknownPin, ErrBusy (the pin is an output or
-// already watched), ErrClosed, an invalid edge or pull, the driver's.
+// already watched), ErrClosed, an invalid edge, pull or debounce, the
+// driver's.
 func (g *GPIO) Watch(ctx context.Context, name string, edge edgefn.Edge, pull edgefn.Pull, debounce time.Duration, fn func(edge edgefn.Edge, high bool, at time.Time)) error {
 	ge, err := toEdge(edge)
 	if err != nil {
