@@ -51,13 +51,12 @@ func TestCrashChild(t *testing.T) {
 	}
 	go func() { _ = u.Run(ctx) }()
 	if os.Getenv(envDrain) == "1" {
-		for {
-			s, err := st.Stats(ctx)
-			if err == nil && s.Depth == 0 {
+		tick := time.NewTicker(10 * time.Millisecond)
+		for range tick.C { // poll the outbox until the uplink has emptied it
+			if s, err := st.Stats(ctx); err == nil && s.Depth == 0 {
 				fmt.Println("drained")
 				os.Exit(0)
 			}
-			time.Sleep(10 * time.Millisecond) // polling the outbox, the child has nothing to wait on
 		}
 	}
 	var wg sync.WaitGroup
