@@ -16,6 +16,7 @@ import (
 
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/sync/uplink"
+	"github.com/edgefn/edgefn/triggers"
 )
 
 // Config is the agent config, read from configs/edgefn.yaml by LoadConfig.
@@ -49,47 +50,11 @@ type Config struct {
 	path string
 }
 
-// BrokerConfig picks the MQTT broker: the embedded one (default) or an
-// external one when External.URL is set.
+// BrokerConfig picks the MQTT broker: the embedded one (the default) or an
+// external one when External is set. See docs/mqtt.md for their fields.
 type BrokerConfig struct {
-	Embedded EmbeddedBrokerConfig `yaml:"embedded"`
-	External ExternalBrokerConfig `yaml:"external"`
-}
-
-// EmbeddedBrokerConfig configures the in-process mochi-mqtt broker.
-type EmbeddedBrokerConfig struct {
-	// Listen is the TCP address, default ":1883". "off" disables the TCP
-	// listener (functions still talk to each other in-process).
-	Listen string `yaml:"listen"`
-	// AllowAnonymous lets clients without credentials connect from other
-	// hosts; anonymous loopback clients are always allowed.
-	AllowAnonymous bool `yaml:"allow_anonymous"`
-	// Users who may connect with a password.
-	Users []BrokerUser `yaml:"users"`
-}
-
-// BrokerUser is a username and password for the embedded broker.
-type BrokerUser struct {
-	Username string `yaml:"username"`
-	Password string `yaml:"password"`
-}
-
-// ExternalBrokerConfig configures a connection to an external broker.
-type ExternalBrokerConfig struct {
-	URL      string    `yaml:"url"`
-	ClientID string    `yaml:"client_id"`
-	Username string    `yaml:"username"`
-	Password string    `yaml:"password"`
-	TLS      TLSConfig `yaml:"tls"`
-}
-
-// TLSConfig names certificate files for a TLS client.
-type TLSConfig struct {
-	CA                 string `yaml:"ca_file"`
-	Cert               string `yaml:"cert_file"`
-	Key                string `yaml:"key_file"`
-	ServerName         string `yaml:"server_name"`
-	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+	Embedded triggers.BrokerConfig `yaml:"embedded"`
+	External *triggers.MQTTConfig  `yaml:"external"`
 }
 
 // AdminConfig configures the admin HTTP API.
@@ -265,10 +230,10 @@ func (c *Config) setDefaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
-	if c.Broker.External.URL == "" && c.Broker.Embedded.Listen == "" {
+	if c.Broker.External == nil && c.Broker.Embedded.Listen == "" {
 		c.Broker.Embedded.Listen = DefaultBrokerListen
 	}
-	if c.Broker.External.ClientID == "" {
+	if c.Broker.External != nil && c.Broker.External.ClientID == "" {
 		c.Broker.External.ClientID = "edgefn-" + c.GatewayID
 	}
 	if c.Admin.Listen == "" {
@@ -327,19 +292,13 @@ func (c *Config) Validate() error {
 	default:
 		bad("log_level", "%q: use debug, info, warn or error", c.LogLevel)
 	}
-	if u := c.Broker.External.URL; u != "" {
-		if !hasScheme(u, "tcp", "ssl", "tls", "mqtt", "mqtts", "ws", "wss") {
-			bad("broker.external.url", "%q: use tcp://host:1883 or ssl://host:8883", u)
+	if c.Broker.External != nil {
+		for _, e := range problems(c.Broker.External.Validate()) {
+			bad("broker.external", "%s", e)
 		}
-	}
-	if l := c.Broker.Embedded.Listen; l != "" && l != "off" {
-		if _, _, err := net.SplitHostPort(l); err != nil {
-			bad("broker.embedded.listen", "%q: use host:port, :1883 or off", l)
-		}
-	}
-	for i, u := range c.Broker.Embedded.Users {
-		if u.Username == "" || u.Password == "" {
-			bad(fmt.Sprintf("broker.embedded.users[%d]", i), "needs a username and a password")
+	} else {
+		for _, e := range problems(c.Broker.Embedded.Validate()) {
+			bad("broker.embedded", "%s", e)
 		}
 	}
 	if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/edgefn/edgefn/gateway"
+)
+
+func agentCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "agent",
+		Usage: "run the edgefn daemon",
+		Description: "Runs the agent: the embedded MQTT broker (or a connection to an external one),\n" +
+			"GPIO, timers, the deployed functions, the outbox and the uplink, and the admin API.\n" +
+			"With no --config it runs on defaults: embedded broker on :1883, data in ./data.\n" +
+			"SIGINT/SIGTERM drain in-flight invocations, commit and disconnect; a second signal aborts.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"EDGEFN_CONFIG"}, Usage: "agent config file (YAML)"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("agent takes no arguments, got %q", c.Args().First())
+			}
+			cfg, err := gateway.LoadConfig(c.String("config"))
+			if err != nil {
+				return err
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+				return err
+			}
+			opts := &slog.HandlerOptions{Level: level}
+			var h slog.Handler
+			switch c.String("log-format") {
+			case "text":
+				h = slog.NewTextHandler(c.App.ErrWriter, opts)
+			case "json":
+				h = slog.NewJSONHandler(c.App.ErrWriter, opts)
+			default:
+				return usagef("--log-format %q: use text or json", c.String("log-format"))
+			}
+			log := slog.New(h)
+			a, err := gateway.NewAgent(cfg, log)
+			if err != nil {
+				return err
+			}
+			go func() {
+				select {
+				case r := <-a.Ready():
+					w := c.App.Writer
+					fmt.Fprintf(w, "edgefn agent %s ready\n", cfg.GatewayID)
+					fmt.Fprintf(w, "  admin API:   %s\n", r.AdminURL)
+					fmt.Fprintf(w, "  API token:   %s (mode 0600)\n", r.TokenFile)
+					if r.Fingerprint != "" {
+						fmt.Fprintf(w, "  certificate: %s\n", r.Fingerprint)
+					}
+					if r.BrokerAddr != "" {
+						fmt.Fprintf(w, "  MQTT broker: %s (embedded)\n", r.BrokerAddr)
+					}
+					fmt.Fprintf(w, "  data dir:    %s\n", cfg.DataDir)
+					fmt.Fprintf(w, "log in from a workstation:\n  edgefn login %s --token \"$(cat %s)\"", r.AdminURL, r.TokenFile)
+					if r.Fingerprint != "" {
+						fmt.Fprintf(w, " --fingerprint %s", r.Fingerprint)
+					}
+					fmt.Fprintln(w)
+				case <-c.Context.Done():
+				}
+			}()
+			if err := a.Run(c.Context); err != nil {
+				return err
+			}
+			return nil
+		},
+	}
+}

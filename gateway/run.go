@@ -1,0 +1,276 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/edgefn/edgefn/sandbox"
+	"github.com/edgefn/edgefn/sync/outbox"
+	"github.com/edgefn/edgefn/sync/uplink"
+)
+
+// Ready describes a running agent, for the CLI to print and for tests.
+type Ready struct {
+	AdminURL    string
+	TokenFile   string
+	Fingerprint string // empty without TLS
+	BrokerAddr  string // the embedded broker's TCP address, if any
+}
+
+// Agent runs a Gateway with everything around it: triggers, uplink, admin
+// API. Build it with NewAgent and run it with Run.
+type Agent struct {
+	*Gateway
+	ready      chan Ready
+	brokerAddr string
+	uplinks    []uplink.Uplink
+	starts     []func(ctx context.Context, g *errgroup.Group) error
+	stops      []func(ctx context.Context) error
+}
+
+// NewAgent validates the config (no I/O); Run does the rest.
+func NewAgent(cfg *Config, log *slog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Agent{Gateway: &Gateway{cfg: cfg, log: log}, ready: make(chan Ready, 1)}, nil
+}
+
+// Ready receives once the agent serves events and its admin API.
+func (a *Agent) Ready() <-chan Ready { return a.ready }
+
+// Run starts the agent and serves until ctx ends, then shuts down in
+// reverse: stop intake, drain invocations, final commit, final sync
+// attempt, close, each step bounded by shutdown_grace.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	cfg := a.cfg
+	log := a.log
+	if err := ensureDataDir(cfg.DataDir); err != nil {
+		return err
+	}
+	store, err := outbox.Open(ctx, outbox.Config{
+		Path:       filepath.Join(cfg.DataDir, "outbox.db"),
+		Gateway:    cfg.GatewayID,
+		Durability: outbox.Durability(cfg.Outbox.Durability),
+		MaxBytes:   cfg.Outbox.MaxBytes,
+		MaxAge:     time.Duration(cfg.Outbox.MaxAge),
+		OnFull:     outbox.OnFull(cfg.Outbox.OnFull),
+		Logger:     log.With("part", "outbox"),
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := store.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close outbox: %w", cerr))
+		}
+	}()
+
+	devs, err := a.openGPIO()
+	if err != nil {
+		return err
+	}
+	rt, err := sandbox.New(ctx, sandbox.Config{
+		CacheDir:  filepath.Join(cfg.DataDir, "cache"),
+		Logger:    log.With("part", "sandbox"),
+		KV:        kvAdapter{store},
+		MaxCopy:   0,
+		GPIO:      devs,
+		MaxMemory: maxOr(cfg.MaxLimits().Memory, 0),
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownGrace))
+		defer cancel()
+		err = errors.Join(err, rt.Close(cctx))
+	}()
+	g, err := newGateway(cfg, log, store, rt)
+	if err != nil {
+		return err
+	}
+	g.gpio = devs
+	a.Gateway = g
+
+	if err := a.setupTriggers(ctx, devs); err != nil {
+		return err
+	}
+	for _, u := range cfg.Uplinks {
+		var up uplink.Uplink
+		switch {
+		case u.HTTP != nil:
+			up, err = uplink.NewHTTP(*u.HTTP, store, log.With("part", "uplink"))
+		case u.MQTT != nil:
+			up, err = uplink.NewMQTT(*u.MQTT, store, log.With("part", "uplink"))
+		}
+		if err != nil {
+			return err
+		}
+		a.uplinks = append(a.uplinks, up)
+	}
+
+	g.loadStored(ctx)
+
+	srv, ready, err := a.adminServer()
+	if err != nil {
+		return err
+	}
+
+	// Intake and uplink run until their contexts end; the uplink gets its
+	// own context so it can make a final attempt after intake stops.
+	intakeCtx, stopIntake := context.WithCancel(context.Background())
+	upCtx, stopUplink := context.WithCancel(context.Background())
+	defer stopIntake()
+	defer stopUplink()
+	intake, intakeCtx := errgroup.WithContext(intakeCtx)
+	for _, start := range a.starts {
+		if err := start(intakeCtx, intake); err != nil {
+			stopIntake()
+			_ = intake.Wait()
+			return err
+		}
+	}
+	ups, upCtx := errgroup.WithContext(upCtx)
+	for _, u := range a.uplinks {
+		ups.Go(func() error { return u.Run(upCtx) })
+	}
+	intake.Go(func() error {
+		err := srv.serve()
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	})
+	a.ready <- ready
+	log.Info("agent ready", "gateway", cfg.GatewayID, "admin", ready.AdminURL, "broker", ready.BrokerAddr, "data", cfg.DataDir)
+
+	select {
+	case <-ctx.Done():
+	case <-intakeCtx.Done():
+		// A part failed on its own.
+	}
+	grace := time.Duration(cfg.ShutdownGrace)
+	log.Info("shutting down", "grace_per_step", grace)
+
+	// 1. Stop intake: admin API, triggers.
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	_ = srv.http.Shutdown(sctx)
+	cancel()
+	for i := len(a.stops) - 1; i >= 0; i-- {
+		sctx, cancel := context.WithTimeout(context.Background(), grace)
+		if err := a.stops[i](sctx); err != nil {
+			log.Warn("stop", "err", err)
+		}
+		cancel()
+	}
+	stopIntake()
+	runErr := intake.Wait()
+	// 2. Drain invocations and their commits.
+	sctx, cancel = context.WithTimeout(context.Background(), grace)
+	if err := g.drain(sctx); err != nil {
+		log.Warn("drain", "err", err)
+	}
+	cancel()
+	g.bg.Wait()
+	// 3. A final sync attempt, bounded.
+	if len(a.uplinks) > 0 {
+		wait := time.NewTimer(grace)
+		select {
+		case <-wait.C:
+		case <-a.drained(store):
+		}
+		wait.Stop()
+	}
+	stopUplink()
+	if err := ups.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		log.Warn("uplink", "err", err)
+	}
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	return nil
+}
+
+// drained closes when the outbox has nothing pending.
+func (a *Agent) drained(store *outbox.Store) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 1000; i++ {
+			recs, err := store.Pending(context.Background(), 0, 1, 1)
+			if err != nil || len(recs) == 0 {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	return done
+}
+
+type adminSrv struct {
+	http *http.Server
+	ln   net.Listener
+}
+
+func (s *adminSrv) serve() error { return s.http.Serve(s.ln) }
+
+func (a *Agent) adminServer() (*adminSrv, Ready, error) {
+	cfg := a.cfg
+	token, tokenPath, err := ensureToken(cfg.DataDir)
+	if err != nil {
+		return nil, Ready{}, fmt.Errorf("admin API token: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return nil, Ready{}, fmt.Errorf("admin API: listen %s: %w", cfg.Admin.Listen, err)
+	}
+	srv := &http.Server{Handler: a.handler(token), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	ready := Ready{TokenFile: tokenPath, BrokerAddr: a.brokerAddr}
+	scheme := "http"
+	switch cfg.Admin.TLS {
+	case "auto", "files":
+		var cert tls.Certificate
+		var fp string
+		if cfg.Admin.TLS == "auto" {
+			host, _, _ := net.SplitHostPort(cfg.Admin.Listen)
+			hn, _ := os.Hostname()
+			cert, fp, err = ensureCert(cfg.DataDir, []string{host, hn})
+		} else {
+			cert, err = tls.LoadX509KeyPair(cfg.Admin.CertFile, cfg.Admin.KeyFile)
+			if err == nil {
+				fp = Fingerprint(cert.Certificate[0])
+			}
+		}
+		if err != nil {
+			ln.Close()
+			return nil, Ready{}, err
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+		ready.Fingerprint = fp
+		scheme = "https"
+	}
+	ready.AdminURL = scheme + "://" + ln.Addr().String()
+	return &adminSrv{http: srv, ln: ln}, ready, nil
+}
+
+func maxOr[T ~int64](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
+}
