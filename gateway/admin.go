@@ -43,6 +43,7 @@ func (g *Gateway) handler(token string) http.Handler {
 	mux.HandleFunc("POST /v1/functions/{name}/rollback", g.handleRollback)
 	mux.HandleFunc("POST /v1/functions/{name}/invoke", g.handleInvoke)
 	mux.HandleFunc("GET /v1/status", g.handleStatus)
+	g.readRoutes(mux)
 	for pattern, h := range g.extraRoutes {
 		mux.HandleFunc(pattern, h)
 	}
