@@ -61,7 +61,7 @@ func (e example) wasmPath() string { return filepath.Join(e.dir, e.dir+".wasm") 
 
 // load returns the example's built module, skipping the test when this
 // machine lacks the toolchain and failing it when the module was not built.
-func (e example) load(t *testing.T) []byte {
+func (e example) load(t testing.TB) []byte {
 	t.Helper()
 	b, err := os.ReadFile(e.wasmPath())
 	if err == nil {

@@ -52,7 +52,7 @@ type device struct {
 	gpio *pins
 }
 
-func newDevice(t *testing.T) *device {
+func newDevice(t testing.TB) *device {
 	t.Helper()
 	d := &device{kv: &memKV{m: map[string][]byte{}}, gpio: &pins{level: map[string]bool{}}}
 	rt, err := sandbox.New(context.Background(), sandbox.Config{KV: d.kv, GPIO: d.gpio})
@@ -67,7 +67,7 @@ func newDevice(t *testing.T) *device {
 // load deploys an example as the agent would: its function.yaml, its limits
 // over the agent defaults, its grants and env.
 // Options, if given, change the spec before it is loaded.
-func (d *device) load(t *testing.T, e example, options ...func(*sandbox.Spec)) *sandbox.Function {
+func (d *device) load(t testing.TB, e example, options ...func(*sandbox.Spec)) *sandbox.Function {
 	t.Helper()
 	wasm := e.load(t)
 	file := filepath.Join(e.dir, "function.yaml")
@@ -97,7 +97,7 @@ func (d *device) load(t *testing.T, e example, options ...func(*sandbox.Spec)) *
 
 // invoke runs one event, fails the test if the invocation failed, commits
 // its kv and GPIO effects and returns them all.
-func (d *device) invoke(t *testing.T, f *sandbox.Function, ev edgefn.Event) *sandbox.Result {
+func (d *device) invoke(t testing.TB, f *sandbox.Function, ev edgefn.Event) *sandbox.Result {
 	t.Helper()
 	res := d.run(f, ev)
 	if res.Err != nil {

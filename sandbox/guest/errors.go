@@ -48,7 +48,8 @@ func (c Code) Error() string {
 type Error struct {
 	// Op is the import that failed: "publish", "kv_get"...
 	Op string
-	// Arg is the key, topic or pin of the call, if any.
+	// Arg is the key, topic or pin of the call ("" for emit, which has
+	// none).
 	Arg string
 	// Code is the host's return code.
 	Code Code
@@ -57,7 +58,7 @@ type Error struct {
 // Error implements error: "edgefn.publish "actuators/x": denied by grants".
 func (e *Error) Error() string {
 	s := "edgefn." + e.Op
-	if e.Arg != "" {
+	if e.Op != "emit" { // every other import names something, maybe ""
 		s += " " + strconv.Quote(e.Arg)
 	}
 	return s + ": " + e.Code.Error()

@@ -4,7 +4,7 @@ package guest
 
 import (
 	"fmt"
-	"runtime/debug"
+	"runtime"
 	"slices"
 	"strconv"
 	"unsafe"
@@ -63,7 +63,11 @@ func edgefnHandle(payloadLen int32) (rc int32) {
 			inBuf = nil
 		}
 		if v := recover(); v != nil {
-			Log(LevelError, "panic: "+panicText(v)+"\n"+string(debug.Stack()))
+			// runtime.Stack, not runtime/debug.Stack: that package brings in
+			// os and adds ~450 KB to every module.
+			stack := make([]byte, 4096)
+			stack = stack[:runtime.Stack(stack, false)]
+			Log(LevelError, "panic: "+panicText(v)+"\n"+string(stack))
 			rc = 2
 		}
 	}()

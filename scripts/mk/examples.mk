@@ -48,3 +48,9 @@ $(AS_DIR)/node_modules/.installed: $(AS_DIR)/package.json $(AS_DIR)/package-lock
 
 $(AS_DIR)/as-reactor.wasm: $(AS_DIR)/node_modules/.installed $(AS_DIR)/asconfig.json $(wildcard $(AS_DIR)/assembly/*.ts)
 	cd $(AS_DIR) && ./node_modules/.bin/asc assembly/index.ts --config asconfig.json --target release
+
+# The Go SDK's test fixture: every guest call, its result emitted.
+WASM += $(EX)/testdata/sdkprobe.wasm
+
+$(EX)/testdata/sdkprobe.wasm: $(EX)/testdata/sdkprobe/main.go $(wildcard sandbox/guest/*.go)
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $@ ./$(EX)/testdata/sdkprobe
