@@ -290,6 +290,12 @@ func TestAssemblyScriptReactorInSandbox(t *testing.T) {
 	if len(p) != 1 || p[0].Topic != "alerts/spike" || p[0].QoS != 1 {
 		t.Errorf("publishes %+v, want one to alerts/spike", p)
 	}
+	// A topic may hold characters JSON must escape.
+	odd := ev("12")
+	odd.Subject = "sensors/\"tank\"\\2/level"
+	res = d.invoke(t, f, odd)
+	wantFields(t, record(t, res), map[string]any{"subject": odd.Subject})
+
 	res = d.run(f, ev("high"))
 	wantFailure(t, res, edgefn.ReasonExit)
 	if !logged(res, edgefn.LogError, "not a number") {

@@ -85,6 +85,8 @@ fn handle(payload_len: usize) -> Result<(), HostError> {
     let key = "presses";
     check("kv_set", unsafe { host::kv_set(key.as_ptr(), key.len() as i32, count.as_ptr(), count.len() as i32) })?;
 
+    // Pin names and edges are plain ASCII words, so escape_default (Rust's
+    // escaping, not JSON's) never has anything to escape here.
     let mut rec = String::with_capacity(96);
     let _ = write!(rec, r#"{{"pin":"{}","edge":"{}","presses":{},"led":{}}}"#,
         pin.escape_default(), edge.escape_default(), presses, !led_on);

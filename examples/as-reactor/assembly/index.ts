@@ -29,7 +29,7 @@ export function edgefn_handle(payloadLen: i32): i32 {
   if (rc < 0) return rc;
 
   const subject = edgefn.meta("subject");
-  rc = edgefn.emit("{\"subject\":\"" + subject + "\",\"value\":" + value.toString() + ",\"ema\":" + ema.toString() + "}");
+  rc = edgefn.emit("{\"subject\":\"" + jsonEscape(subject) + "\",\"value\":" + value.toString() + ",\"ema\":" + ema.toString() + "}");
   if (rc < 0) return rc;
 
   if (Math.abs(value - ema) > SPIKE) {
@@ -38,4 +38,17 @@ export function edgefn_handle(payloadLen: i32): i32 {
     if (rc < 0) return rc;
   }
   return 0;
+}
+
+// jsonEscape makes s safe inside a JSON string (a topic may hold any
+// character but NUL).
+function jsonEscape(s: string): string {
+  let out = "";
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c == 0x22 || c == 0x5c) out += "\\" + String.fromCharCode(c);
+    else if (c < 0x20) out += "\\u00" + (c < 0x10 ? "0" : "") + c.toString(16);
+    else out += String.fromCharCode(c);
+  }
+  return out;
 }
