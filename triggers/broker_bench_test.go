@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgefn/edgefn"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/edgefn/edgefn"
 )
 
 // BenchmarkBrokerPubackAfterCommit measures what waiting for the commit
