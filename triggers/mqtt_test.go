@@ -375,3 +375,22 @@ func TestMQTTTLS(t *testing.T) {
 		t.Fatalf("got %+v", ev)
 	}
 }
+
+// TestMQTTUnreachableBroker: Run keeps retrying, reports the error in
+// Status and returns promptly when cancelled.
+func TestMQTTUnreachableBroker(t *testing.T) {
+	b := mosquittotest.Start(t)
+	url := b.URL()
+	b.Stop() // a port nothing listens on
+	m := newTestMQTT(t, url, newRecSink(nil), nil)
+	stop := runMQTT(t, m)
+	waitFor(t, "a connection error in Status", func() bool { return m.Status().LastError != "" })
+	if m.Status().Connected {
+		t.Error("connected to a stopped broker")
+	}
+	start := time.Now()
+	stop()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Run took %v to return after cancel", d)
+	}
+}
