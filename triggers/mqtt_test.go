@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn"
-	"github.com/edgefn/edgefn/triggers/internal/mosquittotest"
+	"github.com/edgefn/edgefn/internal/mosquittotest"
 )
 
 func newTestMQTT(t *testing.T, url string, sink Sink, mod func(*MQTTConfig)) *MQTT {
