@@ -46,6 +46,18 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			versionCommand(),
 			runCommand(),
 			agentCommand(),
+			loginCommand(),
+			deployCommand(),
+			lsCommand(),
+			statusCommand(),
+			logsCommand(),
+			usageCommand(),
+			outboxCommand(),
+			invokeCommand(),
+			rollbackCommand(),
+			rmCommand(),
+			gpioCommand(),
+			keygenCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}

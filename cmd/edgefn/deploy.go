@@ -1,0 +1,381 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime/multipart"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
+
+	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/gateway"
+)
+
+func deployCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "deploy",
+		Usage:     "upload a function (manifest and module) to the agent and activate it",
+		ArgsUsage: "[function.yaml]",
+		Description: "Uploads the manifest (default ./function.yaml) and the module its wasm: field names\n" +
+			"(a relative path is resolved next to the manifest). The agent checks everything and\n" +
+			"either activates a new version (in-flight events finish on the old one) or lists every\n" +
+			"problem at once; nothing changes then. With --key the deploy is signed (edgefn keygen);\n" +
+			"agents with admin.trusted_keys refuse unsigned deploys.",
+		Flags:  remoteFlags(jsonFlag(), &cli.StringFlag{Name: "key", Usage: "sign with this ed25519 private key file (from edgefn keygen)"}),
+		Action: deployAction,
+	}
+}
+
+// uploadedVersion is the agent's answer to a deploy or rollback.
+type uploadedVersion struct {
+	Name     string    `json:"name"`
+	Version  int       `json:"version"`
+	Hash     string    `json:"hash"`
+	Deployed time.Time `json:"deployed"`
+	Signer   string    `json:"signer,omitempty"`
+}
+
+func deployAction(c *cli.Context) error {
+	c, err := interleaved(c)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(c, 0, 1, "at most one manifest file"); err != nil {
+		return err
+	}
+	path := "function.yaml"
+	if c.NArg() == 1 {
+		path = c.Args().First()
+	}
+	manifest, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && c.NArg() == 0 {
+			return usagef("deploy: no function.yaml here: pass the manifest's path (edgefn deploy path/to/function.yaml)")
+		}
+		return usagef("deploy: %v", err)
+	}
+	var priv ed25519.PrivateKey
+	if k := c.String("key"); k != "" {
+		if priv, err = readPrivateKey(k); err != nil {
+			return usagef("deploy: --key: %v", err)
+		}
+	}
+	wasmPath, wasm, err := readModule(path, manifest)
+	if err != nil {
+		return err
+	}
+	r, err := connect(c)
+	if err != nil {
+		return err
+	}
+
+	sum := sha256.Sum256(wasm)
+	fields := [][2]string{{"file", filepath.Base(path)}, {"wasm_sha256", hex.EncodeToString(sum[:])}}
+	if priv != nil {
+		fields = append(fields,
+			[2]string{"key", base64.StdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey))},
+			[2]string{"signature", base64.StdEncoding.EncodeToString(ed25519.Sign(priv, gateway.DeployMessage(manifest, wasm)))})
+	}
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	prog := newProgress(c.App.ErrWriter, filepath.Base(wasmPath), int64(len(wasm)))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		pw.CloseWithError(writeDeployBody(mw, manifest, filepath.Base(wasmPath), wasm, fields, prog))
+	}()
+	var meta uploadedVersion
+	err = r.do(c.Context, "POST", "/v1/functions", pr, mw.FormDataContentType(), &meta)
+	pr.CloseWithError(errors.New("request finished"))
+	wg.Wait()
+	prog.done(err == nil)
+	if err != nil {
+		return fmt.Errorf("deploy %s: %w", path, err)
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, meta)
+	}
+	signed := ""
+	if meta.Signer != "" {
+		signed = ", signed"
+	}
+	fmt.Fprintf(c.App.Writer, "deployed %s version %d (sha256 %s%s)\n", meta.Name, meta.Version, meta.Hash, signed)
+	return nil
+}
+
+// readModule finds the module the manifest names, next to the manifest
+// when relative. A manifest whose wasm field cannot be found is checked
+// locally with the agent's parser so every problem is listed at once.
+func readModule(path string, manifest []byte) (string, []byte, error) {
+	var m struct {
+		Wasm string `yaml:"wasm"`
+	}
+	_ = yaml.Unmarshal(manifest, &m)
+	var problem string
+	if m.Wasm == "" {
+		problem = "wasm: missing: name the module file, such as wasm: ./my-function.wasm"
+	} else {
+		p := m.Wasm
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(filepath.Dir(path), p)
+		}
+		wasm, err := os.ReadFile(p)
+		if err == nil {
+			return p, wasm, nil
+		}
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		problem = fmt.Sprintf("wasm: %q: %s: %v (build the module first, or fix the path: it is relative to the manifest)", m.Wasm, p, err)
+	}
+	probs := []string{}
+	if _, err := edgefn.ParseManifest(filepath.Base(path), manifest); err != nil {
+		if u, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range u.Unwrap() {
+				probs = append(probs, e.Error())
+			}
+		} else {
+			probs = append(probs, err.Error())
+		}
+	}
+	if m.Wasm != "" || len(probs) == 0 {
+		probs = append(probs, problem)
+	}
+	return "", nil, &apiError{Message: fmt.Sprintf("deploy %s: nothing was uploaded", path), Problems: probs}
+}
+
+func writeDeployBody(mw *multipart.Writer, manifest []byte, wasmName string, wasm []byte, fields [][2]string, prog *progress) error {
+	for _, f := range fields {
+		if err := mw.WriteField(f[0], f[1]); err != nil {
+			return err
+		}
+	}
+	fw, err := mw.CreateFormFile("manifest", "function.yaml")
+	if err != nil {
+		return err
+	}
+	if _, err := fw.Write(manifest); err != nil {
+		return err
+	}
+	fw, err = mw.CreateFormFile("wasm", wasmName)
+	if err != nil {
+		return err
+	}
+	const chunk = 64 << 10
+	for off := 0; off < len(wasm); off += chunk {
+		end := min(off+chunk, len(wasm))
+		if _, err := fw.Write(wasm[off:end]); err != nil {
+			return err
+		}
+		prog.add(int64(end - off))
+	}
+	return mw.Close()
+}
+
+// progress prints an upload progress line on stderr when it is a terminal
+// (rewritten in place) or the module is over 1 MiB (a line per quarter).
+type progress struct {
+	w          io.Writer
+	name       string
+	total, n   int64
+	tty, show  bool
+	lastPct    int64
+	started    time.Time
+	lastUpdate time.Time
+}
+
+func newProgress(w io.Writer, name string, total int64) *progress {
+	tty := isTerminal(w)
+	return &progress{w: w, name: name, total: total, tty: tty, show: tty || total > 1<<20, lastPct: -1, started: time.Now()}
+}
+
+func (p *progress) add(n int64) {
+	p.n += n
+	if !p.show || p.total == 0 {
+		return
+	}
+	pct := p.n * 100 / p.total
+	if p.tty {
+		if time.Since(p.lastUpdate) < 100*time.Millisecond && p.n < p.total {
+			return
+		}
+		p.lastUpdate = time.Now()
+		fmt.Fprintf(p.w, "\ruploading %s: %s / %s (%d%%)", p.name, edgefn.Size(p.n), edgefn.Size(p.total), pct)
+		return
+	}
+	if q := pct / 25 * 25; q > p.lastPct {
+		p.lastPct = q
+		fmt.Fprintf(p.w, "uploading %s: %s / %s (%d%%)\n", p.name, edgefn.Size(p.n), edgefn.Size(p.total), q)
+	}
+}
+
+func (p *progress) done(ok bool) {
+	if !p.show {
+		return
+	}
+	if p.tty {
+		fmt.Fprintln(p.w)
+	}
+	if ok {
+		fmt.Fprintf(p.w, "uploaded %s in %s; the agent compiled and activated it\n", edgefn.Size(p.total), roundDur(time.Since(p.started)))
+	}
+}
+
+func rollbackCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rollback",
+		Usage:     "activate the previous (or a given) version of a function",
+		ArgsUsage: "NAME",
+		Flags:     remoteFlags(jsonFlag(), &cli.IntFlag{Name: "to", Usage: "version to activate (default: the one before the active one)"}),
+		Action: func(c *cli.Context) error {
+			c, err := interleaved(c)
+			if err != nil {
+				return err
+			}
+			if err := wantArgs(c, 1, 1, "a function NAME"); err != nil {
+				return err
+			}
+			q := ""
+			if to := c.Int("to"); c.IsSet("to") {
+				if to < 1 {
+					return usagef("rollback: --to %d: versions start at 1", to)
+				}
+				q = "?to=" + strconv.Itoa(to)
+			}
+			r, err := connect(c)
+			if err != nil {
+				return err
+			}
+			var meta uploadedVersion
+			if err := r.do(c.Context, "POST", "/v1/functions/"+url.PathEscape(c.Args().First())+"/rollback"+q, nil, "", &meta); err != nil {
+				return fmt.Errorf("rollback %s: %w", c.Args().First(), err)
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, meta)
+			}
+			fmt.Fprintf(c.App.Writer, "%s: version %d active (sha256 %s)\n", meta.Name, meta.Version, meta.Hash)
+			return nil
+		},
+	}
+}
+
+func rmCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rm",
+		Usage:     "remove a function: stop its triggers, drain its queue, delete its versions",
+		ArgsUsage: "NAME",
+		Flags:     remoteFlags(),
+		Action: func(c *cli.Context) error {
+			c, err := interleaved(c)
+			if err != nil {
+				return err
+			}
+			if err := wantArgs(c, 1, 1, "a function NAME"); err != nil {
+				return err
+			}
+			r, err := connect(c)
+			if err != nil {
+				return err
+			}
+			if err := r.do(c.Context, "DELETE", "/v1/functions/"+url.PathEscape(c.Args().First()), nil, "", nil); err != nil {
+				return fmt.Errorf("rm %s: %w", c.Args().First(), err)
+			}
+			fmt.Fprintf(c.App.Writer, "removed %s\n", c.Args().First())
+			return nil
+		},
+	}
+}
+
+func keygenCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "keygen",
+		Usage:     "make an ed25519 key pair for signed deploys",
+		ArgsUsage: "[KEYFILE]",
+		Description: "Writes the private key to KEYFILE (default edgefn-deploy.key, mode 0600, PKCS#8 PEM)\n" +
+			"and the public key, base64, to KEYFILE.pub, and prints the public key. Add it to the\n" +
+			"agent's config under admin.trusted_keys, then deploy with --key KEYFILE.",
+		Action: func(c *cli.Context) error {
+			if err := wantArgs(c, 0, 1, "at most one KEYFILE"); err != nil {
+				return err
+			}
+			path := "edgefn-deploy.key"
+			if c.NArg() == 1 {
+				path = c.Args().First()
+			}
+			pub, priv, err := ed25519.GenerateKey(rand.Reader)
+			if err != nil {
+				return err
+			}
+			der, err := x509.MarshalPKCS8PrivateKey(priv)
+			if err != nil {
+				return err
+			}
+			f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+			if err != nil {
+				if errors.Is(err, fs.ErrExist) {
+					return fmt.Errorf("keygen: %s exists: keeping it (choose another KEYFILE, or delete it first)", path)
+				}
+				return fmt.Errorf("keygen: %w", err)
+			}
+			if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+				f.Close()
+				return fmt.Errorf("keygen: write %s: %w", path, err)
+			}
+			if err := f.Close(); err != nil {
+				return fmt.Errorf("keygen: write %s: %w", path, err)
+			}
+			pubB64 := base64.StdEncoding.EncodeToString(pub)
+			if err := os.WriteFile(path+".pub", []byte(pubB64+"\n"), 0o644); err != nil {
+				return fmt.Errorf("keygen: %w", err)
+			}
+			w := c.App.Writer
+			fmt.Fprintf(w, "private key: %s (mode 0600: keep it secret)\n", path)
+			fmt.Fprintf(w, "public key:  %s.pub\n%s\n", path, pubB64)
+			fmt.Fprintf(w, "trust it on the agent (config file):\n  admin:\n    trusted_keys: [%q]\n", pubB64)
+			fmt.Fprintf(w, "deploy with: edgefn deploy --key %s\n", path)
+			return nil
+		},
+	}
+}
+
+// readPrivateKey reads a key written by keygen.
+func readPrivateKey(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s: not a PEM private key (make one with edgefn keygen)", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: a %T, want an ed25519 key (edgefn keygen)", path, k)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s: readable by others (mode %v): chmod 600 it", path, fi.Mode().Perm())
+	}
+	return priv, nil
+}
