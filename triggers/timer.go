@@ -25,6 +25,10 @@ const MinEvery = time.Millisecond
 // Unix milliseconds.
 const MetaScheduled = "scheduled_ms"
 
+// maxCountedMisses bounds the cron slots counted as skipped after a long
+// stall (a minutely spec over a week-long suspend).
+const maxCountedMisses = 10000
+
 // TimerSpec is one timer: exactly one of Every and Cron is set.
 type TimerSpec struct {
 	// Every fires at this fixed interval, counted from when the timer
@@ -261,6 +265,13 @@ func (t *Timers) schedule(ctx context.Context, tm *timer, fires chan<- time.Time
 				next = next.Add(n * time.Duration(d))
 			}
 		} else {
+			// Count the slots already past (up to a bound), then resume
+			// after now.
+			missed := uint64(0)
+			for s := tm.sched.Next(next); !s.IsZero() && !s.After(now) && missed < maxCountedMisses; s = tm.sched.Next(s) {
+				missed++
+			}
+			tm.skipped.Add(missed)
 			next = tm.sched.Next(now)
 		}
 	}
