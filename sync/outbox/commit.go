@@ -142,6 +142,8 @@ func (s *Store) run() {
 	defer tick.Stop()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	quiet := time.NewTimer(time.Hour)
+	quiet.Stop()
 	var batch []*request
 	lastCheckpoint, lastWrite := time.Now(), time.Now()
 	for {
@@ -192,6 +194,21 @@ func (s *Store) run() {
 				case r := <-s.queue:
 					batch = append(batch, r)
 					rows += r.rows()
+					continue
+				default:
+				}
+				// The queue is empty: wait for more, but not past the window,
+				// and not for long once arrivals stop (every caller of a burst
+				// is probably in already).
+				if s.cfg.FlushQuiet > 0 {
+					quiet.Reset(s.cfg.FlushQuiet)
+				}
+				select {
+				case r := <-s.queue:
+					batch = append(batch, r)
+					rows += r.rows()
+				case <-quiet.C:
+					break gather
 				case <-timer.C:
 					break gather
 				case <-s.stop:
@@ -199,6 +216,7 @@ func (s *Store) run() {
 				}
 			}
 			timer.Stop()
+			quiet.Stop()
 		} else {
 		drain:
 			for rows < s.cfg.FlushRecords {
@@ -222,10 +240,14 @@ type batch struct {
 	st       state
 	newNames map[string]int64
 	stmts    map[*sql.Stmt]*sql.Stmt
-	added    bool
-	deleted  bool
-	drops    bool
-	now      time.Time
+	// Buffered rows, inserted many per statement by flush: one statement
+	// per row costs more in cgo calls and database/sql than SQLite's work.
+	recRows []any
+	invRows []any
+	added   bool
+	deleted bool
+	drops   bool
+	now     time.Time
 }
 
 func (b *batch) stmt(s *sql.Stmt) *sql.Stmt {
@@ -282,6 +304,7 @@ func (s *Store) commitBatch(reqs []*request, tick, retention bool) {
 	for name, id := range b.newNames {
 		s.names[name] = id
 	}
+	b.st.commits++
 	s.st = b.st
 	s.mu.Lock()
 	s.seen = b.st // never mutated again: the next batch clones it
@@ -313,13 +336,20 @@ func (s *Store) apply(ctx context.Context, b *batch, reqs []*request, tick, rete
 		case opInvoke:
 			err = s.applyInvocation(ctx, b, r)
 		case opConfirm:
-			_, err = s.deleteRecords(ctx, b, r.seqs)
+			if err = s.flush(ctx, b); err == nil {
+				_, err = s.deleteRecords(ctx, b, r.seqs)
+			}
 		case opDeadLetter:
-			err = s.applyDeadLetter(ctx, b, r)
+			if err = s.flush(ctx, b); err == nil {
+				err = s.applyDeadLetter(ctx, b, r)
+			}
 		}
 		if err != nil {
 			return err
 		}
+	}
+	if err := s.flush(ctx, b); err != nil {
+		return err
 	}
 	if s.cfg.OnFull == DropOldest && b.st.bytes > int64(s.cfg.MaxBytes) {
 		if err := s.dropOldest(ctx, b); err != nil {
@@ -353,6 +383,37 @@ func (s *Store) apply(ctx context.Context, b *batch, reqs []*request, tick, rete
 }
 
 const counterLastSeq = "last_seq"
+
+// rowsPerInsert is how many rows one multi-row INSERT carries.
+const rowsPerInsert = 32
+
+// flush inserts the buffered record and invocation rows.
+func (s *Store) flush(ctx context.Context, b *batch) error {
+	for _, x := range []struct {
+		rows      *[]any
+		cols      int
+		one, many *sql.Stmt
+	}{
+		{&b.recRows, recordCols, s.stmts.insRecord, s.stmts.insRecords},
+		{&b.invRows, invocationCols, s.stmts.insInv, s.stmts.insInvs},
+	} {
+		rows := *x.rows
+		for len(rows) >= rowsPerInsert*x.cols {
+			if _, err := b.stmt(x.many).ExecContext(ctx, rows[:rowsPerInsert*x.cols]...); err != nil {
+				return err
+			}
+			rows = rows[rowsPerInsert*x.cols:]
+		}
+		for len(rows) > 0 {
+			if _, err := b.stmt(x.one).ExecContext(ctx, rows[:x.cols]...); err != nil {
+				return err
+			}
+			rows = rows[x.cols:]
+		}
+		*x.rows = (*x.rows)[:0]
+	}
+	return nil
+}
 
 func (s *Store) nameID(ctx context.Context, b *batch, name string) (int64, error) {
 	if id, ok := s.names[name]; ok {
@@ -424,9 +485,7 @@ func (s *Store) applyInvocation(ctx context.Context, b *batch, r *request) error
 					if payload == nil {
 						payload = []byte{}
 					}
-					if _, err := b.stmt(s.stmts.insRecord).ExecContext(ctx, int64(seq), fn, inv.Version, src, inv.Subject, t, payload); err != nil {
-						return err
-					}
+					b.recRows = append(b.recRows, int64(seq), fn, inv.Version, src, inv.Subject, t, payload)
 					seqs = append(seqs, seq)
 					b.st.depth++
 					b.st.bytes += int64(len(e.Payload)) + RecordOverhead
@@ -461,10 +520,8 @@ func (s *Store) applyInvocation(ctx context.Context, b *batch, r *request) error
 	}
 	b.st.lastInv++
 	b.st.invCount++
-	if _, err := b.stmt(s.stmts.insInv).ExecContext(ctx, b.st.lastInv, fn, inv.Version, inv.EventID, src, inv.Subject, t,
-		reason, message, inv.Duration.Microseconds(), int64(inv.MemoryBytes), inv.MemoryCap, inv.Cold, len(seqs)); err != nil {
-		return err
-	}
+	b.invRows = append(b.invRows, b.st.lastInv, fn, inv.Version, inv.EventID, src, inv.Subject, t,
+		reason, message, inv.Duration.Microseconds(), int64(inv.MemoryBytes), inv.MemoryCap, inv.Cold, len(seqs))
 	for i := range inv.Logs {
 		l := &inv.Logs[i]
 		b.st.lastLog++
@@ -766,6 +823,20 @@ func (s *Store) reclaim() {
 // stmts are the writer's prepared statements.
 type stmts struct {
 	insRecord, insInv, insLog, insName, kvSet, kvDel, kvLen, setCounter, delRecords, insDead *sql.Stmt
+	insRecords, insInvs                                                                      *sql.Stmt // rowsPerInsert rows
+}
+
+const (
+	recordCols     = 7
+	insertRecord   = "INSERT INTO records (seq, fn, version, source, subject, time, payload) VALUES "
+	invocationCols = 14
+	insertInv      = "INSERT INTO invocations (id, fn, version, event_id, source, subject, time, reason, message, duration_us, memory, memory_cap, cold, records) VALUES "
+)
+
+// values returns n placeholder tuples of cols each.
+func values(n, cols int) string {
+	tuple := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	return strings.TrimSuffix(strings.Repeat(tuple+", ", n), ", ")
 }
 
 func (p *stmts) prepare(ctx context.Context, db *sql.DB) error {
@@ -773,8 +844,10 @@ func (p *stmts) prepare(ctx context.Context, db *sql.DB) error {
 		s **sql.Stmt
 		q string
 	}{
-		{&p.insRecord, "INSERT INTO records (seq, fn, version, source, subject, time, payload) VALUES (?, ?, ?, ?, ?, ?, ?)"},
-		{&p.insInv, "INSERT INTO invocations (id, fn, version, event_id, source, subject, time, reason, message, duration_us, memory, memory_cap, cold, records) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+		{&p.insRecord, insertRecord + values(1, recordCols)},
+		{&p.insRecords, insertRecord + values(rowsPerInsert, recordCols)},
+		{&p.insInv, insertInv + values(1, invocationCols)},
+		{&p.insInvs, insertInv + values(rowsPerInsert, invocationCols)},
 		{&p.insLog, "INSERT INTO logs (id, fn, time, level, message, event_id, reason) VALUES (?, ?, ?, ?, ?, ?, ?)"},
 		{&p.insName, "INSERT INTO names (id, name) VALUES (?, ?)"},
 		{&p.kvSet, "INSERT INTO kv (fn, key, value) VALUES (?, ?, ?) ON CONFLICT (fn, key) DO UPDATE SET value = excluded.value"},
@@ -795,7 +868,7 @@ func (p *stmts) prepare(ctx context.Context, db *sql.DB) error {
 
 func (p *stmts) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{p.insRecord, p.insInv, p.insLog, p.insName, p.kvSet, p.kvDel, p.kvLen, p.setCounter, p.delRecords, p.insDead} {
+	for _, st := range []*sql.Stmt{p.insRecord, p.insRecords, p.insInv, p.insInvs, p.insLog, p.insName, p.kvSet, p.kvDel, p.kvLen, p.setCounter, p.delRecords, p.insDead} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

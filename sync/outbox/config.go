@@ -74,6 +74,13 @@ type Config struct {
 	// invocation of a batch arrives, for more to join it. Default 2ms; a
 	// negative value commits whatever is queued without waiting.
 	FlushInterval time.Duration
+	// FlushQuiet closes a batch early when no invocation arrived for this
+	// long (a burst is over: its callers are all in). Default
+	// FlushInterval/10; negative disables it, so every batch waits the whole
+	// FlushInterval (fewer, bigger commits: less SD card wear at moderate
+	// rates, at the price of latency and of throughput when few callers
+	// commit at once).
+	FlushQuiet time.Duration
 	// FlushRecords commits a batch as soon as it holds this many rows
 	// (records, or one per invocation without records). Default 512.
 	FlushRecords int
@@ -117,6 +124,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FlushInterval == 0 {
 		c.FlushInterval = 2 * time.Millisecond
+	}
+	if c.FlushQuiet == 0 {
+		c.FlushQuiet = c.FlushInterval / 10
 	}
 	if c.FlushRecords == 0 {
 		c.FlushRecords = 512

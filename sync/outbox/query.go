@@ -50,6 +50,9 @@ type Stats struct {
 	Invocations int64
 	// Functions is the pending backlog per function.
 	Functions map[string]Backlog
+	// Commits is the number of group commits since Open; records per commit
+	// is what the SD card's wear depends on.
+	Commits int64
 	// FileBytes is the size of the database file plus its WAL.
 	FileBytes int64
 }
@@ -69,7 +72,7 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	out := Stats{
 		Depth: st.depth, Bytes: st.bytes, MaxBytes: int64(s.cfg.MaxBytes), LastSeq: st.lastSeq,
 		Drops:       map[string]int64{DropMaxBytes: 0, DropMaxAge: 0, DropRejected: 0, DropDeadLetters: 0},
-		DeadLetters: st.deadCount, Invocations: st.invCount, Functions: map[string]Backlog{},
+		DeadLetters: st.deadCount, Invocations: st.invCount, Commits: st.commits, Functions: map[string]Backlog{},
 	}
 	for k, v := range st.drops {
 		out.Drops[k] = v

@@ -104,6 +104,7 @@ type state struct {
 	lastLog   int64
 	nextName  int64
 	deadCount int64
+	commits   int64 // group commits since open
 	drops     map[string]int64
 	logCount  map[int64]int64 // per function id
 	kv        map[int64]kvUsage

@@ -1,0 +1,152 @@
+package outbox
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/edgefn/edgefn"
+)
+
+// ioCounters reads this process's write_bytes (bytes sent to the block
+// layer, page granular) and wchar (bytes passed to write calls) from
+// /proc/self/io.
+func ioCounters(b *testing.B) (writeBytes, wchar int64) {
+	data, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		b.Skipf("no /proc/self/io: %v", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), ": ")
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch k {
+		case "write_bytes":
+			writeBytes = n
+		case "wchar":
+			wchar = n
+		}
+	}
+	return writeBytes, wchar
+}
+
+// checkpoint copies the WAL into the database file, so the bytes a
+// checkpoint will write are counted for the records that caused them.
+func checkpoint(b *testing.B, s *Store) {
+	if err := s.execWriter(context.Background(), func(ctx context.Context, db *sql.DB) error {
+		_, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// benchCommit commits invocations of perInv 100-byte records from many
+// goroutines and reports records/s and the bytes written per record.
+func benchCommit(b *testing.B, cfg Config, perInv int, uplink bool) {
+	cfg.Path = filepath.Join(b.TempDir(), "outbox.db")
+	cfg.Logger = testLogger(b)
+	s := openStore(b, cfg)
+	payload := bytes.Repeat([]byte("x"), 100)
+	mk := func() *Invocation {
+		inv := &Invocation{Function: "bench", Version: 1, EventID: "0123456789abcdefghij", Source: edgefn.SourceMQTT,
+			Subject: "sensors/room1/temperature", Time: time.Now(), Duration: time.Millisecond, MemoryBytes: 1 << 20, MemoryCap: 16 << 20}
+		for range perInv {
+			inv.Effects = append(inv.Effects, edgefn.Effect{Kind: edgefn.EffectEmit, Payload: payload})
+		}
+		return inv
+	}
+	ctx := context.Background()
+	if cfg.MaxBytes > 0 && cfg.OnFull == DropOldest {
+		// Fill to the budget first so every measured commit also drops.
+		for stats(b, s).Drops[DropMaxBytes] == 0 {
+			if _, err := s.Commit(ctx, mk()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	checkpoint(b, s)
+	stop := make(chan struct{})
+	upDone := make(chan struct{})
+	if uplink {
+		// A perfect uplink: confirms records as soon as they are pending.
+		go func() {
+			defer close(upDone)
+			var after uint64
+			for {
+				select {
+				case <-stop:
+					return
+				case <-s.Notify():
+				}
+				recs, err := s.Pending(ctx, after, 4096, 1<<22)
+				if err != nil || len(recs) == 0 {
+					continue
+				}
+				seqs := make([]uint64, len(recs))
+				for i, r := range recs {
+					seqs[i] = r.Seq
+				}
+				after = seqs[len(seqs)-1]
+				if err := s.Confirm(ctx, seqs); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	} else {
+		close(upDone)
+	}
+	commits0 := stats(b, s).Commits
+	w0, c0 := ioCounters(b)
+	var invs atomic.Int64
+	b.SetParallelism(128)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Commit(ctx, mk()); err != nil {
+				b.Error(err)
+				return
+			}
+			invs.Add(1)
+		}
+	})
+	elapsed := time.Since(start)
+	checkpoint(b, s)
+	b.StopTimer()
+	close(stop)
+	<-upDone
+	w1, c1 := ioCounters(b)
+	recs := float64(invs.Load()) * float64(perInv)
+	b.ReportMetric(recs/elapsed.Seconds(), "records/s")
+	b.ReportMetric(float64(w1-w0)/recs, "bytes_written/record")
+	b.ReportMetric(float64(c1-c0)/recs, "wchar/record")
+	b.ReportMetric(recs/float64(stats(b, s).Commits-commits0), "records/commit")
+	b.ReportMetric(0, "ns/op")
+}
+
+func BenchmarkCommit(b *testing.B) {
+	for _, d := range []Durability{DurabilityFull, DurabilityNormal} {
+		b.Run(string(d)+"/1rec", func(b *testing.B) { benchCommit(b, Config{Durability: d}, 1, false) })
+		b.Run(string(d)+"/1rec-nowait", func(b *testing.B) { benchCommit(b, Config{Durability: d, FlushInterval: -1}, 1, false) })
+		b.Run(string(d)+"/10rec", func(b *testing.B) { benchCommit(b, Config{Durability: d}, 10, false) })
+		b.Run(string(d)+"/1rec-uplink", func(b *testing.B) { benchCommit(b, Config{Durability: d}, 1, true) })
+	}
+}
+
+func BenchmarkDropOldest(b *testing.B) {
+	for _, d := range []Durability{DurabilityFull, DurabilityNormal} {
+		b.Run(string(d), func(b *testing.B) {
+			benchCommit(b, Config{Durability: d, MaxBytes: 4 * edgefn.MiB, OnFull: DropOldest}, 1, false)
+		})
+	}
+}
