@@ -67,7 +67,7 @@ if [ "$mode" = test ]; then
 	pkg=${1:?usage: scripts/cross.sh --test TARGET PKG OUT}
 	out=${2:?usage: scripts/cross.sh --test TARGET PKG OUT}
 	mkdir -p "$(dirname "$out")"
-	exec "$GO" test -c ${tags:+-tags "$tags"} -ldflags "$ldextra" -o "$out" "$pkg"
+	exec "$GO" test -c -trimpath ${tags:+-tags "$tags"} -ldflags "$ldextra" -o "$out" "$pkg"
 fi
 out=${1:-dist/edgefn-linux-$target}
 mkdir -p "$(dirname "$out")"

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs the sandbox and outbox tests on ARM for real: cross-compiled
+# `go test -c` binaries under qemu user-mode emulation (Debian's
+# qemu-user-static), each in its package directory so it finds testdata/.
+#
+#   scripts/test-arm.sh [TARGET...]   default: arm64 armv7 armv6
+#
+# arm64 runs wazero's arm64 compiler, armv7 and armv6 its interpreter (no
+# 32-bit compiler). armv6 runs on an emulated ARM1176 (Pi Zero / Pi 1), so
+# any armv7-only instruction in the binary fails the run. TESTFLAGS adds
+# test flags (default -test.short); `make wasm` must have built the fixtures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(arm64 armv7 armv6)
+PKGS=${PKGS:-"sandbox sync/outbox"}
+TESTFLAGS=${TESTFLAGS:--test.short}
+OUT=${OUT:-dist/test}
+
+for f in sandbox/testdata/echo.wasm sandbox/testdata/goreactor.wasm; do
+	[ -f "$f" ] || { echo "test-arm: $f missing: run make wasm first" >&2; exit 1; }
+done
+
+fail=0
+for t in "${targets[@]}"; do
+	case "$t" in
+	arm64) qemu=(qemu-aarch64-static -L /usr/aarch64-linux-gnu) ;;
+	armv7) qemu=(qemu-arm-static -L /usr/arm-linux-gnueabihf -cpu cortex-a7) ;;
+	armv6) qemu=(qemu-arm-static -cpu arm1176) ;; # static binary: no loader
+	*) echo "test-arm: unknown target $t" >&2; exit 2 ;;
+	esac
+	command -v "${qemu[0]}" >/dev/null || { echo "test-arm: ${qemu[0]} missing: run scripts/install-deps.sh" >&2; exit 1; }
+	for p in $PKGS; do
+		bin="$OUT/$t/$(basename "$p").test"
+		scripts/cross.sh --test "$t" "./$p" "$bin"
+		echo "== $t $p (${qemu[*]})"
+		start=$(date +%s)
+		if (cd "$p" && "${qemu[@]}" "$OLDPWD/$bin" $TESTFLAGS -test.count=1 -test.timeout=15m); then
+			echo "-- $t $p: ok in $(($(date +%s) - start))s"
+		else
+			echo "-- $t $p: FAILED after $(($(date +%s) - start))s"
+			fail=1
+		fi
+	done
+done
+exit $fail
