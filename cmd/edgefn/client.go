@@ -249,6 +249,29 @@ func interleaved(c *cli.Context) (*cli.Context, error) {
 			}
 		}
 	}
+	// Aliases (-f for --follow) are separate entries of the flag set: give
+	// every name of a flag the value set under any of them.
+	set.Visit(func(f *flag.Flag) { seen[f.Name] = true })
+	for _, f := range c.Command.Flags {
+		names := f.Names()
+		if _, ok := f.(*cli.StringSliceFlag); ok || len(names) < 2 {
+			continue
+		}
+		for _, n := range names {
+			if !seen[n] {
+				continue
+			}
+			v := set.Lookup(n).Value.String()
+			for _, other := range names {
+				if other != n {
+					if err := set.Set(other, v); err != nil {
+						return nil, usagef("%s: --%s: %v", c.Command.Name, other, err)
+					}
+				}
+			}
+			break
+		}
+	}
 	if err := set.Parse(append([]string{"--"}, pos...)); err != nil {
 		return nil, usagef("%s: %v", c.Command.Name, err)
 	}
@@ -286,6 +309,20 @@ func isTerminal(v any) bool {
 	// /dev/null is a character device too, but nobody is typing there.
 	null, err := os.Stat(os.DevNull)
 	return err != nil || !os.SameFile(st, null)
+}
+
+// humanSize formats a byte count for people: 812 B, 3.2 MiB.
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // ago formats how long ago t was, for tables.

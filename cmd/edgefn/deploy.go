@@ -200,6 +200,7 @@ type progress struct {
 	lastPct    int64
 	started    time.Time
 	lastUpdate time.Time
+	sent       time.Time
 }
 
 func newProgress(w io.Writer, name string, total int64) *progress {
@@ -209,6 +210,9 @@ func newProgress(w io.Writer, name string, total int64) *progress {
 
 func (p *progress) add(n int64) {
 	p.n += n
+	if p.n >= p.total {
+		p.sent = time.Now()
+	}
 	if !p.show || p.total == 0 {
 		return
 	}
@@ -218,12 +222,12 @@ func (p *progress) add(n int64) {
 			return
 		}
 		p.lastUpdate = time.Now()
-		fmt.Fprintf(p.w, "\ruploading %s: %s / %s (%d%%)", p.name, edgefn.Size(p.n), edgefn.Size(p.total), pct)
+		fmt.Fprintf(p.w, "\ruploading %s: %s / %s (%d%%)", p.name, humanSize(p.n), humanSize(p.total), pct)
 		return
 	}
 	if q := pct / 25 * 25; q > p.lastPct {
 		p.lastPct = q
-		fmt.Fprintf(p.w, "uploading %s: %s / %s (%d%%)\n", p.name, edgefn.Size(p.n), edgefn.Size(p.total), q)
+		fmt.Fprintf(p.w, "uploading %s: %s / %s (%d%%)\n", p.name, humanSize(p.n), humanSize(p.total), q)
 	}
 }
 
@@ -235,7 +239,8 @@ func (p *progress) done(ok bool) {
 		fmt.Fprintln(p.w)
 	}
 	if ok {
-		fmt.Fprintf(p.w, "uploaded %s in %s; the agent compiled and activated it\n", edgefn.Size(p.total), roundDur(time.Since(p.started)))
+		fmt.Fprintf(p.w, "uploaded %s in %s; the agent checked, compiled and activated it in %s\n",
+			humanSize(p.total), roundDur(p.sent.Sub(p.started)), roundDur(time.Since(p.sent)))
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/gateway"
 )
 
@@ -136,7 +135,7 @@ func statusCommand() *cli.Command {
 			case st.Outbox != nil:
 				o := st.Outbox
 				fmt.Fprintf(tw, "outbox\t%d pending (%s of %s), oldest %s, dead letters %d, drops %s\n",
-					o.Depth, edgefn.Size(o.Bytes), edgefn.Size(o.MaxBytes), roundDur(o.OldestAge), o.DeadLetters, drops(o.Drops))
+					o.Depth, humanSize(o.Bytes), humanSize(o.MaxBytes), roundDur(o.OldestAge), o.DeadLetters, drops(o.Drops))
 			case st.OutboxErr != "":
 				fmt.Fprintf(tw, "outbox\terror: %s\n", st.OutboxErr)
 			}
@@ -425,11 +424,11 @@ func outboxCommand() *cli.Command {
 			}
 			w := c.App.Writer
 			tw := newTable(w)
-			fmt.Fprintf(tw, "pending\t%d records, %s of %s, oldest %s\n", o.Depth, edgefn.Size(o.Bytes), edgefn.Size(o.MaxBytes), roundDur(o.OldestAge))
+			fmt.Fprintf(tw, "pending\t%d records, %s of %s, oldest %s\n", o.Depth, humanSize(o.Bytes), humanSize(o.MaxBytes), roundDur(o.OldestAge))
 			fmt.Fprintf(tw, "drops\t%s\n", drops(o.Drops))
 			fmt.Fprintf(tw, "dead letters\t%d\n", o.DeadCount)
 			fmt.Fprintf(tw, "last seq\t%d\n", o.LastSeq)
-			fmt.Fprintf(tw, "file\t%s, %d invocation records kept\n", edgefn.Size(o.FileBytes), o.Invocations)
+			fmt.Fprintf(tw, "file\t%s, %d invocation records kept\n", humanSize(o.FileBytes), o.Invocations)
 			if err := tw.Flush(); err != nil {
 				return err
 			}
@@ -443,7 +442,7 @@ func outboxCommand() *cli.Command {
 				}
 				sort.Strings(names)
 				for _, n := range names {
-					fmt.Fprintf(tw, "%s\t%d\t%s\n", n, o.Functions[n].Depth, edgefn.Size(o.Functions[n].Bytes))
+					fmt.Fprintf(tw, "%s\t%d\t%s\n", n, o.Functions[n].Depth, humanSize(o.Functions[n].Bytes))
 				}
 				if err := tw.Flush(); err != nil {
 					return err
