@@ -48,7 +48,7 @@ $(DIST)/edgefn_$(VERSION)_linux_%.tar.gz: $(DIST)/edgefn-linux-% $(DIST)/config/
 deb: $(foreach t,$(DEB_TARGETS),$(DIST)/edgefn_$(DEB_VERSION)_$(DEB_ARCH_$(t)).deb)
 
 define deb_rule
-$(DIST)/edgefn_$(DEB_VERSION)_$(DEB_ARCH_$(1)).deb: $(DIST)/edgefn-linux-$(1) $(DIST)/config/$(1)/edgefn.yaml configs/nfpm.yaml configs/edgefn.service scripts/nfpm/postinst scripts/nfpm/prerm scripts/nfpm/postrm docs/install.md
+$(DIST)/edgefn_$(DEB_VERSION)_$(DEB_ARCH_$(1)).deb: $(DIST)/edgefn-linux-$(1) $(DIST)/config/$(1)/edgefn.yaml configs/nfpm.yaml configs/edgefn.service scripts/nfpm/postinst scripts/nfpm/prerm scripts/nfpm/postrm docs/install.md examples/go-temp-alert/go-temp-alert.wasm
 	EDGEFN_ARCH=$(DEB_ARCH_$(1)) EDGEFN_VERSION=$(DEB_VERSION) EDGEFN_BIN=$(DIST)/edgefn-linux-$(1) \
 	EDGEFN_CONFIG=$(DIST)/config/$(1)/edgefn.yaml \
 		$(NFPM) package --config configs/nfpm.yaml --packager deb --target $$@
