@@ -513,25 +513,48 @@ func TestE2EDeployEventsRedeployRollbackRemove(t *testing.T) {
 		t.Fatalf("cloud record %+v", r)
 	}
 
-	// Redeploy twice while events flow: none lost, each record on a
-	// version that was deployed.
-	const n = 400
+	// Redeploy twice while events flow (a publisher paced by a ticker):
+	// none lost, each record on a version that was deployed.
+	const n = 600
 	msgs := make([]string, n)
 	for i := range msgs {
 		msgs[i] = fmt.Sprintf("m%04d", i)
 	}
-	pubDone := make(chan struct{})
+	host, port, _ := strings.Cut(a.broker, ":")
+	pub := exec.Command("mosquitto_pub", "-h", host, "-p", port, "-q", "1", "-t", "e2e/echo", "-l", "-i", "e2e-flow")
+	stdin, err := pub.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pubOut bytes.Buffer
+	pub.Stdout, pub.Stderr = &pubOut, &pubOut
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pubDone := make(chan error, 1)
 	go func() {
-		defer close(pubDone)
-		publish(t, a.broker, "e2e/echo", msgs)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for _, m := range msgs {
+			<-tick.C
+			if _, err := io.WriteString(stdin, m+"\n"); err != nil {
+				pubDone <- err
+				return
+			}
+		}
+		stdin.Close()
+		pubDone <- pub.Wait()
 	}()
-	for _, mem := range []string{"2MiB", "4MiB"} {
+	for i, mem := range []string{"2MiB", "4MiB"} {
+		waitFor(t, 20*time.Second, "records flowing", func() bool { return len(cloud.snapshot()) > 100+200*i })
 		writeFunction(t, fdir, fmt.Sprintf(echoManifest, mem), "", "")
-		if out := c.ok("deploy", manifest); !strings.Contains(out, "deployed echo version") {
+		if out := c.ok("deploy", manifest); !strings.Contains(out, fmt.Sprintf("deployed echo version %d", i+2)) {
 			t.Fatalf("deploy: %s", out)
 		}
 	}
-	<-pubDone
+	if err := <-pubDone; err != nil {
+		t.Fatalf("mosquitto_pub: %v: %s", err, pubOut.String())
+	}
 	waitFor(t, 30*time.Second, fmt.Sprintf("%d records at the cloud", n+1), func() bool { return len(cloud.snapshot()) >= n+1 })
 	seen := map[string]bool{}
 	versions := map[int]int{}
