@@ -704,9 +704,22 @@ func (s *Store) dropOldest(ctx context.Context, b *batch) error {
 	if dropped > 0 {
 		b.st.drops[DropMaxBytes] += dropped
 		b.drops, b.deleted = true, true
-		s.log.Warn("outbox over max_bytes: oldest records dropped", "dropped", dropped, "max_bytes", s.cfg.MaxBytes)
+		s.warnDrops(b.now, b.st.drops)
 	}
 	return nil
+}
+
+// warnDrops logs the drop counters at most once a minute: under a steady
+// overflow every commit drops, and a line per commit would flood the log.
+// The counters themselves are exact and in Stats.
+func (s *Store) warnDrops(now time.Time, drops map[string]int64) {
+	if now.Sub(s.lastDropLog) < time.Minute {
+		return
+	}
+	s.lastDropLog = now
+	s.log.Warn("outbox: records dropped by a bound (totals since the database was created)",
+		DropMaxBytes, drops[DropMaxBytes], DropMaxAge, drops[DropMaxAge], DropRejected, drops[DropRejected],
+		"max_bytes", s.cfg.MaxBytes, "max_age", s.cfg.MaxAge)
 }
 
 // expire deletes pending records older than MaxAge, walking from the oldest
@@ -752,7 +765,7 @@ func (s *Store) expire(ctx context.Context, b *batch) error {
 	if expired > 0 {
 		b.st.drops[DropMaxAge] += expired
 		b.drops, b.deleted = true, true
-		s.log.Warn("outbox: records expired past max_age before the uplink confirmed them", "expired", expired, "max_age", s.cfg.MaxAge)
+		s.warnDrops(b.now, b.st.drops)
 	}
 	return nil
 }

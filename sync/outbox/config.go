@@ -104,6 +104,11 @@ type Config struct {
 	// CheckpointInterval is how often an idle store truncates its WAL and
 	// reclaims free pages. Default 1 minute.
 	CheckpointInterval time.Duration
+	// PageSize is SQLite's page size for a new database (an existing one
+	// keeps its own): 512 to 65536, a power of two. Default 4096. Every
+	// group commit rewrites a few partly filled pages, so smaller pages
+	// write less per commit; bigger payloads spill into overflow pages.
+	PageSize int
 	// SkipQuickCheck skips PRAGMA quick_check at open (a full scan of the
 	// database; seconds on a large outbox on an SD card). The header check
 	// still runs.
@@ -152,6 +157,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxDeadLetters == 0 {
 		c.MaxDeadLetters = 10000
 	}
+	if c.PageSize == 0 {
+		c.PageSize = 4096
+	}
 	if c.CheckpointInterval == 0 {
 		c.CheckpointInterval = time.Minute
 	}
@@ -194,6 +202,9 @@ func (c Config) validate() error {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("outbox: %s %d: must not be negative", name, v))
 		}
+	}
+	if c.PageSize != 0 && (c.PageSize < 512 || c.PageSize > 65536 || c.PageSize&(c.PageSize-1) != 0) {
+		errs = append(errs, fmt.Errorf("outbox: page_size %d: use a power of two from 512 to 65536", c.PageSize))
 	}
 	if c.MaxKVBytes < 0 {
 		errs = append(errs, fmt.Errorf("outbox: max_kv_bytes %v: must not be negative", c.MaxKVBytes))

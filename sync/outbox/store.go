@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -16,6 +16,16 @@ import (
 
 	sqlite3 "github.com/mattn/go-sqlite3"
 )
+
+// connector opens SQLite connections without registering a driver name
+// (sql.Register is process-wide state).
+type connector struct {
+	dsn    string
+	driver *sqlite3.SQLiteDriver
+}
+
+func (c connector) Connect(context.Context) (driver.Conn, error) { return c.driver.Open(c.dsn) }
+func (c connector) Driver() driver.Driver                        { return c.driver }
 
 // ErrClosed is returned by calls on a closed Store.
 var ErrClosed = errors.New("outbox: store is closed")
@@ -90,7 +100,8 @@ type Store struct {
 	st   state
 	seen state // snapshot for Stats
 
-	names map[string]int64 // committer only
+	names       map[string]int64 // committer only
+	lastDropLog time.Time        // committer only
 }
 
 // state is the in-memory accounting, loaded at open and updated after each
@@ -147,16 +158,30 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Durability == DurabilityNormal {
 		syncMode = "NORMAL"
 	}
-	wq := url.Values{}
-	wq.Set("_journal_mode", "WAL")
-	wq.Set("_synchronous", syncMode)
-	wq.Set("_auto_vacuum", "incremental")
-	wq.Set("_busy_timeout", "10000")
-	wq.Set("_txlock", "immediate")
-	wdb, err := sql.Open("sqlite3", "file:"+cfg.Path+"?"+wq.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("outbox %s: open: %w", cfg.Path, err)
+	// Pragmas run on every new writer connection, in this order: page_size
+	// and auto_vacuum take effect only while the file is still empty, before
+	// WAL mode writes the header. journal_size_limit cuts the WAL back to
+	// 4MiB after a checkpoint instead of letting it grow forever or
+	// truncating it to zero each time (re-growing costs file-system
+	// metadata writes).
+	pragmas := []string{
+		fmt.Sprintf("PRAGMA page_size = %d", cfg.PageSize),
+		"PRAGMA auto_vacuum = INCREMENTAL",
+		"PRAGMA journal_mode = WAL",
+		"PRAGMA synchronous = " + syncMode,
+		"PRAGMA journal_size_limit = 4194304",
+		"PRAGMA temp_store = MEMORY",
 	}
+	wdb := sql.OpenDB(connector{dsn: "file:" + cfg.Path + "?_busy_timeout=10000&_txlock=immediate", driver: &sqlite3.SQLiteDriver{
+		ConnectHook: func(c *sqlite3.SQLiteConn) error {
+			for _, p := range pragmas {
+				if _, err := c.Exec(p, nil); err != nil {
+					return fmt.Errorf("%s: %w", p, err)
+				}
+			}
+			return nil
+		},
+	}})
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
@@ -165,13 +190,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		_ = wdb.Close()
 		return nil, err
 	}
-	// journal_size_limit: after a checkpoint the WAL is cut back to 4MiB
-	// instead of growing the file forever or truncating it to zero on every
-	// checkpoint (re-growing costs file-system metadata writes).
-	for _, p := range []string{"PRAGMA journal_size_limit = 4194304", "PRAGMA temp_store = MEMORY"} {
-		if _, err := wdb.ExecContext(ctx, p); err != nil {
-			return fail(classify(cfg.Path, "open", err))
-		}
+	if err := wdb.PingContext(ctx); err != nil {
+		return fail(classify(cfg.Path, "open", err))
 	}
 	if !cfg.SkipQuickCheck {
 		if err := quickCheck(ctx, wdb, cfg.Path); err != nil {
@@ -181,13 +201,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := migrate(ctx, wdb, cfg.Path); err != nil {
 		return fail(classify(cfg.Path, "migrate", err))
 	}
-	rq := url.Values{}
-	rq.Set("_busy_timeout", "10000")
-	rq.Set("_query_only", "true")
-	rdb, err := sql.Open("sqlite3", "file:"+cfg.Path+"?"+rq.Encode())
-	if err != nil {
-		return fail(fmt.Errorf("outbox %s: open readers: %w", cfg.Path, err))
-	}
+	rdb := sql.OpenDB(connector{dsn: "file:" + cfg.Path + "?_busy_timeout=10000&_query_only=true", driver: &sqlite3.SQLiteDriver{}})
 	rdb.SetMaxOpenConns(4)
 	rdb.SetMaxIdleConns(4)
 	s := &Store{
