@@ -12,7 +12,8 @@ $SUDO apt-get install -y --no-install-recommends \
 	make gcc libc6-dev git ca-certificates \
 	wabt clang lld wasi-libc libclang-rt-dev-wasm32 \
 	rustc libstd-rust-dev-wasm32 \
-	mosquitto mosquitto-clients
+	mosquitto mosquitto-clients \
+	gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-user-static systemd
 # mosquitto's package enables a system broker on :1883; the tests start their
 # own on free ports, and the agent's embedded broker wants :1883.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
