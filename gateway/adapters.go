@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"time"
 
 	"github.com/edgefn/edgefn/sync/outbox"
 )
@@ -11,4 +12,16 @@ type kvAdapter struct{ s *outbox.Store }
 
 func (k kvAdapter) Get(ctx context.Context, function, key string) ([]byte, bool, error) {
 	return k.s.KVGet(ctx, function, key)
+}
+
+// backlogSource gives the uplink the outbox's exact backlog
+// (uplink.Backlogger) on top of the uplink.Source methods.
+type backlogSource struct{ *outbox.Store }
+
+func (b backlogSource) Backlog(ctx context.Context) (int, time.Time, error) {
+	st, err := b.Stats(ctx)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	return int(st.Depth), time.Now().Add(-st.OldestAge), nil
 }

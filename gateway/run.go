@@ -113,14 +113,15 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		var up uplink.Uplink
 		switch {
 		case u.HTTP != nil:
-			up, err = uplink.NewHTTP(*u.HTTP, store, log.With("part", "uplink"))
+			up, err = uplink.NewHTTP(*u.HTTP, backlogSource{store}, log.With("part", "uplink"))
 		case u.MQTT != nil:
-			up, err = uplink.NewMQTT(*u.MQTT, store, log.With("part", "uplink"))
+			up, err = uplink.NewMQTT(*u.MQTT, backlogSource{store}, log.With("part", "uplink"))
 		}
 		if err != nil {
 			return err
 		}
 		a.uplinks = append(a.uplinks, up)
+		g.statusParts["uplink"] = func() any { return up.State() }
 	}
 
 	g.loadStored(ctx)
