@@ -475,7 +475,32 @@ func TestCorruptFile(t *testing.T) {
 			t.Fatalf("moved file: %v", err)
 		}
 		s := openStore(t, Config{Path: path})
-		mustCommit(t, s, emitInv("f", "fresh start"))
+		// Seqs of the fresh outbox start above anything the old one can
+		// have handed out (here: the time floor, the old file is garbage).
+		if seqs := mustCommit(t, s, emitInv("f", "fresh start")); seqs[0] < uint64(time.Now().Add(-time.Hour).UnixMicro()) {
+			t.Fatalf("first seq after recovery = %d, want above the time floor", seqs[0])
+		}
+		if _, err := os.Stat(path + seqFloorSuffix); !os.IsNotExist(err) {
+			t.Errorf("seq floor file left behind: %v", err)
+		}
+	})
+	t.Run("readable old file keeps its seqs", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "outbox.db")
+		s := openStore(t, Config{Path: path})
+		mustCommit(t, s, emitInv("f", "a", "b"))
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if hw := readHighWater(path); hw != 2 {
+			t.Fatalf("readHighWater = %d, want 2", hw)
+		}
+		if _, err := MoveAside(path); err != nil {
+			t.Fatal(err)
+		}
+		s = openStore(t, Config{Path: path})
+		if seqs := mustCommit(t, s, emitInv("f", "c")); seqs[0] <= 2 {
+			t.Fatalf("seq %d reused after recovery", seqs[0])
+		}
 	})
 	t.Run("damaged pages", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "outbox.db")

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,6 +64,12 @@ var sqliteHeader = []byte("SQLite format 3\x00")
 // suffixes, so the moved database still opens with its WAL) and returns the
 // new database path. The next Open of path starts a fresh outbox. The store
 // must not be open.
+//
+// So that record ids stay unique for the cloud's deduplication, MoveAside
+// leaves "<path>.seq-floor" behind: the highest seq it can still read from
+// the old file, or the current time in microseconds if that is higher (the
+// old file may be too damaged to tell). The fresh outbox's seqs start above
+// it.
 func MoveAside(path string) (string, error) {
 	dst := path + ".corrupt-" + time.Now().UTC().Format("20060102T150405.000")
 	if err := os.Rename(path, dst); err != nil {
@@ -72,7 +80,56 @@ func MoveAside(path string) (string, error) {
 			return dst, fmt.Errorf("outbox: move %s aside: %w", path+suf, err)
 		}
 	}
+	floor := max(readHighWater(dst), uint64(time.Now().UnixMicro()))
+	if err := os.WriteFile(path+seqFloorSuffix, []byte(strconv.FormatUint(floor, 10)+"\n"), 0o600); err != nil {
+		return dst, fmt.Errorf("outbox: write %s: %w", path+seqFloorSuffix, err)
+	}
 	return dst, nil
+}
+
+const seqFloorSuffix = ".seq-floor"
+
+// readHighWater reads, best effort, the highest seq of a (maybe damaged)
+// outbox file; 0 if it cannot.
+func readHighWater(path string) uint64 {
+	db := sql.OpenDB(connector{dsn: "file:" + path + "?mode=ro", driver: &sqlite3.SQLiteDriver{}})
+	defer db.Close()
+	var hw uint64
+	for _, q := range []string{
+		"SELECT max(value) FROM counters WHERE name = 'last_seq'",
+		"SELECT max(seq) FROM records",
+		"SELECT max(seq) FROM dead_letters",
+	} {
+		var v sql.NullInt64
+		if err := db.QueryRow(q).Scan(&v); err == nil && v.Valid {
+			hw = max(hw, uint64(v.Int64))
+		}
+	}
+	return hw
+}
+
+// applySeqFloor starts seqs above the floor MoveAside left, then removes it.
+func (s *Store) applySeqFloor(ctx context.Context) error {
+	name := s.cfg.Path + seqFloorSuffix
+	data, err := os.ReadFile(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	floor, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 63)
+	if err != nil {
+		return fmt.Errorf("%s: %w (delete it if the outbox was not recovered)", name, err)
+	}
+	if floor > s.st.lastSeq {
+		if _, err := s.wdb.ExecContext(ctx, "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value", counterLastSeq, int64(floor)); err != nil {
+			return err
+		}
+		s.st.lastSeq = floor
+		s.log.Info("outbox: seqs continue above the recovered database's", "floor", floor)
+	}
+	return os.Remove(name)
 }
 
 // Store is the durable outbox. All writes go through one committer
@@ -218,6 +275,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := s.load(ctx); err != nil {
 		_ = rdb.Close()
 		return fail(classify(cfg.Path, "load", err))
+	}
+	if err := s.applySeqFloor(ctx); err != nil {
+		_ = rdb.Close()
+		return fail(fmt.Errorf("outbox %s: seq floor: %w", cfg.Path, err))
 	}
 	if err := s.stmts.prepare(ctx, wdb); err != nil {
 		_ = rdb.Close()
