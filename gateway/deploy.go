@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/devices"
 	"github.com/edgefn/edgefn/sandbox"
 )
 
@@ -51,41 +52,27 @@ func (g *Gateway) validate(m *edgefn.Manifest) (edgefn.Limits, []string) {
 	for _, e := range edgefn.CheckLimits(lim, g.cfg.MaxLimits()) {
 		probs = append(probs, e.Error())
 	}
-	hasPin := func(p string) bool { return g.gpio != nil && g.gpio.Has(p) }
-	for i, t := range m.Triggers {
-		if t.GPIO != "" && !hasPin(t.GPIO) {
-			probs = append(probs, fmt.Sprintf("triggers[%d].gpio: pin %q does not exist on this device (gpio backend %s)", i, t.GPIO, g.cfg.GPIO.Backend))
-		}
+	claims := devices.ManifestClaims(m.Name, m)
+	if len(claims) == 0 {
+		return lim, probs
 	}
-	for _, p := range m.Allow.GPIORead {
-		if !hasPin(p) {
-			probs = append(probs, fmt.Sprintf("allow.gpio_read: pin %q does not exist on this device (gpio backend %s)", p, g.cfg.GPIO.Backend))
+	if g.gpio == nil {
+		for _, c := range claims {
+			probs = append(probs, fmt.Sprintf("gpio pin %q: no GPIO backend on this agent (gpio.backend none)", c.Pin))
 		}
+		return lim, probs
 	}
+	// The new function's claims together with every other active
+	// function's: a pin that does not exist, two writers, or a pin both
+	// watched and driven are refused, naming pin and functions.
 	g.mu.RLock()
-	defer g.mu.RUnlock()
-	for _, p := range m.Allow.GPIOWrite {
-		if !hasPin(p) {
-			probs = append(probs, fmt.Sprintf("allow.gpio_write: pin %q does not exist on this device (gpio backend %s)", p, g.cfg.GPIO.Backend))
-			continue
-		}
-		for name, d := range g.fns {
-			v := d.cur.Load()
-			if name == m.Name || v == nil {
-				continue
-			}
-			for _, q := range v.manifest.Allow.GPIOWrite {
-				if strings.EqualFold(p, q) {
-					probs = append(probs, fmt.Sprintf("allow.gpio_write: pin %q is already claimed for output by function %q", p, name))
-				}
-			}
-			for _, t := range v.manifest.Triggers {
-				if strings.EqualFold(p, t.GPIO) {
-					probs = append(probs, fmt.Sprintf("allow.gpio_write: pin %q is an input trigger of function %q", p, name))
-				}
-			}
+	for name, d := range g.fns {
+		if v := d.cur.Load(); v != nil && name != m.Name {
+			claims = append(claims, devices.ManifestClaims(name, v.manifest)...)
 		}
 	}
+	g.mu.RUnlock()
+	probs = append(probs, problems(g.gpio.CheckClaims(claims))...)
 	return lim, probs
 }
 

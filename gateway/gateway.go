@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/devices"
 	"github.com/edgefn/edgefn/sandbox"
 	"github.com/edgefn/edgefn/sync/outbox"
 	"github.com/edgefn/edgefn/triggers"
@@ -30,6 +31,7 @@ type gpioDevice interface {
 	Has(pin string) bool
 	Read(ctx context.Context, pin string) (bool, error)
 	Write(pin string, high bool) error
+	CheckClaims([]devices.Claim) error
 }
 
 // idleWorker is how long a function's worker waits for the next event

@@ -20,7 +20,7 @@ import (
 func (a *Agent) openGPIO() (*devices.GPIO, error) {
 	d, err := devices.Open(devices.Config{Backend: a.cfg.GPIO.Backend, Pins: a.cfg.GPIO.Pins, Logger: a.log.With("part", "gpio")})
 	if err != nil {
-		return nil, fmt.Errorf("gpio backend %s: %w", a.cfg.GPIO.Backend, err)
+		return nil, err
 	}
 	return d, nil
 }
