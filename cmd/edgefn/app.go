@@ -59,6 +59,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			gpioCommand(),
 			keygenCommand(),
 			newCommand(),
+			completionCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}

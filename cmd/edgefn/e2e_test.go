@@ -133,7 +133,6 @@ type agentProc struct {
 	token    string
 	pin      string
 	broker   string
-	stdout   *bytes.Buffer
 	stderr   *lockedBuffer
 	exited   chan error
 	cloudURL string

@@ -142,4 +142,10 @@ func TestNewProjects(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2: %s", args, code, errOut)
 		}
 	}
+	if out, _, code := c.run("completion", "bash"); code != 0 || !strings.Contains(out, "complete -o") {
+		t.Errorf("completion bash: exit %d: %s", code, out)
+	}
+	if _, _, code := c.run("completion", "fish"); code != 2 {
+		t.Errorf("completion fish: exit %d, want 2", code)
+	}
 }
