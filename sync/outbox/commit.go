@@ -309,14 +309,16 @@ func (s *Store) commitBatch(reqs []*request, tick, retention bool) {
 	s.mu.Lock()
 	s.seen = b.st // never mutated again: the next batch clones it
 	s.mu.Unlock()
-	for _, r := range live {
-		close(r.done)
-	}
 	if b.added {
+		// Before answering, so a caller that saw its commit also sees the
+		// notification.
 		select {
 		case s.notify <- struct{}{}:
 		default:
 		}
+	}
+	for _, r := range live {
+		close(r.done)
 	}
 }
 
