@@ -1,0 +1,244 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/mosquittotest"
+	"github.com/edgefn/edgefn/sync/outbox"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// agentBinary builds cmd/edgefn once per test run: crash tests kill a real
+// process, not a goroutine.
+func agentBinary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "edgefn-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "edgefn")
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/edgefn").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// agentProc is the agent running as a child process.
+type agentProc struct {
+	cmd      *exec.Cmd
+	adminURL string
+	done     chan struct{}
+	mu       sync.Mutex
+	output   strings.Builder
+}
+
+func startAgentProc(t testing.TB, configPath string) *agentProc {
+	t.Helper()
+	p := &agentProc{cmd: exec.Command(agentBinary(t), "agent", "--config", configPath), done: make(chan struct{})}
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stderr = &lockedWriter{p: p}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			if u, ok := strings.CutPrefix(strings.TrimSpace(line), "admin API:"); ok {
+				ready <- strings.TrimSpace(u)
+			}
+		}
+	}()
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { p.kill() })
+	select {
+	case p.adminURL = <-ready:
+	case <-p.done:
+		t.Fatalf("agent exited before ready:\n%s", p.out())
+	case <-time.After(90 * time.Second):
+		t.Fatalf("agent not ready in 90s:\n%s", p.out())
+	}
+	return p
+}
+
+type lockedWriter struct{ p *agentProc }
+
+func (w *lockedWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.output.Write(b)
+}
+
+func (p *agentProc) out() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.output.String()
+}
+
+func (p *agentProc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+func (p *agentProc) term(t testing.TB) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("agent did not stop on SIGTERM within 60s:\n%s", p.out())
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("agent exit code %d after SIGTERM:\n%s", code, p.out())
+	}
+}
+
+// status asks the running agent process for its status.
+func (p *agentProc) status(t testing.TB, dataDir string) Status {
+	t.Helper()
+	tok, err := os.ReadFile(filepath.Join(dataDir, "api.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", p.adminURL+"/v1/status", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// subscribed reports whether the agent's external MQTT link is up with
+// its subscriptions in place.
+func (p *agentProc) subscribed(t testing.TB, dataDir string) bool {
+	b, _ := p.status(t, dataDir).Parts["broker"].(map[string]any)
+	n, _ := b["subscribed"].(float64)
+	return b["connected"] == true && n > 0
+}
+
+func (p *agentProc) invocations(t testing.TB, dataDir, fn string) (int64, string) {
+	for _, f := range p.status(t, dataDir).Functions {
+		if f.Name == fn {
+			return f.Stats.Invocations, f.State
+		}
+	}
+	return 0, ""
+}
+
+func mosquittoPub(t testing.TB, b *mosquittotest.Broker, topic, msg string) {
+	t.Helper()
+	out, err := exec.Command("mosquitto_pub", "-h", "127.0.0.1", "-p", fmt.Sprint(b.Port()), "-q", "1", "-t", topic, "-m", msg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mosquitto_pub: %v %s", err, out)
+	}
+}
+
+// readRecords opens the outbox of a stopped agent.
+func readRecords(t testing.TB, dataDir string) []edgefn.Record {
+	t.Helper()
+	s, err := outbox.Open(context.Background(), outbox.Config{Path: filepath.Join(dataDir, "outbox.db"), Gateway: "gw1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	recs, err := s.Pending(context.Background(), 0, 1<<20, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+// Against Debian's mosquitto: a QoS 1 message whose invocation is still
+// running when the agent is killed (kill -9, before the commit) is
+// redelivered and processed after the restart; messages published while
+// the agent is down are processed when it comes back (persistent session).
+func TestAgentExternalBrokerRedeliveryAndCatchUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the agent and runs it as a child process")
+	}
+	t.Skip("a spinning guest can stall Go's stop-the-world; enabled again with the yield import")
+	broker := mosquittotest.Start(t)
+	dir := t.TempDir()
+	fns := filepath.Join(dir, "fns")
+	cfgPath := filepath.Join(dir, "edgefn.yaml")
+	cfg := fmt.Sprintf("gateway_id: gw1\ndata_dir: %s\nfunctions_dir: %s\nlog_level: debug\noutbox: {durability: normal}\nadmin: {listen: \"127.0.0.1:0\"}\nbroker:\n  external:\n    brokers: [%q]\n    client_id: edgefn-gw1\n", dir, fns, broker.URL())
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// v1 spins until its 20 s deadline: the agent is killed while it runs.
+	writeFunction(t, fns, "job", "limits: {timeout: 20s, concurrency: 1}\ntriggers:\n  - mqtt: jobs/#\n    qos: 1\n", "loop.wasm")
+	p := startAgentProc(t, cfgPath)
+	waitFor(t, func() bool { return p.subscribed(t, dir) })
+	mosquittoPub(t, broker, "jobs/1", "first")
+	// The invocation is running (a worker is up) and nothing committed.
+	waitFor(t, func() bool { _, state := p.invocations(t, dir, "job"); return state == "warm" })
+	if n, _ := p.invocations(t, dir, "job"); n != 0 {
+		t.Fatalf("job finished before the kill: %d invocations", n)
+	}
+	p.kill()
+
+	// v2 echoes: the redelivered message must now commit.
+	writeFunction(t, fns, "job", "limits: {timeout: 1s}\ntriggers:\n  - mqtt: jobs/#\n    qos: 1\n", "echo.wasm")
+	p = startAgentProc(t, cfgPath)
+	waitFor(t, func() bool { n, _ := p.invocations(t, dir, "job"); return n >= 1 })
+	p.term(t)
+	recs := readRecords(t, dir)
+	if len(recs) != 1 || string(recs[0].Payload) != "first" || recs[0].Version != 2 {
+		t.Fatalf("after kill -9 and restart: records %+v\n%s", recs, p.out())
+	}
+
+	// Catch-up: published while the agent is down.
+	for i := 0; i < 5; i++ {
+		mosquittoPub(t, broker, "jobs/late", fmt.Sprint("late-", i))
+	}
+	p = startAgentProc(t, cfgPath)
+	waitFor(t, func() bool { n, _ := p.invocations(t, dir, "job"); return n >= 5 })
+	p.term(t)
+	recs = readRecords(t, dir)
+	got := map[string]bool{}
+	for _, r := range recs {
+		got[string(r.Payload)] = true
+	}
+	for i := 0; i < 5; i++ {
+		if !got[fmt.Sprint("late-", i)] {
+			t.Errorf("message late-%d published while the agent was down was not processed; records %d", i, len(recs))
+		}
+	}
+}
