@@ -226,6 +226,13 @@ func (g *Gateway) loadStored(ctx context.Context) {
 		g.activate(v)
 		g.log.Info("loaded", "function", name, "version", act)
 	}
+	g.loadFunctionsDir(ctx)
+}
+
+// loadFunctionsDir deploys the manifests of the functions dir whose
+// content changed (an unchanged one is a no-op). An invalid manifest is
+// reported by name and skipped; the others still load.
+func (g *Gateway) loadFunctionsDir(ctx context.Context) {
 	if g.cfg.FunctionsDir == "" {
 		return
 	}

@@ -206,6 +206,14 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	return nil
 }
 
+// Reload re-reads what can change without a restart: the manifests of
+// the functions dir (changed ones are deployed as new versions). It is what
+// SIGHUP does.
+func (a *Agent) Reload(ctx context.Context) {
+	a.log.Info("reload: rescanning the functions dir", "dir", a.cfg.FunctionsDir)
+	a.loadFunctionsDir(ctx)
+}
+
 // drained closes when the outbox has nothing pending.
 func (a *Agent) drained(store *outbox.Store) <-chan struct{} {
 	done := make(chan struct{})

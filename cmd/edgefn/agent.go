@@ -3,6 +3,9 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -48,6 +51,9 @@ func agentCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			go func() {
 				select {
 				case r := <-a.Ready():
@@ -68,6 +74,15 @@ func agentCommand() *cli.Command {
 					}
 					fmt.Fprintln(w)
 				case <-c.Context.Done():
+					return
+				}
+				for {
+					select {
+					case <-hup:
+						a.Reload(c.Context)
+					case <-c.Context.Done():
+						return
+					}
 				}
 			}()
 			if err := a.Run(c.Context); err != nil {
