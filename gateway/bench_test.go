@@ -1,0 +1,110 @@
+package gateway
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func benchAgent(b *testing.B, durability string) *testAgent {
+	dir := b.TempDir()
+	writeFunction(b, filepath.Join(dir, "fns"), "echo", "limits: {concurrency: 4}\ntriggers:\n  - mqtt: bench/#\n    qos: 1\n", "echo.wasm")
+	return startAgent(b, dir, func(c *Config) { c.Outbox.Durability = durability; c.QueueSize = 1024 })
+}
+
+// BenchmarkEmbeddedQoS1Throughput: devices publish QoS 1 to the embedded
+// broker as fast as PUBACKs come back (8 connections); each message runs a
+// trivial reactor and is committed before its PUBACK. Reports events/s
+// and CPU per event for the whole process (agent and the paho clients).
+func BenchmarkEmbeddedQoS1Throughput(b *testing.B) {
+	for _, dur := range []string{"full", "normal"} {
+		b.Run(dur, func(b *testing.B) {
+			ta := benchAgent(b, dur)
+			const conns = 8
+			clients := make([]mqtt.Client, conns)
+			for i := range clients {
+				clients[i] = pahoClient(b, ta.ready.BrokerAddr, fmt.Sprint("bench-", i), true)
+			}
+			payload := []byte(`{"sensor":"kitchen","celsius":21.5,"humidity":40,"ts":1732662000000,"seq":123456}`)
+			b.ResetTimer()
+			cpu0, t0 := cpuTime(), time.Now()
+			var wg sync.WaitGroup
+			per := (b.N + conns - 1) / conns
+			for i := range clients {
+				wg.Add(1)
+				go func(c mqtt.Client) {
+					defer wg.Done()
+					for j := 0; j < per; j++ {
+						// Keep 16 publishes in flight per connection.
+						toks := make([]mqtt.Token, 0, 16)
+						for k := 0; k < 16 && j < per; k, j = k+1, j+1 {
+							toks = append(toks, c.Publish("bench/a", 1, false, payload))
+						}
+						j--
+						for _, tok := range toks {
+							tok.Wait()
+						}
+					}
+				}(clients[i])
+			}
+			wg.Wait()
+			elapsed, cpu := time.Since(t0), cpuTime()-cpu0
+			n := per * conns
+			b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/event")
+		})
+	}
+}
+
+// BenchmarkEmbeddedQoS1Latency: 1,000 events/s paced over 4 device
+// connections, QoS 1, durable commit (full); reports p50 and p99 from
+// publish to PUBACK (PUBACK is sent after the commit) and CPU per event.
+func BenchmarkEmbeddedQoS1Latency(b *testing.B) {
+	ta := benchAgent(b, "full")
+	const conns, rate = 4, 1000
+	clients := make([]mqtt.Client, conns)
+	for i := range clients {
+		clients[i] = pahoClient(b, ta.ready.BrokerAddr, fmt.Sprint("lat-", i), true)
+	}
+	payload := []byte(`{"sensor":"kitchen","celsius":21.5,"humidity":40,"ts":1732662000000,"seq":123456}`)
+	n := max(b.N, 2000)
+	lat := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	tick := time.NewTicker(time.Second / rate)
+	defer tick.Stop()
+	for i := 0; i < n; i++ {
+		<-tick.C
+		c := clients[i%conns]
+		start := time.Now()
+		tok := c.Publish("bench/lat", 1, false, payload)
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			tok.Wait()
+			lat[i] = time.Since(start)
+		}(i)
+	}
+	wg.Wait()
+	cpu := cpuTime() - cpu0
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[n/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[n*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/event")
+	st := ta.functions()[0].Stats
+	b.ReportMetric(float64(st.LatencyP99.Microseconds())/1000, "queue-to-commit-p99-ms")
+}
