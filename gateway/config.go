@@ -362,15 +362,6 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func hasScheme(u string, schemes ...string) bool {
-	for _, s := range schemes {
-		if strings.HasPrefix(u, s+"://") && len(u) > len(s)+3 {
-			return true
-		}
-	}
-	return false
-}
-
 func isLoopbackListen(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
