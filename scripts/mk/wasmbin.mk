@@ -7,7 +7,7 @@ WASMBIN_WAT := $(wildcard $(WASMBIN_TD)/*.wat)
 WASM += $(WASMBIN_WAT:.wat=.wasm) $(WASMBIN_TD)/goprog.wasm $(WASMBIN_TD)/cprog.wasm
 
 $(WASMBIN_TD)/%.wasm: $(WASMBIN_TD)/%.wat
-	wat2wasm --enable-tail-call -o $@ $<
+	wat2wasm --enable-tail-call --debug-names -o $@ $<
 
 $(WASMBIN_TD)/goprog.wasm: $(WASMBIN_TD)/goprog/main.go
 	GOOS=wasip1 GOARCH=wasm $(GO) build -o $@ ./$(WASMBIN_TD)/goprog

@@ -48,6 +48,10 @@ func (rw *rewriter) rewriteBody(cb codeBody, fn int, ft funcType) ([]byte, error
 			return nil, formatErr(secCode, fn, r.base+start, err)
 		}
 		raw := cb.body[start:r.pos]
+		if rw.opt.Yield && (in.op == opCall || in.op == opReturnCall || in.op == opRefFunc) {
+			raw = appendU32(append(rw.scratch[:0], in.op), rw.fn(uint32(in.imm)))
+			rw.scratch = raw
+		}
 		switch {
 		case in.op == opEnd && depth == 0:
 			if inst {
@@ -75,8 +79,15 @@ func (rw *rewriter) rewriteBody(cb codeBody, fn int, ft funcType) ([]byte, error
 				code = appendS64(code, int64(rw.opt.CheckInterval))
 				code = append(code, opLocalSet)
 				code = appendU32(code, cnt)
+				if rw.opt.Yield {
+					code = append(code, opCall)
+					code = appendU32(code, rw.yieldFunc)
+				}
 				code = append(code, opGlobalGet)
 				code = appendU32(code, rw.gStop)
+				if rw.opt.Yield {
+					code = append(code, opI32Or)
+				}
 				code = append(code, opIf, 0x40, opUnreachable, opEnd, opEnd)
 			}
 		case in.op == opReturn && inst:
@@ -113,27 +124,90 @@ func (rw *rewriter) assembleBody(cb codeBody, code []byte, inst, hasLoop, addLoc
 		b = append(b, locals...)
 	}
 	if inst {
+		if rw.opt.Yield {
+			b = rw.entryYield(b, cnt)
+		} else {
+			b = rw.entry(b, cnt)
+		}
 		if hasLoop {
 			b = append(b, opI32Const)
 			b = appendS64(b, int64(rw.opt.CheckInterval))
 			b = append(b, opLocalSet)
 			b = appendU32(b, cnt)
 		}
-		// One branch for both checks: trap if stopped or if the depth budget is spent (before
-		// touching it, so the host finds 0 after a depth trap).
-		d := cnt + 2
-		b = append(b, opGlobalGet)
-		b = appendU32(b, rw.gDepth)
-		b = append(b, opLocalTee)
-		b = appendU32(b, d)
-		b = append(b, opI32Eqz, opGlobalGet)
-		b = appendU32(b, rw.gStop)
-		b = append(b, opI32Or, opIf, 0x40, opUnreachable, opEnd, opLocalGet)
-		b = appendU32(b, d)
-		b = append(b, opI32Const, 1, opI32Sub, opGlobalSet)
-		b = appendU32(b, rw.gDepth)
 		b = append(b, opBlock)
 		b = append(b, rw.blockTypeFor(ft.results)...)
 	}
 	return append(b, code...)
+}
+
+// entry appends the function entry check: one branch for both checks, trap if stopped or if the
+// depth budget is spent (before touching it, so the host finds 0 after a depth trap), then take
+// one unit of depth.
+//
+//	global.get depth; local.tee d; i32.eqz; global.get stop; i32.or
+//	if unreachable end
+//	local.get d; i32.const 1; i32.sub; global.set depth
+func (rw *rewriter) entry(b []byte, cnt uint32) []byte {
+	d := cnt + 2
+	b = append(b, opGlobalGet)
+	b = appendU32(b, rw.gDepth)
+	b = append(b, opLocalTee)
+	b = appendU32(b, d)
+	b = append(b, opI32Eqz, opGlobalGet)
+	b = appendU32(b, rw.gStop)
+	b = append(b, opI32Or, opIf, 0x40, opUnreachable, opEnd)
+	return rw.takeDepth(b, d)
+}
+
+func (rw *rewriter) takeDepth(b []byte, d uint32) []byte {
+	b = append(b, opLocalGet)
+	b = appendU32(b, d)
+	b = append(b, opI32Const, 1, opI32Sub, opGlobalSet)
+	return appendU32(b, rw.gDepth)
+}
+
+// entryYield appends the function entry check of Options.Yield: entry's checks plus the call
+// countdown, still one branch on the common path. The countdown goes through local cnt (the
+// loop countdown, set after this).
+//
+//	global.get depth; local.tee d; i32.eqz; global.get stop; i32.or
+//	global.get calls; local.tee cnt; i32.eqz; i32.or
+//	if
+//	  local.get d; i32.eqz; global.get stop; i32.or; if unreachable end
+//	  call yield; if unreachable end
+//	  i32.const CheckInterval; local.set cnt
+//	end
+//	local.get cnt; i32.const 1; i32.sub; global.set calls
+//	local.get d; i32.const 1; i32.sub; global.set depth
+func (rw *rewriter) entryYield(b []byte, cnt uint32) []byte {
+	d := cnt + 2
+	b = append(b, opGlobalGet)
+	b = appendU32(b, rw.gDepth)
+	b = append(b, opLocalTee)
+	b = appendU32(b, d)
+	b = append(b, opI32Eqz, opGlobalGet)
+	b = appendU32(b, rw.gStop)
+	b = append(b, opI32Or, opGlobalGet)
+	b = appendU32(b, rw.gCalls)
+	b = append(b, opLocalTee)
+	b = appendU32(b, cnt)
+	b = append(b, opI32Eqz, opI32Or, opIf, 0x40)
+	{
+		b = append(b, opLocalGet)
+		b = appendU32(b, d)
+		b = append(b, opI32Eqz, opGlobalGet)
+		b = appendU32(b, rw.gStop)
+		b = append(b, opI32Or, opIf, 0x40, opUnreachable, opEnd, opCall)
+		b = appendU32(b, rw.yieldFunc)
+		b = append(b, opIf, 0x40, opUnreachable, opEnd, opI32Const)
+		b = appendS64(b, int64(rw.opt.CheckInterval))
+		b = append(b, opLocalSet)
+		b = appendU32(b, cnt)
+	}
+	b = append(b, opEnd, opLocalGet)
+	b = appendU32(b, cnt)
+	b = append(b, opI32Const, 1, opI32Sub, opGlobalSet)
+	b = appendU32(b, rw.gCalls)
+	return rw.takeDepth(b, d)
 }

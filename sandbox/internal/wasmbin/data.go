@@ -71,36 +71,5 @@ func (rw *rewriter) mergeData() {
 		emit(start, len(img)-zeros)
 	}
 	rw.newPayload[di] = append(appendU32(nil, uint32(n)), segs...)
-	rw.dropDataNames()
-}
-
-// dropDataNames removes the data segment names (subsection 9) from the "name" section, since
-// merging renumbers the segments.
-func (rw *rewriter) dropDataNames() {
-	for i, s := range rw.m.sections {
-		if s.id != secCustom || s.name != "name" {
-			continue
-		}
-		r := reader{buf: s.payload}
-		_, _ = r.name()
-		out := append([]byte(nil), s.payload[:r.pos]...)
-		for !r.done() {
-			at := r.pos
-			id, err := r.byte()
-			if err != nil {
-				return
-			}
-			size, err := r.u32()
-			if err != nil {
-				return
-			}
-			if _, err := r.bytes(int(size)); err != nil {
-				return // malformed name section: leave it as it is
-			}
-			if id != 9 {
-				out = append(out, s.payload[at:r.pos]...)
-			}
-		}
-		rw.newPayload[i] = out
-	}
+	rw.dataMerged = true // rewriteNames drops the segment names
 }

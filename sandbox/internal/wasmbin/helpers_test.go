@@ -27,7 +27,15 @@ func runtimeConfig() wazero.RuntimeConfig {
 	return wazero.NewRuntimeConfig().WithCoreFeatures(api.CoreFeaturesV2 | experimental.CoreFeaturesTailCall)
 }
 
+// newRuntime returns a runtime with the host modules the fixtures import: YieldModule (its
+// YieldName always returns 0) and env.twice (refs.wasm).
 func newRuntime(t testing.TB, cfg wazero.RuntimeConfig) wazero.Runtime {
+	t.Helper()
+	return newRuntimeYield(t, cfg, func(context.Context, api.Module) uint32 { return 0 })
+}
+
+// newRuntimeYield is newRuntime with yield as the host side of Options.Yield.
+func newRuntimeYield(t testing.TB, cfg wazero.RuntimeConfig, yield func(context.Context, api.Module) uint32) wazero.Runtime {
 	t.Helper()
 	if cfg == nil {
 		cfg = runtimeConfig()
@@ -35,6 +43,20 @@ func newRuntime(t testing.TB, cfg wazero.RuntimeConfig) wazero.Runtime {
 	ctx := context.Background()
 	r := wazero.NewRuntimeWithConfig(ctx, cfg)
 	t.Cleanup(func() { _ = r.Close(ctx) })
+	_, err := r.NewHostModuleBuilder(YieldModule).NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
+			stack[0] = uint64(yield(ctx, m))
+		}), nil, []api.ValueType{api.ValueTypeI32}).Export(YieldName).
+		Instantiate(ctx)
+	if err != nil {
+		t.Fatalf("host module %s: %v", YieldModule, err)
+	}
+	_, err = r.NewHostModuleBuilder("env").NewFunctionBuilder().
+		WithFunc(func(x uint32) uint32 { return 2 * x }).Export("twice").
+		Instantiate(ctx)
+	if err != nil {
+		t.Fatalf("host module env: %v", err)
+	}
 	return r
 }
 

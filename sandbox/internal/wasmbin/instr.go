@@ -13,6 +13,7 @@ const (
 	opBr           = 0x0c
 	opBrIf         = 0x0d
 	opReturn       = 0x0f
+	opCall         = 0x10
 	opReturnCall   = 0x12
 	opReturnCallIn = 0x13
 	opLocalGet     = 0x20
@@ -27,6 +28,7 @@ const (
 	opI32Add       = 0x6a
 	opI32Sub       = 0x6b
 	opI32Or        = 0x72
+	opRefFunc      = 0xd2
 	opPrefixFC     = 0xfc
 	opPrefixFD     = 0xfd
 
@@ -39,7 +41,8 @@ const (
 type instr struct {
 	op  byte
 	sub uint32
-	// imm: the label of br/br_if; the block type (s33) of block/loop/if.
+	// imm: the label of br/br_if; the block type (s33) of block/loop/if; the function index of
+	// call, return_call and ref.func.
 	imm int64
 }
 
@@ -96,10 +99,12 @@ func next(r *reader, ntypes int) (instr, error) {
 			}
 		}
 		return in, nil
-	case op == 0x10, op == opReturnCall, // call, return_call
-		op >= 0x20 && op <= 0x26,       // local.*, global.*, table.get/set
-		op == 0x3f, op == opMemoryGrow, // memory.size/grow: memory index
-		op == 0xd2: // ref.func
+	case op == opCall, op == opReturnCall, op == opRefFunc:
+		f, err := r.u32()
+		in.imm = int64(f)
+		return in, err
+	case op >= 0x20 && op <= 0x26, // local.*, global.*, table.get/set
+		op == 0x3f, op == opMemoryGrow: // memory.size/grow: memory index
 		_, err := r.u32()
 		return in, err
 	case op == 0x11, op == opReturnCallIn: // call_indirect: type, table

@@ -31,7 +31,27 @@ type Options struct {
 	MergeData bool
 	// StripDebug drops custom sections other than "name" (DWARF, producers...).
 	StripDebug bool
+	// Yield (which implies Instrument) makes the guest call the host regularly, so that a host
+	// can stop it even when no other goroutine can run: wazero's compiled code cannot be
+	// preempted by Go, so a guest that never calls the host blocks a stop-the-world (a garbage
+	// collection) and with it every goroutine, the one that would set GlobalStop included.
+	// Rewrite adds the function import YieldModule.YieldName of type () -> i32, after the
+	// other function imports (every defined function's index grows by one; Rewrite renumbers
+	// every reference, the "name" section included). Instrumented code calls it every
+	// CheckInterval loop iterations (in each function frame) and every CheckInterval function
+	// entries (counted in a per-instance global), and traps with "unreachable" when it returns
+	// non-zero. Rewrite fails with a *FormatError if the module imports from YieldModule
+	// itself.
+	Yield bool
 }
+
+// The import Options.Yield adds. The host instantiates a module YieldModule exporting a
+// function YieldName () -> i32 that returns 1 to stop the guest (setting GlobalStop too, so the
+// trap reads as a stop) and 0 to let it run.
+const (
+	YieldModule = "edgefn_internal"
+	YieldName   = "yield"
+)
 
 // Defaults for Options.
 const (
@@ -40,9 +60,10 @@ const (
 )
 
 // Rewrite returns a new module with opt applied; wasm is not modified. It fails with a
-// *FormatError if wasm is malformed or already exports one of the edgefn globals, and with a
-// *LimitError if the memory minimum is above opt.MaxMemoryPages. The result keeps every
-// function, global, table and memory index of the input, so the "name" section stays valid.
+// *FormatError if wasm is malformed or already exports one of the edgefn globals (or, with
+// opt.Yield, imports from YieldModule), and with a *LimitError if the memory minimum is above
+// opt.MaxMemoryPages. The result keeps every global, table and memory index of the input, and
+// every function index unless opt.Yield adds its import (see Options.Yield).
 func Rewrite(wasm []byte, opt Options) ([]byte, error) {
 	m, err := parse(wasm)
 	if err != nil {
@@ -60,6 +81,9 @@ func Rewrite(wasm []byte, opt Options) ([]byte, error) {
 	if opt.CheckInterval > math.MaxInt32 {
 		opt.CheckInterval = math.MaxInt32
 	}
+	if opt.Yield {
+		opt.Instrument = true
+	}
 	rw := &rewriter{m: m, opt: opt, newPayload: map[int][]byte{}}
 	return rw.run()
 }
@@ -71,8 +95,12 @@ type rewriter struct {
 	added      []section      // new sections (id, payload), placed by order
 	newTypes   []funcType     // appended to the type section
 	drop       map[int]bool
+	dataMerged bool // mergeData renumbered the data segments
 
 	gStop, gDepth, gGrow uint32
+	gCalls               uint32 // Yield: entries left before the next yield (not exported)
+	yieldFunc            uint32 // Yield: the function index of the import
+	scratch              []byte // re-encoded instruction
 }
 
 func (rw *rewriter) run() ([]byte, error) {
@@ -91,8 +119,13 @@ func (rw *rewriter) run() ([]byte, error) {
 					Msg: fmt.Sprintf("the module already exports %q (instrumented twice?)", e.Name)}
 			}
 		}
+		if rw.opt.Yield {
+			if err := rw.addYield(); err != nil {
+				return nil, err
+			}
+		}
 		base := uint32(m.numImportedGlobals + m.numGlobals)
-		rw.gStop, rw.gDepth, rw.gGrow = base, base+1, base+2
+		rw.gStop, rw.gDepth, rw.gGrow, rw.gCalls = base, base+1, base+2, base+3
 		rw.addGlobals()
 		if err := rw.rewriteCode(); err != nil {
 			return nil, err
@@ -109,6 +142,7 @@ func (rw *rewriter) run() ([]byte, error) {
 			}
 		}
 	}
+	rw.rewriteNames()
 	return rw.assemble(), nil
 }
 
@@ -187,13 +221,17 @@ func (rw *rewriter) extendSection(id byte, n int, extra []byte) {
 }
 
 func (rw *rewriter) addGlobals() {
+	inits := []uint32{0, rw.opt.InitialDepth, 0}
+	if rw.opt.Yield {
+		inits = append(inits, rw.opt.CheckInterval)
+	}
 	var g []byte
-	for _, init := range []uint32{0, rw.opt.InitialDepth, 0} {
+	for _, init := range inits {
 		g = append(g, byte(I32), 1, opI32Const)
 		g = appendS64(g, int64(init))
 		g = append(g, opEnd)
 	}
-	rw.extendSection(secGlobal, 3, g)
+	rw.extendSection(secGlobal, len(inits), g)
 	var e []byte
 	for i, name := range []string{GlobalStop, GlobalDepth, GlobalGrowFailed} {
 		e = appendName(e, name)

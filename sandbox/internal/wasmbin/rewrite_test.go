@@ -19,6 +19,9 @@ var optionSets = map[string]Options{
 	"all":        {Instrument: true, TrackGrow: true, MaxMemoryPages: 3, MergeData: true, StripDebug: true},
 	"grow only":  {TrackGrow: true},
 	"none":       {},
+	"yield":      {Yield: true},
+	"yield1":     {Yield: true, CheckInterval: 1},
+	"yield all":  {Yield: true, TrackGrow: true, MaxMemoryPages: 3, MergeData: true, StripDebug: true},
 }
 
 type call struct {
@@ -108,6 +111,7 @@ func TestRewriteTailAndSIMD(t *testing.T) {
 	}{
 		{"tail.wasm", []call{{"count", i32s(0, 5)}, {"count", i32s(100000, 1)}, {"sum", i32s(50000, 0)}}},
 		{"simd.wasm", []call{{"simd", i32s(77)}}}, // once: it drops its passive segment
+		{"refs.wasm", refsCalls},
 	} {
 		orig := fixture(t, tc.file)
 		for name, opt := range optionSets {
@@ -116,7 +120,7 @@ func TestRewriteTailAndSIMD(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("%s %s: got %q, want %q", tc.file, name, got, want)
 			}
-			if strings.Contains(strings.Join(want, ""), "error") {
+			if tc.file != "refs.wasm" && strings.Contains(strings.Join(want, ""), "error") {
 				t.Errorf("%s: the original fails: %q", tc.file, want)
 			}
 		}
@@ -233,15 +237,21 @@ func runWASI(t *testing.T, r wazero.Runtime, wasm []byte) wasiRun {
 
 func TestWASIPrograms(t *testing.T) {
 	if testing.Short() {
-		t.Skip("compiles the Go program twice (seconds)")
+		t.Skip("compiles the Go program three times (seconds)")
 	}
 	r := newRuntime(t, nil)
 	wasi_snapshot_preview1.MustInstantiate(context.Background(), r)
 	all := Options{Instrument: true, TrackGrow: true, MaxMemoryPages: 4096, MergeData: true, StripDebug: true}
-	for _, file := range []string{"cprog.wasm", "goprog.wasm"} {
-		t.Run(file, func(t *testing.T) {
+	allYield := all
+	allYield.Yield = true
+	for _, tc := range []struct {
+		file string
+		opt  Options
+	}{{"cprog.wasm", all}, {"cprog.wasm", allYield}, {"goprog.wasm", all}, {"goprog.wasm", allYield}} {
+		file := tc.file
+		t.Run(fmt.Sprintf("%s yield=%v", file, tc.opt.Yield), func(t *testing.T) {
 			orig := fixture(t, file)
-			rewritten := mustRewrite(t, orig, all)
+			rewritten := mustRewrite(t, orig, tc.opt)
 			want, got := runWASI(t, r, orig), runWASI(t, r, rewritten)
 			if want.err != nil {
 				t.Fatalf("original: %v", want.err)
@@ -260,5 +270,172 @@ func TestWASIPrograms(t *testing.T) {
 				t.Errorf("data segments %d -> %d: not merged", before.DataSegments, after.DataSegments)
 			}
 		})
+	}
+}
+
+// refsCalls exercise every function reference of refs.wasm.
+var refsCalls = []call{
+	{"started", nil}, {"twice", i32s(21)}, {"three", nil},
+	{"call", i32s(0)}, {"call", i32s(1)}, {"call", i32s(4)}, {"call", i32s(5)},
+	{"call_u", i32s(0)}, {"call_u", i32s(1)}, {"call_u", i32s(2)}, {"call_u", i32s(3)},
+	{"from_global", nil}, {"init", i32s(0)}, {"init", i32s(1)}, {"init", i32s(2)}, {"init_q", nil},
+	{"call_u", i32s(1)}, {"reffunc", nil}, {"call", i32s(1)}, {"is_null", i32s(5)}, {"is_null", i32s(0)},
+}
+
+// The expected results of refsCalls, written out so a renumbering bug that the original
+// shares (none should) cannot hide.
+func TestRefsFixture(t *testing.T) {
+	r := newRuntime(t, nil)
+	orig := fixture(t, "refs.wasm")
+	want := []string{"started[] = [100]", "twice[21] = [42]", "three[] = [3]",
+		"call[0] = [1]", "call[1] = [2]", "call[4] = [4]", "call[5]: error",
+		"call_u[0] = [4]", "call_u[1] = [2]", "call_u[2] = [3]", "call_u[3]: error",
+		"from_global[] = [3]", "init[0] = [3]", "init[1] = [1]", "init[2]: error", "init_q[] = [4]",
+		"call_u[1] = [4]", "reffunc[] = [10]", "call[1] = [10]", "is_null[5] = [1]", "is_null[0] = [0]"}
+	for _, wasm := range [][]byte{orig, mustRewrite(t, orig, Options{Yield: true, CheckInterval: 1})} {
+		got := outcome(t, r, wasm, refsCalls)
+		for i := range got {
+			if i >= len(want) || !strings.HasPrefix(got[i], want[i]) {
+				t.Fatalf("call %d: got %q, want %q", i, got, want)
+			}
+		}
+	}
+}
+
+// funcNames decodes the function names subsection of the "name" section.
+func funcNames(t *testing.T, wasm []byte) map[uint32]string {
+	t.Helper()
+	m, err := parse(wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[uint32]string{}
+	for _, s := range m.sections {
+		if s.id != secCustom || s.name != "name" {
+			continue
+		}
+		r := reader{buf: s.payload}
+		_, _ = r.name()
+		for !r.done() {
+			id, _ := r.byte()
+			size, _ := r.u32()
+			sub, err := r.bytes(int(size))
+			if err != nil {
+				t.Fatalf("name section: %v", err)
+			}
+			if id != nameFunctions {
+				continue
+			}
+			sr := reader{buf: sub}
+			n, _ := sr.u32()
+			for i := uint32(0); i < n; i++ {
+				f, _ := sr.u32()
+				name, err := sr.name()
+				if err != nil {
+					t.Fatalf("function names: %v", err)
+				}
+				names[f] = name
+			}
+		}
+	}
+	return names
+}
+
+// With Yield every defined function moves up by one index; the name section must follow, as
+// wazero sees it (names and parameter names of exports and imports) and as decoded here.
+func TestYieldNames(t *testing.T) {
+	r := newRuntime(t, nil)
+	ctx := context.Background()
+	for _, file := range []string{"refs.wasm", "control.wasm", "stop.wasm", "cprog.wasm", "goprog.wasm"} {
+		t.Run(file, func(t *testing.T) {
+			orig := fixture(t, file)
+			out := mustRewrite(t, orig, Options{Yield: true, MergeData: true})
+			before, after := funcNames(t, orig), funcNames(t, out)
+			if len(before) == 0 {
+				t.Fatalf("%s has no function names", file)
+			}
+			m, _ := parse(orig)
+			for f, name := range before {
+				nf := f
+				if int(f) >= m.numImportedFuncs {
+					nf++
+				}
+				if after[nf] != name {
+					t.Fatalf("function %d %q is named %q at %d", f, name, after[nf], nf)
+				}
+			}
+			if len(after) != len(before) {
+				t.Errorf("%d names, want %d", len(after), len(before))
+			}
+			if file == "goprog.wasm" {
+				return // compiling it twice takes seconds
+			}
+			co, err := r.CompileModule(ctx, orig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cr, err := r.CompileModule(ctx, out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			describe := func(c wazero.CompiledModule) map[string]string {
+				d := map[string]string{}
+				for name, def := range c.ExportedFunctions() {
+					d["export "+name] = fmt.Sprint(def.Name(), def.ParamNames())
+				}
+				for _, def := range c.ImportedFunctions() {
+					mod, name, _ := def.Import()
+					if mod != YieldModule {
+						d["import "+mod+"."+name] = fmt.Sprint(def.Name(), def.ParamNames())
+					}
+				}
+				return d
+			}
+			want, got := describe(co), describe(cr)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("wazero's view of the rewritten module:\n got  %v\n want %v", got, want)
+			}
+			if file == "refs.wasm" && want["export three"] != "three[]" {
+				t.Errorf("export three: %q", want["export three"])
+			}
+		})
+	}
+}
+
+func TestYieldErrors(t *testing.T) {
+	// A module importing from YieldModule itself.
+	m := append([]byte(nil), wasmMagic...)
+	m = append(m, secType, 5, 1, 0x60, 0, 1, byte(I32))
+	var imp []byte
+	imp = appendName(appendU32(imp, 1), YieldModule)
+	imp = append(appendName(imp, "other"), byte(ExternFunc), 0)
+	m = append(append(m, secImport, byte(len(imp))), imp...)
+	if _, err := Inspect(m); err != nil {
+		t.Fatalf("the module is well formed: %v", err)
+	}
+	_, err := Rewrite(m, Options{Yield: true})
+	var fe *FormatError
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), YieldModule) {
+		t.Fatalf("import from %s: %v", YieldModule, err)
+	}
+	t.Log(err)
+	if _, err := Rewrite(m, Options{Instrument: true}); err != nil {
+		t.Fatalf("without Yield: %v", err)
+	}
+	once := mustRewrite(t, fixture(t, "control.wasm"), Options{Yield: true})
+	if _, err := Rewrite(once, Options{Yield: true}); err == nil {
+		t.Error("instrumenting twice with Yield: no error")
+	}
+	// Yield implies Instrument.
+	info, err := Inspect(once)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range info.Exports {
+		found = found || e.Name == GlobalStop
+	}
+	if !found || len(info.Imports) != 1 || info.Imports[0] != (Import{YieldModule, YieldName, ExternFunc}) {
+		t.Errorf("exports %v imports %v", info.Exports, info.Imports)
 	}
 }

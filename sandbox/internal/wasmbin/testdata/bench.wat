@@ -1,13 +1,13 @@
 ;; Benchmark guests: a tight checksum loop, a nested loop and call-heavy fib.
 (module
-  (func (export "checksum") (param $n i32) (result i32)
+  (func $checksum (export "checksum") (param $n i32) (result i32)
     (local $i i32) (local $s i32)
     (loop $l
       (local.set $s (i32.add (i32.rotl (local.get $s) (i32.const 5)) (i32.xor (local.get $i) (i32.const 0x9e3779b9))))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
     (local.get $s))
-  (func (export "nested") (param $n i32) (result i32)
+  (func $nested (export "nested") (param $n i32) (result i32)
     (local $i i32) (local $j i32) (local $s i32)
     (loop $outer
       (local.set $j (i32.const 0))

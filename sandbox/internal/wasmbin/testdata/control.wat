@@ -13,7 +13,7 @@
   (func $mul (type $bin) (i32.mul (local.get 0) (local.get 1)))
 
   ;; checksum loop: sum of i*i xor i for i < n
-  (func (export "loop_sum") (param $n i32) (result i32)
+  (func $loop_sum (export "loop_sum") (param $n i32) (result i32)
     (local $i i32) (local $s i32)
     (block $done
       (loop $l
@@ -25,7 +25,7 @@
     (local.get $s))
 
   ;; br / br_if / br_table straight to the function label from nested blocks
-  (func (export "nested") (param $n i32) (result i32)
+  (func $nested (export "nested") (param $n i32) (result i32)
     (local $x i32)
     (local.set $x (i32.const 100))
     (block $a (result i32)
@@ -42,7 +42,7 @@
     (i32.add (local.get $n)))
 
   ;; return from deep inside blocks, ifs and a loop
-  (func (export "early") (param $n i32) (result i32)
+  (func $early (export "early") (param $n i32) (result i32)
     (local $i i32)
     (block
       (if (i32.lt_s (local.get $n) (i32.const 0))
@@ -64,15 +64,15 @@
       (return (i32.const 0) (i32.const 0)))
     (i32.div_u (local.get $a) (local.get $b))
     (i32.rem_u (local.get $a) (local.get $b)))
-  (func (export "divmod_sum") (param $a i32) (param $b i32) (result i32)
+  (func $divmod_sum (export "divmod_sum") (param $a i32) (param $b i32) (result i32)
     (call $divmod (local.get $a) (local.get $b))
     (i32.mul (i32.const 1000))
     (i32.add))
-  (func (export "divmod") (param $a i32) (param $b i32) (result i32 i32)
+  (func $divmod_export (export "divmod") (param $a i32) (param $b i32) (result i32 i32)
     (call $divmod (local.get $a) (local.get $b)))
 
   ;; a loop with a multi-value block type (params and results)
-  (func (export "loop_params") (param $n i32) (result i32)
+  (func $loop_params (export "loop_params") (param $n i32) (result i32)
     (local $k i32)
     (i32.const 0) (i32.const 1)
     (loop $l (param i32 i32) (result i32 i32)
@@ -91,18 +91,18 @@
                      (call $fib (i32.sub (local.get $n) (i32.const 2)))))))
 
   ;; grows by n pages and returns old size * 1000 + new size (or -1 on failure)
-  (func (export "grow") (param $n i32) (result i32)
+  (func $grow (export "grow") (param $n i32) (result i32)
     (local $old i32)
     (local.set $old (memory.grow (local.get $n)))
     (if (result i32) (i32.eq (local.get $old) (i32.const -1))
       (then (i32.const -1))
       (else (i32.add (i32.mul (local.get $old) (i32.const 1000)) (memory.size)))))
 
-  (func (export "indirect") (param $i i32) (param $x i32) (result i32)
+  (func $indirect (export "indirect") (param $i i32) (param $x i32) (result i32)
     (call_indirect (type $bin) (local.get $x) (i32.const 3) (i32.rem_u (local.get $i) (i32.const 3))))
 
   ;; void function with a loop and a global side effect, read back by "acc"
-  (func (export "accumulate") (param $n i32)
+  (func $accumulate (export "accumulate") (param $n i32)
     (block $out
       (loop $l
         (br_if $out (i32.eqz (local.get $n)))
@@ -110,10 +110,10 @@
         (local.set $n (i32.sub (local.get $n) (i32.const 1)))
         (if (i32.gt_u (global.get $acc) (i32.const 100000)) (then (return)))
         (br $l))))
-  (func (export "acc") (result i32) (global.get $acc))
+  (func $acc (export "acc") (result i32) (global.get $acc))
 
   (data (i32.const 16) "hello")
   (data (i32.const 20) "XYZ")
   (data (i32.const 4000) "\01\00\00\02")
-  (func (export "load") (param $a i32) (result i32) (i32.load8_u (local.get $a)))
+  (func $load (export "load") (param $a i32) (result i32) (i32.load8_u (local.get $a)))
 )

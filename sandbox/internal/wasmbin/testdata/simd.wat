@@ -6,7 +6,7 @@
   (elem declare func $id)
   (data $d "abcdefghijklmnopqrstuvwxyz012345")
   (func $id (param i32) (result i32) (local.get 0))
-  (func (export "simd") (param $x i32) (result i32)
+  (func $simd (export "simd") (param $x i32) (result i32)
     (local $v v128)
     (memory.init $d (i32.const 0) (i32.const 0) (i32.const 32))
     (local.set $v (v128.load offset=0 align=16 (i32.const 0)))

@@ -1,7 +1,7 @@
 ;; Guests that never stop on their own: the instrumented versions must be stoppable.
 (module
   (memory (export "memory") 1)
-  (func (export "spin") (result i32)
+  (func $spin (export "spin") (result i32)
     (local $i i32)
     (loop $l
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
@@ -41,7 +41,7 @@
         (i64.add) (i64.add) (i64.add) (i64.add) (i64.add) (i64.add) (i64.add) (i64.add) (i64.add) (i64.add) (i64.add) (i64.add) (i64.add) (i64.add) (i64.add) (i64.add) 
         (i32.wrap_i64))))
   ;; grows one page at a time until memory.grow fails; returns the pages reached
-  (func (export "grow_all") (result i32)
+  (func $grow_all (export "grow_all") (result i32)
     (block $done
       (loop $l
         (br_if $done (i32.eq (memory.grow (i32.const 1)) (i32.const -1)))

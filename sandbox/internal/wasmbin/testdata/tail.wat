@@ -8,7 +8,7 @@
       (then (local.get 1))
       (else (return_call_indirect (type $t)
               (i32.sub (local.get 0) (i32.const 1)) (i32.add (local.get 1) (i32.const 2)) (i32.const 0)))))
-  (func (export "sum") (param $n i32) (param $acc i32) (result i32)
+  (func $sum (export "sum") (param $n i32) (param $acc i32) (result i32)
     (if (result i32) (i32.eqz (local.get $n))
       (then (local.get $acc))
       (else (return_call $count (local.get $n) (local.get $acc)))))
