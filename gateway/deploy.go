@@ -83,8 +83,9 @@ func (g *Gateway) validate(m *edgefn.Manifest) (edgefn.Limits, []string) {
 func (g *Gateway) Deploy(ctx context.Context, file string, manifest, wasm []byte, origin, signer string) (versionMeta, error) {
 	m, err := edgefn.ParseManifest(file, manifest)
 	if err != nil {
-		name := "function"
-		return versionMeta{}, &DeployError{Function: name, Problems: problems(err)}
+		// The manifest did not parse, so the function has no name yet:
+		// name the file.
+		return versionMeta{}, &DeployError{Function: file, Problems: problems(err)}
 	}
 	g.deployMu.Lock()
 	defer g.deployMu.Unlock()
