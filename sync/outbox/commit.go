@@ -235,6 +235,8 @@ func (s *Store) run() {
 }
 
 // batch is one transaction in the making.
+type usageKey struct{ fn, minute int64 }
+
 type batch struct {
 	tx       *sql.Tx
 	st       state
@@ -244,6 +246,7 @@ type batch struct {
 	// per row costs more in cgo calls and database/sql than SQLite's work.
 	recRows []any
 	invRows []any
+	usage   map[usageKey]*usageAgg // successful invocations of this batch
 	added   bool
 	deleted bool
 	drops   bool
@@ -352,6 +355,9 @@ func (s *Store) apply(ctx context.Context, b *batch, reqs []*request, tick, rete
 	}
 	if err := s.flush(ctx, b); err != nil {
 		return err
+	}
+	if err := s.writeUsage(ctx, b); err != nil {
+		return fmt.Errorf("usage: %w", err)
 	}
 	if s.cfg.OnFull == DropOldest && b.st.bytes > int64(s.cfg.MaxBytes) {
 		if err := s.dropOldest(ctx, b); err != nil {
@@ -520,10 +526,23 @@ func (s *Store) applyInvocation(ctx context.Context, b *batch, r *request) error
 		}
 		message = inv.Err.Error()
 	}
-	b.st.lastInv++
-	b.st.invCount++
-	b.invRows = append(b.invRows, b.st.lastInv, fn, inv.Version, inv.EventID, src, inv.Subject, t,
-		reason, message, inv.Duration.Microseconds(), int64(inv.MemoryBytes), inv.MemoryCap, inv.Cold, len(seqs))
+	if reason == nil {
+		k := usageKey{fn, floorDiv(t, 60000)}
+		a := b.usage[k]
+		if a == nil {
+			if b.usage == nil {
+				b.usage = map[usageKey]*usageAgg{}
+			}
+			a = &usageAgg{}
+			b.usage[k] = a
+		}
+		a.add(inv.Duration, inv.MemoryCap, inv.Cold)
+	} else {
+		b.st.lastInv++
+		b.st.invCount++
+		b.invRows = append(b.invRows, b.st.lastInv, fn, inv.Version, inv.EventID, src, inv.Subject, t,
+			reason, message, inv.Duration.Microseconds(), int64(inv.MemoryBytes), inv.MemoryCap, inv.Cold, len(seqs))
+	}
 	for i := range inv.Logs {
 		l := &inv.Logs[i]
 		b.st.lastLog++
@@ -542,6 +561,39 @@ func (s *Store) applyInvocation(ctx context.Context, b *batch, r *request) error
 	r.out = seqs
 	if fail != nil {
 		r.err = fail
+	}
+	return nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+// writeUsage adds the batch's successful invocations to their
+// usage_minutes rows.
+func (s *Store) writeUsage(ctx context.Context, b *batch) error {
+	for k, add := range b.usage {
+		var a usageAgg
+		var hist []byte
+		err := b.stmt(s.stmts.usageGet).QueryRowContext(ctx, k.fn, k.minute).Scan(&a.count, &a.cold, &a.durUS, &a.maxUS, &a.gbs, &hist)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return err
+		default:
+			if a.hist, err = decodeHist(hist); err != nil {
+				return fmt.Errorf("function %d minute %d: %w", k.fn, k.minute, err)
+			}
+		}
+		a.merge(add)
+		b.st.usageCount += add.count
+		if _, err := b.stmt(s.stmts.usagePut).ExecContext(ctx, k.fn, k.minute, a.count, a.cold, a.durUS, a.maxUS, a.gbs, encodeHist(a.hist)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -785,12 +837,23 @@ func (s *Store) prune(ctx context.Context, b *batch, retention bool) error {
 		b.st.invCount -= k
 	}
 	if retention {
-		res, err := b.tx.ExecContext(ctx, "DELETE FROM invocations WHERE time < ?", b.now.Add(-s.cfg.InvocationMaxAge).UnixMilli())
+		cutoff := b.now.Add(-s.cfg.InvocationMaxAge).UnixMilli()
+		res, err := b.tx.ExecContext(ctx, "DELETE FROM invocations WHERE time < ?", cutoff)
 		if err != nil {
 			return err
 		}
 		k, _ := res.RowsAffected()
 		b.st.invCount -= k
+		var gone int64
+		if err := b.tx.QueryRowContext(ctx, "SELECT coalesce(sum(count), 0) FROM usage_minutes WHERE minute < ?", floorDiv(cutoff, 60000)).Scan(&gone); err != nil {
+			return err
+		}
+		if gone > 0 {
+			if _, err := b.tx.ExecContext(ctx, "DELETE FROM usage_minutes WHERE minute < ?", floorDiv(cutoff, 60000)); err != nil {
+				return err
+			}
+			b.st.usageCount -= gone
+		}
 	}
 	maxLog := int64(s.cfg.MaxLogLines)
 	for fn, n := range b.st.logCount {
@@ -838,6 +901,7 @@ func (s *Store) reclaim() {
 // stmts are the writer's prepared statements.
 type stmts struct {
 	insRecord, insInv, insLog, insName, kvSet, kvDel, kvLen, setCounter, delRecords, insDead *sql.Stmt
+	usageGet, usagePut                                                                       *sql.Stmt
 	insRecords, insInvs                                                                      *sql.Stmt // rowsPerInsert rows
 }
 
@@ -865,6 +929,8 @@ func (p *stmts) prepare(ctx context.Context, db *sql.DB) error {
 		{&p.insInvs, insertInv + values(rowsPerInsert, invocationCols)},
 		{&p.insLog, "INSERT INTO logs (id, fn, time, level, message, event_id, reason) VALUES (?, ?, ?, ?, ?, ?, ?)"},
 		{&p.insName, "INSERT INTO names (id, name) VALUES (?, ?)"},
+		{&p.usageGet, "SELECT count, cold, duration_us, max_us, gb_seconds, hist FROM usage_minutes WHERE fn = ? AND minute = ?"},
+		{&p.usagePut, "INSERT OR REPLACE INTO usage_minutes (fn, minute, count, cold, duration_us, max_us, gb_seconds, hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"},
 		{&p.kvSet, "INSERT INTO kv (fn, key, value) VALUES (?, ?, ?) ON CONFLICT (fn, key) DO UPDATE SET value = excluded.value"},
 		{&p.kvDel, "DELETE FROM kv WHERE fn = ? AND key = ?"},
 		{&p.kvLen, "SELECT length(key) + length(value) FROM kv WHERE fn = ? AND key = ?"},
@@ -883,7 +949,7 @@ func (p *stmts) prepare(ctx context.Context, db *sql.DB) error {
 
 func (p *stmts) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{p.insRecord, p.insRecords, p.insInv, p.insInvs, p.insLog, p.insName, p.kvSet, p.kvDel, p.kvLen, p.setCounter, p.delRecords, p.insDead} {
+	for _, st := range []*sql.Stmt{p.insRecord, p.insRecords, p.insInv, p.insInvs, p.insLog, p.insName, p.kvSet, p.kvDel, p.kvLen, p.setCounter, p.delRecords, p.insDead, p.usageGet, p.usagePut} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

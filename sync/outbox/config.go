@@ -90,11 +90,13 @@ type Config struct {
 	MaxKVBytes edgefn.Size
 	// MaxKeyLen bounds one kv key. Default 256 bytes.
 	MaxKeyLen int
-	// MaxInvocations bounds the kept invocation records (oldest deleted
-	// first). Default 100000.
+	// MaxInvocations bounds the kept failure records of failed or refused
+	// invocations (oldest deleted first; successful invocations are summed
+	// per function and minute instead, bounded by InvocationMaxAge only).
+	// Default 100000.
 	MaxInvocations int
-	// InvocationMaxAge deletes invocation records older than this. Default 7
-	// days.
+	// InvocationMaxAge deletes invocation records and per-minute usage sums
+	// older than this. Default 7 days.
 	InvocationMaxAge time.Duration
 	// MaxLogLines bounds each function's log ring. Default 1000.
 	MaxLogLines int

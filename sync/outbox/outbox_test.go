@@ -448,13 +448,23 @@ func TestLogsAndUsage(t *testing.T) {
 	}
 }
 
+// MaxInvocations bounds the failure records; successful invocations are
+// summed per minute and bounded by age only.
 func TestInvocationRetention(t *testing.T) {
 	s := openStore(t, Config{MaxInvocations: 16})
 	for range 40 {
-		mustCommit(t, s, emitInv("f"))
+		inv := emitInv("f")
+		inv.Err = edgefn.Fail(edgefn.ReasonTrap, "unreachable")
+		mustCommit(t, s, inv)
 	}
 	if n := stats(t, s).Invocations; n < 16 || n > 18 {
 		t.Fatalf("kept %d invocation records, want 16..18", n)
+	}
+	for range 40 {
+		mustCommit(t, s, emitInv("f"))
+	}
+	if n := stats(t, s).Invocations; n < 56 || n > 58 {
+		t.Fatalf("%d invocations on record, want 16..18 failures and 40 successes", n)
 	}
 }
 

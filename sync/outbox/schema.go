@@ -77,6 +77,21 @@ var migrations = []string{
 		name  TEXT PRIMARY KEY,
 		value INTEGER NOT NULL
 	) WITHOUT ROWID;`,
+	// 2: successful invocations are summed per function and minute instead
+	// of a row each (see usage.go). Rows already in invocations, successes
+	// included, stay there and Usage keeps counting them until retention
+	// deletes them, so nothing is lost in the conversion.
+	`CREATE TABLE usage_minutes (
+		fn          INTEGER NOT NULL,
+		minute      INTEGER NOT NULL,
+		count       INTEGER NOT NULL,
+		cold        INTEGER NOT NULL,
+		duration_us INTEGER NOT NULL,
+		max_us      INTEGER NOT NULL,
+		gb_seconds  REAL NOT NULL,
+		hist        BLOB NOT NULL,
+		PRIMARY KEY (fn, minute)
+	) WITHOUT ROWID;`,
 }
 
 // migrate brings the database to the latest schema version.

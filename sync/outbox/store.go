@@ -164,18 +164,19 @@ type Store struct {
 // state is the in-memory accounting, loaded at open and updated after each
 // successful commit.
 type state struct {
-	lastSeq   uint64
-	depth     int64
-	bytes     int64
-	lastInv   int64
-	invCount  int64
-	lastLog   int64
-	nextName  int64
-	deadCount int64
-	commits   int64 // group commits since open
-	drops     map[string]int64
-	logCount  map[int64]int64 // per function id
-	kv        map[int64]kvUsage
+	lastSeq    uint64
+	depth      int64
+	bytes      int64
+	lastInv    int64
+	invCount   int64 // rows in invocations (failures)
+	usageCount int64 // successful invocations summed in usage_minutes
+	lastLog    int64
+	nextName   int64
+	deadCount  int64
+	commits    int64 // group commits since open
+	drops      map[string]int64
+	logCount   map[int64]int64 // per function id
+	kv         map[int64]kvUsage
 }
 
 type kvUsage struct{ keys, bytes int64 }
@@ -421,6 +422,9 @@ func (s *Store) load(ctx context.Context) error {
 	}
 	st.lastSeq = uint64(max(hwm.Int64, maxRec.Int64, maxDead.Int64))
 	if err := db.QueryRowContext(ctx, "SELECT coalesce(max(id), 0), count(*) FROM invocations").Scan(&st.lastInv, &st.invCount); err != nil {
+		return err
+	}
+	if err := db.QueryRowContext(ctx, "SELECT coalesce(sum(count), 0) FROM usage_minutes").Scan(&st.usageCount); err != nil {
 		return err
 	}
 	if err := db.QueryRowContext(ctx, "SELECT coalesce(max(id), 0) FROM logs").Scan(&st.lastLog); err != nil {
