@@ -66,13 +66,17 @@ func BenchmarkRewrite(b *testing.B) {
 	}
 }
 
-// BenchmarkGuestRatio runs the three variants alternately in every iteration and reports their
-// time ratios, which hold up on a shared, noisy machine better than separate ns/op figures.
+// BenchmarkGuestRatio runs the variants alternately in every iteration and reports their time
+// ratios, which hold up on a shared, noisy machine better than separate ns/op figures: no limit
+// ("none"), instrumented without Yield, instrumented with Yield (the host's yield compares the
+// time with a deadline, as the sandbox's does), and closeOnDone.
 func BenchmarkGuestRatio(b *testing.B) {
 	orig := fixture(b, "bench.wasm")
 	inst := mustRewrite(b, orig, Options{Instrument: true})
+	yield := mustRewrite(b, orig, Options{Yield: true})
 	deadline, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
+	far := time.Now().Add(time.Hour)
 	for _, g := range []struct {
 		name, fn string
 		arg      uint64
@@ -84,8 +88,15 @@ func BenchmarkGuestRatio(b *testing.B) {
 		b.Run(g.name, func(b *testing.B) {
 			none := instantiate(b, newRuntime(b, nil), orig).ExportedFunction(g.fn)
 			instr := instantiate(b, newRuntime(b, nil), inst).ExportedFunction(g.fn)
+			yr := newRuntimeYield(b, nil, func(context.Context, api.Module) uint32 {
+				if time.Now().After(far) {
+					return 1
+				}
+				return 0
+			})
+			yielding := instantiate(b, yr, yield).ExportedFunction(g.fn)
 			closing := instantiate(b, newRuntime(b, runtimeConfig().WithCloseOnContextDone(true)), orig).ExportedFunction(g.fn)
-			var tNone, tInst, tClose time.Duration
+			var tNone, tInst, tYield, tClose time.Duration
 			timed := func(ctx context.Context, fn api.Function) time.Duration {
 				start := time.Now()
 				if _, err := fn.Call(ctx, g.arg); err != nil {
@@ -96,9 +107,11 @@ func BenchmarkGuestRatio(b *testing.B) {
 			for b.Loop() {
 				tNone += timed(context.Background(), none)
 				tInst += timed(context.Background(), instr)
+				tYield += timed(context.Background(), yielding)
 				tClose += timed(deadline, closing)
 			}
 			b.ReportMetric(float64(tInst)/float64(tNone), "instrumented/none")
+			b.ReportMetric(float64(tYield)/float64(tNone), "yield/none")
 			b.ReportMetric(float64(tClose)/float64(tNone), "closeOnDone/none")
 			b.ReportMetric(float64(tNone.Milliseconds())/float64(b.N), "none-ms/call")
 		})

@@ -36,14 +36,17 @@ func FuzzInspect(f *testing.F) {
 }
 
 // FuzzRewrite checks Rewrite never panics and that whenever wazero accepts the input, it
-// accepts the rewritten module too.
+// accepts the rewritten module too, with and without Yield.
 func FuzzRewrite(f *testing.F) {
 	seedFixtures(f)
 	ctx := context.Background()
 	r := wazero.NewRuntimeWithConfig(ctx, runtimeConfig())
 	defer r.Close(ctx)
 	f.Fuzz(func(t *testing.T, wasm []byte) {
-		out, err := Rewrite(wasm, Options{Instrument: true, TrackGrow: true, MaxMemoryPages: 100, MergeData: true, StripDebug: true})
+		opt := Options{Instrument: true, TrackGrow: true, MaxMemoryPages: 100, MergeData: true, StripDebug: true}
+		out, err := Rewrite(wasm, opt)
+		opt.Yield = true
+		outYield, errYield := Rewrite(wasm, opt)
 		if err != nil {
 			return
 		}
@@ -55,6 +58,21 @@ func FuzzRewrite(f *testing.F) {
 		c, err = r.CompileModule(ctx, out)
 		if err != nil {
 			t.Fatalf("wazero accepts the input but not the rewritten module: %v", err)
+		}
+		_ = c.Close(ctx)
+		if errYield != nil {
+			// Only a module importing from YieldModule is refused with Yield alone.
+			info, _ := Inspect(wasm)
+			for _, im := range info.Imports {
+				if im.Module == YieldModule {
+					return
+				}
+			}
+			t.Fatalf("Rewrite with Yield: %v", errYield)
+		}
+		c, err = r.CompileModule(ctx, outYield)
+		if err != nil {
+			t.Fatalf("wazero accepts the input but not the module rewritten with Yield: %v", err)
 		}
 		_ = c.Close(ctx)
 	})
