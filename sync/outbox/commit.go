@@ -153,7 +153,7 @@ func (s *Store) run() {
 		case <-tick.C:
 			now := time.Now()
 			ckpt := now.Sub(lastCheckpoint) >= s.cfg.CheckpointInterval
-			if s.cfg.MaxAge > 0 || ckpt {
+			if s.cfg.MaxAge > 0 || ckpt || s.streamsOver() {
 				s.commitBatch(nil, true, ckpt)
 			}
 			if ckpt {
@@ -241,7 +241,11 @@ type batch struct {
 	tx       *sql.Tx
 	st       state
 	newNames map[string]int64
-	stmts    map[*sql.Stmt]*sql.Stmt
+	// newStreams are the streams this batch added; gcStreams says the batch
+	// deleted unused ones (the in-memory map is reloaded after the commit).
+	newStreams map[streamKey]int64
+	gcStreams  bool
+	stmts      map[*sql.Stmt]*sql.Stmt
 	// Buffered rows, inserted many per statement by flush: one statement
 	// per row costs more in cgo calls and database/sql than SQLite's work.
 	recRows []any
@@ -283,7 +287,7 @@ func (s *Store) commitBatch(reqs []*request, tick, retention bool) {
 		return
 	}
 	bg := context.Background() // no cancellation inside a transaction
-	b := &batch{st: s.st.clone(), newNames: map[string]int64{}, stmts: map[*sql.Stmt]*sql.Stmt{}, now: time.Now()}
+	b := &batch{st: s.st.clone(), newNames: map[string]int64{}, newStreams: map[streamKey]int64{}, stmts: map[*sql.Stmt]*sql.Stmt{}, now: time.Now()}
 	tx, err := s.wdb.BeginTx(bg, nil)
 	if err == nil {
 		b.tx = tx
@@ -306,6 +310,14 @@ func (s *Store) commitBatch(reqs []*request, tick, retention bool) {
 	}
 	for name, id := range b.newNames {
 		s.names[name] = id
+	}
+	for k, id := range b.newStreams {
+		s.streams[k] = id
+	}
+	if b.gcStreams {
+		if err := s.loadStreams(bg); err != nil {
+			s.log.Error("outbox: reload streams after pruning", "err", err)
+		}
 	}
 	b.st.commits++
 	s.st = b.st
@@ -371,6 +383,11 @@ func (s *Store) apply(ctx context.Context, b *batch, reqs []*request, tick, rete
 	}
 	if err := s.prune(ctx, b, retention); err != nil {
 		return fmt.Errorf("prune: %w", err)
+	}
+	if tick {
+		if err := s.pruneStreams(ctx, b); err != nil {
+			return fmt.Errorf("prune streams: %w", err)
+		}
 	}
 	if b.deleted {
 		// max(seq) no longer proves the high-water mark once rows are gone.
@@ -439,6 +456,50 @@ func (s *Store) nameID(ctx context.Context, b *batch, name string) (int64, error
 	return id, nil
 }
 
+// streamKey is what the records of one stream share.
+type streamKey struct {
+	fn, version, source int64
+	subject             string
+}
+
+func (s *Store) streamID(ctx context.Context, b *batch, k streamKey) (int64, error) {
+	if id, ok := s.streams[k]; ok {
+		return id, nil
+	}
+	if id, ok := b.newStreams[k]; ok {
+		return id, nil
+	}
+	b.st.nextStream++
+	id := b.st.nextStream
+	if _, err := b.stmt(s.stmts.insStream).ExecContext(ctx, id, k.fn, k.version, k.source, k.subject); err != nil {
+		return 0, err
+	}
+	b.newStreams[k] = id
+	return id, nil
+}
+
+// minStreamsGC is how many streams the store keeps before it looks for
+// unused ones to delete.
+const minStreamsGC = 4096
+
+// pruneStreams deletes the streams no pending record uses, once there are
+// more than twice as many as after the last pruning (and at least
+// minStreamsGC): topics with ever-new subjects would otherwise grow the
+// table without end. It scans the records, so it runs only in the idle
+// maintenance batch and rarely.
+func (s *Store) pruneStreams(ctx context.Context, b *batch) error {
+	if !s.streamsOver() {
+		return nil
+	}
+	if _, err := b.tx.ExecContext(ctx, "DELETE FROM streams WHERE id NOT IN (SELECT DISTINCT stream FROM records)"); err != nil {
+		return err
+	}
+	b.gcStreams = true
+	return nil
+}
+
+func (s *Store) streamsOver() bool { return len(s.streams) > max(minStreamsGC, 2*s.liveStreams) }
+
 func millis(t, now time.Time) int64 {
 	if t.IsZero() {
 		t = now
@@ -457,6 +518,7 @@ func (s *Store) applyInvocation(ctx context.Context, b *batch, r *request) error
 		return err
 	}
 	t := millis(inv.Time, b.now)
+	var stream int64 // of the emitted records, made on the first one
 	var fail *edgefn.Failure
 	var seqs []uint64
 	if inv.Err == nil {
@@ -493,7 +555,12 @@ func (s *Store) applyInvocation(ctx context.Context, b *batch, r *request) error
 					if payload == nil {
 						payload = []byte{}
 					}
-					b.recRows = append(b.recRows, int64(seq), fn, inv.Version, src, inv.Subject, t, payload)
+					if stream == 0 {
+						if stream, err = s.streamID(ctx, b, streamKey{fn, int64(inv.Version), src, inv.Subject}); err != nil {
+							return err
+						}
+					}
+					b.recRows = append(b.recRows, int64(seq), stream, t, payload)
 					seqs = append(seqs, seq)
 					b.st.depth++
 					b.st.bytes += int64(len(e.Payload)) + RecordOverhead
@@ -900,14 +967,15 @@ func (s *Store) reclaim() {
 
 // stmts are the writer's prepared statements.
 type stmts struct {
+	insStream                                                                                *sql.Stmt
 	insRecord, insInv, insLog, insName, kvSet, kvDel, kvLen, setCounter, delRecords, insDead *sql.Stmt
 	usageGet, usagePut                                                                       *sql.Stmt
 	insRecords, insInvs                                                                      *sql.Stmt // rowsPerInsert rows
 }
 
 const (
-	recordCols     = 7
-	insertRecord   = "INSERT INTO records (seq, fn, version, source, subject, time, payload) VALUES "
+	recordCols     = 4
+	insertRecord   = "INSERT INTO records (seq, stream, time, payload) VALUES "
 	invocationCols = 14
 	insertInv      = "INSERT INTO invocations (id, fn, version, event_id, source, subject, time, reason, message, duration_us, memory, memory_cap, cold, records) VALUES "
 )
@@ -929,6 +997,7 @@ func (p *stmts) prepare(ctx context.Context, db *sql.DB) error {
 		{&p.insInvs, insertInv + values(rowsPerInsert, invocationCols)},
 		{&p.insLog, "INSERT INTO logs (id, fn, time, level, message, event_id, reason) VALUES (?, ?, ?, ?, ?, ?, ?)"},
 		{&p.insName, "INSERT INTO names (id, name) VALUES (?, ?)"},
+		{&p.insStream, "INSERT INTO streams (id, fn, version, source, subject) VALUES (?, ?, ?, ?, ?)"},
 		{&p.usageGet, "SELECT count, cold, duration_us, max_us, gb_seconds, hist FROM usage_minutes WHERE fn = ? AND minute = ?"},
 		{&p.usagePut, "INSERT OR REPLACE INTO usage_minutes (fn, minute, count, cold, duration_us, max_us, gb_seconds, hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"},
 		{&p.kvSet, "INSERT INTO kv (fn, key, value) VALUES (?, ?, ?) ON CONFLICT (fn, key) DO UPDATE SET value = excluded.value"},
@@ -936,7 +1005,7 @@ func (p *stmts) prepare(ctx context.Context, db *sql.DB) error {
 		{&p.kvLen, "SELECT length(key) + length(value) FROM kv WHERE fn = ? AND key = ?"},
 		{&p.setCounter, "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"},
 		{&p.delRecords, "DELETE FROM records WHERE seq IN (SELECT value FROM json_each(?)) RETURNING length(payload)"},
-		{&p.insDead, "INSERT INTO dead_letters (seq, fn, version, source, subject, time, payload, reason, at) SELECT seq, fn, version, source, subject, time, payload, ?, ? FROM records WHERE seq IN (SELECT value FROM json_each(?))"},
+		{&p.insDead, "INSERT INTO dead_letters (seq, fn, version, source, subject, time, payload, reason, at) SELECT r.seq, st.fn, st.version, st.source, st.subject, r.time, r.payload, ?, ? FROM records r JOIN streams st ON st.id = r.stream WHERE r.seq IN (SELECT value FROM json_each(?))"},
 	} {
 		st, err := db.PrepareContext(ctx, x.q)
 		if err != nil {
@@ -949,7 +1018,7 @@ func (p *stmts) prepare(ctx context.Context, db *sql.DB) error {
 
 func (p *stmts) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{p.insRecord, p.insRecords, p.insInv, p.insInvs, p.insLog, p.insName, p.kvSet, p.kvDel, p.kvLen, p.setCounter, p.delRecords, p.insDead, p.usageGet, p.usagePut} {
+	for _, st := range []*sql.Stmt{p.insRecord, p.insRecords, p.insInv, p.insInvs, p.insLog, p.insName, p.insStream, p.kvSet, p.kvDel, p.kvLen, p.setCounter, p.delRecords, p.insDead, p.usageGet, p.usagePut} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

@@ -87,7 +87,8 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	if oldest.Valid {
 		out.OldestAge = max(time.Since(time.UnixMilli(oldest.Int64)), 0)
 	}
-	err = scanAll(ctx, s.rdb, `SELECT f.name, count(*), sum(length(r.payload)) FROM records r JOIN names f ON f.id = r.fn GROUP BY r.fn`, func(rows *sql.Rows) error {
+	err = scanAll(ctx, s.rdb, `SELECT f.name, count(*), sum(length(r.payload))
+		FROM records r JOIN streams st ON st.id = r.stream JOIN names f ON f.id = st.fn GROUP BY st.fn`, func(rows *sql.Rows) error {
 		var name string
 		var b Backlog
 		if err := rows.Scan(&name, &b.Depth, &b.Bytes); err != nil {

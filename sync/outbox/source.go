@@ -20,8 +20,8 @@ func (s *Store) Pending(ctx context.Context, after uint64, max, maxBytes int) ([
 	}
 	out := []edgefn.Record{}
 	size := 0
-	err := scanAll(ctx, s.rdb, `SELECT r.seq, f.name, r.version, src.name, r.subject, r.time, r.payload
-		FROM records r JOIN names f ON f.id = r.fn JOIN names src ON src.id = r.source
+	err := scanAll(ctx, s.rdb, `SELECT r.seq, f.name, st.version, src.name, st.subject, r.time, r.payload
+		FROM records r JOIN streams st ON st.id = r.stream JOIN names f ON f.id = st.fn JOIN names src ON src.id = st.source
 		WHERE r.seq > ? ORDER BY r.seq LIMIT ?`, func(rows *sql.Rows) error {
 		if size < 0 {
 			return nil // budget reached, skip the rest

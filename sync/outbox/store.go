@@ -157,8 +157,10 @@ type Store struct {
 	st   state
 	seen state // snapshot for Stats
 
-	names       map[string]int64 // committer only
-	lastDropLog time.Time        // committer only
+	names       map[string]int64    // committer only
+	streams     map[streamKey]int64 // committer only
+	liveStreams int                 // streams after the last pruning
+	lastDropLog time.Time           // committer only
 }
 
 // state is the in-memory accounting, loaded at open and updated after each
@@ -172,6 +174,7 @@ type state struct {
 	usageCount int64 // successful invocations summed in usage_minutes
 	lastLog    int64
 	nextName   int64
+	nextStream int64
 	deadCount  int64
 	commits    int64 // group commits since open
 	drops      map[string]int64
@@ -458,6 +461,24 @@ func (s *Store) load(ctx context.Context) error {
 		return err
 	}
 	s.st = st
+	return s.loadStreams(ctx)
+}
+
+// loadStreams (re)reads the streams table into memory.
+func (s *Store) loadStreams(ctx context.Context) error {
+	streams := map[streamKey]int64{}
+	err := scanAll(ctx, s.wdb, "SELECT id, fn, version, source, subject FROM streams", func(r *sql.Rows) error {
+		var id int64
+		var k streamKey
+		err := r.Scan(&id, &k.fn, &k.version, &k.source, &k.subject)
+		streams[k] = id
+		s.st.nextStream = max(s.st.nextStream, id)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.streams, s.liveStreams = streams, len(streams)
 	return nil
 }
 
