@@ -151,3 +151,54 @@ func TestStreamsPruned(t *testing.T) {
 		t.Fatalf("pending = %+v, %v", recs, err)
 	}
 }
+
+// Once a backlog has drained, the idle store gives the free pages back to
+// the file system (VACUUM: new databases have no auto_vacuum).
+func TestReclaimAfterDrain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	s := openStore(t, Config{Path: path, Durability: DurabilityNormal, CheckpointInterval: 100 * time.Millisecond})
+	ctx := context.Background()
+	payload := string(make([]byte, 1000))
+	for range 20 {
+		inv := emitInv("f")
+		for range 150 {
+			inv.Effects = append(inv.Effects, emitInv("f", payload).Effects...)
+		}
+		mustCommit(t, s, inv)
+	}
+	if err := s.execWriter(ctx, func(ctx context.Context, db *sql.DB) error {
+		_, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	full := fileSize(path)
+	if full < 2<<20 {
+		t.Fatalf("database of %d bytes, want >= 2MiB", full)
+	}
+	recs, err := s.Pending(ctx, 0, 1<<20, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := make([]uint64, len(recs))
+	for i, r := range recs {
+		seqs[i] = r.Seq
+	}
+	if err := s.Confirm(ctx, seqs[:len(seqs)-1]); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for fileSize(path) > full/8 {
+		if time.Now().After(deadline) {
+			t.Fatalf("database still %d bytes (was %d) after the backlog drained", fileSize(path), full)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	recs, err = s.Pending(ctx, 0, 10, 1<<20)
+	if err != nil || len(recs) != 1 || recs[0].Seq != seqs[len(seqs)-1] {
+		t.Fatalf("pending after reclaim = %d records, %v", len(recs), err)
+	}
+	if seq := mustCommit(t, s, emitInv("f", "after")); seq[0] != seqs[len(seqs)-1]+1 {
+		t.Fatalf("seq after reclaim = %v", seq)
+	}
+}

@@ -221,13 +221,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	// Pragmas run on every new writer connection, in this order: page_size
 	// and auto_vacuum take effect only while the file is still empty, before
-	// WAL mode writes the header. journal_size_limit cuts the WAL back to
+	// WAL mode writes the header. auto_vacuum is off: with it every commit
+	// that allocates or frees pages also rewrites a pointer-map page (a
+	// twentieth of the bytes written per record); reclaim uses VACUUM
+	// instead, when little is left to copy. journal_size_limit cuts the WAL back to
 	// 4MiB after a checkpoint instead of letting it grow forever or
 	// truncating it to zero each time (re-growing costs file-system
 	// metadata writes).
 	pragmas := []string{
 		fmt.Sprintf("PRAGMA page_size = %d", cfg.PageSize),
-		"PRAGMA auto_vacuum = INCREMENTAL",
+		"PRAGMA auto_vacuum = NONE",
 		"PRAGMA journal_mode = WAL",
 		"PRAGMA synchronous = " + syncMode,
 		"PRAGMA journal_size_limit = 4194304",
