@@ -9,9 +9,10 @@ import (
 
 // runCommand runs a WASI command module for one event in a fresh instance:
 // the payload on stdin, stdout as one emitted record, stderr lines as logs,
-// the EDGEFN_* variables and the manifest's env in the environment.
-func (f *Function) runCommand(inv *invocation, res *Result) {
-	ev := inv.ev
+// the EDGEFN_* variables and the manifest's env in the environment. It
+// returns the instance to close (nil if none could be made).
+func (f *Function) runCommand(inv *invocation, res *Result) *instance {
+	ev := &inv.ev
 	stdout := &capWriter{max: int(f.spec.Limits.MaxOutput)}
 	cfg := f.r.base.
 		WithStdin(bytes.NewReader(ev.Payload)).
@@ -30,7 +31,7 @@ func (f *Function) runCommand(inv *invocation, res *Result) {
 	inst, err := f.newInstance(cfg)
 	if err != nil {
 		res.Err = &edgefn.Failure{Reason: edgefn.ReasonInternal, Message: "instantiate", Err: err}
-		return
+		return nil
 	}
 	inst.inv = inv
 	err, intr := inst.call(inst.mod.ExportedFunction(exportStart), inv, nil)
@@ -54,5 +55,5 @@ func (f *Function) runCommand(inv *invocation, res *Result) {
 	if fl != nil {
 		res.Err = fl
 	}
-	f.discard(inst)
+	return inst
 }

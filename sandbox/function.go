@@ -40,6 +40,9 @@ type Result struct {
 
 // Failure returns the result's failure, or nil on success.
 func (r *Result) Failure() *edgefn.Failure {
+	if r.Err == nil {
+		return nil
+	}
 	var f *edgefn.Failure
 	if errors.As(r.Err, &f) {
 		return f
@@ -151,17 +154,10 @@ func (f *Function) Close(ctx context.Context) error {
 // Result.Err. If ctx ends while waiting for a free instance the result is a
 // timeout; if it is cancelled while the guest runs, the guest is stopped.
 func (f *Function) Invoke(ctx context.Context, ev edgefn.Event) *Result {
-	res := &Result{}
-	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
-		res.Err = edgefn.Fail(edgefn.ReasonInternal, "function %s v%d is closed", f.spec.Name, f.spec.Version)
-		return res
-	}
-	f.inflight.Add(1)
-	f.mu.Unlock()
-	defer f.inflight.Done()
-
+	// The Result and the event copy live in the invocation: one allocation
+	// per warm invocation.
+	inv := &invocation{f: f, ev: ev, parent: ctx}
+	res := &inv.res
 	select {
 	case f.sem <- struct{}{}:
 	default:
@@ -169,54 +165,97 @@ func (f *Function) Invoke(ctx context.Context, ev edgefn.Event) *Result {
 		case f.sem <- struct{}{}:
 		case <-ctx.Done():
 			res.Err = &edgefn.Failure{Reason: edgefn.ReasonTimeout, Message: "no free instance before the context ended", Err: ctx.Err()}
-			f.count(res)
+			f.settle(res, nil, false, time.Time{})
 			return res
 		}
 	}
 	defer func() { <-f.sem }()
+	// The closed check, the in-flight count and taking an idle instance
+	// share one critical section.
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		res.Err = edgefn.Fail(edgefn.ReasonInternal, "function %s v%d is closed", f.spec.Name, f.spec.Version)
+		return res
+	}
+	f.inflight.Add(1)
+	var inst *instance
+	if !f.fresh {
+		if n := len(f.idle); n > 0 {
+			inst = f.idle[n-1]
+			f.idle[n-1] = nil
+			f.idle = f.idle[:n-1]
+		}
+	}
+	f.mu.Unlock()
+	defer f.inflight.Done()
 
 	start := time.Now()
-	deadline := start.Add(f.spec.Limits.Timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	inv.deadline = start.Add(f.spec.Limits.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(inv.deadline) {
+		inv.deadline = d
 	}
-	inv := &invocation{f: f, ev: &ev, parent: ctx, deadline: deadline}
+	keep := false
 	if f.shape == ShapeCommand {
-		f.runCommand(inv, res)
+		inst = f.runCommand(inv, res)
 	} else {
-		f.runReactor(inv, res)
+		inst, keep = f.runReactor(inv, res, inst)
 	}
 	inv.finish(res)
-	res.Duration = time.Since(start)
-	f.count(res)
+	end := time.Now()
+	res.Duration = end.Sub(start)
+	f.settle(res, inst, keep, end)
 	return res
 }
 
-func (f *Function) count(res *Result) {
+// settle counts the invocation and, in the same critical section, returns
+// inst to the idle list (keep) or forgets it (closed after unlocking).
+func (f *Function) settle(res *Result, inst *instance, keep bool, now time.Time) {
+	var fl *edgefn.Failure
+	if res.Err != nil {
+		fl = res.Failure()
+	}
 	f.mu.Lock()
 	f.invoked++
 	if res.Cold {
 		f.cold++
 	}
-	if fl := res.Failure(); fl != nil {
+	if fl != nil {
 		f.failures[fl.Reason]++
 	}
+	if inst != nil {
+		if keep && !f.closed {
+			inst.lastUsed = now
+			f.idle = append(f.idle, inst)
+			if f.reaper == nil {
+				f.reaper = time.AfterFunc(f.spec.Limits.KeepWarm, f.reap)
+			}
+			inst = nil
+		} else {
+			f.alive--
+		}
+	}
 	f.mu.Unlock()
+	if inst != nil {
+		inst.close()
+	}
 }
 
-func (f *Function) runReactor(inv *invocation, res *Result) {
-	inst := f.takeIdle()
+// runReactor runs the invocation on inst, or on a new instance when inst is
+// nil. It returns the instance used (nil if none could be made) and whether
+// it may serve another invocation.
+func (f *Function) runReactor(inv *invocation, res *Result, inst *instance) (*instance, bool) {
 	if inst == nil {
 		res.Cold = true
 		var err error
 		inst, err = f.newInstance(f.r.base)
 		if err != nil {
 			res.Err = &edgefn.Failure{Reason: edgefn.ReasonInternal, Message: "instantiate", Err: err}
-			return
+			return nil, false
 		}
 		if f.hasInit {
 			inst.inv = inv
-			err, intr := inst.call(inst.mod.ExportedFunction(exportInit), inv, nil)
+			err, intr := inst.call(inst.init, inv, nil)
 			if fl := inst.classify(err, intr, false, res); fl != nil || intr {
 				res.MemoryBytes = inst.memSize()
 				inst.stderr.flush()
@@ -226,8 +265,7 @@ func (f *Function) runReactor(inv *invocation, res *Result) {
 				fl.Message = "_initialize: " + fl.Message
 				res.Err = fl
 				inst.inv = nil
-				f.discard(inst)
-				return
+				return inst, false
 			}
 		}
 	}
@@ -249,52 +287,7 @@ func (f *Function) runReactor(inv *invocation, res *Result) {
 	if fl != nil {
 		res.Err = fl
 	}
-	if fl != nil || intr || f.fresh {
-		f.discard(inst)
-		return
-	}
-	f.release(inst)
-}
-
-// takeIdle pops the most recently used idle instance, or returns nil
-// (always nil for fresh isolation).
-func (f *Function) takeIdle() *instance {
-	if f.fresh {
-		return nil
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := len(f.idle)
-	if n == 0 {
-		return nil
-	}
-	inst := f.idle[n-1]
-	f.idle[n-1] = nil
-	f.idle = f.idle[:n-1]
-	return inst
-}
-
-func (f *Function) release(inst *instance) {
-	inst.lastUsed = time.Now()
-	f.mu.Lock()
-	if f.closed {
-		f.alive--
-		f.mu.Unlock()
-		inst.close()
-		return
-	}
-	f.idle = append(f.idle, inst)
-	if f.reaper == nil {
-		f.reaper = time.AfterFunc(f.spec.Limits.KeepWarm, f.reap)
-	}
-	f.mu.Unlock()
-}
-
-func (f *Function) discard(inst *instance) {
-	f.mu.Lock()
-	f.alive--
-	f.mu.Unlock()
-	inst.close()
+	return inst, fl == nil && !intr && !f.fresh
 }
 
 // reap closes instances idle for KeepWarm or more (scale to zero) and
@@ -333,6 +326,10 @@ func (f *Function) reap() {
 	}
 }
 
+// errNotStarted is call's error when the deadline passed before fn could
+// start: fn's results were never written.
+var errNotStarted = errors.New("deadline passed before the call")
+
 // Instance states, for the race between the end of a call and the timer.
 const (
 	stIdle int32 = iota
@@ -345,20 +342,32 @@ type instKey struct{}
 
 // instance is one instantiated module with its control globals.
 type instance struct {
-	f      *Function
-	mod    api.Module
-	handle api.Function
+	f            *Function
+	mod          api.Module
+	handle, init api.Function // looked up once per instance
 	// The globals added by instrumentation (nil if absent).
 	stop, depth, growFailed api.MutableGlobal
 	ctx                     context.Context
 	mem                     *linearMemory
 	inv                     *invocation
 	stack                   [1]uint64
-	timer                   *time.Timer
 	state                   atomic.Int32
 	why                     string
 	lastUsed                time.Time
 	stdout, stderr          guestWriter
+
+	// The deadline timer is armed lazily: a call re-arms it only when it is
+	// not armed or armed for later than the call's deadline, and nothing
+	// stops it when the call ends. When it fires it interrupts the running
+	// call if that call's deadline has passed, re-arms itself for a later
+	// deadline, and otherwise disarms. A warm call thus costs no timer
+	// operation while calls keep coming. tmu guards timerAt and cur, and
+	// makes "is cur running past its deadline? then interrupt" atomic with
+	// the start of the next call.
+	tmu     sync.Mutex
+	timer   *time.Timer
+	timerAt time.Time   // when the timer fires; zero: not armed
+	cur     *invocation // of the latest call
 }
 
 // newInstance instantiates the compiled module without running anything.
@@ -383,6 +392,9 @@ func (f *Function) newInstance(cfg wazero.ModuleConfig) (*instance, error) {
 	}
 	inst.mod = mod
 	inst.handle = mod.ExportedFunction(exportHandle)
+	if f.hasInit {
+		inst.init = mod.ExportedFunction(exportInit)
+	}
 	inst.stop, _ = mod.ExportedGlobal(wasmbin.GlobalStop).(api.MutableGlobal)
 	inst.depth, _ = mod.ExportedGlobal(wasmbin.GlobalDepth).(api.MutableGlobal)
 	inst.growFailed, _ = mod.ExportedGlobal(wasmbin.GlobalGrowFailed).(api.MutableGlobal)
@@ -426,7 +438,21 @@ func (inst *instance) nanosleep(ns int64) {
 	}
 }
 
-func (inst *instance) onDeadline() { inst.interrupt(inst.f.timeoutMsg) }
+// onDeadline runs when the timer fires: see instance.tmu.
+func (inst *instance) onDeadline() {
+	inst.tmu.Lock()
+	defer inst.tmu.Unlock()
+	inst.timerAt = time.Time{}
+	if inst.state.Load() != stRunning {
+		return
+	}
+	if rem := time.Until(inst.cur.deadline); rem > 0 {
+		inst.timer.Reset(rem)
+		inst.timerAt = inst.cur.deadline
+		return
+	}
+	inst.interrupt(inst.f.timeoutMsg)
+}
 
 // interrupt raises the stop flag of a running call; the guest traps at its
 // next check (a function entry or a loop header).
@@ -450,18 +476,27 @@ func (inst *instance) call(fn api.Function, inv *invocation, stack []uint64) (er
 	rem := time.Until(inv.deadline)
 	if rem <= 0 {
 		inst.why = inst.f.timeoutMsg
-		return nil, true
+		return errNotStarted, true
 	}
+	inst.tmu.Lock()
+	inst.cur = inv
 	inst.state.Store(stRunning)
-	inst.timer.Reset(rem)
+	if inst.timerAt.IsZero() || inst.timerAt.After(inv.deadline) {
+		inst.timer.Reset(rem)
+		inst.timerAt = inv.deadline
+	}
+	inst.tmu.Unlock()
 	var stopAfter func() bool
 	if inv.parent.Done() != nil {
 		stopAfter = context.AfterFunc(inv.parent, func() {
-			inst.interrupt("cancelled: " + context.Cause(inv.parent).Error())
+			inst.tmu.Lock()
+			defer inst.tmu.Unlock()
+			if inst.cur == inv { // not a later call of this instance
+				inst.interrupt("cancelled: " + context.Cause(inv.parent).Error())
+			}
 		})
 	}
 	err = fn.CallWithStack(inst.ctx, stack)
-	inst.timer.Stop()
 	if stopAfter != nil {
 		stopAfter()
 	}

@@ -142,7 +142,7 @@ func (r *Runtime) meta(ctx context.Context, mod api.Module, stack []uint64) {
 }
 
 func (inv *invocation) metaValue(key string) (string, bool) {
-	ev := inv.ev
+	ev := &inv.ev
 	switch key {
 	case "source":
 		return string(ev.Source), true

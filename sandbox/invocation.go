@@ -13,8 +13,9 @@ import (
 // invocation is the state of one event's run: what it has asked for so far
 // and what it has spent of its limits.
 type invocation struct {
+	res      Result // handed to the caller
 	f        *Function
-	ev       *edgefn.Event
+	ev       edgefn.Event
 	parent   context.Context
 	deadline time.Time
 
