@@ -76,6 +76,9 @@ type Function struct {
 	sem         chan struct{}
 	inflight    sync.WaitGroup
 	timeoutMsg  string
+	// memPeak is the largest memory an instance ended with: new instances
+	// reserve that much capacity up front.
+	memPeak atomic.Uint64
 
 	mu       sync.Mutex
 	idle     []*instance // most recently used last
@@ -410,6 +413,12 @@ func (inst *instance) Allocate(capBytes, maxBytes uint64) experimental.LinearMem
 	if maxBytes < limit {
 		limit = maxBytes
 	}
+	// Start at the size earlier instances ended with, so a guest that
+	// always grows its memory the same way (a Go runtime starting up) does
+	// not copy it at every doubling.
+	if peak := inst.f.memPeak.Load(); capBytes < peak {
+		capBytes = peak
+	}
 	if capBytes > limit {
 		capBytes = limit
 	}
@@ -561,6 +570,15 @@ func (inst *instance) classify(err error, interrupted, failedRC bool, res *Resul
 }
 
 func (inst *instance) close() {
+	if inst.mem != nil {
+		n := uint64(len(inst.mem.buf))
+		for {
+			old := inst.f.memPeak.Load()
+			if n <= old || inst.f.memPeak.CompareAndSwap(old, n) {
+				break
+			}
+		}
+	}
 	inst.timer.Stop()
 	_ = inst.mod.Close(context.Background())
 }

@@ -23,7 +23,8 @@ func newMemPool(maxBytes, maxBuf int) *memPool {
 	return &memPool{maxBytes: maxBytes, maxBuf: maxBuf}
 }
 
-// get returns a zeroed buffer of length n and capacity at least n.
+// get returns a zeroed buffer of length n and capacity at least capHint
+// (and n).
 func (p *memPool) get(n, capHint uint64) []byte {
 	if capHint < n {
 		capHint = n
@@ -33,7 +34,7 @@ func (p *memPool) get(n, capHint uint64) []byte {
 	for i, b := range p.free {
 		c := uint64(cap(b))
 		// Take a buffer that fits without wasting more than 4x.
-		if c >= n && c <= 4*capHint+64<<10 && (best < 0 || c < uint64(cap(p.free[best]))) {
+		if c >= capHint && c <= 4*capHint+64<<10 && (best < 0 || c < uint64(cap(p.free[best]))) {
 			best = i
 		}
 	}

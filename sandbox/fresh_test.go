@@ -1,0 +1,52 @@
+package sandbox
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/edgefn/edgefn"
+)
+
+// A pooled buffer smaller than the capacity asked for is not handed out:
+// the caller would copy it at its first grow.
+func TestMemPoolHonoursCapHint(t *testing.T) {
+	p := newMemPool(1<<20, 1<<20)
+	p.put(make([]byte, 64<<10))
+	if b := p.get(0, 256<<10); cap(b) < 256<<10 {
+		t.Fatalf("get(0, 256 KiB) returned a buffer of capacity %d", cap(b))
+	}
+	if b := p.get(0, 64<<10); cap(b) != 64<<10 || len(b) != 0 {
+		t.Fatalf("the pooled 64 KiB buffer was not reused: len %d cap %d", len(b), cap(b))
+	}
+}
+
+// New instances reserve the memory earlier instances ended with, capped by
+// limits.memory, and still start at the module's initial size.
+func TestInstanceStartsWithPeakCapacity(t *testing.T) {
+	r := newRuntime(t, Config{})
+	f := load(t, r, "echo", func(s *Spec) { s.Isolation = edgefn.IsolationFresh })
+	res := f.Invoke(context.Background(), event("x"))
+	wantOK(t, res)
+	if got := f.memPeak.Load(); got != res.MemoryBytes {
+		t.Fatalf("peak %d after an invocation that ended with %d bytes", got, res.MemoryBytes)
+	}
+	for _, c := range []struct{ peak, wantCap uint64 }{
+		{256 << 10, 256 << 10},
+		{1 << 30, uint64(f.spec.Limits.Memory)}, // capped
+	} {
+		f.memPeak.Store(c.peak)
+		inst, err := f.newInstance(f.r.base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cap(inst.mem.buf) < int(c.wantCap) || uint64(cap(inst.mem.buf)) > uint64(f.spec.Limits.Memory) || len(inst.mem.buf) != 64<<10 {
+			t.Errorf("peak %d: memory len %d cap %d, want len 64 KiB, cap %d..%d", c.peak, len(inst.mem.buf), cap(inst.mem.buf), c.wantCap, f.spec.Limits.Memory)
+		}
+		f.settle(&Result{}, inst, false, time.Time{})
+	}
+	wantOK(t, f.Invoke(context.Background(), event("x")))
+	if st := f.Stats(); st.Alive != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
