@@ -5,12 +5,14 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/sandbox/internal/wasmbin"
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 )
 
 func TestRunawayRecursionHostMemory(t *testing.T) {
@@ -42,11 +44,13 @@ func BenchmarkWarmInvoke(b *testing.B) {
 	ctx := context.Background()
 	b.Run("sandbox", func(b *testing.B) {
 		b.ReportAllocs()
+		cpu := cpuTime()
 		for b.Loop() {
 			if res := f.Invoke(ctx, ev); res.Err != nil {
 				b.Fatal(res.Err)
 			}
 		}
+		reportCPU(b, cpu)
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "µs/invocation")
 	})
 	b.Run("raw", func(b *testing.B) {
@@ -57,18 +61,37 @@ func BenchmarkWarmInvoke(b *testing.B) {
 		defer mod.Close(ctx)
 		fn := mod.ExportedFunction(exportHandle)
 		stack := []uint64{0}
+		cpu := cpuTime()
 		for b.Loop() {
 			if err := fn.CallWithStack(ctx, stack); err != nil {
 				b.Fatal(err)
 			}
 		}
+		reportCPU(b, cpu)
 	})
+}
+
+// cpuTime is the process's user and system CPU time so far. On the shared
+// development machine wall time per operation swings with the other jobs;
+// CPU time per operation much less.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the CPU time per operation since start (all threads:
+// the garbage collector's work included).
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64(cpuTime()-start)/float64(b.N)/1000, "cpu-µs/op")
 }
 
 // BenchmarkFreshInvoke: a new instance per event (isolation fresh) of a
 // tiny module, and of the Go wasip1 reactor.
 func BenchmarkFreshInvoke(b *testing.B) {
-	for _, name := range []string{"echo", "goreactor"} {
+	for _, name := range []string{"echo", "trivial", "goreactor"} {
 		b.Run(name, func(b *testing.B) {
 			f := benchFunction(b, name, func(s *Spec) {
 				s.Isolation = edgefn.IsolationFresh
@@ -77,14 +100,51 @@ func BenchmarkFreshInvoke(b *testing.B) {
 			})
 			ev := event("x")
 			b.ReportAllocs()
+			cpu := cpuTime()
+			var mem uint64
 			for b.Loop() {
-				if res := f.Invoke(context.Background(), ev); res.Err != nil {
+				res := f.Invoke(context.Background(), ev)
+				if res.Err != nil {
 					b.Fatal(res.Err)
 				}
+				mem = res.MemoryBytes
 			}
+			reportCPU(b, cpu)
+			b.ReportMetric(float64(mem>>10), "guest-KiB")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "µs/invocation")
 		})
 	}
+	// raw: wazero alone with the instance config the sandbox starts from
+	// (crypto/rand, clocks) and a plain pooled allocator, instantiating the
+	// same rewritten trivial module, calling it and closing it: the floor the
+	// sandbox's fresh path is compared with.
+	b.Run("trivial/raw", func(b *testing.B) {
+		f := benchFunction(b, "trivial", nil)
+		ctx := context.Background()
+		pool := &rawAllocator{p: newMemPool(1<<20, 1<<20)}
+		actx := experimental.WithMemoryAllocator(ctx, pool)
+		stack := []uint64{1}
+		b.ReportAllocs()
+		cpu := cpuTime()
+		for b.Loop() {
+			mod, err := f.r.rt.InstantiateModule(actx, f.compiled, f.r.base)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := mod.ExportedFunction(exportHandle).CallWithStack(ctx, stack); err != nil {
+				b.Fatal(err)
+			}
+			_ = mod.Close(ctx)
+		}
+		reportCPU(b, cpu)
+	})
+}
+
+// rawAllocator hands out pooled linear memories without a cap.
+type rawAllocator struct{ p *memPool }
+
+func (a *rawAllocator) Allocate(capBytes, maxBytes uint64) experimental.LinearMemory {
+	return &linearMemory{pool: a.p, limit: maxBytes, buf: a.p.get(0, capBytes)}
 }
 
 // BenchmarkCompileWarmCache: Load of the Go reactor by a new runtime whose
@@ -116,9 +176,10 @@ func BenchmarkCompileWarmCache(b *testing.B) {
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/load")
 }
 
-// BenchmarkTimeoutMechanism runs a loop-heavy guest (10M iterations) three
-// ways on plain wazero: instrumented by wasmbin, WithCloseOnContextDone with
-// a context deadline, and with no time limit at all.
+// BenchmarkTimeoutMechanism runs a loop-heavy guest (10M iterations) four
+// ways on plain wazero: instrumented by wasmbin (without and with the yield
+// calls Load adds), WithCloseOnContextDone with a context deadline, and with
+// no time limit at all.
 func BenchmarkTimeoutMechanism(b *testing.B) {
 	ctx := context.Background()
 	plain := fixture(b, "count")
@@ -126,10 +187,19 @@ func BenchmarkTimeoutMechanism(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	yielding, err := wasmbin.Rewrite(plain, wasmbin.Options{Instrument: true, Yield: true, CheckInterval: checkInterval, TrackGrow: true})
+	if err != nil {
+		b.Fatal(err)
+	}
 	const iters = 10000 // x1000 in the guest
 	run := func(b *testing.B, wasm []byte, closeOnDone bool) {
 		rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(closeOnDone))
 		defer rt.Close(ctx)
+		_, err := rt.NewHostModuleBuilder(wasmbin.YieldModule).NewFunctionBuilder().
+			WithFunc(func() uint32 { return 0 }).Export(wasmbin.YieldName).Instantiate(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
 		mod, err := rt.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithName(""))
 		if err != nil {
 			b.Fatal(err)
@@ -150,6 +220,7 @@ func BenchmarkTimeoutMechanism(b *testing.B) {
 	}
 	b.Run("none", func(b *testing.B) { run(b, plain, false) })
 	b.Run("instrumented", func(b *testing.B) { run(b, inst, false) })
+	b.Run("instrumented+yield", func(b *testing.B) { run(b, yielding, false) })
 	b.Run("close-on-context-done", func(b *testing.B) { run(b, plain, true) })
 }
 
