@@ -93,9 +93,10 @@ func (r *Runtime) compile(ctx context.Context, bin []byte, hash string) (wazero.
 	return cm, nil
 }
 
-// Prune deletes the disk cache entries of every compiled module except those
-// of keep (typically the function versions still deployed, after closing the
-// removed ones) and returns how many files it removed. Call it after every
+// Prune deletes the disk cache entries (compiled code and load cache) of
+// every module except those of keep (typically the function versions still
+// deployed, after closing the removed ones) and returns how many files of
+// compiled code it removed. Call it after every
 // version to keep has been loaded: an entry of a version not in keep is
 // deleted and that version will compile again when next loaded. Without a
 // CacheDir it does nothing.
@@ -133,6 +134,24 @@ func (r *Runtime) Prune(keep ...*Function) (removed int, err error) {
 			if l != "" {
 				keepFile[l] = true
 			}
+		}
+	}
+	// Load cache entries (prepare.go) of modules not kept, and temporary
+	// files left by a crash while writing one.
+	ldir := filepath.Join(r.cfg.CacheDir, loadDir)
+	lents, err := os.ReadDir(ldir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, e := range lents {
+		p := filepath.Join(ldir, e.Name())
+		if !strings.Contains(e.Name(), ".tmp") {
+			if h, err := preparedHash(p); err == nil && keepHash[h] {
+				continue
+			}
+		}
+		if err := os.Remove(p); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	files, err := r.cacheFiles()

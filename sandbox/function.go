@@ -73,6 +73,7 @@ type Function struct {
 	compiled    wazero.CompiledModule
 	hash        string
 	compileTime time.Duration
+	fromCache   bool // Load took the prepared module from the load cache
 	sem         chan struct{}
 	inflight    sync.WaitGroup
 	timeoutMsg  string

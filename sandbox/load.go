@@ -2,8 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -71,47 +69,35 @@ func (r *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Function, 
 	if err := r.checkSpec(spec); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	info, err := wasmbin.Inspect(wasm)
-	if err != nil {
-		return nil, fmt.Errorf("%s: malformed module: %w", what, err)
-	}
-	shape, hasInit, err := validate(info, spec.Limits)
+	p, err := r.prepare(ctx, spec, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	capPages := uint32(spec.Limits.Memory / pageSize)
-	bin, err := wasmbin.Rewrite(wasm, wasmbin.Options{
-		Instrument:     true,
-		CheckInterval:  checkInterval,
-		InitialDepth:   uint32(spec.Limits.MaxDepth),
-		TrackGrow:      true,
-		MaxMemoryPages: capPages,
-		MergeData:      true,
-		StripDebug:     true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: instrument: %w", what, err)
-	}
-	sum := sha256.Sum256(bin)
-	hash := hex.EncodeToString(sum[:])
 
 	start := time.Now()
-	cm, err := r.compile(ctx, bin, hash)
+	cm, err := r.compile(ctx, p.bin, p.hash)
 	if err != nil {
 		return nil, fmt.Errorf("%s: compile: %w", what, err)
 	}
-	f := newFunction(r, spec, shape, hasInit, cm, hash)
+	f := newFunction(r, spec, p.shape, p.hasInit, cm, p.hash)
 	f.compileTime = time.Since(start)
+	f.fromCache = p.cached
 
-	// Instantiate once without running anything: this resolves every import
-	// against the host modules, so a wrong signature is a load error, not a
-	// failure of the first event.
-	mod, err := r.rt.InstantiateModule(ctx, cm, r.base)
-	if err != nil {
-		_ = cm.Close(ctx)
-		return nil, fmt.Errorf("%s: %w", what, err)
+	if !p.cached {
+		// Instantiate once without running anything: this resolves every
+		// import against the host modules, so a wrong signature is a load
+		// error, not a failure of the first event. A load cache entry is
+		// only written once this passed.
+		mod, err := r.rt.InstantiateModule(ctx, cm, r.base)
+		if err != nil {
+			_ = cm.Close(ctx)
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		_ = mod.Close(ctx)
+		if p.key != "" {
+			r.writePrepared(p)
+		}
 	}
-	_ = mod.Close(ctx)
 
 	r.mu.Lock()
 	if r.closed {
@@ -122,7 +108,7 @@ func (r *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Function, 
 	r.loaded[f] = struct{}{}
 	r.mu.Unlock()
 	r.log.Debug("sandbox: loaded", "function", spec.Name, "version", spec.Version,
-		"shape", shape, "compile", f.compileTime)
+		"shape", p.shape, "compile", f.compileTime, "load_cache", p.cached)
 	return f, nil
 }
 
