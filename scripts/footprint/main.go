@@ -48,7 +48,7 @@ func main() {
 	flag.IntVar(&o.starts, "starts", 5, "warm starts measured for start-to-ready (median reported)")
 	flag.DurationVar(&o.idle, "idle", 10*time.Second, "idle period sampled after ready")
 	flag.IntVar(&o.rate, "rate", 1000, "MQTT messages per second during the load phase (QoS 1)")
-	flag.DurationVar(&o.load, "load", 20*time.Second, "length of the load phase")
+	flag.DurationVar(&o.load, "load", 20*time.Second, "length of the load phase (0: no load phase)")
 	flag.StringVar(&o.topic, "topic", "sensors/bench/temperature", "topic of the load messages")
 	flag.StringVar(&o.payload, "payload", `{"celsius": 31.5}`, "payload of the load messages")
 	flag.Parse()
@@ -128,7 +128,14 @@ outbox: { durability: normal }
 
 	idle := a.sample(o.idle, 250*time.Millisecond)
 	fmt.Fprintf(w, "| RSS idle, %s after ready (median; max) | %.1f MiB; %.1f MiB | <= 15 MB |\n", o.idle, mib(medianInt(idle)), mib(slices.Max(idle)))
+	pid := a.cmd.Process.Pid
+	anon, _ := procStatus(pid, "RssAnon")
+	file, _ := procStatus(pid, "RssFile")
+	fmt.Fprintf(w, "| RSS idle split: anonymous (heap, guest memory, compiled code) / file (the binary's pages) | %.1f MiB / %.1f MiB | |\n", mib(anon), mib(file))
 
+	if o.load <= 0 {
+		return nil
+	}
 	res, err := load(o, brokerAddr, a)
 	if err != nil {
 		return withLog(err, logf)
@@ -138,7 +145,9 @@ outbox: { durability: normal }
 	fmt.Fprintf(w, "| RSS under load (median; max) | %.1f MiB; %.1f MiB | |\n", mib(medianInt(res.rss)), mib(slices.Max(res.rss)))
 	after := a.sample(3*time.Second, 250*time.Millisecond)
 	fmt.Fprintf(w, "| RSS 3 s after load | %.1f MiB | |\n", mib(after[len(after)-1]))
-	hwm, _ := procStatus(a.cmd.Process.Pid, "VmHWM")
+	anon, _ = procStatus(pid, "RssAnon")
+	fmt.Fprintf(w, "| RSS anonymous 3 s after load | %.1f MiB | |\n", mib(anon))
+	hwm, _ := procStatus(pid, "VmHWM")
 	fmt.Fprintf(w, "| peak RSS (VmHWM) | %.1f MiB | |\n", mib(hwm))
 	if len(o.env) > 0 {
 		fmt.Fprintf(w, "\nagent environment: %s\n", strings.Join(o.env, " "))
