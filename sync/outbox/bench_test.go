@@ -49,13 +49,25 @@ func cpuTime(b *testing.B) time.Duration {
 }
 
 // checkpoint copies the WAL into the database file, so the bytes a
-// checkpoint will write are counted for the records that caused them.
-func checkpoint(b *testing.B, s *Store) {
-	if err := s.execWriter(context.Background(), func(ctx context.Context, db *sql.DB) error {
-		_, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
-		return err
-	}); err != nil {
-		b.Fatal(err)
+// checkpoint will write are counted for the records that caused them. It
+// retries while the background checkpointer holds the checkpoint lock.
+func checkpoint(b testing.TB, s *Store) {
+	b.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var busy, log, done int
+		if err := s.execWriter(context.Background(), func(ctx context.Context, db *sql.DB) error {
+			return db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done)
+		}); err != nil {
+			b.Fatal(err)
+		}
+		if busy == 0 && log == done {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("checkpoint: busy %d, %d of %d frames", busy, done, log)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

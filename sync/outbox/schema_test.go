@@ -166,12 +166,7 @@ func TestReclaimAfterDrain(t *testing.T) {
 		}
 		mustCommit(t, s, inv)
 	}
-	if err := s.execWriter(ctx, func(ctx context.Context, db *sql.DB) error {
-		_, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	checkpoint(t, s)
 	full := fileSize(path)
 	if full < 2<<20 {
 		t.Fatalf("database of %d bytes, want >= 2MiB", full)
