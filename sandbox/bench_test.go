@@ -12,6 +12,7 @@ import (
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/sandbox/internal/wasmbin"
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 )
 
@@ -196,7 +197,9 @@ func BenchmarkTimeoutMechanism(b *testing.B) {
 		rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(closeOnDone))
 		defer rt.Close(ctx)
 		_, err := rt.NewHostModuleBuilder(wasmbin.YieldModule).NewFunctionBuilder().
-			WithFunc(func() uint32 { return 0 }).Export(wasmbin.YieldName).Instantiate(ctx)
+			WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, _ api.Module, stack []uint64) { stack[0] = 0 }),
+				nil, []api.ValueType{api.ValueTypeI32}).
+			Export(wasmbin.YieldName).Instantiate(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/sandbox/internal/wasmbin"
 )
 
 // A pooled buffer smaller than the capacity asked for is not handed out:
@@ -48,5 +49,31 @@ func TestInstanceStartsWithPeakCapacity(t *testing.T) {
 	wantOK(t, f.Invoke(context.Background(), event("x")))
 	if st := f.Stats(); st.Alive != 0 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// Load merges the Go reactor's ~22,000 data segments (one per Go symbol)
+// into a few: instantiation copies each segment separately, and unmerged
+// they made a fresh Go instance several times slower.
+func TestLoadMergesGoDataSegments(t *testing.T) {
+	r := newRuntime(t, Config{})
+	wasm := fixture(t, "goreactor")
+	spec := testSpec("goreactor")
+	spec.Limits.Memory = 64 * edgefn.MiB
+	before, err := wasmbin.Inspect(wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.prepare(context.Background(), spec, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := wasmbin.Inspect(p.bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("data segments: %d -> %d", before.DataSegments, after.DataSegments)
+	if before.DataSegments < 1000 || after.DataSegments > 16 {
+		t.Errorf("data segments %d -> %d, want thousands merged into a few", before.DataSegments, after.DataSegments)
 	}
 }
