@@ -162,7 +162,7 @@ func (r *Runtime) instantiateHost(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sandbox: instantiate host module env: %w", err)
 	}
-	return nil
+	return r.instantiateYield(ctx)
 }
 
 // Close closes every function still loaded and the wazero runtime. Compiled
