@@ -193,7 +193,6 @@ func TestAgentExternalBrokerRedeliveryAndCatchUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the agent and runs it as a child process")
 	}
-	t.Skip("a spinning guest can stall Go's stop-the-world; enabled again with the yield import")
 	broker := mosquittotest.Start(t)
 	dir := t.TempDir()
 	fns := filepath.Join(dir, "fns")

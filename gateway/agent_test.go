@@ -215,7 +215,6 @@ func TestAgentGPIOTimersAndInvoke(t *testing.T) {
 // PUBACK is held back) and none is lost; QoS 0 events beyond the queue are
 // dropped, counted and visible in status.
 func TestAgentQueueFullBackpressure(t *testing.T) {
-	t.Skip("a spinning guest can stall Go's stop-the-world; enabled again with the yield import")
 	dir := t.TempDir()
 	fns := filepath.Join(dir, "fns")
 	writeFunction(t, fns, "slow", "limits: {timeout: 30ms, concurrency: 1}\ntriggers:\n  - mqtt: slow/#\n    qos: 1\n", "loop.wasm")

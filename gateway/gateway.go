@@ -120,9 +120,10 @@ func (g *Gateway) refreshRoutes() {
 //
 // A QoS 1 MQTT message from a device waits for room in a full queue
 // (backpressure: it stays unacknowledged); other events are dropped when a
-// queue is full, counted and logged. The agent's own publishes seen again
-// by the embedded broker are queued without waiting for their result, so a
-// chain of functions cannot deadlock on itself.
+// queue is full, counted and logged. QoS 0 messages and the agent's own
+// publishes seen again by the embedded broker are queued without waiting
+// for their result: there is nothing to acknowledge, and a chain of
+// functions cannot deadlock on itself.
 func (g *Gateway) Deliver(ctx context.Context, ev edgefn.Event) error {
 	if ev.ID == "" {
 		ev.ID = g.NewEventID()
@@ -135,7 +136,14 @@ func (g *Gateway) Deliver(ctx context.Context, ev edgefn.Event) error {
 		return nil
 	}
 	ownPublish := ev.Meta[triggers.MetaOrigin] == triggers.OriginAgent
-	wait := ev.Source == edgefn.SourceMQTT && ev.Meta["qos"] != "" && ev.Meta["qos"] != "0" && !ownPublish
+	qos1 := ev.Source == edgefn.SourceMQTT && ev.Meta["qos"] != "" && ev.Meta["qos"] != "0"
+	// A QoS 1 message waits for room and for its commit (it is acked
+	// after). A QoS 0 message has nothing to acknowledge: it is queued or
+	// dropped and the device's connection moves on. Timer fires and GPIO
+	// edges wait for their result, so a slow function skips timer slots
+	// instead of piling them up.
+	wait := qos1 && !ownPublish
+	fireAndForget := ownPublish || (ev.Source == edgefn.SourceMQTT && !qos1)
 	var dones []chan outcome
 	var errs []error
 	for _, name := range targets {
@@ -146,7 +154,7 @@ func (g *Gateway) Deliver(ctx context.Context, ev edgefn.Event) error {
 			continue
 		}
 		j := &job{ev: ev}
-		if !ownPublish {
+		if !fireAndForget {
 			j.done = make(chan outcome, 1)
 		}
 		if err := d.q.offer(ctx, j, wait); err != nil {
