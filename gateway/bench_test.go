@@ -108,3 +108,54 @@ func BenchmarkEmbeddedQoS1Latency(b *testing.B) {
 	st := ta.functions()[0].Stats
 	b.ReportMetric(float64(st.LatencyP99.Microseconds())/1000, "queue-to-commit-p99-ms")
 }
+
+// BenchmarkHostileNeighbour: the p50 latency (QoS 1 publish to PUBACK,
+// i.e. to commit) of a healthy function alone, then while a hostile
+// function (an infinite loop, stopped at its 50 ms deadline, fed
+// continuously) runs beside it. Reports both and their ratio (target <= 2).
+func BenchmarkHostileNeighbour(b *testing.B) {
+	dir := b.TempDir()
+	fns := filepath.Join(dir, "fns")
+	writeFunction(b, fns, "ok", "triggers:\n  - mqtt: ok\n    qos: 1\n", "echo.wasm")
+	writeFunction(b, fns, "spin", "limits: {timeout: 50ms, concurrency: 1}\ntriggers:\n  - mqtt: spin\n", "loop.wasm")
+	ta := startAgent(b, dir, func(c *Config) { c.Outbox.Durability = "normal" })
+	dev := pahoClient(b, ta.ready.BrokerAddr, "healthy", true)
+	attacker := pahoClient(b, ta.ready.BrokerAddr, "attacker", true)
+	payload := []byte(`{"celsius":21.5}`)
+	n := max(b.N, 300)
+	measure := func() time.Duration {
+		lat := make([]time.Duration, n)
+		for i := range lat {
+			start := time.Now()
+			dev.Publish("ok", 1, false, payload).Wait()
+			lat[i] = time.Since(start)
+			time.Sleep(time.Millisecond)
+		}
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		return lat[n/2]
+	}
+	b.ResetTimer()
+	alone := measure()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			attacker.Publish("spin", 0, false, "x").Wait()
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	withSpin := measure()
+	close(stop)
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(alone.Microseconds())/1000, "alone-p50-ms")
+	b.ReportMetric(float64(withSpin.Microseconds())/1000, "beside-hostile-p50-ms")
+	b.ReportMetric(float64(withSpin)/float64(alone), "ratio")
+}
