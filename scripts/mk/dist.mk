@@ -23,6 +23,9 @@ DEB_TARGETS    := arm64 armv7 amd64
 
 .PHONY: cross dist deb test-arm test-deb footprint
 
+# Keep the per-target configs between runs (make would delete them as intermediates).
+.SECONDARY: $(foreach t,$(CROSS_TARGETS),$(DIST)/config/$(t)/edgefn.yaml)
+
 cross: $(foreach t,$(CROSS_TARGETS),$(DIST)/edgefn_$(VERSION)_linux_$(t).tar.gz)
 
 dist: cross deb
