@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/edgefn/edgefn/gateway/internal/sdnotify"
 	"github.com/edgefn/edgefn/sandbox"
 	"github.com/edgefn/edgefn/sync/outbox"
 	"github.com/edgefn/edgefn/sync/uplink"
@@ -156,6 +157,21 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		}
 		return err
 	})
+	// Under systemd (Type=notify): READY=1 now, WATCHDOG=1 while the outbox
+	// answers, so a hung agent misses its watchdog and is restarted.
+	notifier, nerr := sdnotify.New(os.Getenv, os.Getpid())
+	if nerr != nil {
+		log.Warn("systemd notify", "err", nerr)
+	}
+	if err := notifier.Ready(); err != nil {
+		log.Warn("systemd notify READY", "err", err)
+	}
+	intake.Go(func() error {
+		return notifier.Watchdog(intakeCtx, func(ctx context.Context) error {
+			_, err := store.Stats(ctx)
+			return err
+		}, func(err error) { log.Error("watchdog ping skipped", "err", err) })
+	})
 	a.ready <- ready
 	log.Info("agent ready", "gateway", cfg.GatewayID, "admin", ready.AdminURL, "broker", ready.BrokerAddr, "data", cfg.DataDir)
 
@@ -166,6 +182,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	grace := time.Duration(cfg.ShutdownGrace)
 	log.Info("shutting down", "grace_per_step", grace)
+	_ = notifier.Stopping()
 
 	// 1. Stop intake: admin API, triggers.
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
