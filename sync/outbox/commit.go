@@ -145,6 +145,11 @@ func (s *Store) run() {
 	quiet := time.NewTimer(time.Hour)
 	quiet.Stop()
 	var batch []*request
+	// expect is how many invocations a batch gathers before it commits
+	// without waiting for the window or the quiet time: the size of recent
+	// batches (a decaying maximum), so the callers a commit answered are
+	// back in the next one without idling once they are.
+	expect := 0
 	lastCheckpoint, lastWrite := time.Now(), time.Now()
 	for {
 		var first *request
@@ -184,29 +189,61 @@ func (s *Store) run() {
 			}
 		}
 		lastWrite = time.Now()
-		batch = append(batch[:0], first)
-		rows := first.rows()
+		batch = batch[:0]
+		rows, invs := 0, 0
+		add := func(r *request) {
+			batch = append(batch, r)
+			rows += r.rows()
+			if r.kind == opInvoke {
+				invs++
+			}
+		}
+		add(first)
 		if s.cfg.FlushInterval > 0 && rows < s.cfg.FlushRecords {
+			if first.kind == opConfirm || first.kind == opDeadLetter {
+				// An uplink's request waits up to one window for an
+				// invocation to share the commit with, instead of costing a
+				// transaction of its own.
+				timer.Reset(s.cfg.FlushInterval)
+			carry:
+				for {
+					select {
+					case r := <-s.queue:
+						add(r)
+						if r.kind == opInvoke || rows >= s.cfg.FlushRecords {
+							break carry
+						}
+					case <-timer.C:
+						break carry
+					case <-s.stop:
+						break carry
+					}
+				}
+				timer.Stop()
+			}
 			timer.Reset(s.cfg.FlushInterval)
 		gather:
 			for rows < s.cfg.FlushRecords {
 				select {
 				case r := <-s.queue:
-					batch = append(batch, r)
-					rows += r.rows()
+					add(r)
 					continue
 				default:
 				}
-				// The queue is empty: wait for more, but not past the window,
-				// and not for long once arrivals stop (every caller of a burst
-				// is probably in already).
+				// The queue is empty. If as many invocations are in as
+				// recent commits answered, their callers are back: commit
+				// now. Else wait for more, but not past the window, and not for
+				// long once arrivals stop (every caller of a burst is
+				// probably in already).
+				if expect > 1 && invs >= expect {
+					break gather
+				}
 				if s.cfg.FlushQuiet > 0 {
 					quiet.Reset(s.cfg.FlushQuiet)
 				}
 				select {
 				case r := <-s.queue:
-					batch = append(batch, r)
-					rows += r.rows()
+					add(r)
 				case <-quiet.C:
 					break gather
 				case <-timer.C:
@@ -222,14 +259,14 @@ func (s *Store) run() {
 			for rows < s.cfg.FlushRecords {
 				select {
 				case r := <-s.queue:
-					batch = append(batch, r)
-					rows += r.rows()
+					add(r)
 				default:
 					break drain
 				}
 			}
 		}
 		s.commitBatch(batch, false, false)
+		expect = max(invs, expect-(expect+31)/32)
 		clear(batch)
 	}
 }
