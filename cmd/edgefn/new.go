@@ -1,7 +1,6 @@
 package main
 
 import (
-	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,17 +13,11 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/examples"
 )
 
-// The templates are copies of examples/ (go generate runs gentemplates.go;
-// TestTemplatesMatchExamples fails when they drift apart).
-//
-//go:generate go run gentemplates.go
-//go:embed all:templates
-var templates embed.FS
-
-// templateLangs maps each --lang to the example it copies (gentemplates.go
-// has the same table).
+// templateLangs maps each --lang to the example it copies (the examples
+// are embedded by package examples).
 var templateLangs = map[string]string{
 	"go":   "go-temp-alert",
 	"c":    "c-command",
@@ -112,17 +105,17 @@ func newAction(c *cli.Context) error {
 // renderTemplate returns the project files for lang, renamed from the
 // example ex to name: file contents, file names and the README's paths.
 func renderTemplate(lang, ex, name, sdk string) (map[string][]byte, error) {
-	root := "templates/" + lang
+	root := ex
 	files := map[string][]byte{}
-	err := fs.WalkDir(templates, root, func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(examples.Sources, root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		b, err := templates.ReadFile(p)
+		b, err := examples.Sources.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		rel := strings.TrimSuffix(strings.TrimPrefix(p, root+"/"), ".tmpl")
+		rel := strings.TrimPrefix(p, root+"/")
 		s := string(b)
 		s = strings.ReplaceAll(s, "./examples/"+ex+"/", "./")
 		s = strings.ReplaceAll(s, "examples/"+ex+"/", "")
@@ -136,7 +129,7 @@ func renderTemplate(lang, ex, name, sdk string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("new: template %s: %w", lang, err)
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("new: template %s is empty in this binary (run go generate ./cmd/edgefn)", lang)
+		return nil, fmt.Errorf("new: template %s is empty in this binary", lang)
 	}
 	if lang == "go" {
 		replace := "// replace github.com/edgefn/edgefn => ../edgefn"

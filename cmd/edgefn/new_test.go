@@ -10,14 +10,15 @@ import (
 	"testing"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/examples"
 )
 
-// The embedded templates are the examples, byte for byte: run
-// `go generate ./cmd/edgefn` after changing an example.
-func TestTemplatesMatchExamples(t *testing.T) {
+// Every source file of an example is embedded for edgefn new: a file
+// added to an example without being added to examples/sources.go would
+// be missing from new projects.
+func TestTemplatesHoldEveryExampleFile(t *testing.T) {
 	for lang, ex := range templateLangs {
 		src := filepath.Join("..", "..", "examples", ex)
-		want := map[string][]byte{}
 		err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
@@ -31,41 +32,21 @@ func TestTemplatesMatchExamples(t *testing.T) {
 			if strings.HasSuffix(p, ".wasm") || strings.HasPrefix(d.Name(), ".") {
 				return nil
 			}
-			rel, _ := filepath.Rel(src, p)
-			if strings.HasSuffix(rel, ".go") {
-				rel += ".tmpl"
-			}
-			b, err := os.ReadFile(p)
-			want[filepath.ToSlash(rel)] = b
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string][]byte{}
-		root := "templates/" + lang
-		err = fs.WalkDir(templates, root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
+			rel, _ := filepath.Rel(filepath.Join("..", "..", "examples"), p)
+			want, err := os.ReadFile(p)
+			if err != nil {
 				return err
 			}
-			b, err := templates.ReadFile(p)
-			got[strings.TrimPrefix(p, root+"/")] = b
-			return err
+			got, err := examples.Sources.ReadFile(filepath.ToSlash(rel))
+			if err != nil {
+				t.Errorf("%s: examples/%s is not embedded: add it to examples/sources.go", lang, rel)
+			} else if !bytes.Equal(got, want) {
+				t.Errorf("%s: embedded %s differs from the file", lang, rel)
+			}
+			return nil
 		})
 		if err != nil {
 			t.Fatal(err)
-		}
-		for name, b := range want {
-			if g, ok := got[name]; !ok {
-				t.Errorf("%s: examples/%s/%s has no template: run go generate ./cmd/edgefn", lang, ex, name)
-			} else if !bytes.Equal(g, b) {
-				t.Errorf("%s: template %s differs from examples/%s: run go generate ./cmd/edgefn", lang, name, ex)
-			}
-		}
-		for name := range got {
-			if _, ok := want[name]; !ok {
-				t.Errorf("%s: template %s is not in examples/%s any more: run go generate ./cmd/edgefn", lang, name, ex)
-			}
 		}
 	}
 }
