@@ -411,9 +411,10 @@ func usageCommand() *cli.Command {
 
 func outboxCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "outbox",
-		Usage: "the outbox: backlog per function, drops by reason, dead letters",
-		Flags: remoteFlags(jsonFlag(), &cli.IntFlag{Name: "dead-letters", Value: 20, Usage: "list at most this many dead letters"}),
+		Name:        "outbox",
+		Usage:       "the outbox: backlog per function, drops by reason, dead letters",
+		Subcommands: []*cli.Command{outboxRecoverCommand()},
+		Flags:       remoteFlags(jsonFlag(), &cli.IntFlag{Name: "dead-letters", Value: 20, Usage: "list at most this many dead letters"}),
 		Action: func(c *cli.Context) error {
 			if err := wantArgs(c, 0, 0, "no arguments"); err != nil {
 				return err
