@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/sandbox/internal/wasmbin"
 )
 
 func loadEntries(t *testing.T, dir string) []string {
@@ -106,5 +107,34 @@ func TestLoadCacheKey(t *testing.T) {
 	}
 	if h, err := preparedHash(filepath.Join(dir, loadDir, ents[0])); err != nil || h != small.Hash() {
 		t.Errorf("kept entry is for %s (%v), want %s", h, err, small.Hash())
+	}
+}
+
+// Every loaded module calls the yield import (a guest must stay preemptible
+// by Go), whether prepared now or taken from the load cache.
+func TestPreparedModulesYield(t *testing.T) {
+	dir := t.TempDir()
+	for i := 0; i < 2; i++ {
+		r := newRuntime(t, Config{CacheDir: dir})
+		p, err := r.prepare(context.Background(), testSpec("loop"), fixture(t, "loop"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			r.writePrepared(&prepared{bin: p.bin, hash: p.hash, shape: p.shape, key: p.key})
+		} else if !p.cached {
+			t.Fatal("second prepare missed the cache")
+		}
+		info, err := wasmbin.Inspect(p.bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, im := range info.Imports {
+			found = found || (im.Module == wasmbin.YieldModule && im.Name == wasmbin.YieldName)
+		}
+		if !found {
+			t.Errorf("run %d: prepared module does not import %s.%s", i, wasmbin.YieldModule, wasmbin.YieldName)
+		}
 	}
 }

@@ -52,12 +52,12 @@ type prepared struct {
 	cached  bool   // read from the load cache: it passed the trial instantiation before
 }
 
-// rewriteOptions are the wasmbin options Load applies for limits l. Yield is
-// on whenever the runtime serves its import (wasmbin.YieldModule).
-func (r *Runtime) rewriteOptions(l edgefn.Limits) wasmbin.Options {
+// rewriteOptions are the wasmbin options Load applies for limits l (New
+// serves the yield import, see yield.go).
+func rewriteOptions(l edgefn.Limits) wasmbin.Options {
 	return wasmbin.Options{
 		Instrument:     true,
-		Yield:          r.rt.Module(wasmbin.YieldModule) != nil,
+		Yield:          true,
 		CheckInterval:  checkInterval,
 		InitialDepth:   uint32(l.MaxDepth),
 		TrackGrow:      true,
@@ -71,7 +71,7 @@ func (r *Runtime) rewriteOptions(l edgefn.Limits) wasmbin.Options {
 // load cache. Its errors are Load's (malformed module, ABI violations,
 // instrumentation).
 func (r *Runtime) prepare(ctx context.Context, spec Spec, wasm []byte) (*prepared, error) {
-	opts := r.rewriteOptions(spec.Limits)
+	opts := rewriteOptions(spec.Limits)
 	key := ""
 	if r.cfg.CacheDir != "" {
 		key = r.loadKey(ctx, wasm, spec.Limits, opts)
