@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -74,10 +75,20 @@ func TestDeepRecursionTraps(t *testing.T) {
 	r := newRuntime(t, Config{})
 	f := load(t, r, "deep", func(s *Spec) { s.Limits.Timeout = 10 * time.Second })
 	fl := wantFailure(t, f.Invoke(context.Background(), event("")), edgefn.ReasonTrap)
-	if !strings.Contains(fl.Message, "call depth exceeded") {
-		t.Errorf("message %q", fl.Message)
+	want := "call depth exceeded"
+	if !compiled() {
+		// wazero's interpreter (32-bit ARM) has a call stack of its own,
+		// shallower than the default max_depth: it traps first.
+		want = "stack overflow"
+	}
+	if !strings.Contains(fl.Message, want) && !strings.Contains(fl.Message, "call depth exceeded") {
+		t.Errorf("message %q, want %q", fl.Message, want)
 	}
 }
+
+// compiled reports whether wazero compiles to native code here (amd64,
+// arm64) rather than interpreting.
+func compiled() bool { return runtime.GOARCH == "amd64" || runtime.GOARCH == "arm64" }
 
 func TestMemoryCap(t *testing.T) {
 	r := newRuntime(t, Config{})

@@ -118,7 +118,7 @@ func TestCrashDurability(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d: reopen after kill -9: %v", round, err)
 		}
-		recs, err := s.Pending(context.Background(), 0, 1<<30, 1<<40)
+		recs, err := s.Pending(context.Background(), 0, 1<<30, 1<<30)
 		if err != nil {
 			t.Fatal(err)
 		}
