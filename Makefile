@@ -31,11 +31,14 @@ FORCE:
 wasm: $(WASM)
 
 ## test: build the guests, vet, then run every test (race detector on the
-## concurrent packages).
+## concurrent packages), the sandbox and outbox tests on arm64/armv7/armv6
+## under qemu, and the .deb install test.
 test: wasm
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 30m $(PKGS)
 	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)
+	$(MAKE) test-arm
+	$(MAKE) test-deb
 
 test-short: wasm
 	$(GO) test -short -count=1 $(PKGS)

@@ -22,8 +22,12 @@ func TestWarmInvocationAllocatesOnce(t *testing.T) {
 			t.Fatalf("%v cold %v", res.Err, res.Cold)
 		}
 	})
-	if allocs > 1 {
-		t.Errorf("%.1f allocations per warm invocation, want at most 1", allocs)
+	want := 1.0
+	if !compiled() {
+		want = 2 // wazero's interpreter allocates a call frame of its own
+	}
+	if allocs > want {
+		t.Errorf("%.1f allocations per warm invocation, want at most %.0f", allocs, want)
 	}
 }
 
