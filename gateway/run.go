@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -126,6 +127,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 
 	g.loadStored(ctx)
+	// Loading decodes and compiles every module: tens of MiB of garbage on
+	// a device that then idles. Return it to the OS now rather than when
+	// the heap next doubles.
+	debug.FreeOSMemory()
 
 	srv, ready, err := a.adminServer()
 	if err != nil {
