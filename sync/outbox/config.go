@@ -72,7 +72,9 @@ type Config struct {
 	OnFull OnFull
 	// FlushInterval is how long the committer waits, after the first
 	// invocation of a batch arrives, for more to join it. Default 2ms; a
-	// negative value commits whatever is queued without waiting.
+	// negative value commits whatever is queued without waiting. A batch
+	// commits before that once the queue is empty and it holds as many
+	// invocations as recent batches did (their callers are back).
 	FlushInterval time.Duration
 	// FlushQuiet closes a batch early when no invocation arrived for this
 	// long (a burst is over: its callers are all in). Default
