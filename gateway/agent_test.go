@@ -306,3 +306,29 @@ func TestAgentRestartKeepsFunctionsAndRecords(t *testing.T) {
 		t.Errorf("records after restart %+v", recs)
 	}
 }
+
+// /metrics carries the counters and the gauges read at scrape time.
+func TestAgentMetrics(t *testing.T) {
+	dir := t.TempDir()
+	writeFunction(t, filepath.Join(dir, "fns"), "echo", "triggers:\n  - mqtt: m\n    qos: 1\n", "echo.wasm")
+	ta := startAgent(t, dir)
+	c := pahoClient(t, ta.ready.BrokerAddr, "device-m", true)
+	c.Publish("m", 1, false, "x").WaitTimeout(10 * time.Second)
+	code, body := ta.api(t, "GET", "/metrics", nil)
+	if code != 200 {
+		t.Fatalf("metrics: %d", code)
+	}
+	for _, want := range []string{
+		`edgefn_invocations_total{function="echo",outcome="ok"} 1`,
+		`edgefn_starts_total{function="echo",kind="cold"} 1`,
+		`edgefn_invocation_duration_seconds_count{function="echo"} 1`,
+		`edgefn_queue_depth{function="echo"} 0`,
+		`edgefn_outbox_backlog_records{function="echo"} 1`,
+		`edgefn_outbox_oldest_age_seconds`,
+		`edgefn_outbox_drops_total{reason="max_bytes"} 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/edgefn/edgefn/devices"
 	"github.com/edgefn/edgefn/sandbox"
 	"github.com/edgefn/edgefn/sync/outbox"
+	"github.com/edgefn/edgefn/sync/uplink"
 	"github.com/edgefn/edgefn/triggers"
 )
 
@@ -63,6 +64,8 @@ type Gateway struct {
 
 	// statusParts report the state of the broker, uplink and GPIO backend.
 	statusParts map[string]func() any
+	// uplinks report their state for status and metrics.
+	uplinks []func() uplink.State
 	// extraRoutes are admin API routes of the parts (GPIO injection).
 	extraRoutes map[string]http.HandlerFunc
 
@@ -89,7 +92,18 @@ func newGateway(cfg *Config, log *slog.Logger, store *outbox.Store, rt *sandbox.
 		evBase:  strconv.FormatInt(time.Now().UnixNano(), 36),
 	}
 	g.routes.Store(buildRoutes(nil))
+	g.metrics.reg.MustRegister(newStateCollector(g))
 	return g, nil
+}
+
+func (g *Gateway) uplinkStates() []uplink.State {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	out := make([]uplink.State, 0, len(g.uplinks))
+	for _, f := range g.uplinks {
+		out = append(out, f())
+	}
+	return out
 }
 
 // NewEventID returns an id unique on this gateway across restarts.

@@ -124,6 +124,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		}
 		a.uplinks = append(a.uplinks, up)
 		g.statusParts["uplink"] = func() any { return up.State() }
+		g.uplinks = append(g.uplinks, up.State)
 	}
 
 	g.loadStored(ctx)
