@@ -351,10 +351,14 @@ func (s *Store) commitBatch(reqs []*request, tick, retention bool) {
 	for k, id := range b.newStreams {
 		s.streams[k] = id
 	}
+	if b.deleted {
+		s.deletedSinceGC = true
+	}
 	if b.gcStreams {
 		if err := s.loadStreams(bg); err != nil {
 			s.log.Error("outbox: reload streams after pruning", "err", err)
 		}
+		s.deletedSinceGC = false
 	}
 	b.st.commits++
 	s.st = b.st
@@ -535,7 +539,13 @@ func (s *Store) pruneStreams(ctx context.Context, b *batch) error {
 	return nil
 }
 
-func (s *Store) streamsOver() bool { return len(s.streams) > max(minStreamsGC, 2*s.liveStreams) }
+// streamsOver says whether the idle tick should look for unused streams:
+// the table doubled since the last pruning, or records were deleted since
+// then (a pruning while they were all pending found nothing to delete).
+func (s *Store) streamsOver() bool {
+	n := len(s.streams)
+	return n > max(minStreamsGC, 2*s.liveStreams) || (s.deletedSinceGC && n > minStreamsGC)
+}
 
 func millis(t, now time.Time) int64 {
 	if t.IsZero() {

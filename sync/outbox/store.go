@@ -163,7 +163,10 @@ type Store struct {
 	names       map[string]int64    // committer only
 	streams     map[streamKey]int64 // committer only
 	liveStreams int                 // streams after the last pruning
-	lastDropLog time.Time           // committer only
+	// deletedSinceGC: records were deleted since the last stream pruning,
+	// so streams may have become unused.
+	deletedSinceGC bool
+	lastDropLog    time.Time // committer only
 }
 
 // state is the in-memory accounting, loaded at open and updated after each
