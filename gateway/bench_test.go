@@ -69,10 +69,16 @@ func BenchmarkEmbeddedQoS1Throughput(b *testing.B) {
 }
 
 // BenchmarkEmbeddedQoS1Latency: 1,000 events/s paced over 4 device
-// connections, QoS 1, durable commit (full); reports p50 and p99 from
+// connections, QoS 1, durability full and normal; reports p50 and p99 from
 // publish to PUBACK (PUBACK is sent after the commit) and CPU per event.
 func BenchmarkEmbeddedQoS1Latency(b *testing.B) {
-	ta := benchAgent(b, "full")
+	for _, dur := range []string{"full", "normal"} {
+		b.Run(dur, func(b *testing.B) { benchLatency(b, dur) })
+	}
+}
+
+func benchLatency(b *testing.B, durability string) {
+	ta := benchAgent(b, durability)
 	const conns, rate = 4, 1000
 	clients := make([]mqtt.Client, conns)
 	for i := range clients {
