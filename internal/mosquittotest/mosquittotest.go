@@ -40,7 +40,11 @@ type config struct {
 	maxQueued   int
 	maxInflight int
 	tls         bool
-	extra       []string
+	// ca, cert, key name the TLS listener's files (WithServerTLS);
+	// empty: WithTLS makes its own.
+	ca, cert, key string
+	requireCert   bool
+	extra         []string
 }
 
 // WithMaxQueuedMessages sets max_queued_messages (mosquitto's default of 1000
@@ -54,6 +58,15 @@ func WithMaxInflightMessages(n int) Option { return func(c *config) { c.maxInfli
 // WithTLS adds a second, TLS listener with a server certificate for
 // "localhost" and 127.0.0.1 signed by a fresh CA; see TLSURL and CAFile.
 func WithTLS() Option { return func(c *config) { c.tls = true } }
+
+// WithServerTLS adds a TLS listener (see TLSURL) with the given CA, server
+// certificate and key, for tests that bring their own PKI; with
+// requireClientCert, clients must present a certificate signed by ca.
+func WithServerTLS(ca, cert, key string, requireClientCert bool) Option {
+	return func(c *config) {
+		c.tls, c.ca, c.cert, c.key, c.requireCert = true, ca, cert, key, requireClientCert
+	}
+}
 
 // WithConfigLines appends raw lines to mosquitto.conf.
 func WithConfigLines(lines ...string) Option {
@@ -111,9 +124,15 @@ func Start(t testing.TB, opts ...Option) *Broker {
 	fmt.Fprintf(&conf, "listener %d 127.0.0.1\n", b.port)
 	if c.tls {
 		b.tlsPort = freePort(t)
-		ca, cert, key := writeCerts(t, b.dir)
+		ca, cert, key := c.ca, c.cert, c.key
+		if ca == "" {
+			ca, cert, key = writeCerts(t, b.dir)
+		}
 		b.caFile = ca
 		fmt.Fprintf(&conf, "listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n", b.tlsPort, ca, cert, key)
+		if c.requireCert {
+			fmt.Fprintf(&conf, "require_certificate true\n")
+		}
 	}
 	b.conf = filepath.Join(b.dir, "mosquitto.conf")
 	if err := os.WriteFile(b.conf, []byte(conf.String()), 0o600); err != nil {

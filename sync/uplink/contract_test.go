@@ -12,8 +12,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/edgefn/edgefn/internal/mosquittotest"
 	"github.com/edgefn/edgefn/sync/uplink"
-	"github.com/edgefn/edgefn/sync/uplink/internal/mosquitto"
 	"github.com/edgefn/edgefn/sync/uplink/internal/receiver"
 )
 
@@ -59,13 +59,13 @@ func (c *httpCloud) lines() []receiver.Line { return c.r.Lines() }
 // collector's session) and a paho subscriber with a persistent session that
 // collects every message.
 type mqttCloud struct {
-	b  *mosquitto.Broker
+	b  *mosquittotest.Broker
 	mu sync.Mutex
 	ls []receiver.Line
 }
 
 func newMQTTCloud(t *testing.T) cloud {
-	c := &mqttCloud{b: mosquitto.Start(t, mosquitto.Options{Persistence: true})}
+	c := &mqttCloud{b: mosquittotest.Start(t)}
 	c.collect(t, c.b.URL(), nil)
 	return c
 }

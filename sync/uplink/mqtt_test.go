@@ -11,13 +11,13 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/edgefn/edgefn/internal/mosquittotest"
 	"github.com/edgefn/edgefn/sync/uplink"
-	"github.com/edgefn/edgefn/sync/uplink/internal/mosquitto"
 	"github.com/edgefn/edgefn/sync/uplink/internal/testpki"
 )
 
 func TestMQTTTopicTemplateAndMessage(t *testing.T) {
-	b := mosquitto.Start(t, mosquitto.Options{})
+	b := mosquittotest.Start(t)
 	var mu sync.Mutex
 	topics := map[string]string{}
 	o := paho.NewClientOptions().AddBroker(b.URL()).SetClientID("topic-collector").
@@ -57,7 +57,7 @@ func TestMQTTTopicTemplateAndMessage(t *testing.T) {
 
 func TestMQTTMutualTLS(t *testing.T) {
 	pki := testpki.New(t)
-	b := mosquitto.Start(t, mosquitto.Options{CAFile: pki.CAFile, CertFile: pki.ServerCert, KeyFile: pki.ServerKey, RequireClientCert: true})
+	b := mosquittotest.Start(t, mosquittotest.WithServerTLS(pki.CAFile, pki.ServerCert, pki.ServerKey, true))
 	cl := &mqttCloud{b: b}
 	caPEM, err := os.ReadFile(pki.CAFile)
 	if err != nil {
@@ -69,7 +69,7 @@ func TestMQTTMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl.collect(t, b.URL(), func(o *paho.ClientOptions) {
+	cl.collect(t, b.TLSURL(), func(o *paho.ClientOptions) {
 		o.SetTLSConfig(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}})
 	})
 	cases := []struct {
@@ -85,7 +85,7 @@ func TestMQTTMutualTLS(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			src := newSource(t)
 			seq := src.add(t, "temp", []byte(`{"tls":true}`))
-			u, err := uplink.NewMQTT(uplink.MQTTConfig{Broker: b.URL(), ClientID: "tls-" + strings.ReplaceAll(c.name, " ", "-"),
+			u, err := uplink.NewMQTT(uplink.MQTTConfig{Broker: b.TLSURL(), ClientID: "tls-" + strings.ReplaceAll(c.name, " ", "-"),
 				TLS: c.tls, ConnectTimeout: 2 * time.Second, Backoff: fastBackoff}, src, testLogger(t))
 			if err != nil {
 				t.Fatal(err)
