@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -330,5 +331,26 @@ func TestAgentMetrics(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+// Reload (SIGHUP) deploys manifests added to the functions dir, applies
+// the log level and names settings that need a restart.
+func TestAgentReload(t *testing.T) {
+	dir := t.TempDir()
+	fns := filepath.Join(dir, "fns")
+	writeFunction(t, fns, "one", "triggers:\n  - mqtt: one\n", "echo.wasm")
+	ta := startAgent(t, dir)
+	writeFunction(t, fns, "two", "triggers:\n  - mqtt: two\n", "echo.wasm")
+	next := *ta.cfg
+	next.LogLevel = "debug"
+	next.QueueSize = 7
+	level := new(slog.LevelVar)
+	ta.Reload(context.Background(), &next, level)
+	if len(ta.functions()) != 2 {
+		t.Errorf("functions after reload: %+v", ta.functions())
+	}
+	if level.Level() != slog.LevelDebug {
+		t.Errorf("log level %v after reload", level.Level())
 	}
 }

@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime/debug"
+	"sort"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -232,7 +234,42 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 // Reload re-reads what can change without a restart: the manifests of
 // the functions dir (changed ones are deployed as new versions). It is what
 // SIGHUP does.
-func (a *Agent) Reload(ctx context.Context) {
+//
+// With next (the config file read again, nil to skip) it also applies the
+// log level through level (may be nil) and says which changed settings
+// need a restart: the broker, admin API, uplinks, outbox, GPIO and the
+// limits are wired at start.
+func (a *Agent) Reload(ctx context.Context, next *Config, level *slog.LevelVar) {
+	if next != nil {
+		if level != nil && next.LogLevel != a.cfg.LogLevel {
+			var l slog.Level
+			if err := l.UnmarshalText([]byte(next.LogLevel)); err == nil {
+				level.Set(l)
+				a.log.Info("reload: log level", "level", next.LogLevel)
+			}
+		}
+		var restart []string
+		for name, same := range map[string]bool{
+			"gateway_id":    next.GatewayID == a.cfg.GatewayID,
+			"data_dir":      next.DataDir == a.cfg.DataDir,
+			"functions_dir": next.FunctionsDir == a.cfg.FunctionsDir,
+			"broker":        reflect.DeepEqual(next.Broker, a.cfg.Broker),
+			"admin":         reflect.DeepEqual(next.Admin, a.cfg.Admin),
+			"uplinks":       reflect.DeepEqual(next.Uplinks, a.cfg.Uplinks),
+			"outbox":        next.Outbox == a.cfg.Outbox,
+			"gpio":          reflect.DeepEqual(next.GPIO, a.cfg.GPIO),
+			"limits":        next.Limits == a.cfg.Limits,
+			"queue_size":    next.QueueSize == a.cfg.QueueSize,
+		} {
+			if !same {
+				restart = append(restart, name)
+			}
+		}
+		if len(restart) > 0 {
+			sort.Strings(restart)
+			a.log.Warn("reload: these settings changed and take effect at the next restart", "settings", restart)
+		}
+	}
 	a.log.Info("reload: rescanning the functions dir", "dir", a.cfg.FunctionsDir)
 	a.loadFunctionsDir(ctx)
 }

@@ -32,10 +32,12 @@ func agentCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+			var l slog.Level
+			if err := l.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 				return err
 			}
+			level := new(slog.LevelVar)
+			level.Set(l)
 			opts := &slog.HandlerOptions{Level: level}
 			var h slog.Handler
 			switch c.String("log-format") {
@@ -79,7 +81,14 @@ func agentCommand() *cli.Command {
 				for {
 					select {
 					case <-hup:
-						a.Reload(c.Context)
+						// The config is read again: the log level applies
+						// now, other changes are reported for a restart.
+						next, err := gateway.LoadConfig(c.String("config"))
+						if err != nil {
+							log.Error("reload: config refused, keeping the running one", "err", err)
+							next = nil
+						}
+						a.Reload(c.Context, next, level)
 					case <-c.Context.Done():
 						return
 					}
