@@ -354,3 +354,22 @@ func TestAgentReload(t *testing.T) {
 		t.Errorf("log level %v after reload", level.Level())
 	}
 }
+
+// A gpio_write happens after the commit, on the device's pin; a second
+// function claiming the same output pin is refused at deploy.
+func TestAgentGPIOWrite(t *testing.T) {
+	dir := t.TempDir()
+	writeFunction(t, filepath.Join(dir, "fns"), "fan", "allow: {gpio_write: [GPIO18]}\n", "gpiowrite.wasm")
+	ta := startAgent(t, dir)
+	if code, body := ta.api(t, "POST", "/v1/functions/fan/invoke", nil); code != 200 {
+		t.Fatalf("invoke: %d %s", code, body)
+	}
+	waitFor(t, func() bool {
+		_, body := ta.api(t, "GET", "/v1/gpio", nil)
+		return strings.Contains(string(body), `"name": "GPIO18"`) && strings.Contains(strings.SplitAfter(string(body), `"name": "GPIO18"`)[1][:80], `"high": true`)
+	})
+	_, err := ta.Deploy(context.Background(), "function.yaml", []byte("name: fan2\nwasm: x.wasm\nallow: {gpio_write: [GPIO18]}\n"), fixture(t, "gpiowrite.wasm"), "test", "")
+	if err == nil || !strings.Contains(err.Error(), "claimed for output by more than one function") {
+		t.Errorf("second writer of GPIO18: %v", err)
+	}
+}
