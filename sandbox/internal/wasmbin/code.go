@@ -40,6 +40,9 @@ func (rw *rewriter) rewriteBody(cb codeBody, fn int, ft funcType) ([]byte, error
 	code := make([]byte, 0, len(cb.body)+len(cb.body)/4+64)
 	r := reader{buf: cb.body, pos: cb.codeStart, base: cb.offset}
 	depth := 0
+	// With Yield, loops without params get an outer loop $Y (see yieldLoop); wrapped[i] is the
+	// number of $Y labels among the first i+1 open blocks, to fix up branch depths.
+	wrapped := rw.wrapped[:0]
 	hasLoop, hasGrow := false, false
 	for {
 		start := r.pos
@@ -52,6 +55,9 @@ func (rw *rewriter) rewriteBody(cb codeBody, fn int, ft funcType) ([]byte, error
 			raw = appendU32(append(rw.scratch[:0], in.op), rw.fn(uint32(in.imm)))
 			rw.scratch = raw
 		}
+		if n := len(wrapped); n > 0 && wrapped[n-1] > 0 && (in.op == opBr || in.op == opBrIf || in.op == opBrTable) {
+			raw = rw.relabel(raw, wrapped)
+		}
 		switch {
 		case in.op == opEnd && depth == 0:
 			if inst {
@@ -59,16 +65,30 @@ func (rw *rewriter) rewriteBody(cb codeBody, fn int, ft funcType) ([]byte, error
 				code = rw.restoreDepth(code, d)
 			}
 			code = append(code, opEnd)
+			rw.wrapped = wrapped
 			return rw.assembleBody(cb, code, inst, hasLoop, inst || hasGrow, cnt, ft), nil
 		case in.op == opEnd:
 			depth--
 			code = append(code, raw...)
+			if n := len(wrapped); n > 0 {
+				if outer(wrapped[:n-1]) < wrapped[n-1] {
+					code = append(code, opEnd) // closes $Y
+				}
+				wrapped = wrapped[:n-1]
+			}
 		case in.op == opBlock, in.op == opIf:
 			depth++
 			code = append(code, raw...)
+			wrapped = append(wrapped, outer(wrapped))
+		case in.op == opLoop && rw.opt.Yield && rw.noParams(in.imm):
+			depth++
+			hasLoop = true
+			wrapped = append(wrapped, outer(wrapped)+1)
+			code = rw.yieldLoop(code, raw, cnt)
 		case in.op == opLoop:
 			depth++
 			code = append(code, raw...)
+			wrapped = append(wrapped, outer(wrapped))
 			if inst {
 				hasLoop = true
 				code = append(code, opLocalGet)
@@ -92,7 +112,7 @@ func (rw *rewriter) rewriteBody(cb codeBody, fn int, ft funcType) ([]byte, error
 			}
 		case in.op == opReturn && inst:
 			code = append(code, opBr)
-			code = appendU32(code, uint32(depth))
+			code = appendU32(code, uint32(depth+outer(wrapped)))
 		case (in.op == opReturnCall || in.op == opReturnCallIn) && inst:
 			code = rw.restoreDepth(code, d)
 			code = append(code, raw...)
@@ -210,4 +230,87 @@ func (rw *rewriter) entryYield(b []byte, cnt uint32) []byte {
 	b = append(b, opI32Const, 1, opI32Sub, opGlobalSet)
 	b = appendU32(b, rw.gCalls)
 	return rw.takeDepth(b, d)
+}
+
+// outer returns the number of $Y labels open (the last entry of wrapped).
+func outer(wrapped []int) int {
+	if len(wrapped) == 0 {
+		return 0
+	}
+	return wrapped[len(wrapped)-1]
+}
+
+// noParams reports whether block type bt takes no parameters.
+func (rw *rewriter) noParams(bt int64) bool {
+	return bt < 0 || len(rw.m.types[bt].params) == 0
+}
+
+// relabel re-encodes the branch instruction raw (br, br_if or br_table) with each label depth
+// increased by the number of $Y labels (see yieldLoop) between the branch and its target.
+// wrapped is as in rewriteBody; a label past the open blocks is the function's.
+func (rw *rewriter) relabel(raw []byte, wrapped []int) []byte {
+	n := len(wrapped)
+	fix := func(l uint32) uint32 {
+		t := n - 1 - int(l) // index of the target in wrapped, -1 for the function
+		if t < 0 {
+			return l + uint32(wrapped[n-1])
+		}
+		return l + uint32(wrapped[n-1]-wrapped[t])
+	}
+	r := reader{buf: raw, pos: 1}
+	out := append(rw.relabeled[:0], raw[0])
+	count := uint32(0)
+	if raw[0] == opBrTable {
+		count, _ = r.u32() // next decoded it already
+		out = appendU32(out, count)
+	}
+	for i := uint32(0); i <= count; i++ {
+		l, _ := r.u32()
+		out = appendU32(out, fix(l))
+	}
+	rw.relabeled = out
+	return out
+}
+
+// yieldLoop appends a loop without params (raw, opcode and block type) as two loops, so that
+// the call to yield is outside the loop the guest spins in (wazero's compiler keeps values live
+// across a call in stack slots, and a call in the loop body, even one rarely taken, costs loads
+// and stores on every iteration):
+//
+//	loop $Y (bt)
+//	  block
+//	    local.get cnt; br_if 0               ;; call only when $L's countdown ran out
+//	    call yield; global.get stop; i32.or; if unreachable end
+//	    i32.const CheckInterval+1; local.set cnt
+//	  end
+//	  loop $L (bt)
+//	    local.get cnt; i32.const 1; i32.sub; local.tee cnt; i32.eqz
+//	    if br $Y end                         ;; an if: wazero fuses the test and the branch
+//	    BODY                                 ;; branches past $L skip $Y too (relabel)
+//	  end
+//	end
+//
+// cnt is never 0 outside these checks (entry sets it to CheckInterval), so entering $Y from
+// outside does not call yield; re-entering $L after a yield decrements once more, hence
+// CheckInterval+1 (an i32 wrapping above MaxInt32 is fine for an unsigned countdown). $L has no
+// params, so the operand stack is empty at br $Y, and its results are $Y's.
+func (rw *rewriter) yieldLoop(code, raw []byte, cnt uint32) []byte {
+	code = append(code, raw...) // $Y
+	code = append(code, opBlock, 0x40, opLocalGet)
+	code = appendU32(code, cnt)
+	code = append(code, opBrIf, 0, opCall)
+	code = appendU32(code, rw.yieldFunc)
+	code = append(code, opGlobalGet)
+	code = appendU32(code, rw.gStop)
+	code = append(code, opI32Or, opIf, 0x40, opUnreachable, opEnd, opI32Const)
+	code = appendS64(code, int64(int32(rw.opt.CheckInterval+1)))
+	code = append(code, opLocalSet)
+	code = appendU32(code, cnt)
+	code = append(code, opEnd)
+	code = append(code, raw...) // $L
+	code = append(code, opLocalGet)
+	code = appendU32(code, cnt)
+	code = append(code, opI32Const, 1, opI32Sub, opLocalTee)
+	code = appendU32(code, cnt)
+	return append(code, opI32Eqz, opIf, 0x40, opBr, 2, opEnd)
 }

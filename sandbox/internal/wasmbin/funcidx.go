@@ -190,6 +190,7 @@ func (rw *rewriter) shiftElements(payload []byte) ([]byte, error) {
 
 // Subsections of the "name" section that change.
 const (
+	nameModule    = 0 // the module's name (only checked)
 	nameFunctions = 1 // name map keyed by function index
 	nameLocals    = 2 // indirect name map keyed by function index
 	nameLabels    = 3 // indirect name map keyed by function index (extended name section)
@@ -197,23 +198,22 @@ const (
 )
 
 // rewriteNames renumbers the functions in the "name" section (Options.Yield) and drops the data
-// segment names when mergeData renumbered the segments. A name section it cannot decode is left
-// as it is, or dropped when its function indices would be wrong.
+// segment names when mergeData renumbered the segments. A name section it cannot decode is
+// dropped: its function indices could be wrong, and wazero, which reads the module name, function
+// names and local names subsections past their declared sizes, accepts a malformed one only at
+// the very end of the module, where the sections Rewrite adds no longer let it be.
 func (rw *rewriter) rewriteNames() {
-	shift := rw.opt.Yield
-	if !shift && !rw.dataMerged {
-		return
-	}
 	for i, s := range rw.m.sections {
 		if s.id != secCustom || s.name != "name" || rw.drop[i] {
 			continue
 		}
-		out, err := rw.names(s.payload, shift)
-		switch {
-		case err == nil:
-			rw.newPayload[i] = out
-		case shift:
+		out, err := rw.names(s.payload, rw.opt.Yield)
+		if err != nil {
 			rw.drop[i] = true
+			continue
+		}
+		if rw.opt.Yield || rw.dataMerged {
+			rw.newPayload[i] = out
 		}
 	}
 }
@@ -241,7 +241,13 @@ func (rw *rewriter) names(payload []byte, shift bool) ([]byte, error) {
 		}
 		switch {
 		case id == nameData && rw.dataMerged:
-		case shift && (id == nameFunctions || id == nameLocals || id == nameLabels):
+		case id == nameModule:
+			sr := reader{buf: sub}
+			if _, err := sr.name(); err != nil || !sr.done() {
+				return nil, fmt.Errorf("name subsection %d: not one name", id)
+			}
+			out = append(out, payload[at:r.pos]...)
+		case id == nameFunctions || id == nameLocals || shift && id == nameLabels:
 			sr := reader{buf: sub}
 			p, err := copyVec(make([]byte, 0, len(sub)+8), &sr, func(p []byte) ([]byte, error) {
 				f, err := sr.u32()

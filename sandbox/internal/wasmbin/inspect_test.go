@@ -15,7 +15,7 @@ func TestInspect(t *testing.T) {
 	if !info.HasMemory || info.MemoryImported || info.MemoryMin != 1 || !info.HasMemoryMax || info.MemoryMax != 4 {
 		t.Errorf("memory: %+v", info)
 	}
-	if info.DataSegments != 3 || info.HasStart || info.Functions != 17 || len(info.Imports) != 0 {
+	if info.DataSegments != 3 || info.HasStart || info.Functions != 18 || len(info.Imports) != 0 {
 		t.Errorf("counts: data %d start %v functions %d imports %d", info.DataSegments, info.HasStart, info.Functions, len(info.Imports))
 	}
 	params, results, ok := info.ExportFuncType("divmod")

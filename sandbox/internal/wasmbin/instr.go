@@ -12,6 +12,7 @@ const (
 	opEnd          = 0x0b
 	opBr           = 0x0c
 	opBrIf         = 0x0d
+	opBrTable      = 0x0e
 	opReturn       = 0x0f
 	opCall         = 0x10
 	opReturnCall   = 0x12
@@ -85,7 +86,7 @@ func next(r *reader, ntypes int) (instr, error) {
 		l, err := r.u32()
 		in.imm = int64(l)
 		return in, err
-	case op == 0x0e: // br_table
+	case op == opBrTable:
 		n, err := r.u32()
 		if err != nil {
 			return in, err

@@ -101,6 +101,8 @@ type rewriter struct {
 	gCalls               uint32 // Yield: entries left before the next yield (not exported)
 	yieldFunc            uint32 // Yield: the function index of the import
 	scratch              []byte // re-encoded instruction
+	relabeled            []byte // re-encoded branch (relabel)
+	wrapped              []int  // rewriteBody's block stack, kept to reuse its memory
 }
 
 func (rw *rewriter) run() ([]byte, error) {

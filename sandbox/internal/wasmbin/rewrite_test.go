@@ -58,7 +58,8 @@ func controlCalls() [][]call {
 	var seqs [][]call
 	var one []call
 	for _, n := range []int32{0, 1, 2, 3, 4, 5, 7, 100, 1000} {
-		one = append(one, call{"loop_sum", i32s(n)}, call{"nested", i32s(n)}, call{"loop_params", i32s(n)})
+		one = append(one, call{"loop_sum", i32s(n)}, call{"nested", i32s(n)}, call{"loop_params", i32s(n)},
+			call{"loop_table", i32s(n)})
 	}
 	for _, n := range []int32{-5, 0, 3, 5, 6, 11, 20} {
 		one = append(one, call{"early", i32s(n)})

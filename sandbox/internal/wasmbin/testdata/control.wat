@@ -112,6 +112,23 @@
         (br $l))))
   (func $acc (export "acc") (result i32) (global.get $acc))
 
+;; br_table inside a loop: to a block inside it, to the loop and to blocks outside it
+  (func $loop_table (export "loop_table") (param $n i32) (result i32)
+    (local $i i32) (local $s i32)
+    (block $out
+      (block $skip
+        (loop $l
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (block $in
+            (br_table $in $l $skip $out
+              (select (i32.and (local.get $i) (i32.const 1))
+                      (i32.add (i32.const 2) (i32.and (local.get $n) (i32.const 1)))
+                      (i32.lt_s (local.get $i) (local.get $n)))))
+          (local.set $s (i32.add (local.get $s) (local.get $i)))
+          (br $l)))
+      (local.set $s (i32.add (local.get $s) (i32.const 1000))))
+    (i32.add (local.get $s) (i32.mul (local.get $i) (i32.const 100000))))
+
   (data (i32.const 16) "hello")
   (data (i32.const 20) "XYZ")
   (data (i32.const 4000) "\01\00\00\02")
