@@ -443,8 +443,8 @@ func (m *MQTT) Run(ctx context.Context) error {
 	}
 }
 
-// shutdown disconnects, stops the redelivery timer and waits (bounded) for
-// message handlers.
+// shutdown stops the redelivery timer, waits (bounded) for message
+// handlers, then disconnects.
 func (m *MQTT) shutdown(client pahoClient, handlers *sync.WaitGroup) {
 	m.mu.Lock()
 	m.draining = true
@@ -453,7 +453,10 @@ func (m *MQTT) shutdown(client pahoClient, handlers *sync.WaitGroup) {
 		m.redeliver = nil
 	}
 	m.mu.Unlock()
-	client.Disconnect(disconnectQuiesce)
+	// Handlers first: one that got its commit acks before the connection
+	// goes (a PUBACK sent after Disconnect is lost and the broker would
+	// redeliver a committed message); one still in Deliver sees ctx end and
+	// leaves its message unacked, for redelivery on the next run.
 	done := make(chan struct{})
 	go func() { handlers.Wait(); close(done) }()
 	select {
@@ -461,6 +464,7 @@ func (m *MQTT) shutdown(client pahoClient, handlers *sync.WaitGroup) {
 	case <-time.After(handlerDrainTimeout):
 		m.log.Warn("mqtt handlers still in Sink.Deliver after shutdown", "waited", handlerDrainTimeout)
 	}
+	client.Disconnect(disconnectQuiesce)
 	m.mu.Lock()
 	m.client, m.connected, m.conn = nil, false, nil
 	m.have = map[string]byte{}
