@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -156,6 +157,12 @@ func (inv *invocation) metaValue(key string) (string, bool) {
 		return inv.f.spec.Name, true
 	case "version":
 		return strconv.Itoa(inv.f.spec.Version), true
+	}
+	// "env.NAME" is the manifest's env for reactors, which have no WASI
+	// environment of their own (commands get it as real env vars).
+	if name, ok := strings.CutPrefix(key, "env."); ok {
+		v, ok := inv.f.spec.Env[name]
+		return v, ok
 	}
 	v, ok := ev.Meta[key]
 	return v, ok

@@ -97,10 +97,14 @@ func TestGPIO(t *testing.T) {
 
 func TestMetaAndEmitOrder(t *testing.T) {
 	r := newRuntime(t, Config{})
-	f := load(t, r, "script", func(s *Spec) { s.Version = 3; s.Grants.Publish = []string{"#"} })
-	res := f.Invoke(context.Background(), event("meta source\nmeta subject\nmeta event_id\nmeta time_ms\nmeta function\nmeta version\nmeta qos\nmeta nope\nemit one\npublish t two\nemit three"))
+	f := load(t, r, "script", func(s *Spec) {
+		s.Version = 3
+		s.Grants.Publish = []string{"#"}
+		s.Env = map[string]string{"THRESHOLD": "30"}
+	})
+	res := f.Invoke(context.Background(), event("meta source\nmeta subject\nmeta event_id\nmeta time_ms\nmeta function\nmeta version\nmeta qos\nmeta nope\nmeta env.THRESHOLD\nmeta env.NOPE\nemit one\npublish t two\nemit three"))
 	wantOK(t, res)
-	want := "meta=4:mqtt\nmeta=14:sensors/a/temp\nmeta=4:ev-1\nmeta=13:1700000000123\nmeta=6:script\nmeta=1:3\nmeta=1:1\nmeta=-3\nemit=0\npublish=0\nemit=0\n"
+	want := "meta=4:mqtt\nmeta=14:sensors/a/temp\nmeta=4:ev-1\nmeta=13:1700000000123\nmeta=6:script\nmeta=1:3\nmeta=1:1\nmeta=-3\nmeta=2:30\nmeta=-3\nemit=0\npublish=0\nemit=0\n"
 	if logText(res) != want {
 		t.Errorf("logs\n%s\nwant\n%s", logText(res), want)
 	}
