@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the build and test dependencies on a Debian machine (run as root
-# or with sudo): guest toolchains (wabt, clang/lld/wasi-libc, rustc with the
+# Installs the build and test dependencies on a Debian machine (it uses sudo
+# itself when not run as root): guest toolchains (wabt, clang/lld/wasi-libc, rustc with the
 # wasm32 std) and mosquitto for the MQTT tests. Go modules come through the Go
 # module proxy when `go` first builds.
 set -euo pipefail
@@ -14,6 +14,11 @@ $SUDO apt-get install -y --no-install-recommends \
 	rustc libstd-rust-dev-wasm32 \
 	mosquitto mosquitto-clients \
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-user-static systemd
+# The AssemblyScript example builds with npm; machines that already have
+# Node.js (often from its own package) keep it.
+if ! command -v npm >/dev/null 2>&1; then
+	$SUDO apt-get install -y --no-install-recommends nodejs npm
+fi
 # mosquitto's package enables a system broker on :1883; the tests start their
 # own on free ports, and the agent's embedded broker wants :1883.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
