@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the build and test dependencies on a Debian machine (it uses sudo
-# itself when not run as root): guest toolchains (wabt, clang/lld/wasi-libc, rustc with the
-# wasm32 std) and mosquitto for the MQTT tests. Go modules come through the Go
-# module proxy when `go` first builds.
+# itself when not run as root), after apt-get update: guest toolchains (wabt,
+# clang/lld/wasi-libc, rustc with the wasm32 std, Node.js for AssemblyScript),
+# mosquitto for the MQTT tests, the ARM cross compilers and qemu-user-static
+# for make test-arm, systemd (systemd-analyze) for make test-deb. Go itself
+# must be on the PATH; the Go modules come through the module proxy.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
@@ -24,4 +26,4 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
 	$SUDO systemctl stop mosquitto || true
 fi
-go mod download
+go mod download # the modules of go.mod, through the module proxy
