@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -203,79 +202,6 @@ func decodeAnswer(resp *http.Response, base string, out any) error {
 		return fmt.Errorf("%s answered something that is not the expected JSON (%v): is it an edgefn agent?", base, err)
 	}
 	return nil
-}
-
-// interleaved lets flags follow positional arguments (urfave/cli v2 stops
-// parsing flags at the first argument): it parses the whole argument list
-// again into a fresh flag set, keeping the values of flags given before the
-// arguments.
-func interleaved(c *cli.Context) (*cli.Context, error) {
-	if c.NArg() == 0 {
-		return c, nil
-	}
-	set := flag.NewFlagSet(c.Command.Name, flag.ContinueOnError)
-	set.SetOutput(io.Discard)
-	for _, f := range c.Command.Flags {
-		if err := f.Apply(set); err != nil {
-			return nil, err
-		}
-	}
-	var pos []string
-	rest := c.Args().Slice()
-	for len(rest) > 0 {
-		if err := set.Parse(rest); err != nil {
-			return nil, usagef("%s: %v", c.Command.Name, err)
-		}
-		rest = set.Args()
-		if len(rest) > 0 {
-			pos = append(pos, rest[0])
-			rest = rest[1:]
-		}
-	}
-	seen := map[string]bool{}
-	set.Visit(func(f *flag.Flag) { seen[f.Name] = true })
-	for _, f := range c.Command.Flags {
-		name := f.Names()[0]
-		if seen[name] || !c.IsSet(name) {
-			continue
-		}
-		vals := []string{fmt.Sprint(c.Value(name))}
-		if _, ok := f.(*cli.StringSliceFlag); ok {
-			vals = c.StringSlice(name)
-		}
-		for _, v := range vals {
-			if err := set.Set(name, v); err != nil {
-				return nil, usagef("%s: --%s: %v", c.Command.Name, name, err)
-			}
-		}
-	}
-	// Aliases (-f for --follow) are separate entries of the flag set: give
-	// every name of a flag the value set under any of them.
-	set.Visit(func(f *flag.Flag) { seen[f.Name] = true })
-	for _, f := range c.Command.Flags {
-		names := f.Names()
-		if _, ok := f.(*cli.StringSliceFlag); ok || len(names) < 2 {
-			continue
-		}
-		for _, n := range names {
-			if !seen[n] {
-				continue
-			}
-			v := set.Lookup(n).Value.String()
-			for _, other := range names {
-				if other != n {
-					if err := set.Set(other, v); err != nil {
-						return nil, usagef("%s: --%s: %v", c.Command.Name, other, err)
-					}
-				}
-			}
-			break
-		}
-	}
-	if err := set.Parse(append([]string{"--"}, pos...)); err != nil {
-		return nil, usagef("%s: %v", c.Command.Name, err)
-	}
-	return cli.NewContext(c.App, set, c), nil
 }
 
 // wantArgs checks the number of positional arguments.

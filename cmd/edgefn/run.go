@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -41,46 +40,8 @@ func runCommand() *cli.Command {
 	}
 }
 
-// interspersed lets flags follow MODULE.wasm (urfave/cli v2 stops at the
-// first argument): it re-parses what came after it on top of the flags
-// already parsed.
-func interspersed(c *cli.Context) (*cli.Context, error) {
-	if c.NArg() <= 1 {
-		return c, nil
-	}
-	set := flag.NewFlagSet(c.Command.Name, flag.ContinueOnError)
-	set.SetOutput(io.Discard)
-	for _, f := range c.Command.Flags {
-		if err := f.Apply(set); err != nil {
-			return nil, err
-		}
-	}
-	for _, name := range c.FlagNames() {
-		if !c.IsSet(name) {
-			continue
-		}
-		vals := []string{fmt.Sprint(c.Value(name))}
-		if sl := c.StringSlice(name); name == "allow-publish" {
-			vals = sl
-		}
-		for _, v := range vals {
-			if err := set.Set(name, v); err != nil {
-				return nil, err
-			}
-		}
-	}
-	args := c.Args().Slice()
-	if err := set.Parse(args[1:]); err != nil {
-		return nil, usagef("run: %v", err)
-	}
-	if err := set.Parse(append([]string{args[0]}, set.Args()...)); err != nil {
-		return nil, usagef("run: %v", err)
-	}
-	return cli.NewContext(c.App, set, c), nil
-}
-
 func runAction(c *cli.Context) error {
-	c, err := interspersed(c)
+	c, err := interleaved(c)
 	if err != nil {
 		return err
 	}
