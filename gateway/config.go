@@ -173,7 +173,10 @@ func LoadConfig(path string) (*Config, error) {
 	return c, nil
 }
 
-var typeNameRE = regexp.MustCompile(` in type [\w.]+`)
+var (
+	typeNameRE  = regexp.MustCompile(` in type [\w.]+`)
+	gatewayIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+)
 
 // decodeStrict decodes YAML refusing unknown keys, and rewrites yaml.v3's
 // messages to name the file and line the way manifest errors do.
@@ -284,7 +287,7 @@ func (c *Config) Validate() error {
 		}
 		errs = append(errs, fmt.Errorf("%s: %s: %s", name, field, fmt.Sprintf(format, args...)))
 	}
-	if !regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`).MatchString(c.GatewayID) {
+	if !gatewayIDRE.MatchString(c.GatewayID) {
 		bad("gateway_id", "%q: use letters, digits, '.', '-' or '_' (at most 63)", c.GatewayID)
 	}
 	switch c.LogLevel {

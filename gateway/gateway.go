@@ -58,9 +58,10 @@ type Gateway struct {
 	mu       sync.RWMutex
 	fns      map[string]*deployed
 	routes   atomic.Pointer[routes]
-	// onRoutes are called with the active manifests after every change,
-	// to update subscriptions, timers and GPIO watches.
-	onRoutes []func(map[string]*edgefn.Manifest)
+	// onRoutes are called with the active manifests and the new routing
+	// table after every change, to update subscriptions, timers and GPIO
+	// watches.
+	onRoutes []func(map[string]*edgefn.Manifest, *routes)
 
 	// statusParts report the state of the broker, uplink and GPIO backend.
 	statusParts map[string]func() any
@@ -123,9 +124,10 @@ func (g *Gateway) refreshRoutes() {
 	}
 	hooks := g.onRoutes
 	g.mu.RUnlock()
-	g.routes.Store(buildRoutes(ms))
+	r := buildRoutes(ms)
+	g.routes.Store(r)
 	for _, h := range hooks {
-		h(ms)
+		h(ms, r)
 	}
 }
 

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,7 +63,6 @@ func (g *Gateway) run(d *deployed, j *job) {
 		}
 		return
 	}
-	queued := time.Since(j.enqueued)
 	res := v.fn.Invoke(context.Background(), j.ev)
 	inv := &outbox.Invocation{
 		Function:    v.name,
@@ -89,7 +89,7 @@ func (g *Gateway) run(d *deployed, j *job) {
 		seqs, err := g.store.Commit(ctx, inv)
 		cancel()
 		committed := time.Now()
-		d.stats.observe(v, res, err, queued, committed.Sub(j.enqueued))
+		d.stats.observe(v, res, err, committed.Sub(j.enqueued))
 		g.logInvocation(v, &j.ev, res, err)
 		if err == nil && res.Err == nil {
 			g.apply(v, res.Effects)
@@ -141,6 +141,9 @@ func (g *Gateway) logInvocation(v *version, ev *edgefn.Event, res *sandbox.Resul
 		}
 		g.log.Warn("invocation failed", "function", v.name, "version", v.meta.Version, "event", ev.ID, "reason", reason, "err", res.Err)
 	default:
+		if !g.log.Enabled(context.Background(), slog.LevelDebug) {
+			return // the common case: no per-event log arguments to build
+		}
 		g.log.Debug("invocation", "function", v.name, "version", v.meta.Version, "event", ev.ID, "duration", res.Duration, "cold", res.Cold)
 	}
 }

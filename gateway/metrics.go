@@ -66,6 +66,12 @@ func (m *metrics) effectFailed(kind string) { m.effectErrors.WithLabelValues(kin
 type fnStats struct {
 	m    *metrics
 	name string
+	// The metric children of the common outcomes, looked up once: every
+	// event updates them.
+	ok                     prometheus.Counter
+	coldStarts, warmStarts prometheus.Counter
+	duration               prometheus.Observer
+	latency                prometheus.Observer
 
 	mu          sync.Mutex
 	invocations int64
@@ -78,7 +84,14 @@ type fnStats struct {
 }
 
 func newFnStats(m *metrics, name string) *fnStats {
-	return &fnStats{m: m, name: name, errors: map[edgefn.Reason]int64{}}
+	return &fnStats{
+		m: m, name: name, errors: map[edgefn.Reason]int64{},
+		ok:         m.invocations.WithLabelValues(name, "ok"),
+		coldStarts: m.starts.WithLabelValues(name, "cold"),
+		warmStarts: m.starts.WithLabelValues(name, "warm"),
+		duration:   m.duration.WithLabelValues(name),
+		latency:    m.latency.WithLabelValues(name),
+	}
 }
 
 func reasonOf(err error) edgefn.Reason {
@@ -92,8 +105,7 @@ func reasonOf(err error) edgefn.Reason {
 	return edgefn.ReasonInternal
 }
 
-func (s *fnStats) observe(v *version, res *sandbox.Result, commitErr error, queued, latency time.Duration) {
-	outcome := "ok"
+func (s *fnStats) observe(v *version, res *sandbox.Result, commitErr error, latency time.Duration) {
 	reason := reasonOf(res.Err)
 	if commitErr != nil {
 		reason = reasonOf(commitErr)
@@ -101,18 +113,19 @@ func (s *fnStats) observe(v *version, res *sandbox.Result, commitErr error, queu
 			reason = edgefn.ReasonStorage
 		}
 	}
-	if reason != "" {
-		outcome = string(reason)
-		s.m.failures.WithLabelValues(s.name, outcome).Inc()
+	if reason == "" {
+		s.ok.Inc()
+	} else {
+		s.m.failures.WithLabelValues(s.name, string(reason)).Inc()
+		s.m.invocations.WithLabelValues(s.name, string(reason)).Inc()
 	}
-	s.m.invocations.WithLabelValues(s.name, outcome).Inc()
-	s.m.duration.WithLabelValues(s.name).Observe(res.Duration.Seconds())
-	s.m.latency.WithLabelValues(s.name).Observe(latency.Seconds())
-	kind := "warm"
+	s.duration.Observe(res.Duration.Seconds())
+	s.latency.Observe(latency.Seconds())
 	if res.Cold {
-		kind = "cold"
+		s.coldStarts.Inc()
+	} else {
+		s.warmStarts.Inc()
 	}
-	s.m.starts.WithLabelValues(s.name, kind).Inc()
 
 	s.mu.Lock()
 	defer s.mu.Unlock()

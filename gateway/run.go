@@ -91,9 +91,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		CacheDir:  filepath.Join(cfg.DataDir, "cache"),
 		Logger:    log.With("part", "sandbox"),
 		KV:        kvAdapter{store},
-		MaxCopy:   0,
 		GPIO:      devs,
-		MaxMemory: maxOr(cfg.MaxLimits().Memory, 0),
+		MaxMemory: cfg.MaxLimits().Memory,
 	})
 	if err != nil {
 		return err
@@ -214,12 +213,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	g.bg.Wait()
 	// 3. A final sync attempt, bounded.
 	if len(a.uplinks) > 0 {
-		wait := time.NewTimer(grace)
-		select {
-		case <-wait.C:
-		case <-a.drained(store):
-		}
-		wait.Stop()
+		a.waitDrained(store, grace)
 	}
 	stopUplink()
 	if err := ups.Wait(); err != nil && !errors.Is(err, context.Canceled) {
@@ -274,20 +268,24 @@ func (a *Agent) Reload(ctx context.Context, next *Config, level *slog.LevelVar) 
 	a.loadFunctionsDir(ctx)
 }
 
-// drained closes when the outbox has nothing pending.
-func (a *Agent) drained(store *outbox.Store) <-chan struct{} {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; i < 1000; i++ {
-			recs, err := store.Pending(context.Background(), 0, 1, 1)
-			if err != nil || len(recs) == 0 {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
+// waitDrained waits until the outbox has nothing pending (the uplink
+// delivered it) or grace has passed.
+func (a *Agent) waitDrained(store *outbox.Store, grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		recs, err := store.Pending(ctx, 0, 1, 1)
+		if err != nil || len(recs) == 0 {
+			return
 		}
-	}()
-	return done
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 type adminSrv struct {
@@ -335,11 +333,4 @@ func (a *Agent) adminServer() (*adminSrv, Ready, error) {
 	}
 	ready.AdminURL = scheme + "://" + ln.Addr().String()
 	return &adminSrv{http: srv, ln: ln}, ready, nil
-}
-
-func maxOr[T ~int64](v, def T) T {
-	if v > 0 {
-		return v
-	}
-	return def
 }

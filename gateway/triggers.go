@@ -71,8 +71,7 @@ func (a *Agent) setupTriggers(_ context.Context, devs *devices.GPIO) error {
 		return nil
 	})
 	a.stops = append(a.stops, func(context.Context) error { return devs.Close() })
-	g.onRoutes = append(g.onRoutes, func(ms map[string]*edgefn.Manifest) {
-		r := buildRoutes(ms)
+	g.onRoutes = append(g.onRoutes, func(ms map[string]*edgefn.Manifest, r *routes) {
 		var ss []triggers.Subscription
 		for f, q := range r.subscriptions() {
 			ss = append(ss, triggers.Subscription{Filter: f, QoS: q})
