@@ -16,7 +16,7 @@ BENCHCOUNT ?= 6
 WASM :=
 -include $(sort $(wildcard scripts/mk/*.mk))
 
-.PHONY: all build test test-short run bench lint wasm clean
+.PHONY: all build test test-short run lint wasm clean
 
 all: build
 
@@ -46,10 +46,6 @@ test-short: wasm
 ## run: the agent on its embedded defaults (embedded broker, ./data).
 run: build wasm
 	./$(BIN) agent --config configs/edgefn.yaml
-
-## bench: every benchmark, BENCHCOUNT runs each, for benchstat.
-bench: wasm
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCHCOUNT) $(PKGS)
 
 ## lint: gofmt, go vet and staticcheck must all be clean.
 lint:

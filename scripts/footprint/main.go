@@ -12,13 +12,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/edgefn/edgefn/internal/procstat"
 )
 
 type listFlag []string
@@ -129,8 +130,8 @@ outbox: { durability: normal }
 	idle := a.sample(o.idle, 250*time.Millisecond)
 	fmt.Fprintf(w, "| RSS idle, %s after ready (median; max) | %.1f MiB; %.1f MiB | <= 15 MB |\n", o.idle, mib(medianInt(idle)), mib(slices.Max(idle)))
 	pid := a.cmd.Process.Pid
-	anon, _ := procStatus(pid, "RssAnon")
-	file, _ := procStatus(pid, "RssFile")
+	anon, _ := procstat.Status(pid, "RssAnon")
+	file, _ := procstat.Status(pid, "RssFile")
 	fmt.Fprintf(w, "| RSS idle split: anonymous (heap, guest memory, compiled code) / file (the binary's pages) | %.1f MiB / %.1f MiB | |\n", mib(anon), mib(file))
 
 	if o.load <= 0 {
@@ -145,9 +146,9 @@ outbox: { durability: normal }
 	fmt.Fprintf(w, "| RSS under load (median; max) | %.1f MiB; %.1f MiB | |\n", mib(medianInt(res.rss)), mib(slices.Max(res.rss)))
 	after := a.sample(3*time.Second, 250*time.Millisecond)
 	fmt.Fprintf(w, "| RSS 3 s after load | %.1f MiB | |\n", mib(after[len(after)-1]))
-	anon, _ = procStatus(pid, "RssAnon")
+	anon, _ = procstat.Status(pid, "RssAnon")
 	fmt.Fprintf(w, "| RSS anonymous 3 s after load | %.1f MiB | |\n", mib(anon))
-	hwm, _ := procStatus(pid, "VmHWM")
+	hwm, _ := procstat.Status(pid, "VmHWM")
 	fmt.Fprintf(w, "| peak RSS (VmHWM) | %.1f MiB | |\n", mib(hwm))
 	if len(o.env) > 0 {
 		fmt.Fprintf(w, "\nagent environment: %s\n", strings.Join(o.env, " "))
@@ -229,7 +230,7 @@ func (a *agent) sample(d, step time.Duration) []int64 {
 	end := time.Now().Add(d)
 	for time.Now().Before(end) {
 		<-t.C
-		if v, err := procStatus(a.cmd.Process.Pid, "VmRSS"); err == nil {
+		if v, err := procstat.Status(a.cmd.Process.Pid, "VmRSS"); err == nil {
 			out = append(out, v)
 		}
 	}
@@ -300,21 +301,6 @@ loop:
 	res.acked = acked.Load()
 	res.replies = replies.Load()
 	return res, nil
-}
-
-// procStatus reads a "kB" field of /proc/PID/status, in bytes.
-func procStatus(pid int, field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb * 1024, err
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
 }
 
 func freePort() (string, error) {

@@ -1,0 +1,34 @@
+# The side-by-side MQTT benchmark (scripts/mqttbench, docs/benchmarks.md).
+#
+#   make bench        full run: 3 runs per path on all cores + 1 pinned to one
+#                     core (about 25 minutes on 2 cores), writes docs/benchmarks.md
+#   make bench-quick  smaller scenarios, one run, no pinned run (a few minutes),
+#                     writes $(BENCH_QUICK_OUT)
+#   make bench-go     the Go benchmarks of every package (benchstat input)
+
+MQTTBENCH       ?= bin/mqttbench
+MQTTBENCH_FLAGS ?=
+BENCH_QUICK_OUT ?= bin/benchmarks-quick.md
+
+WASM += scripts/mqttbench/testdata/publish.wasm
+
+scripts/mqttbench/testdata/publish.wasm: scripts/mqttbench/testdata/publish.wat
+	wat2wasm -o $@ $<
+
+.PHONY: bench bench-quick bench-go
+
+$(MQTTBENCH): FORCE
+	$(GO) build $(GOFLAGS) -o $@ ./scripts/mqttbench
+
+## bench: edgefn against the embedded floor, mosquitto + forwarder and Node-RED.
+bench: build wasm $(MQTTBENCH)
+	$(MQTTBENCH) -edgefn $(BIN) $(MQTTBENCH_FLAGS)
+
+## bench-quick: the same paths on smaller scenarios, one run each.
+bench-quick: build wasm $(MQTTBENCH)
+	$(MQTTBENCH) -edgefn $(BIN) -reps 1 -pinned-reps 0 -warm 200 -lat-msgs 2000 -cpu-msgs 8000 -sat-msgs 8000 \
+		-out $(BENCH_QUICK_OUT) -charts bin/benchmarks-quick -title "Quick run (make bench-quick): one run per path, smaller scenarios." $(MQTTBENCH_FLAGS)
+
+## bench-go: every Go benchmark, BENCHCOUNT runs each, for benchstat.
+bench-go: wasm
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCHCOUNT) $(PKGS)
