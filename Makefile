@@ -16,7 +16,7 @@ BENCHCOUNT ?= 6
 WASM :=
 -include $(sort $(wildcard scripts/mk/*.mk))
 
-.PHONY: all build test test-short run lint wasm clean
+.PHONY: all build test test-short run lint tidy-check wasm clean
 
 all: build
 
@@ -30,11 +30,11 @@ FORCE:
 ## wasm: build every WebAssembly guest (test fixtures and examples) from source.
 wasm: $(WASM)
 
-## test: build the guests, vet, then run every test (race detector on the
-## concurrent packages), the sandbox and outbox tests on arm64/armv7/armv6
-## under qemu, and the .deb install test.
-test: wasm
-	$(GO) vet $(PKGS)
+## test: check go.mod is tidy, lint (gofmt, vet, staticcheck), build the
+## guests, then run every test (race detector on the concurrent packages),
+## the sandbox and outbox tests on arm64/armv7/armv6 under qemu, and the
+## .deb install test.
+test: tidy-check lint wasm
 	$(GO) test -count=1 -timeout 30m $(PKGS)
 	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)
 	$(MAKE) test-arm
@@ -52,6 +52,10 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+## tidy-check: go.mod and go.sum must be exactly what `go mod tidy` makes.
+tidy-check:
+	$(GO) mod tidy -diff
 
 clean:
 	rm -rf bin $(WASM)

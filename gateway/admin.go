@@ -35,7 +35,7 @@ import (
 //	GET    /v1/status
 //	GET    /metrics                      Prometheus
 //	GET    /healthz                      no auth
-func (g *Gateway) handler(token string) http.Handler {
+func (g *Host) handler(token string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/functions", g.handleDeploy)
 	mux.HandleFunc("GET /v1/functions", g.handleList)
@@ -62,7 +62,7 @@ func (g *Gateway) handler(token string) http.Handler {
 
 // auth refuses requests without the bearer token with 401, and logs them
 // without the presented secret.
-func (g *Gateway) auth(token string, next http.Handler) http.Handler {
+func (g *Host) auth(token string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := r.Header.Get("Authorization")
 		presented, ok := strings.CutPrefix(h, "Bearer ")
@@ -128,7 +128,7 @@ func DeployMessage(manifest, wasm []byte) []byte {
 }
 
 // checkSignature enforces signed deploys when trusted keys are configured.
-func (g *Gateway) checkSignature(manifest, wasm []byte, keyB64, sigB64 string) (string, error) {
+func (g *Host) checkSignature(manifest, wasm []byte, keyB64, sigB64 string) (string, error) {
 	if len(g.cfg.Admin.TrustedKeys) == 0 {
 		return keyB64, nil
 	}
@@ -168,7 +168,7 @@ func readPart(form *multipart.Form, name string) ([]byte, error) {
 	return io.ReadAll(f)
 }
 
-func (g *Gateway) handleDeploy(w http.ResponseWriter, r *http.Request) {
+func (g *Host) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	max := int64(g.cfg.Admin.MaxUpload)
 	r.Body = http.MaxBytesReader(w, r.Body, max)
 	if err := r.ParseMultipartForm(8 << 20); err != nil {
@@ -253,7 +253,7 @@ func triggerStrings(m *edgefn.Manifest) []string {
 	return out
 }
 
-func (g *Gateway) functionInfo(d *deployed) FunctionInfo {
+func (g *Host) functionInfo(d *deployed) FunctionInfo {
 	v := d.cur.Load()
 	fi := FunctionInfo{Name: d.name, State: "removing"}
 	if v != nil {
@@ -270,7 +270,7 @@ func (g *Gateway) functionInfo(d *deployed) FunctionInfo {
 	return fi
 }
 
-func (g *Gateway) functions() []FunctionInfo {
+func (g *Host) functions() []FunctionInfo {
 	g.mu.RLock()
 	ds := make([]*deployed, 0, len(g.fns))
 	for _, d := range g.fns {
@@ -285,11 +285,11 @@ func (g *Gateway) functions() []FunctionInfo {
 	return out
 }
 
-func (g *Gateway) handleList(w http.ResponseWriter, _ *http.Request) {
+func (g *Host) handleList(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, g.functions())
 }
 
-func (g *Gateway) handleGet(w http.ResponseWriter, r *http.Request) {
+func (g *Host) handleGet(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	g.mu.RLock()
 	d := g.fns[name]
@@ -303,7 +303,7 @@ func (g *Gateway) handleGet(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, fi)
 }
 
-func (g *Gateway) handleRemove(w http.ResponseWriter, r *http.Request) {
+func (g *Host) handleRemove(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(g.cfg.ShutdownGrace))
 	defer cancel()
 	if err := g.Remove(ctx, r.PathValue("name")); err != nil {
@@ -313,7 +313,7 @@ func (g *Gateway) handleRemove(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("name")})
 }
 
-func (g *Gateway) handleRollback(w http.ResponseWriter, r *http.Request) {
+func (g *Host) handleRollback(w http.ResponseWriter, r *http.Request) {
 	to := 0
 	if s := r.URL.Query().Get("to"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -364,7 +364,7 @@ type InvokeLog struct {
 	Message string `json:"message"`
 }
 
-func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
+func (g *Host) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(g.cfg.Admin.MaxUpload)))
 	if err != nil {
@@ -416,6 +416,6 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
+func (g *Host) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, g.Status(r.Context()))
 }

@@ -19,7 +19,7 @@ import (
 //	GET /v1/outbox?dead_letters=N                         backlog, drops, dead letters
 
 // readRoutes registers the read-side admin routes (logs, usage, outbox).
-func (g *Gateway) readRoutes(mux *http.ServeMux) {
+func (g *Host) readRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/functions/{name}/logs", g.handleLogs)
 	mux.HandleFunc("GET /v1/usage", g.handleUsage)
 	mux.HandleFunc("GET /v1/outbox", g.handleOutbox)
@@ -88,7 +88,7 @@ func intParam(r *http.Request, name string, def, lo, hi int64) (int64, error) {
 	return n, nil
 }
 
-func (g *Gateway) handleLogs(w http.ResponseWriter, r *http.Request) {
+func (g *Host) handleLogs(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	since, err := parseSince(r.URL.Query().Get("since"), 0, time.Now())
 	if err != nil {
@@ -152,7 +152,7 @@ type FunctionUsage struct {
 	Warm           int64                   `json:"warm"`
 }
 
-func (g *Gateway) handleUsage(w http.ResponseWriter, r *http.Request) {
+func (g *Host) handleUsage(w http.ResponseWriter, r *http.Request) {
 	since, err := parseSince(r.URL.Query().Get("since"), defaultUsageSince, time.Now())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
@@ -208,7 +208,7 @@ type DeadLetter struct {
 	At            time.Time `json:"at"`
 }
 
-func (g *Gateway) handleOutbox(w http.ResponseWriter, r *http.Request) {
+func (g *Host) handleOutbox(w http.ResponseWriter, r *http.Request) {
 	limit, err := intParam(r, "dead_letters", defaultDeadLimit, 0, maxDeadLimit)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)

@@ -12,12 +12,12 @@ import (
 // and the uplink's state. Reading them when scraped keeps the hot path free
 // of gauge updates.
 type stateCollector struct {
-	g *Gateway
+	g *Host
 
 	queueDepth, workers, backlog, backlogAge, outboxBytes, outboxDrops, uplinkOnline, uplinkBacklog, uplinkLastSuccess *prometheus.Desc
 }
 
-func newStateCollector(g *Gateway) *stateCollector {
+func newStateCollector(g *Host) *stateCollector {
 	return &stateCollector{
 		g:                 g,
 		queueDepth:        prometheus.NewDesc("edgefn_queue_depth", "Events waiting in a function's queue.", []string{"function"}, nil),

@@ -46,7 +46,7 @@ func problems(err error) []string {
 
 // validate checks a parsed manifest against the agent: limits within the
 // maxima, pins that exist, output pins not claimed by another function.
-func (g *Gateway) validate(m *edgefn.Manifest) (edgefn.Limits, []string) {
+func (g *Host) validate(m *edgefn.Manifest) (edgefn.Limits, []string) {
 	var probs []string
 	lim := m.Limits.WithDefaults(g.cfg.DefaultLimits())
 	for _, e := range edgefn.CheckLimits(lim, g.cfg.MaxLimits()) {
@@ -80,7 +80,7 @@ func (g *Gateway) validate(m *edgefn.Manifest) (edgefn.Limits, []string) {
 // and activates it: new events go to the new version, in-flight ones finish
 // on the old. Redeploying the active content is a no-op that returns the
 // active version. Errors are a *DeployError listing every problem.
-func (g *Gateway) Deploy(ctx context.Context, file string, manifest, wasm []byte, origin, signer string) (versionMeta, error) {
+func (g *Host) Deploy(ctx context.Context, file string, manifest, wasm []byte, origin, signer string) (versionMeta, error) {
 	m, err := edgefn.ParseManifest(file, manifest)
 	if err != nil {
 		// The manifest did not parse, so the function has no name yet:
@@ -137,14 +137,14 @@ func (g *Gateway) Deploy(ctx context.Context, file string, manifest, wasm []byte
 // rollback.
 const keepVersions = 5
 
-func (g *Gateway) spec(m *edgefn.Manifest, lim edgefn.Limits, version int) sandbox.Spec {
+func (g *Host) spec(m *edgefn.Manifest, lim edgefn.Limits, version int) sandbox.Spec {
 	return sandbox.Spec{Name: m.Name, Version: version, Limits: lim, Grants: m.Allow, Env: m.Env, Isolation: m.Isolation}
 }
 
 // activate makes v the active version of its function and updates routes
 // and triggers. The previous version is closed once its in-flight
 // invocations finish.
-func (g *Gateway) activate(v *version) {
+func (g *Host) activate(v *version) {
 	g.mu.Lock()
 	d, ok := g.fns[v.name]
 	if !ok {
@@ -163,7 +163,7 @@ func (g *Gateway) activate(v *version) {
 
 // retire closes an old version in the background; sandbox.Function.Close
 // waits for its in-flight invocations.
-func (g *Gateway) retire(v *version) {
+func (g *Host) retire(v *version) {
 	g.bg.Add(1)
 	go func() {
 		defer g.bg.Done()
@@ -175,7 +175,7 @@ func (g *Gateway) retire(v *version) {
 
 // Rollback activates an earlier stored version: to, or the one before the
 // active one when to is 0.
-func (g *Gateway) Rollback(ctx context.Context, name string, to int) (versionMeta, error) {
+func (g *Host) Rollback(ctx context.Context, name string, to int) (versionMeta, error) {
 	g.deployMu.Lock()
 	defer g.deployMu.Unlock()
 	act, err := g.reg.active(name)
@@ -221,7 +221,7 @@ func (g *Gateway) Rollback(ctx context.Context, name string, to int) (versionMet
 }
 
 // loadVersion loads a stored version into the sandbox.
-func (g *Gateway) loadVersion(ctx context.Context, sv *storedVersion) (*version, error) {
+func (g *Host) loadVersion(ctx context.Context, sv *storedVersion) (*version, error) {
 	m, err := edgefn.ParseManifest(sv.Meta.Name+".yaml", sv.Manifest)
 	if err != nil {
 		return nil, err
@@ -239,7 +239,7 @@ func (g *Gateway) loadVersion(ctx context.Context, sv *storedVersion) (*version,
 
 // Remove stops routing events to a function, drains its queue (bounded by
 // ctx), then deletes it and its stored versions.
-func (g *Gateway) Remove(ctx context.Context, name string) error {
+func (g *Host) Remove(ctx context.Context, name string) error {
 	g.deployMu.Lock()
 	defer g.deployMu.Unlock()
 	g.mu.Lock()
@@ -263,7 +263,7 @@ func (g *Gateway) Remove(ctx context.Context, name string) error {
 	return err
 }
 
-func (g *Gateway) loadedFunctions() []*sandbox.Function {
+func (g *Host) loadedFunctions() []*sandbox.Function {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	out := make([]*sandbox.Function, 0, len(g.fns))

@@ -39,8 +39,11 @@ type gpioDevice interface {
 // before it exits (scale to zero).
 const idleWorker = 30 * time.Second
 
-// Gateway is the agent. Create it with New and run it with Run.
-type Gateway struct {
+// Host holds the deployed functions and runs the event pipeline: it routes
+// every event to the functions it triggers, invokes them in the sandbox,
+// commits their effects to the outbox and applies them. Agent builds it in
+// Run; the tests build it with newHost.
+type Host struct {
 	cfg *Config
 	log *slog.Logger
 
@@ -76,16 +79,16 @@ type Gateway struct {
 	bg      sync.WaitGroup
 }
 
-var _ triggers.Sink = (*Gateway)(nil)
+var _ triggers.Sink = (*Host)(nil)
 
-// newGateway makes a Gateway around an opened outbox and sandbox runtime;
+// newHost makes a Host around an opened outbox and sandbox runtime;
 // Run and the tests use it.
-func newGateway(cfg *Config, log *slog.Logger, store *outbox.Store, rt *sandbox.Runtime) (*Gateway, error) {
+func newHost(cfg *Config, log *slog.Logger, store *outbox.Store, rt *sandbox.Runtime) (*Host, error) {
 	reg, err := newRegistry(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	g := &Gateway{
+	g := &Host{
 		cfg: cfg, log: log, store: store, rt: rt, reg: reg, metrics: newMetrics(),
 		commitTimeout: 30 * time.Second, publishTimeout: 10 * time.Second,
 		fns: map[string]*deployed{}, statusParts: map[string]func() any{}, extraRoutes: map[string]http.HandlerFunc{},
@@ -97,7 +100,7 @@ func newGateway(cfg *Config, log *slog.Logger, store *outbox.Store, rt *sandbox.
 	return g, nil
 }
 
-func (g *Gateway) uplinkStates() []uplink.State {
+func (g *Host) uplinkStates() []uplink.State {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	out := make([]uplink.State, 0, len(g.uplinks))
@@ -108,13 +111,13 @@ func (g *Gateway) uplinkStates() []uplink.State {
 }
 
 // NewEventID returns an id unique on this gateway across restarts.
-func (g *Gateway) NewEventID() string {
+func (g *Host) NewEventID() string {
 	return g.evBase + "-" + strconv.FormatUint(g.evSeq.Add(1), 36)
 }
 
 // refreshRoutes rebuilds the routing table from the active versions and
 // tells the triggers.
-func (g *Gateway) refreshRoutes() {
+func (g *Host) refreshRoutes() {
 	g.mu.RLock()
 	ms := make(map[string]*edgefn.Manifest, len(g.fns))
 	for name, d := range g.fns {
@@ -140,7 +143,7 @@ func (g *Gateway) refreshRoutes() {
 // publishes seen again by the embedded broker are queued without waiting
 // for their result: there is nothing to acknowledge, and a chain of
 // functions cannot deadlock on itself.
-func (g *Gateway) Deliver(ctx context.Context, ev edgefn.Event) error {
+func (g *Host) Deliver(ctx context.Context, ev edgefn.Event) error {
 	if ev.ID == "" {
 		ev.ID = g.NewEventID()
 	}
@@ -200,7 +203,7 @@ func (g *Gateway) Deliver(ctx context.Context, ev edgefn.Event) error {
 
 // Invoke runs one function synchronously for an HTTP invoke and returns its
 // result once durable.
-func (g *Gateway) Invoke(ctx context.Context, name string, payload []byte, meta map[string]string) (*invocationResult, error) {
+func (g *Host) Invoke(ctx context.Context, name string, payload []byte, meta map[string]string) (*invocationResult, error) {
 	g.mu.RLock()
 	d := g.fns[name]
 	g.mu.RUnlock()
@@ -226,7 +229,7 @@ func (g *Gateway) Invoke(ctx context.Context, name string, payload []byte, meta 
 // loadStored activates every function stored in the registry, then the
 // manifests of the functions dir (deploying those that changed). A
 // function that fails to load is reported by name and skipped.
-func (g *Gateway) loadStored(ctx context.Context) {
+func (g *Host) loadStored(ctx context.Context) {
 	names, err := g.reg.names()
 	if err != nil {
 		g.log.Error("list deployed functions", "err", err)
@@ -256,7 +259,7 @@ func (g *Gateway) loadStored(ctx context.Context) {
 // loadFunctionsDir deploys the manifests of the functions dir whose
 // content changed (an unchanged one is a no-op). An invalid manifest is
 // reported by name and skipped; the others still load.
-func (g *Gateway) loadFunctionsDir(ctx context.Context) {
+func (g *Host) loadFunctionsDir(ctx context.Context) {
 	if g.cfg.FunctionsDir == "" {
 		return
 	}
@@ -279,7 +282,7 @@ func (g *Gateway) loadFunctionsDir(ctx context.Context) {
 
 // drain stops every function's queue, bounded by ctx, and waits for
 // pending commits.
-func (g *Gateway) drain(ctx context.Context) error {
+func (g *Host) drain(ctx context.Context) error {
 	g.mu.RLock()
 	ds := make([]*deployed, 0, len(g.fns))
 	for _, d := range g.fns {

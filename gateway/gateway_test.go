@@ -25,9 +25,9 @@ func fixture(t testing.TB, name string) []byte {
 	return b
 }
 
-// newTestGateway builds a Gateway on a real outbox and a real sandbox in a
+// newTestGateway builds a Host on a real outbox and a real sandbox in a
 // temp dir, without triggers.
-func newTestGateway(t testing.TB, mutate ...func(*Config)) *Gateway {
+func newTestGateway(t testing.TB, mutate ...func(*Config)) *Host {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := &Config{GatewayID: "gw1", DataDir: dir}
@@ -47,7 +47,7 @@ func newTestGateway(t testing.TB, mutate ...func(*Config)) *Gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := newGateway(cfg, discardLogger(), store, rt)
+	g, err := newHost(cfg, discardLogger(), store, rt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func newTestGateway(t testing.TB, mutate ...func(*Config)) *Gateway {
 	return g
 }
 
-func deploy(t testing.TB, g *Gateway, manifest, wasmFixture string) versionMeta {
+func deploy(t testing.TB, g *Host, manifest, wasmFixture string) versionMeta {
 	t.Helper()
 	meta, err := g.Deploy(context.Background(), "function.yaml", []byte(manifest), fixture(t, wasmFixture), "test", "")
 	if err != nil {
@@ -75,7 +75,7 @@ func mqttEvent(topic, payload string, qos int) edgefn.Event {
 	return edgefn.Event{Source: edgefn.SourceMQTT, Subject: topic, Payload: []byte(payload), Meta: map[string]string{"qos": fmt.Sprint(qos)}}
 }
 
-func pending(t testing.TB, g *Gateway) []edgefn.Record {
+func pending(t testing.TB, g *Host) []edgefn.Record {
 	t.Helper()
 	recs, err := g.store.Pending(context.Background(), 0, 100000, 1<<30)
 	if err != nil {

@@ -55,7 +55,7 @@ const maxPendingCommits = 256
 // run invokes the function for one job, commits its effects, then applies
 // publishes and GPIO writes and reports the outcome. It is the queue's
 // worker body.
-func (g *Gateway) run(d *deployed, j *job) {
+func (g *Host) run(d *deployed, j *job) {
 	v := d.cur.Load()
 	if v == nil {
 		if j.done != nil {
@@ -103,7 +103,7 @@ func (g *Gateway) run(d *deployed, j *job) {
 // apply carries out publishes and GPIO writes of a committed invocation, in
 // call order. They are local actuation: a failure is logged and counted,
 // the records are already durable.
-func (g *Gateway) apply(v *version, effects []edgefn.Effect) {
+func (g *Host) apply(v *version, effects []edgefn.Effect) {
 	for _, e := range effects {
 		switch e.Kind {
 		case edgefn.EffectPublish:
@@ -129,7 +129,7 @@ func (g *Gateway) apply(v *version, effects []edgefn.Effect) {
 	}
 }
 
-func (g *Gateway) logInvocation(v *version, ev *edgefn.Event, res *sandbox.Result, commitErr error) {
+func (g *Host) logInvocation(v *version, ev *edgefn.Event, res *sandbox.Result, commitErr error) {
 	switch {
 	case commitErr != nil:
 		g.log.Error("commit failed", "function", v.name, "version", v.meta.Version, "event", ev.ID, "err", commitErr)

@@ -31,13 +31,13 @@ type Ready struct {
 	BrokerAddr  string // the embedded broker's TCP address, if any
 }
 
-// Agent runs a Gateway with everything around it: triggers, uplink, admin
+// Agent runs a Host with everything around it: triggers, uplink, admin
 // API. Build it with NewAgent and run it with Run.
 type Agent struct {
-	*Gateway
+	*Host
 	ready      chan Ready
 	brokerAddr string
-	uplinks    []uplink.Uplink
+	uplinks    []uplink.Link
 	starts     []func(ctx context.Context, g *errgroup.Group) error
 	stops      []func(ctx context.Context) error
 }
@@ -50,7 +50,7 @@ func NewAgent(cfg *Config, log *slog.Logger) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{Gateway: &Gateway{cfg: cfg, log: log}, ready: make(chan Ready, 1)}, nil
+	return &Agent{Host: &Host{cfg: cfg, log: log}, ready: make(chan Ready, 1)}, nil
 }
 
 // Ready receives once the agent serves events and its admin API.
@@ -102,18 +102,18 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		defer cancel()
 		err = errors.Join(err, rt.Close(cctx))
 	}()
-	g, err := newGateway(cfg, log, store, rt)
+	g, err := newHost(cfg, log, store, rt)
 	if err != nil {
 		return err
 	}
 	g.gpio = devs
-	a.Gateway = g
+	a.Host = g
 
 	if err := a.setupTriggers(ctx, devs); err != nil {
 		return err
 	}
 	for _, u := range cfg.Uplinks {
-		var up uplink.Uplink
+		var up uplink.Link
 		switch {
 		case u.HTTP != nil:
 			up, err = uplink.NewHTTP(*u.HTTP, backlogSource{store}, log.With("part", "uplink"))

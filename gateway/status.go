@@ -19,7 +19,7 @@ type Status struct {
 }
 
 // Status reports the agent's state.
-func (g *Gateway) Status(ctx context.Context) Status {
+func (g *Host) Status(ctx context.Context) Status {
 	st := Status{Gateway: g.cfg.GatewayID, Started: g.started, Uptime: time.Since(g.started).Round(time.Second).String(), Parts: map[string]any{}}
 	g.mu.RLock()
 	for name, f := range g.statusParts {

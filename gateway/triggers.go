@@ -30,7 +30,7 @@ func (a *Agent) openGPIO() (*devices.GPIO, error) {
 // start (run under the intake group) and a stop, and is told about
 // routing changes.
 func (a *Agent) setupTriggers(_ context.Context, devs *devices.GPIO) error {
-	g, cfg, log := a.Gateway, a.cfg, a.log
+	g, cfg, log := a.Host, a.cfg, a.log
 	var subs interface {
 		SetSubscriptions([]triggers.Subscription) error
 	}

@@ -34,7 +34,7 @@ func (f *Function) runCommand(inv *invocation, res *Result) *instance {
 		return nil
 	}
 	inst.inv = inv
-	err, intr := inst.call(inst.mod.ExportedFunction(exportStart), inv, nil)
+	intr, err := inst.call(inst.mod.ExportedFunction(exportStart), inv, nil)
 	inst.stderr.flush()
 	res.MemoryBytes = inst.memSize()
 	fl := inst.classify(err, intr, false, res)

@@ -259,7 +259,7 @@ func (f *Function) runReactor(inv *invocation, res *Result, inst *instance) (*in
 		}
 		if f.hasInit {
 			inst.inv = inv
-			err, intr := inst.call(inst.init, inv, nil)
+			intr, err := inst.call(inst.init, inv, nil)
 			if fl := inst.classify(err, intr, false, res); fl != nil || intr {
 				res.MemoryBytes = inst.memSize()
 				inst.stderr.flush()
@@ -275,7 +275,7 @@ func (f *Function) runReactor(inv *invocation, res *Result, inst *instance) (*in
 	}
 	inst.inv = inv
 	inst.stack[0] = uint64(len(inv.ev.Payload))
-	err, intr := inst.call(inst.handle, inv, inst.stack[:])
+	intr, err := inst.call(inst.handle, inv, inst.stack[:])
 	res.MemoryBytes = inst.memSize()
 	rc := int32(uint32(inst.stack[0]))
 	if err == nil {
@@ -479,14 +479,14 @@ func (inst *instance) interrupt(why string) {
 
 // call runs fn under the invocation's deadline. interrupted reports that the
 // stop flag was raised (the instance must then be discarded).
-func (inst *instance) call(fn api.Function, inv *invocation, stack []uint64) (err error, interrupted bool) {
+func (inst *instance) call(fn api.Function, inv *invocation, stack []uint64) (interrupted bool, err error) {
 	if inst.depth != nil {
 		inst.depth.Set(uint64(inst.f.spec.Limits.MaxDepth))
 	}
 	rem := time.Until(inv.deadline)
 	if rem <= 0 {
 		inst.why = inst.f.timeoutMsg
-		return errNotStarted, true
+		return true, errNotStarted
 	}
 	inst.tmu.Lock()
 	inst.cur = inv
@@ -511,12 +511,12 @@ func (inst *instance) call(fn api.Function, inv *invocation, stack []uint64) (er
 		stopAfter()
 	}
 	if inst.state.CompareAndSwap(stRunning, stIdle) {
-		return err, false
+		return false, err
 	}
 	for inst.state.Load() != stInterrupted {
 		runtime.Gosched()
 	}
-	return err, true
+	return true, err
 }
 
 // memFailed reports whether a memory.grow failed during this call.

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/gateway"

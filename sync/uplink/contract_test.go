@@ -20,7 +20,7 @@ import (
 // cloud is the far end of an uplink in the contract suite.
 type cloud interface {
 	// newUplink builds an uplink of this kind draining src into the cloud.
-	newUplink(t *testing.T, src uplink.Source) uplink.Uplink
+	newUplink(t *testing.T, src uplink.Source) uplink.Link
 	// down makes the cloud unreachable; up brings it back.
 	down(t *testing.T)
 	up(t *testing.T)
@@ -43,7 +43,7 @@ type httpCloud struct{ r *receiver.Receiver }
 
 func newHTTPCloud(t *testing.T) cloud { return &httpCloud{r: receiver.Start(t)} }
 
-func (c *httpCloud) newUplink(t *testing.T, src uplink.Source) uplink.Uplink {
+func (c *httpCloud) newUplink(t *testing.T, src uplink.Source) uplink.Link {
 	u, err := uplink.NewHTTP(uplink.HTTPConfig{URL: c.r.URL(), Timeout: 2 * time.Second,
 		Batch: uplink.Batch{MaxRecords: 50, Linger: 5 * time.Millisecond}, Backoff: fastBackoff}, src, testLogger(t))
 	if err != nil {
@@ -98,7 +98,7 @@ func (c *mqttCloud) collect(t *testing.T, url string, opts func(*paho.ClientOpti
 	t.Cleanup(func() { cl.Disconnect(100) })
 }
 
-func (c *mqttCloud) newUplink(t *testing.T, src uplink.Source) uplink.Uplink {
+func (c *mqttCloud) newUplink(t *testing.T, src uplink.Source) uplink.Link {
 	u, err := uplink.NewMQTT(uplink.MQTTConfig{Broker: c.b.URL(), ClientID: "uplink-" + fmt.Sprint(time.Now().UnixNano()),
 		InFlight: 16, ConnectTimeout: 2 * time.Second, AckTimeout: 5 * time.Second, Backoff: fastBackoff}, src, testLogger(t))
 	if err != nil {
@@ -115,7 +115,7 @@ func (c *mqttCloud) lines() []receiver.Line {
 }
 
 // run starts u.Run and returns a stop function that cancels it and waits.
-func run(t *testing.T, u uplink.Uplink) (stop func()) {
+func run(t *testing.T, u uplink.Link) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

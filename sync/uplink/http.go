@@ -42,7 +42,7 @@ type HTTP struct {
 	zw   *gzip.Writer
 }
 
-var _ Uplink = (*HTTP)(nil)
+var _ Link = (*HTTP)(nil)
 
 // NewHTTP validates cfg, loads its TLS files and returns an HTTP uplink
 // draining src. It does no network I/O; an unreachable cloud shows up in

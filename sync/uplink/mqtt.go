@@ -36,7 +36,7 @@ type MQTT struct {
 	enc encoder
 }
 
-var _ Uplink = (*MQTT)(nil)
+var _ Link = (*MQTT)(nil)
 
 // NewMQTT validates cfg, loads its TLS files and returns an MQTT uplink
 // draining src. It does not connect; an unreachable broker shows up in

@@ -6,9 +6,9 @@ import (
 	"time"
 )
 
-// Uplink is one running connection to the cloud. The gateway runs each with
-// an errgroup and reads State for status and metrics.
-type Uplink interface {
+// Link is one running connection to the cloud (HTTP or MQTT). The gateway
+// runs each with an errgroup and reads State for status and metrics.
+type Link interface {
 	// Run drains the Source until ctx is cancelled, then returns nil. It
 	// returns an error only for a problem that retrying cannot fix.
 	Run(ctx context.Context) error
