@@ -13,6 +13,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,7 +54,7 @@ func (g *Host) handler(token string) http.Handler {
 	// token like everything else.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	authed := g.auth(token, mux)
+	authed := g.auth(token, checkNames(mux))
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	root.Handle("/", authed)
@@ -75,6 +76,27 @@ func (g *Host) auth(token string, next http.Handler) http.Handler {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="edgefn"`)
 			writeError(w, http.StatusUnauthorized, errors.New("unauthorized: pass the agent's API token (edgefn login)"))
 			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// checkNames refuses with 400 a request under /v1/functions/ whose {name}
+// segment is not a valid function name: one check in front of every {name}
+// route, so no handler ever builds a path from such a name. The segment is
+// unescaped the way ServeMux does it, so "..%2F..%2Fx" is seen as "../../x".
+func checkNames(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/functions/"); ok {
+			seg, _, _ := strings.Cut(rest, "/")
+			name, err := url.PathUnescape(seg)
+			if err != nil {
+				name = seg
+			}
+			if err := checkName(name); err != nil {
+				writeError(w, http.StatusBadRequest, err)
+				return
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -107,7 +129,10 @@ func statusOf(err error) int {
 	var nf *NotFoundError
 	var de *DeployError
 	var f *edgefn.Failure
+	var ne *NameError
 	switch {
+	case errors.As(err, &ne):
+		return http.StatusBadRequest
 	case errors.As(err, &nf):
 		return http.StatusNotFound
 	case errors.As(err, &de):

@@ -176,6 +176,9 @@ func (g *Host) retire(v *version) {
 // Rollback activates an earlier stored version: to, or the one before the
 // active one when to is 0.
 func (g *Host) Rollback(ctx context.Context, name string, to int) (versionMeta, error) {
+	if err := checkName(name); err != nil {
+		return versionMeta{}, err
+	}
 	g.deployMu.Lock()
 	defer g.deployMu.Unlock()
 	act, err := g.reg.active(name)
@@ -240,6 +243,9 @@ func (g *Host) loadVersion(ctx context.Context, sv *storedVersion) (*version, er
 // Remove stops routing events to a function, drains its queue (bounded by
 // ctx), then deletes it and its stored versions.
 func (g *Host) Remove(ctx context.Context, name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
 	g.deployMu.Lock()
 	defer g.deployMu.Unlock()
 	g.mu.Lock()

@@ -204,6 +204,9 @@ func (g *Host) Deliver(ctx context.Context, ev edgefn.Event) error {
 // Invoke runs one function synchronously for an HTTP invoke and returns its
 // result once durable.
 func (g *Host) Invoke(ctx context.Context, name string, payload []byte, meta map[string]string) (*invocationResult, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
 	g.mu.RLock()
 	d := g.fns[name]
 	g.mu.RUnlock()

@@ -52,11 +52,48 @@ type storedVersion struct {
 }
 
 func newRegistry(dataDir string) (*registry, error) {
-	dir := filepath.Join(dataDir, "functions")
+	dir, err := filepath.Abs(filepath.Join(dataDir, "functions"))
+	if err != nil {
+		return nil, fmt.Errorf("function registry: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("function registry: %w", err)
 	}
 	return &registry{dir: dir}, nil
+}
+
+// NameError says a function name is not one edgefn.ValidName accepts; the
+// admin API answers it with 400.
+type NameError struct{ Name string }
+
+func (e *NameError) Error() string {
+	n := e.Name
+	if len(n) > 64 {
+		n = n[:64] + "..."
+	}
+	return fmt.Sprintf("function name %q: invalid: a name is a lower-case letter, then up to 62 lower-case letters, digits, '-' or '_'", n)
+}
+
+// checkName returns a *NameError unless name is a valid function name.
+func checkName(name string) error {
+	if !edgefn.ValidName(name) {
+		return &NameError{Name: name}
+	}
+	return nil
+}
+
+// fnDir is the directory of a function. Every path the registry touches
+// goes through it: the name must be valid and, in depth, the joined path
+// must be a direct child of the registry's directory.
+func (r *registry) fnDir(name string) (string, error) {
+	if err := checkName(name); err != nil {
+		return "", err
+	}
+	p := filepath.Join(r.dir, name)
+	if filepath.Dir(p) != r.dir || filepath.Base(p) != name {
+		return "", &NameError{Name: name}
+	}
+	return p, nil
 }
 
 // contentHash identifies a deploy's content.
@@ -70,7 +107,11 @@ func contentHash(manifest, wasm []byte) string {
 
 // versions lists a function's stored versions, oldest first.
 func (r *registry) versions(name string) ([]int, error) {
-	ents, err := os.ReadDir(filepath.Join(r.dir, name))
+	fdir, err := r.fnDir(name)
+	if err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir(fdir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -103,7 +144,10 @@ func (r *registry) store(name string, manifest, wasm []byte, meta versionMeta) (
 	if meta.Deployed.IsZero() {
 		meta.Deployed = time.Now().UTC()
 	}
-	fdir := filepath.Join(r.dir, name)
+	fdir, err := r.fnDir(name)
+	if err != nil {
+		return meta, err
+	}
 	if err := os.MkdirAll(fdir, 0o750); err != nil {
 		return meta, err
 	}
@@ -126,7 +170,11 @@ func (r *registry) store(name string, manifest, wasm []byte, meta versionMeta) (
 
 // load reads one stored version.
 func (r *registry) load(name string, version int) (*storedVersion, error) {
-	vdir := filepath.Join(r.dir, name, strconv.Itoa(version))
+	fdir, err := r.fnDir(name)
+	if err != nil {
+		return nil, err
+	}
+	vdir := filepath.Join(fdir, strconv.Itoa(version))
 	sv := &storedVersion{}
 	mj, err := os.ReadFile(filepath.Join(vdir, "meta.json"))
 	if err != nil {
@@ -149,7 +197,11 @@ func (r *registry) load(name string, version int) (*storedVersion, error) {
 
 // active returns the active version of a function, 0 if none.
 func (r *registry) active(name string) (int, error) {
-	b, err := os.ReadFile(filepath.Join(r.dir, name, "active"))
+	fdir, err := r.fnDir(name)
+	if err != nil {
+		return 0, err
+	}
+	b, err := os.ReadFile(filepath.Join(fdir, "active"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
@@ -161,7 +213,10 @@ func (r *registry) active(name string) (int, error) {
 
 // activate makes version the active one.
 func (r *registry) activate(name string, version int) error {
-	fdir := filepath.Join(r.dir, name)
+	fdir, err := r.fnDir(name)
+	if err != nil {
+		return err
+	}
 	tmp := filepath.Join(fdir, ".active.tmp")
 	if err := writeFileSync(tmp, []byte(strconv.Itoa(version)+"\n")); err != nil {
 		return err
@@ -174,7 +229,11 @@ func (r *registry) activate(name string, version int) error {
 
 // remove deletes a function and all its versions.
 func (r *registry) remove(name string) error {
-	return os.RemoveAll(filepath.Join(r.dir, name))
+	fdir, err := r.fnDir(name)
+	if err != nil {
+		return err
+	}
+	return os.RemoveAll(fdir)
 }
 
 // prune keeps the newest keep versions (and the active one), deleting the
@@ -188,12 +247,16 @@ func (r *registry) prune(name string, keep int) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
+	fdir, err := r.fnDir(name)
+	if err != nil {
+		return nil, err
+	}
 	var gone []int
 	for _, v := range vs[:len(vs)-keep] {
 		if v == act {
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(r.dir, name, strconv.Itoa(v))); err != nil {
+		if err := os.RemoveAll(filepath.Join(fdir, strconv.Itoa(v))); err != nil {
 			return gone, err
 		}
 		gone = append(gone, v)
@@ -209,7 +272,7 @@ func (r *registry) names() ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+		if !e.IsDir() || !edgefn.ValidName(e.Name()) {
 			continue
 		}
 		if v, err := r.active(e.Name()); err == nil && v > 0 {

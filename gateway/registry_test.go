@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -57,5 +58,28 @@ func TestRegistryVersionsSurviveReopen(t *testing.T) {
 	vs, _ := r.versions("f")
 	if len(gone) != 3 || len(vs) != 4 { // 7 versions: 3 newest + active v2 kept
 		t.Errorf("pruned %v, left %v", gone, vs)
+	}
+}
+
+// Every registry entry point refuses a name that is not a valid function
+// name, whatever the caller: no path is built from it.
+func TestRegistryRefusesInvalidNames(t *testing.T) {
+	r, err := newRegistry(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"../x", "..", "", "a/b", "/etc", "A", "a\x00"} {
+		_, e1 := r.versions(name)
+		_, e2 := r.store(name, []byte("m"), []byte("w"), versionMeta{})
+		_, e3 := r.load(name, 1)
+		_, e4 := r.active(name)
+		e5 := r.activate(name, 1)
+		e6 := r.remove(name)
+		_, e7 := r.prune(name, 0)
+		for i, err := range []error{e1, e2, e3, e4, e5, e6, e7} {
+			if ne := (*NameError)(nil); !errors.As(err, &ne) {
+				t.Errorf("%q: entry point %d: %v, want a *NameError", name, i+1, err)
+			}
+		}
 	}
 }
