@@ -3,10 +3,13 @@ package triggers
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,40 +17,194 @@ import (
 
 	"github.com/edgefn/edgefn"
 	mqttsrv "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // DefaultBrokerListen is the embedded broker's default listener.
 const DefaultBrokerListen = ":1883"
 
-// BrokerConfig configures the embedded MQTT broker.
+// Defaults of the embedded broker's limits (see BrokerConfig).
+const (
+	DefaultMaxPacketSize    = 256 * edgefn.KiB
+	DefaultMaxConnectSize   = 8 * edgefn.KiB
+	DefaultMaxClients       = 1000
+	DefaultConnectTimeout   = 10 * time.Second
+	DefaultMaxRetained      = 1000
+	DefaultMaxRetainedBytes = 8 * edgefn.MiB
+	DefaultMaxQueued        = 256
+	DefaultMaxInflight      = 64
+	DefaultSessionExpiry    = 24 * time.Hour
+	// maxMQTTPacket is the largest remaining length MQTT can encode.
+	maxMQTTPacket = 268435455
+)
+
+// BrokerConfig configures the embedded MQTT broker. Zero limits take the
+// defaults above.
 type BrokerConfig struct {
 	// Listen is the TCP address to listen on (default ":1883"; use
 	// "127.0.0.1:0" for a free loopback port and read it with Addr).
 	Listen string `yaml:"listen" json:"listen"`
-	// Users may connect with a username and password.
+	// Users may connect with a username and password (or a client
+	// certificate); each may use only the topics its ACL lists.
 	Users []BrokerUser `yaml:"users" json:"users,omitempty"`
 	// AllowAnonymous lets clients without a username connect from any
 	// address; by default only loopback clients may connect without one.
+	// Remote anonymous clients get the Anonymous ACL.
 	AllowAnonymous bool `yaml:"allow_anonymous" json:"allow_anonymous"`
+	// Anonymous is the ACL of clients without a username, except loopback
+	// ones while LocalFullAccess holds.
+	Anonymous BrokerACL `yaml:"anonymous" json:"anonymous"`
+	// LocalFullAccess (default true) gives anonymous loopback clients (the
+	// device's own tools) every topic, $SYS included. False puts them under
+	// the Anonymous ACL.
+	LocalFullAccess *bool `yaml:"local_full_access" json:"local_full_access,omitempty"`
+
+	// MaxPacketSize bounds every packet a client sends (default 256 KiB);
+	// larger ones close the connection before they are read.
+	MaxPacketSize edgefn.Size `yaml:"max_packet_size" json:"max_packet_size"`
+	// MaxConnectSize bounds the first packet, the CONNECT with its will
+	// (default 8 KiB); checked from its header, before authentication.
+	MaxConnectSize edgefn.Size `yaml:"max_connect_size" json:"max_connect_size"`
+	// MaxClients bounds connected clients (default 1000); sockets beyond
+	// twice that, connected or not, are closed as they are accepted.
+	MaxClients int `yaml:"max_clients" json:"max_clients"`
+	// ConnectTimeout is how long a new socket has to complete TLS and send
+	// its CONNECT (default 10s).
+	ConnectTimeout time.Duration `yaml:"connect_timeout" json:"connect_timeout"`
+	// MaxRetained and MaxRetainedBytes bound the retained messages
+	// (default 1000 messages, 8 MiB of payload); a retained publish beyond
+	// them is delivered but not retained.
+	MaxRetained      int         `yaml:"max_retained" json:"max_retained"`
+	MaxRetainedBytes edgefn.Size `yaml:"max_retained_bytes" json:"max_retained_bytes"`
+	// MaxQueued bounds the messages waiting to be written to one client
+	// (default 256); beyond it messages to that client are dropped.
+	MaxQueued int `yaml:"max_queued" json:"max_queued"`
+	// MaxInflight bounds the QoS 1/2 messages held for one client, online
+	// or in its persistent session (default 64).
+	MaxInflight int `yaml:"max_inflight" json:"max_inflight"`
+	// SessionExpiry bounds how long a disconnected persistent session is
+	// kept (default 24h).
+	SessionExpiry time.Duration `yaml:"session_expiry" json:"session_expiry"`
+
+	// TLS adds a TLS listener.
+	TLS BrokerTLS `yaml:"tls" json:"tls"`
+}
+
+// BrokerTLS configures the embedded broker's TLS listener.
+type BrokerTLS struct {
+	// Listen is its address (e.g. ":8883"); empty: no TLS listener.
+	Listen string `yaml:"listen" json:"listen,omitempty"`
+	// CertFile and KeyFile are its certificate; empty: Certificate.
+	CertFile string `yaml:"cert_file" json:"cert_file,omitempty"`
+	KeyFile  string `yaml:"key_file" json:"key_file,omitempty"`
+	// ClientCAFile holds PEM CAs whose client certificates authenticate
+	// their common name as a user, without a password.
+	ClientCAFile string `yaml:"client_ca_file" json:"client_ca_file,omitempty"`
+	// ClientCerts is "optional" (default: clients may present a
+	// certificate or use a password) or "require" (every TLS client must
+	// present one); only with ClientCAFile.
+	ClientCerts string `yaml:"client_certs" json:"client_certs,omitempty"`
+	// Certificate is used when CertFile is empty; the agent sets it to a
+	// self-signed certificate it keeps in its data dir.
+	Certificate *tls.Certificate `yaml:"-" json:"-"`
 }
 
 // Validate checks the configuration without listening and returns every
 // problem, each naming its field.
 func (c BrokerConfig) Validate() error {
 	_, err := c.users()
-	if c.Listen != "" {
-		if _, _, perr := net.SplitHostPort(c.Listen); perr != nil {
-			err = errors.Join(err, fmt.Errorf("broker.listen %q: %w", c.Listen, perr))
+	bad := func(format string, args ...any) { err = errors.Join(err, fmt.Errorf(format, args...)) }
+	for f, addr := range map[string]string{"broker.listen": c.Listen, "broker.tls.listen": c.TLS.Listen} {
+		if addr != "" {
+			if _, _, perr := net.SplitHostPort(addr); perr != nil {
+				bad("%s %q: %w", f, addr, perr)
+			}
 		}
+	}
+	err = errors.Join(err, c.Anonymous.validate("broker.anonymous"))
+	switch {
+	case c.MaxPacketSize < 0 || c.MaxPacketSize > maxMQTTPacket:
+		bad("broker.max_packet_size %d: use 1 KiB to 256 MiB", c.MaxPacketSize)
+	case c.MaxPacketSize != 0 && c.MaxPacketSize < edgefn.KiB:
+		bad("broker.max_packet_size %d: use 1 KiB to 256 MiB", c.MaxPacketSize)
+	}
+	if c.MaxConnectSize < 0 || (c.MaxConnectSize != 0 && (c.MaxConnectSize < 64 || c.MaxConnectSize > c.withDefaults().MaxPacketSize)) {
+		bad("broker.max_connect_size %d: use 64 bytes up to max_packet_size", c.MaxConnectSize)
+	}
+	for f, v := range map[string]int{"broker.max_clients": c.MaxClients, "broker.max_retained": c.MaxRetained, "broker.max_queued": c.MaxQueued} {
+		if v < 0 || v > 1<<20 {
+			bad("%s %d: use 1 to 1048576 (0: the default)", f, v)
+		}
+	}
+	if c.MaxInflight < 0 || c.MaxInflight > 65535 {
+		bad("broker.max_inflight %d: use 1 to 65535 (0: the default)", c.MaxInflight)
+	}
+	if c.MaxRetainedBytes < 0 {
+		bad("broker.max_retained_bytes %d: must not be negative", c.MaxRetainedBytes)
+	}
+	if c.ConnectTimeout < 0 || c.SessionExpiry < 0 || c.SessionExpiry > 136*365*24*time.Hour {
+		bad("broker.connect_timeout and broker.session_expiry: must not be negative")
+	}
+	t := c.TLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		bad("broker.tls: set cert_file and key_file, or neither (the agent's self-signed certificate)")
+	}
+	switch t.ClientCerts {
+	case "", "optional", "require":
+		if t.ClientCerts != "" && t.ClientCAFile == "" {
+			bad("broker.tls.client_certs %q: needs client_ca_file", t.ClientCerts)
+		}
+	default:
+		bad("broker.tls.client_certs %q: use optional or require", t.ClientCerts)
+	}
+	if t.Listen == "" && (t.CertFile != "" || t.ClientCAFile != "") {
+		bad("broker.tls: certificate files set but no tls.listen address")
 	}
 	return err
 }
 
-func (c BrokerConfig) users() (map[string]password, error) {
+// withDefaults fills in the zero limits.
+func (c BrokerConfig) withDefaults() BrokerConfig {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.Listen == "" {
+		c.Listen = DefaultBrokerListen
+	}
+	if c.LocalFullAccess == nil {
+		t := true
+		c.LocalFullAccess = &t
+	}
+	if c.MaxPacketSize == 0 {
+		c.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if c.MaxConnectSize == 0 {
+		c.MaxConnectSize = min(DefaultMaxConnectSize, c.MaxPacketSize)
+	}
+	def(&c.MaxClients, DefaultMaxClients)
+	def(&c.MaxRetained, DefaultMaxRetained)
+	def(&c.MaxQueued, DefaultMaxQueued)
+	def(&c.MaxInflight, DefaultMaxInflight)
+	if c.MaxRetainedBytes == 0 {
+		c.MaxRetainedBytes = DefaultMaxRetainedBytes
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.SessionExpiry == 0 {
+		c.SessionExpiry = DefaultSessionExpiry
+	}
+	if c.TLS.ClientCAFile != "" && c.TLS.ClientCerts == "" {
+		c.TLS.ClientCerts = "optional"
+	}
+	return c
+}
+
+func (c BrokerConfig) users() (map[string]brokerUser, error) {
 	var errs []error
-	out := make(map[string]password, len(c.Users))
+	out := make(map[string]brokerUser, len(c.Users))
 	for i, u := range c.Users {
 		if u.Username == "" {
 			errs = append(errs, fmt.Errorf("broker.users[%d].username: empty", i))
@@ -57,14 +214,62 @@ func (c BrokerConfig) users() (map[string]password, error) {
 			errs = append(errs, fmt.Errorf("broker.users[%d].username %q: listed twice", i, u.Username))
 			continue
 		}
+		if u.Password == "" && c.TLS.ClientCAFile == "" {
+			errs = append(errs, fmt.Errorf("broker.users[%d].password (user %q): empty (a user without a password needs broker.tls.client_ca_file)", i, u.Username))
+			continue
+		}
 		p, err := parsePassword(u.Password)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("broker.users[%d].password (user %q): %w", i, u.Username, err))
 			continue
 		}
-		out[u.Username] = p
+		if err := u.acl().validate(fmt.Sprintf("broker.users[%d]", i)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out[u.Username] = brokerUser{pw: p, acl: u.acl()}
 	}
 	return out, errors.Join(errs...)
+}
+
+// tlsConfig builds the TLS listener's configuration: TLS 1.2 with AEAD
+// suites, or 1.3.
+func (t BrokerTLS) tlsConfig() (*tls.Config, error) {
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+	}
+	switch {
+	case t.CertFile != "":
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("broker.tls: %s / %s: %w", t.CertFile, t.KeyFile, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	case t.Certificate != nil:
+		cfg.Certificates = []tls.Certificate{*t.Certificate}
+	default:
+		return nil, errors.New("broker.tls: no certificate: set cert_file and key_file")
+	}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("broker.tls.client_ca_file: %w", err)
+		}
+		cfg.ClientCAs = x509.NewCertPool()
+		if !cfg.ClientCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("broker.tls.client_ca_file %s: no PEM certificate in it", t.ClientCAFile)
+		}
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		if t.ClientCerts == "require" {
+			cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return cfg, nil
 }
 
 // BrokerStatus is a snapshot of the embedded broker's state.
@@ -78,8 +283,31 @@ type BrokerStatus struct {
 	// Rejected counts QoS 1 publishes left without PUBACK (their client was
 	// disconnected so it sends them again).
 	Rejected uint64 `json:"rejected"`
-	// AuthRefused counts connections refused for bad credentials.
+	// AuthRefused counts connections refused: bad credentials, a will
+	// outside the publish ACL, another user's client id.
 	AuthRefused uint64 `json:"auth_refused"`
+	// TLSAddr is the TLS listener's address, if any.
+	TLSAddr string `json:"tls_addr,omitempty"`
+	// Sockets counts open sockets, clients or not yet.
+	Sockets int64 `json:"sockets"`
+	// SocketsRefused counts sockets closed on accept (max_clients × 2 open).
+	SocketsRefused uint64 `json:"sockets_refused"`
+	// BadConnects counts sockets closed because the first packet was not a
+	// CONNECT or was larger than max_connect_size.
+	BadConnects uint64 `json:"bad_connects"`
+	// ConnectTimeouts counts sockets closed for not sending a CONNECT
+	// within connect_timeout.
+	ConnectTimeouts uint64 `json:"connect_timeouts"`
+	// ACLDenied counts publishes, subscriptions and deliveries the ACLs
+	// refused.
+	ACLDenied uint64 `json:"acl_denied"`
+	// Retained and RetainedBytes are the retained messages kept;
+	// RetainedRefused counts those not kept because the budget was full.
+	Retained        int    `json:"retained"`
+	RetainedBytes   int64  `json:"retained_bytes"`
+	RetainedRefused uint64 `json:"retained_refused"`
+	// Dropped counts messages dropped because a client's queue was full.
+	Dropped int64 `json:"dropped"`
 }
 
 // Broker is the embedded MQTT broker (mochi-mqtt). Devices connect to it;
@@ -97,7 +325,8 @@ type Broker struct {
 	cfg   BrokerConfig
 	sink  Sink
 	log   *slog.Logger
-	users map[string]password
+	users map[string]brokerUser
+	tls   *tls.Config
 	idPfx string
 	seq   atomic.Uint64
 	subs  atomic.Pointer[[]string]
@@ -107,11 +336,14 @@ type Broker struct {
 
 	mu      sync.Mutex
 	srv     *mqttsrv.Server
-	tcp     *listeners.TCP
+	tcp     *guardListener
+	tlsLn   *guardListener
+	retain  *retainHook
 	started bool
 	closed  bool
 
-	delivered, failed, rejected, refused atomic.Uint64
+	stats                       brokerStats
+	delivered, failed, rejected atomic.Uint64
 }
 
 // NewBroker checks cfg and returns a broker that delivers to sink. It does
@@ -126,16 +358,22 @@ func NewBroker(cfg BrokerConfig, sink Sink, log *slog.Logger) (*Broker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Listen == "" {
-		cfg.Listen = DefaultBrokerListen
-	}
+	cfg = cfg.withDefaults()
 	users, _ := cfg.users()
+	var tlsCfg *tls.Config
+	if cfg.TLS.Listen != "" {
+		var err error
+		if tlsCfg, err = cfg.TLS.tlsConfig(); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
 		cfg:    cfg,
 		sink:   sink,
 		log:    log.With("trigger", "broker"),
 		users:  users,
+		tls:    tlsCfg,
 		idPfx:  "mqtt-" + randomHex(4) + "-",
 		ctx:    ctx,
 		cancel: cancel,
@@ -153,27 +391,55 @@ func (b *Broker) Start() error {
 		return errors.New("broker: Start called twice")
 	}
 	b.started = true
+	c := b.cfg
+	caps := mqttsrv.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = uint32(c.MaxPacketSize)
+	caps.MaximumClients = int64(c.MaxClients)
+	caps.MaximumClientWritesPending = int32(c.MaxQueued)
+	caps.MaximumInflight = uint16(c.MaxInflight)
+	caps.ReceiveMaximum = uint16(c.MaxInflight)
+	caps.MaximumSessionExpiryInterval = uint32(c.SessionExpiry / time.Second)
+	caps.TopicAliasMaximum = 64 // mochi's default, 65535, lets a client grow a map that large
 	srv := mqttsrv.New(&mqttsrv.Options{
 		InlineClient: true,
 		Logger:       b.log,
+		Capabilities: caps,
 	})
-	auth := &authHook{users: b.users, allowAnonymous: b.cfg.AllowAnonymous, refused: func() { b.refused.Add(1) }}
-	if err := srv.AddHook(auth, nil); err != nil {
-		return fmt.Errorf("broker: add auth hook: %w", err)
+	b.retain = &retainHook{maxCount: c.MaxRetained, maxBytes: int64(c.MaxRetainedBytes), stats: &b.stats, sizes: map[string]int{}}
+	auth := &authHook{users: b.users, anonymous: c.Anonymous, allowAnonymous: c.AllowAnonymous,
+		localFull: *c.LocalFullAccess, srv: srv, stats: &b.stats}
+	// Order matters for OnPublish: the retained budget clears the retain
+	// flag before the event hook builds the event.
+	for _, h := range []mqttsrv.Hook{auth, b.retain, &eventHook{b: b, srv: srv}} {
+		if err := srv.AddHook(h, nil); err != nil {
+			return fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
+		}
 	}
-	if err := srv.AddHook(&eventHook{b: b, srv: srv}, nil); err != nil {
-		return fmt.Errorf("broker: add event hook: %w", err)
+	listener := func(id, addr string, tc *tls.Config) *guardListener {
+		return &guardListener{id: id, addr: addr, tls: tc, maxConns: 2 * int64(c.MaxClients), connectTimeout: c.ConnectTimeout,
+			maxConnect: int(c.MaxConnectSize), stats: &b.stats.listenerStats, log: b.log}
 	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "edgefn-tcp", Address: b.cfg.Listen})
+	tcp := listener("edgefn-tcp", c.Listen, nil)
 	if err := srv.AddListener(tcp); err != nil {
-		return fmt.Errorf("broker: listen on %s: %w", b.cfg.Listen, err)
+		return fmt.Errorf("broker: listen on %s: %w", c.Listen, err)
+	}
+	var tlsLn *guardListener
+	if b.tls != nil {
+		tlsLn = listener("edgefn-tls", c.TLS.Listen, b.tls)
+		if err := srv.AddListener(tlsLn); err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("broker: TLS listen on %s: %w", c.TLS.Listen, err)
+		}
 	}
 	if err := srv.Serve(); err != nil {
 		_ = srv.Close()
 		return fmt.Errorf("broker: serve: %w", err)
 	}
-	b.srv, b.tcp = srv, tcp
+	b.srv, b.tcp, b.tlsLn = srv, tcp, tlsLn
 	b.log.Info("embedded mqtt broker listening", "addr", tcp.Address())
+	if tlsLn != nil {
+		b.log.Info("embedded mqtt broker listening with TLS", "addr", tlsLn.Address(), "client_certs", c.TLS.ClientCerts)
+	}
 	return nil
 }
 
@@ -186,6 +452,16 @@ func (b *Broker) Addr() string {
 		return ""
 	}
 	return b.tcp.Address()
+}
+
+// TLSAddr is the TLS listener's address; empty before Start or without one.
+func (b *Broker) TLSAddr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.tlsLn == nil {
+		return ""
+	}
+	return b.tlsLn.Address()
 }
 
 // Run starts the broker, serves until ctx ends, then closes it (bounded by
@@ -283,15 +559,24 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte, qos 
 // Status returns a snapshot of the broker's counters.
 func (b *Broker) Status() BrokerStatus {
 	st := BrokerStatus{
-		Addr:        b.Addr(),
-		Delivered:   b.delivered.Load(),
-		Failed:      b.failed.Load(),
-		Rejected:    b.rejected.Load(),
-		AuthRefused: b.refused.Load(),
+		Addr:            b.Addr(),
+		TLSAddr:         b.TLSAddr(),
+		Delivered:       b.delivered.Load(),
+		Failed:          b.failed.Load(),
+		Rejected:        b.rejected.Load(),
+		AuthRefused:     b.stats.refused.Load(),
+		Sockets:         b.stats.open.Load(),
+		SocketsRefused:  b.stats.overLimit.Load(),
+		BadConnects:     b.stats.badConnect.Load(),
+		ConnectTimeouts: b.stats.connectTimeouts.Load(),
+		ACLDenied:       b.stats.aclDenied.Load(),
+		RetainedRefused: b.stats.retainedRefused.Load(),
 	}
 	b.mu.Lock()
 	if b.srv != nil {
 		st.Clients = atomic.LoadInt64(&b.srv.Info.ClientsConnected)
+		st.Dropped = atomic.LoadInt64(&b.srv.Info.MessagesDropped)
+		st.Retained, st.RetainedBytes = b.retain.usage()
 	}
 	b.mu.Unlock()
 	return st

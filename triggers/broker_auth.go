@@ -5,6 +5,7 @@ import (
 	"crypto/pbkdf2"
 	"crypto/sha512"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -12,21 +13,30 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 
 	mqttsrv "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// BrokerUser is a username and password devices may connect with.
+// BrokerUser is a username devices may connect with, its password and the
+// topics it may use. Publish and Subscribe are its ACL (see BrokerACL):
+// empty lists allow nothing.
 type BrokerUser struct {
 	Username string `yaml:"username" json:"username"`
 	// Password is either plain text or a hash as written by mosquitto_passwd
 	// (mosquitto 2.0: "$7$<iterations>$<salt>$<hash>", PBKDF2-SHA512; or
 	// mosquitto 1.6: "$6$<salt>$<hash>", salted SHA512), so the line after
 	// "alice:" in a mosquitto password file can be pasted as is. A plain
-	// password may not itself start with "$6$" or "$7$".
-	Password string `yaml:"password" json:"-"`
+	// password may not itself start with "$6$" or "$7$". Empty means the
+	// user connects only with a client certificate (tls.client_ca_file)
+	// whose common name is the username.
+	Password  string   `yaml:"password" json:"-"`
+	Publish   []string `yaml:"publish" json:"publish,omitempty"`
+	Subscribe []string `yaml:"subscribe" json:"subscribe,omitempty"`
 }
+
+func (u BrokerUser) acl() BrokerACL { return BrokerACL{Publish: u.Publish, Subscribe: u.Subscribe} }
 
 // password is a parsed BrokerUser.Password.
 type password struct {
@@ -72,7 +82,7 @@ func parsePassword(s string) (password, error) {
 			return p, errors.New(`"$6$" hash: the hash is not 64 bytes of base64`)
 		}
 	case s == "":
-		return p, errors.New("empty")
+		p.kind = 'c' // certificate only: no password matches
 	default:
 		p.plain = []byte(s)
 	}
@@ -83,6 +93,8 @@ func parsePassword(s string) (password, error) {
 func (p password) check(given []byte) bool {
 	var got []byte
 	switch p.kind {
+	case 'c':
+		return false
 	case 0:
 		return subtle.ConstantTimeCompare(p.plain, given) == 1
 	case 6:
@@ -100,43 +112,148 @@ func (p password) check(given []byte) bool {
 	return subtle.ConstantTimeCompare(got, p.hash) == 1
 }
 
+// brokerUser is a configured user, its password parsed.
+type brokerUser struct {
+	pw  password
+	acl BrokerACL
+}
+
+// aclEntry is the ACL of the client that last authenticated with an id.
+type aclEntry struct {
+	cl  *mqttsrv.Client
+	acl *clientACL
+}
+
 // authHook is the embedded broker's mochi hook for connection
-// authentication and topic access.
+// authentication and topic access. It keeps each session's ACL by client
+// id, from its authentication until the session ends.
 type authHook struct {
 	mqttsrv.HookBase
-	users          map[string]password
+	users          map[string]brokerUser
+	anonymous      BrokerACL
 	allowAnonymous bool
-	refused        func()
+	localFull      bool
+	srv            *mqttsrv.Server // for session ownership; nil in unit tests
+	stats          *brokerStats
+
+	acls sync.Map // client id → *aclEntry
 }
 
 func (h *authHook) ID() string { return "edgefn-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqttsrv.OnConnectAuthenticate, mqttsrv.OnACLCheck}, []byte{b})
+	return bytes.Contains([]byte{mqttsrv.OnConnectAuthenticate, mqttsrv.OnACLCheck, mqttsrv.OnDisconnect, mqttsrv.OnClientExpired}, []byte{b})
 }
 
-// OnConnectAuthenticate accepts a known user with the right password, and
-// a client without a username if anonymous access is allowed or it comes
-// from a loopback address. Everything else is refused.
+// OnConnectAuthenticate accepts:
+//   - a client with a verified client certificate whose common name is a
+//     configured user (and matches the username it sends, if any);
+//   - a known user with the right password;
+//   - a client without a username if it comes from a loopback address or
+//     anonymous access is allowed.
+//
+// It then refuses a client whose will it may not publish, or that would
+// take over a session of another user, and records the client's ACL.
 func (h *authHook) OnConnectAuthenticate(cl *mqttsrv.Client, pk packets.Packet) bool {
 	user := string(pk.Connect.Username)
-	ok := false
-	if user == "" {
-		ok = h.allowAnonymous || isLoopback(cl.Net.Remote)
-	} else if p, known := h.users[user]; known {
-		ok = p.check(pk.Connect.Password)
-	}
-	if !ok {
-		h.Log.Warn("mqtt connection refused: bad credentials", "client", cl.ID, "remote", cl.Net.Remote, "username", user)
-		if h.refused != nil {
-			h.refused()
+	local := isLoopback(cl.Net.Remote)
+	var acl *clientACL
+	why := "bad credentials"
+	cn, hasCert := verifiedCommonName(cl)
+	switch {
+	case hasCert:
+		if u, known := h.users[cn]; known && (user == "" || user == cn) {
+			user = cn
+			cl.Properties.Username = []byte(cn)
+			acl = newClientACL(u.acl, user, cl.ID, local)
+		} else {
+			why = fmt.Sprintf("client certificate for %q does not name a user (or the username differs)", cn)
+		}
+	case user == "":
+		if local || h.allowAnonymous {
+			acl = newClientACL(h.anonymous, "", cl.ID, local)
+			acl.full = local && h.localFull
+		}
+	default:
+		if u, known := h.users[user]; known && u.pw.check(pk.Connect.Password) {
+			acl = newClientACL(u.acl, user, cl.ID, local)
 		}
 	}
-	return ok
+	if acl != nil && pk.Connect.WillFlag && !acl.canPublish(pk.Connect.WillTopic) {
+		why, acl = fmt.Sprintf("will topic %q not allowed by its publish ACL", pk.Connect.WillTopic), nil
+	}
+	if acl != nil && h.srv != nil {
+		if old, ok := h.srv.Clients.Get(cl.ID); ok && !bytes.Equal(old.Properties.Username, cl.Properties.Username) {
+			why, acl = "client id in use by another user's session", nil
+		}
+	}
+	if acl == nil {
+		h.stats.refused.Add(1)
+		h.Log.Warn("mqtt connection refused", "reason", why, "client", cl.ID, "remote", cl.Net.Remote, "username", user)
+		return false
+	}
+	h.acls.Store(cl.ID, &aclEntry{cl: cl, acl: acl})
+	return true
 }
 
-// OnACLCheck lets every authenticated client read and write every topic.
-func (h *authHook) OnACLCheck(*mqttsrv.Client, string, bool) bool { return true }
+// OnACLCheck allows what the client's ACL allows: topic is a topic name
+// when the client publishes or receives a message, a filter when it
+// subscribes. The agent's own (inline) client may do anything.
+func (h *authHook) OnACLCheck(cl *mqttsrv.Client, topic string, write bool) bool {
+	if cl.Net.Inline {
+		return true
+	}
+	e, ok := h.acls.Load(cl.ID)
+	allowed := false
+	if ok {
+		if write {
+			allowed = e.(*aclEntry).acl.canPublish(topic)
+		} else {
+			allowed = e.(*aclEntry).acl.canRead(topic)
+		}
+	}
+	if !allowed {
+		h.stats.aclDenied.Add(1)
+		if h.stats.aclLog.allow() {
+			h.Log.Warn("mqtt access denied", "client", cl.ID, "username", string(cl.Properties.Username), "topic", topic, "publish", write)
+		}
+	}
+	return allowed
+}
+
+// OnDisconnect forgets the ACL of a session that ends with its connection.
+func (h *authHook) OnDisconnect(cl *mqttsrv.Client, _ error, expire bool) {
+	if expire && !cl.IsTakenOver() {
+		h.forget(cl)
+	}
+}
+
+// OnClientExpired forgets the ACL of an expired persistent session.
+func (h *authHook) OnClientExpired(cl *mqttsrv.Client) { h.forget(cl) }
+
+func (h *authHook) forget(cl *mqttsrv.Client) {
+	if e, ok := h.acls.Load(cl.ID); ok && e.(*aclEntry).cl == cl {
+		h.acls.CompareAndDelete(cl.ID, e)
+	}
+}
+
+// verifiedCommonName returns the common name of the client certificate
+// the TLS listener verified, if any.
+func verifiedCommonName(cl *mqttsrv.Client) (string, bool) {
+	gc, ok := cl.Net.Conn.(*guardConn)
+	if !ok {
+		return "", false
+	}
+	tc, ok := gc.Conn.(*tls.Conn)
+	if !ok {
+		return "", false
+	}
+	st := tc.ConnectionState()
+	if len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
+		return "", false
+	}
+	return st.PeerCertificates[0].Subject.CommonName, true
+}
 
 func isLoopback(remote string) bool {
 	host, _, err := net.SplitHostPort(remote)

@@ -261,7 +261,7 @@ func TestBrokerAuth(t *testing.T) {
 // TestBrokerAnonymousOnlyFromLoopback exercises the auth hook directly: a
 // test cannot connect from a non-loopback address portably.
 func TestBrokerAnonymousOnlyFromLoopback(t *testing.T) {
-	h := &authHook{}
+	h := &authHook{stats: &brokerStats{}}
 	h.Log = slog.New(slog.DiscardHandler)
 	anon := packets.Packet{}
 	for remote, want := range map[string]bool{
