@@ -65,15 +65,21 @@ func ensureToken(dataDir string) (token, path string, err error) {
 // self-signed one (ECDSA P-256, ten years) at first start, and its
 // fingerprint: the SHA-256 of the DER certificate, as the CLI pins it.
 func ensureCert(dataDir string, hosts []string) (tls.Certificate, string, error) {
-	cp, kp := filepath.Join(dataDir, certFile), filepath.Join(dataDir, keyFile)
+	return ensureCertFiles(dataDir, "admin", certFile, keyFile, hosts)
+}
+
+// ensureCertFiles is ensureCert for the certificate of part (admin,
+// broker) kept in the data dir as crtName and keyName.
+func ensureCertFiles(dataDir, part, crtName, keyName string, hosts []string) (tls.Certificate, string, error) {
+	cp, kp := filepath.Join(dataDir, crtName), filepath.Join(dataDir, keyName)
 	if _, err := os.Stat(cp); errors.Is(err, fs.ErrNotExist) {
 		if err := makeSelfSigned(cp, kp, hosts); err != nil {
-			return tls.Certificate{}, "", fmt.Errorf("create admin TLS certificate: %w", err)
+			return tls.Certificate{}, "", fmt.Errorf("create %s TLS certificate: %w", part, err)
 		}
 	}
 	cert, err := tls.LoadX509KeyPair(cp, kp)
 	if err != nil {
-		return tls.Certificate{}, "", fmt.Errorf("admin TLS certificate %s: %w", cp, err)
+		return tls.Certificate{}, "", fmt.Errorf("%s TLS certificate %s: %w", part, cp, err)
 	}
 	return cert, Fingerprint(cert.Certificate[0]), nil
 }

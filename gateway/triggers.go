@@ -3,7 +3,10 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"time"
@@ -35,7 +38,18 @@ func (a *Agent) setupTriggers(_ context.Context, devs *devices.GPIO) error {
 		SetSubscriptions([]triggers.Subscription) error
 	}
 	if cfg.Broker.External == nil {
-		b, err := triggers.NewBroker(cfg.Broker.Embedded, g, log.With("part", "broker"))
+		bc := cfg.Broker.Embedded
+		if bc.TLS.Listen != "" && bc.TLS.CertFile == "" {
+			host, _, _ := net.SplitHostPort(bc.TLS.Listen)
+			hn, _ := os.Hostname()
+			cert, fp, err := ensureCertFiles(cfg.DataDir, "broker", "broker.crt", "broker.key", []string{host, hn})
+			if err != nil {
+				return err
+			}
+			bc.TLS.Certificate = &cert
+			log.Info("embedded broker TLS certificate", "file", filepath.Join(cfg.DataDir, "broker.crt"), "fingerprint", fp)
+		}
+		b, err := triggers.NewBroker(bc, g, log.With("part", "broker"))
 		if err != nil {
 			return err
 		}

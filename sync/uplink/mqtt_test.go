@@ -13,7 +13,7 @@ import (
 
 	"github.com/edgefn/edgefn/internal/mosquittotest"
 	"github.com/edgefn/edgefn/sync/uplink"
-	"github.com/edgefn/edgefn/sync/uplink/internal/testpki"
+	"github.com/edgefn/edgefn/internal/testpki"
 )
 
 func TestMQTTTopicTemplateAndMessage(t *testing.T) {

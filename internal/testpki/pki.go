@@ -24,20 +24,32 @@ type PKI struct {
 	// Other* is a server pair signed by a different CA, for "unknown
 	// authority" tests.
 	OtherCert, OtherKey string
+
+	dir   string
+	ca    *x509.Certificate
+	caKey *ecdsa.PrivateKey
 }
 
 // New generates the CA and certificates into t.TempDir().
 func New(t testing.TB) *PKI {
 	t.Helper()
 	dir := t.TempDir()
-	p := &PKI{CAFile: filepath.Join(dir, "ca.pem")}
+	p := &PKI{CAFile: filepath.Join(dir, "ca.pem"), dir: dir}
 	ca, caKey := authority(t, "edgefn test CA")
+	p.ca, p.caKey = ca, caKey
 	write(t, p.CAFile, "CERTIFICATE", ca.Raw)
 	p.ServerCert, p.ServerKey = leaf(t, dir, "server", ca, caKey, true)
 	p.ClientCert, p.ClientKey = leaf(t, dir, "client", ca, caKey, false)
 	other, otherKey := authority(t, "some other CA")
 	p.OtherCert, p.OtherKey = leaf(t, dir, "other", other, otherKey, true)
 	return p
+}
+
+// ClientFor issues a client certificate signed by the CA with common name
+// cn and returns its certificate and key files.
+func (p *PKI) ClientFor(t testing.TB, cn string) (certFile, keyFile string) {
+	t.Helper()
+	return leafCN(t, p.dir, "client-"+cn, cn, p.ca, p.caKey, false)
 }
 
 // ServerTLS returns a server config with the server certificate; with
@@ -87,10 +99,15 @@ func authority(t testing.TB, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
 
 func leaf(t testing.TB, dir, name string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, server bool) (certFile, keyFile string) {
 	t.Helper()
+	return leafCN(t, dir, name, "edgefn-test-"+name, ca, caKey, server)
+}
+
+func leafCN(t testing.TB, dir, name, cn string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, server bool) (certFile, keyFile string) {
+	t.Helper()
 	key := newKey(t)
 	tpl := &x509.Certificate{
 		SerialNumber: serial(t),
-		Subject:      pkix.Name{CommonName: "edgefn-test-" + name},
+		Subject:      pkix.Name{CommonName: cn},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
