@@ -189,7 +189,10 @@ func (h *authHook) OnConnectAuthenticate(cl *mqttsrv.Client, pk packets.Packet) 
 	}
 	if acl == nil {
 		h.stats.refused.Add(1)
-		h.Log.Warn("mqtt connection refused", "reason", why, "client", cl.ID, "remote", cl.Net.Remote, "username", user)
+		if h.stats.authLog.allow() {
+			h.Log.Warn("mqtt connection refused", "reason", why, "client", cl.ID, "remote", cl.Net.Remote, "username", user,
+				"refused_total", h.stats.refused.Load())
+		}
 		return false
 	}
 	h.acls.Store(cl.ID, &aclEntry{cl: cl, acl: acl})
