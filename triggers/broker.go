@@ -165,41 +165,30 @@ func (c BrokerConfig) Validate() error {
 
 // withDefaults fills in the zero limits.
 func (c BrokerConfig) withDefaults() BrokerConfig {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	if c.Listen == "" {
-		c.Listen = DefaultBrokerListen
-	}
-	if c.LocalFullAccess == nil {
-		t := true
-		c.LocalFullAccess = &t
-	}
-	if c.MaxPacketSize == 0 {
-		c.MaxPacketSize = DefaultMaxPacketSize
-	}
-	if c.MaxConnectSize == 0 {
-		c.MaxConnectSize = min(DefaultMaxConnectSize, c.MaxPacketSize)
-	}
-	def(&c.MaxClients, DefaultMaxClients)
-	def(&c.MaxRetained, DefaultMaxRetained)
-	def(&c.MaxQueued, DefaultMaxQueued)
-	def(&c.MaxInflight, DefaultMaxInflight)
-	if c.MaxRetainedBytes == 0 {
-		c.MaxRetainedBytes = DefaultMaxRetainedBytes
-	}
-	if c.ConnectTimeout == 0 {
-		c.ConnectTimeout = DefaultConnectTimeout
-	}
-	if c.SessionExpiry == 0 {
-		c.SessionExpiry = DefaultSessionExpiry
-	}
-	if c.TLS.ClientCAFile != "" && c.TLS.ClientCerts == "" {
-		c.TLS.ClientCerts = "optional"
+	t := true
+	orDefault(&c.Listen, DefaultBrokerListen)
+	orDefault(&c.LocalFullAccess, &t)
+	orDefault(&c.MaxPacketSize, DefaultMaxPacketSize)
+	orDefault(&c.MaxConnectSize, min(DefaultMaxConnectSize, c.MaxPacketSize))
+	orDefault(&c.MaxClients, DefaultMaxClients)
+	orDefault(&c.MaxRetained, DefaultMaxRetained)
+	orDefault(&c.MaxQueued, DefaultMaxQueued)
+	orDefault(&c.MaxInflight, DefaultMaxInflight)
+	orDefault(&c.MaxRetainedBytes, DefaultMaxRetainedBytes)
+	orDefault(&c.ConnectTimeout, DefaultConnectTimeout)
+	orDefault(&c.SessionExpiry, DefaultSessionExpiry)
+	if c.TLS.ClientCAFile != "" {
+		orDefault(&c.TLS.ClientCerts, "optional")
 	}
 	return c
+}
+
+// orDefault sets *v to d if it is the zero value.
+func orDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
 }
 
 func (c BrokerConfig) users() (map[string]brokerUser, error) {
