@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/rawmqtt"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -71,8 +72,8 @@ func fuzzSeeds(f *testing.F) [][]byte {
 		)
 	}
 	seeds = append(seeds,
-		fixedHeader(0x10, 150<<20),
-		append(connectPacket("big"), fixedHeader(0x30, 200<<20)...),
+		rawmqtt.Header(0x10, 150<<20),
+		append(rawmqtt.Connect("big"), rawmqtt.Header(0x30, 200<<20)...),
 		[]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
 		[]byte{0x10, 0xff, 0xff, 0xff, 0xff, 0x7f},
 	)
@@ -123,7 +124,7 @@ func FuzzBrokerPackets(f *testing.F) {
 		defer alive.Close()
 		_ = alive.SetDeadline(time.Now().Add(testTimeout))
 		ack := make([]byte, 4)
-		if _, err := alive.Write(connectPacket("alive")); err != nil {
+		if _, err := alive.Write(rawmqtt.Connect("alive")); err != nil {
 			t.Fatalf("broker down: %v", err)
 		}
 		if _, err := io.ReadFull(alive, ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {

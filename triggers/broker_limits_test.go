@@ -14,48 +14,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/edgefn/edgefn/internal/rawmqtt"
 )
-
-// fixedHeader encodes an MQTT fixed header: the first byte and the
-// remaining length.
-func fixedHeader(first byte, remaining int) []byte {
-	h := []byte{first}
-	for {
-		b := byte(remaining % 128)
-		remaining /= 128
-		if remaining > 0 {
-			b |= 0x80
-		}
-		h = append(h, b)
-		if remaining == 0 {
-			return h
-		}
-	}
-}
-
-// connectPacket is an MQTT 3.1.1 CONNECT (clean session, keepalive 60s).
-func connectPacket(clientID string) []byte {
-	body := append([]byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, 0, byte(len(clientID))}, clientID...)
-	return append(fixedHeader(0x10, len(body)), body...)
-}
-
-// streamPacket writes header and then up to size bytes of zeros until the
-// broker closes the connection; it returns how many it could write.
-func streamPacket(c net.Conn, header []byte, size int) (int, error) {
-	if _, err := c.Write(header); err != nil {
-		return 0, err
-	}
-	buf := make([]byte, 64<<10)
-	sent := 0
-	for sent < size {
-		n, err := c.Write(buf[:min(len(buf), size-sent)])
-		sent += n
-		if err != nil {
-			return sent, err
-		}
-	}
-	return sent, nil
-}
 
 // heapGrowth runs f and returns how many bytes the process allocated
 // meanwhile.
@@ -85,7 +45,7 @@ func TestBrokerBigConnectRefused(t *testing.T) {
 					return
 				}
 				defer c.Close()
-				if sent, err := streamPacket(c, fixedHeader(0x10, size), size); err == nil {
+				if sent, err := rawmqtt.Stream(c, rawmqtt.Header(0x10, size), size); err == nil {
 					t.Errorf("the broker read all %d bytes of a 150 MB CONNECT", sent)
 				}
 			}()
@@ -126,7 +86,7 @@ func TestBrokerBigPublishRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Write(connectPacket("big")); err != nil {
+	if _, err := c.Write(rawmqtt.Connect("big")); err != nil {
 		t.Fatal(err)
 	}
 	ack := make([]byte, 4)
@@ -136,7 +96,7 @@ func TestBrokerBigPublishRefused(t *testing.T) {
 	const size = 200 << 20
 	topic := []byte{0, 5, 'b', 'i', 'g', '/', 'x'}
 	grew := heapGrowth(func() {
-		if sent, err := streamPacket(c, append(fixedHeader(0x30, size), topic...), size-len(topic)); err == nil {
+		if sent, err := rawmqtt.Stream(c, append(rawmqtt.Header(0x30, size), topic...), size-len(topic)); err == nil {
 			t.Errorf("the broker read all %d bytes of a 200 MB PUBLISH", sent)
 		}
 	})
@@ -259,7 +219,7 @@ func TestBrokerQueueBounded(t *testing.T) {
 	}
 	defer c.Close()
 	sub := []byte{0, 1, 0, 1, '#', 0} // packet id 1, filter "#", QoS 0
-	if _, err := c.Write(append(append(connectPacket("slow"), fixedHeader(0x82, len(sub))...), sub...)); err != nil {
+	if _, err := c.Write(append(append(rawmqtt.Connect("slow"), rawmqtt.Header(0x82, len(sub))...), sub...)); err != nil {
 		t.Fatal(err)
 	}
 	ack := make([]byte, 4+5)

@@ -1,0 +1,129 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/edgefn/edgefn/internal/procstat"
+	"github.com/edgefn/edgefn/internal/rawmqtt"
+)
+
+// TestAgentBrokerLimits runs the agent with its embedded broker configured
+// as the docs show (users with ACLs, a TLS listener with the auto-created
+// certificate) and plays hostile clients: two unauthenticated 150 MB
+// CONNECTs and a 200 MB PUBLISH leave the agent's peak memory where it
+// was; a device cannot subscribe to "#"; TLS clients trusting
+// data_dir/broker.crt get in.
+func TestAgentBrokerLimits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the agent and runs it as a child process")
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "edgefn.yaml")
+	cfg := fmt.Sprintf(`gateway_id: gw1
+data_dir: %s
+admin: {listen: "127.0.0.1:0"}
+broker:
+  embedded:
+    listen: 127.0.0.1:0
+    users:
+      - username: sensor1
+        password: change-me
+        publish: ["sensors/%%u/#"]
+        subscribe: ["actuators/%%u/#"]
+    tls:
+      listen: 127.0.0.1:0
+`, dir)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startAgentProc(t, cfgPath)
+	part := func() map[string]any {
+		b, _ := p.status(t, dir).Parts["broker"].(map[string]any)
+		return b
+	}
+	addr, _ := part()["addr"].(string)
+	tlsAddr, _ := part()["tls_addr"].(string)
+	if addr == "" || tlsAddr == "" {
+		t.Fatalf("broker status %v: want addr and tls_addr", part())
+	}
+	pid := p.cmd.Process.Pid
+	peak := func() int64 {
+		v, err := procstat.Status(pid, "VmHWM")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	before := peak()
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			if _, err := rawmqtt.Stream(c, rawmqtt.Header(0x10, 150<<20), 150<<20); err == nil {
+				t.Error("the agent read a whole 150 MB CONNECT")
+			}
+		}()
+	}
+	wg.Wait()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(rawmqtt.Connect("big-publisher")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rawmqtt.Stream(c, append(rawmqtt.Header(0x30, 200<<20), 0, 1, 'x'), 200<<20-3); err == nil {
+		t.Error("the agent read a whole 200 MB PUBLISH")
+	}
+	if grew := peak() - before; grew > 64<<20 {
+		t.Errorf("agent peak memory grew by %d MB under two 150 MB CONNECTs and a 200 MB PUBLISH, want < 64 MB", grew>>20)
+	}
+	if n, _ := part()["bad_connects"].(float64); n != 2 {
+		t.Errorf("broker status %v: want 2 bad_connects", part())
+	}
+
+	o := mqtt.NewClientOptions().AddBroker("tcp://"+addr).SetClientID("s1").SetUsername("sensor1").SetPassword("change-me").
+		SetProtocolVersion(4).SetAutoReconnect(false)
+	s1 := mqtt.NewClient(o)
+	if tok := s1.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		t.Fatalf("sensor1: %v", tok.Error())
+	}
+	defer s1.Disconnect(0)
+	tok := s1.Subscribe("#", 1, nil)
+	if !tok.WaitTimeout(20*time.Second) || tok.(*mqtt.SubscribeToken).Result()["#"] != 0x80 {
+		t.Errorf("sensor1 subscribing to #: %v, want refused (0x80)", tok.(*mqtt.SubscribeToken).Result())
+	}
+
+	host, port, _ := strings.Cut(tlsAddr, ":")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "mosquitto_pub", "-h", host, "-p", port, "--cafile", filepath.Join(dir, "broker.crt"),
+		"-u", "sensor1", "-P", "change-me", "-t", "sensors/sensor1/tls", "-m", "x", "-q", "1").CombinedOutput()
+	if err != nil {
+		t.Errorf("mosquitto_pub over TLS trusting data_dir/broker.crt: %v %s", err, out)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "broker.key")); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("broker.key mode %v, want 0600", fi.Mode().Perm())
+	}
+}
