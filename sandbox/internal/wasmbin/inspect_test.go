@@ -78,6 +78,12 @@ func TestInspectErrors(t *testing.T) {
 		{"truncated const", oneFunc(0x41, 0x80), "instruction 0x41 truncated"},
 		{"order", append(append([]byte(nil), good...), secType, 1, 0), "section 1 (type): section out of order or repeated"},
 		{"unknown section", append(append([]byte(nil), wasmMagic...), 14, 0), "unknown section id 14"},
+		// Indices past the module's own locals and globals would name the instrumentation's
+		// after Rewrite (a guest resetting its depth budget or its table count): refused.
+		{"global index", oneFunc(0x41, 0x00, 0x24, 0x00, 0x0b), "function 0: global 0 out of range (0 globals)"},
+		{"local index", oneFunc(0x20, 0x00, 0x1a, 0x0b), "function 0: local 0 out of range (0 locals)"},
+		{"extra body", append(append([]byte(nil), wasmMagic...), secType, 4, 1, 0x60, 0, 0, secFunction, 2, 1, 0,
+			secCode, 7, 2, 2, 0, 0x0b, 2, 0, 0x0b), "function body 1 without a declaration (1 declared)"},
 		{"bodies", append(append([]byte(nil), wasmMagic...), secType, 4, 1, 0x60, 0, 0, secFunction, 2, 1, 0), "1 function declarations but 0 function bodies"},
 	}
 	for _, tt := range tests {

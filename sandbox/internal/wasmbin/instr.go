@@ -22,6 +22,7 @@ const (
 	opLocalTee     = 0x22
 	opGlobalGet    = 0x23
 	opGlobalSet    = 0x24
+	opMemorySize   = 0x3f
 	opMemoryGrow   = 0x40
 	opI32Const     = 0x41
 	opI32Eqz       = 0x45
@@ -35,6 +36,7 @@ const (
 
 	fcMemoryInit = 8
 	fcDataDrop   = 9
+	fcTableGrow  = 15
 )
 
 // instr is one decoded instruction: its opcode (sub is the second opcode of 0xfc/0xfd
@@ -43,7 +45,8 @@ type instr struct {
 	op  byte
 	sub uint32
 	// imm: the label of br/br_if; the block type (s33) of block/loop/if; the function index of
-	// call, return_call and ref.func.
+	// call, return_call and ref.func; the index of local.* and global.*; the first immediate of
+	// 0xfc-prefixed instructions (the table of table.grow).
 	imm int64
 }
 
@@ -106,7 +109,8 @@ func next(r *reader, ntypes int) (instr, error) {
 		return in, err
 	case op >= 0x20 && op <= 0x26, // local.*, global.*, table.get/set
 		op == 0x3f, op == opMemoryGrow: // memory.size/grow: memory index
-		_, err := r.u32()
+		v, err := r.u32()
+		in.imm = int64(v)
 		return in, err
 	case op == 0x11, op == opReturnCallIn: // call_indirect: type, table
 		if _, err := r.u32(); err != nil {
@@ -159,7 +163,8 @@ func next(r *reader, ntypes int) (instr, error) {
 			return in, err
 		}
 		in.sub = sub
-		return in, fcImmediates(r, sub)
+		in.imm, err = fcImmediates(r, sub)
+		return in, err
 	case op == opPrefixFD:
 		sub, err := r.u32()
 		if err != nil {
@@ -191,7 +196,9 @@ func memarg(r *reader) error {
 	return err
 }
 
-func fcImmediates(r *reader, sub uint32) error {
+// fcImmediates reads the immediates of the 0xfc-prefixed instruction sub and returns the
+// first one.
+func fcImmediates(r *reader, sub uint32) (int64, error) {
 	n := 0
 	switch {
 	case sub <= 7: // trunc_sat
@@ -200,14 +207,19 @@ func fcImmediates(r *reader, sub uint32) error {
 	case sub == fcDataDrop, sub == 11, sub == 13, sub >= 15 && sub <= 17: // data.drop, memory.fill, elem.drop, table.grow/size/fill
 		n = 1
 	default:
-		return &errOpcode{fmt.Sprintf("unknown opcode 0xfc 0x%02x", sub)}
+		return 0, &errOpcode{fmt.Sprintf("unknown opcode 0xfc 0x%02x", sub)}
 	}
+	var first int64
 	for i := 0; i < n; i++ {
-		if _, err := r.u32(); err != nil {
-			return err
+		v, err := r.u32()
+		if err != nil {
+			return 0, err
+		}
+		if i == 0 {
+			first = int64(v)
 		}
 	}
-	return nil
+	return first, nil
 }
 
 func fdImmediates(r *reader, sub uint32) error {

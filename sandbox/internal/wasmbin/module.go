@@ -62,6 +62,16 @@ type memInfo struct {
 	limEnd   int
 }
 
+// tableInfo is one table (imported first) and where its limits are, so Rewrite can re-encode
+// them.
+type tableInfo struct {
+	Table
+	flags    byte
+	secIdx   int // index in module.sections of the import or table section
+	limStart int // limits' byte range in that section's payload
+	limEnd   int
+}
+
 type codeBody struct {
 	offset    int    // of body in the module
 	body      []byte // locals and instructions, without the size
@@ -87,6 +97,10 @@ type module struct {
 	numImportedGlobals int
 	numGlobals         int // defined
 	mem                *memInfo
+	tables             []tableInfo
+	elemSegments       int
+	elements           uint64 // references in every element segment
+	codeBytes          int
 	exports            []Export
 	hasStart           bool
 	hasDataCount       bool
@@ -182,7 +196,7 @@ func parse(wasm []byte) (*module, error) {
 			err = m.decodeFunctions(d)
 			nfuncDecls = len(m.funcTypes) - m.numImportedFuncs
 		case secTable:
-			err = d.vec(func() error { return d.tableType() })
+			err = d.vec(func() error { return m.decodeTable(d, i, false) })
 		case secMemory:
 			err = m.decodeMemories(d, i)
 		case secGlobal:
@@ -204,11 +218,17 @@ func parse(wasm []byte) (*module, error) {
 			}
 			m.hasStart = true
 		case secElement:
-			err = d.vec(func() error { return d.element(len(m.types)) })
+			err = d.vec(func() error {
+				m.elemSegments++
+				n, err := d.element(len(m.types))
+				m.elements += uint64(n)
+				return err
+			})
 		case secDataCount:
 			m.hasDataCount = true
 			m.dataCount, err = d.r.u32()
 		case secCode:
+			m.codeBytes = len(s.payload)
 			err = m.decodeCode(d)
 		case secData:
 			err = m.decodeData(d)
@@ -247,14 +267,20 @@ func parse(wasm []byte) (*module, error) {
 
 // vec reads a count then calls each that many times.
 func (d *sectionDecoder) vec(each func() error) error {
-	n, err := d.r.u32()
-	if err != nil {
+	var n uint32
+	return d.vecN(&n, each)
+}
+
+// vecN is vec, storing the count in *n.
+func (d *sectionDecoder) vecN(n *uint32, each func() error) error {
+	var err error
+	if *n, err = d.r.u32(); err != nil {
 		return err
 	}
-	if int(n) > d.r.left() { // every entry takes at least one byte
-		return fmt.Errorf("count %d exceeds the %d bytes left", n, d.r.left())
+	if int(*n) > d.r.left() { // every entry takes at least one byte
+		return fmt.Errorf("count %d exceeds the %d bytes left", *n, d.r.left())
 	}
-	for i := uint32(0); i < n; i++ {
+	for i := uint32(0); i < *n; i++ {
 		if err := each(); err != nil {
 			return err
 		}
@@ -298,7 +324,8 @@ func (d *sectionDecoder) limits() (flags byte, min, max uint32, hasMax bool, err
 	return
 }
 
-func (d *sectionDecoder) tableType() error {
+// decodeTable reads a table type (of an import or of the table section at secIdx).
+func (m *module) decodeTable(d *sectionDecoder, secIdx int, imported bool) error {
 	at := d.r.off()
 	b, err := d.r.byte()
 	if err != nil {
@@ -307,8 +334,15 @@ func (d *sectionDecoder) tableType() error {
 	if ValType(b) != FuncRef && ValType(b) != ExternRef {
 		return d.fail(at, fmt.Errorf("invalid table element type 0x%02x", b))
 	}
-	_, _, _, _, err = d.limits()
-	return err
+	start := d.r.pos
+	flags, min, max, hasMax, err := d.limits()
+	if err != nil {
+		return err
+	}
+	m.tables = append(m.tables, tableInfo{
+		Table: Table{Elem: ValType(b), Min: min, Max: max, HasMax: hasMax, Imported: imported},
+		flags: flags, secIdx: secIdx, limStart: start, limEnd: d.r.pos})
+	return nil
 }
 
 func (d *sectionDecoder) globalType() error {
@@ -403,7 +437,7 @@ func (m *module) decodeImports(d *sectionDecoder, secIdx int) error {
 			m.funcTypes = append(m.funcTypes, t)
 			m.numImportedFuncs++
 		case ExternTable:
-			err = d.tableType()
+			err = m.decodeTable(d, secIdx, true)
 		case ExternMemory:
 			start := d.r.pos
 			flags, min, max, hasMax, err := d.limits()
@@ -477,39 +511,41 @@ func (m *module) decodeExports(d *sectionDecoder) error {
 	})
 }
 
-func (d *sectionDecoder) element(ntypes int) error {
+// element reads one element segment and returns how many references it holds.
+func (d *sectionDecoder) element(ntypes int) (uint32, error) {
 	at := d.r.off()
 	flags, err := d.r.u32()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if flags > 7 {
-		return d.fail(at, fmt.Errorf("invalid element segment flags %d", flags))
+		return 0, d.fail(at, fmt.Errorf("invalid element segment flags %d", flags))
 	}
 	if flags&2 != 0 && flags&1 == 0 { // explicit table index
 		if _, err := d.r.u32(); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if flags&1 == 0 { // active: offset
 		if _, err := d.constExpr(ntypes); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if flags&3 != 0 { // elemkind or reftype
 		at := d.r.off()
 		b, err := d.r.byte()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if flags&4 == 0 && b != 0 {
-			return d.fail(at, fmt.Errorf("invalid element kind 0x%02x", b))
+			return 0, d.fail(at, fmt.Errorf("invalid element kind 0x%02x", b))
 		}
 		if flags&4 != 0 && ValType(b) != FuncRef && ValType(b) != ExternRef {
-			return d.fail(at, fmt.Errorf("invalid element reference type 0x%02x", b))
+			return 0, d.fail(at, fmt.Errorf("invalid element reference type 0x%02x", b))
 		}
 	}
-	return d.vec(func() error {
+	var n uint32
+	err = d.vecN(&n, func() error {
 		if flags&4 != 0 {
 			_, err := d.constExpr(ntypes)
 			return err
@@ -517,6 +553,7 @@ func (d *sectionDecoder) element(ntypes int) error {
 		_, err := d.r.u32()
 		return err
 	})
+	return n, err
 }
 
 func (m *module) decodeCode(d *sectionDecoder) error {
@@ -532,6 +569,9 @@ func (m *module) decodeCode(d *sectionDecoder) error {
 		}
 		cb := codeBody{offset: d.r.off() - int(size), body: body}
 		fn := m.numImportedFuncs + len(m.code)
+		if fn >= len(m.funcTypes) {
+			return d.fail(at, fmt.Errorf("function body %d without a declaration (%d declared)", len(m.code), len(m.funcTypes)-m.numImportedFuncs))
+		}
 		if err := m.scanBody(&cb, fn); err != nil {
 			return err
 		}
@@ -567,6 +607,7 @@ func (m *module) scanBody(cb *codeBody, fn int) error {
 		}
 	}
 	cb.codeStart = r.pos
+	nlocals := uint64(len(m.types[m.funcTypes[fn]].params)) + cb.nlocals
 	depth := 0
 	for {
 		if r.done() {
@@ -594,6 +635,18 @@ func (m *module) scanBody(cb *codeBody, fn int) error {
 		case opBr, opBrIf:
 			if in.imm > int64(depth) {
 				return fail(at, fmt.Errorf("branch depth %d exceeds the %d enclosing blocks", in.imm, depth+1))
+			}
+		case opLocalGet, opLocalSet, opLocalTee:
+			// Rewrite adds locals after the declared ones: an index past them is checked here,
+			// since in the rewritten module it would be valid and name a local of the
+			// instrumentation.
+			if uint64(in.imm) >= nlocals {
+				return fail(at, fmt.Errorf("local %d out of range (%d locals)", in.imm, nlocals))
+			}
+		case opGlobalGet, opGlobalSet:
+			// Likewise for the globals Rewrite adds (the stop flag, the depth budget...).
+			if n := m.numImportedGlobals + m.numGlobals; in.imm >= int64(n) {
+				return fail(at, fmt.Errorf("global %d out of range (%d globals)", in.imm, n))
 			}
 		case opPrefixFC:
 			if in.sub == fcMemoryInit || in.sub == fcDataDrop {
@@ -655,12 +708,19 @@ func Inspect(wasm []byte) (*Info, error) {
 		return nil, err
 	}
 	info := &Info{
-		Imports:      m.imports,
-		Exports:      m.exports,
-		Functions:    len(m.funcTypes) - m.numImportedFuncs,
-		DataSegments: len(m.data),
-		HasStart:     m.hasStart,
-		exportTypes:  map[string]funcType{},
+		Imports:         m.imports,
+		Exports:         m.exports,
+		Functions:       len(m.funcTypes) - m.numImportedFuncs,
+		CodeBytes:       m.codeBytes,
+		Globals:         m.numGlobals,
+		ElementSegments: m.elemSegments,
+		Elements:        m.elements,
+		DataSegments:    len(m.data),
+		HasStart:        m.hasStart,
+		exportTypes:     map[string]funcType{},
+	}
+	for _, t := range m.tables {
+		info.Tables = append(info.Tables, t.Table)
 	}
 	if m.mem != nil {
 		info.HasMemory = true

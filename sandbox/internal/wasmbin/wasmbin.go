@@ -111,14 +111,32 @@ type Info struct {
 	MemoryMin      uint32
 	MemoryMax      uint32
 	HasMemoryMax   bool
-	// Functions counts defined (not imported) functions.
+	// Functions counts defined (not imported) functions; CodeBytes is the size of their bodies
+	// (the code section).
 	Functions int
+	CodeBytes int
+	// Tables lists every table, imported ones first.
+	Tables []Table
+	// Globals counts defined (not imported) globals.
+	Globals int
+	// ElementSegments counts the entries of the element section; Elements the references they
+	// hold together.
+	ElementSegments int
+	Elements        uint64
 	// DataSegments counts the entries of the data section.
 	DataSegments int
 	// HasStart reports whether the module has a start function.
 	HasStart bool
 
 	exportTypes map[string]funcType
+}
+
+// Table is a table's type: its element type and its limits in elements.
+type Table struct {
+	Elem     ValType
+	Min, Max uint32
+	HasMax   bool
+	Imported bool
 }
 
 // ExportFuncType returns the signature of the exported function name; ok is false when the
