@@ -1,5 +1,7 @@
 package wasmbin
 
+import "fmt"
+
 // rewriteCode re-encodes every function body with the instrumentation opt asks for.
 func (rw *rewriter) rewriteCode() error {
 	m := rw.m
@@ -43,7 +45,7 @@ func (rw *rewriter) rewriteBody(cb codeBody, fn int, ft funcType) ([]byte, error
 	// With Yield, loops without params get an outer loop $Y (see yieldLoop); wrapped[i] is the
 	// number of $Y labels among the first i+1 open blocks, to fix up branch depths.
 	wrapped := rw.wrapped[:0]
-	hasLoop, hasGrow := false, false
+	hasLoop, hasGrow, hasTableGrow := false, false, false
 	for {
 		start := r.pos
 		in, err := next(&r, len(rw.m.types))
@@ -66,7 +68,7 @@ func (rw *rewriter) rewriteBody(cb codeBody, fn int, ft funcType) ([]byte, error
 			}
 			code = append(code, opEnd)
 			rw.wrapped = wrapped
-			return rw.assembleBody(cb, code, inst, hasLoop, inst || hasGrow, cnt, ft), nil
+			return rw.assembleBody(cb, code, inst, hasLoop, inst || hasGrow || hasTableGrow, hasTableGrow, cnt, ft), nil
 		case in.op == opEnd:
 			depth--
 			code = append(code, raw...)
@@ -125,21 +127,88 @@ func (rw *rewriter) rewriteBody(cb codeBody, fn int, ft funcType) ([]byte, error
 			code = appendU32(code, rw.gGrow)
 			code = append(code, opEnd, opLocalGet)
 			code = appendU32(code, g)
+		case in.op == opPrefixFC && in.sub == fcTableGrow && rw.opt.MemoryBudget != 0:
+			if in.imm >= int64(len(rw.m.tables)) {
+				return nil, formatErr(secCode, fn, r.base+start, fmt.Errorf("table.grow: table %d out of range (%d tables)", in.imm, len(rw.m.tables)))
+			}
+			hasTableGrow = true
+			code = rw.tableGrow(code, raw, uint32(in.imm), cnt)
 		default:
 			code = append(code, raw...)
 		}
 	}
 }
 
-func (rw *rewriter) assembleBody(cb codeBody, code []byte, inst, hasLoop, addLocals bool, cnt uint32, ft funcType) []byte {
+// tableGrow appends table.grow t (raw) guarded by Options.MemoryBudget, with the locals
+// assembleBody adds for it (tdelta i32, and one local per reference type):
+//
+//	local.set tdelta; local.set tref
+//	global.get elems; i64.extend_i32_u; local.get tdelta; i64.extend_i32_u; i64.add
+//	i64.const 3; i64.shl                                           ;; bytes of the tables after
+//	memory.size; i64.extend_i32_u; i64.const 16; i64.shl; i64.add  ;; with a memory
+//	i64.const budget; i64.gt_u
+//	if (result i32)
+//	  i32.const 2; global.set grow_failed; i32.const -1
+//	else
+//	  local.get tref; local.get tdelta; table.grow t; local.tee g
+//	  i32.const -1; i32.ne
+//	  if global.get elems; local.get tdelta; i32.add; global.set elems end
+//	  local.get g
+//	end
+func (rw *rewriter) tableGrow(code, raw []byte, t, cnt uint32) []byte {
+	g, tdelta, tref := cnt+1, cnt+3, cnt+4
+	if rw.m.tables[t].Elem == ExternRef {
+		tref = cnt + 5
+	}
+	code = append(code, opLocalSet)
+	code = appendU32(code, tdelta)
+	code = append(code, opLocalSet)
+	code = appendU32(code, tref)
+	code = append(code, opGlobalGet)
+	code = appendU32(code, rw.gTables)
+	code = append(code, opI64ExtendI32U, opLocalGet)
+	code = appendU32(code, tdelta)
+	code = append(code, opI64ExtendI32U, opI64Add, opI64Const, 3, opI64Shl)
+	if rw.m.mem != nil {
+		code = append(code, opMemorySize, 0, opI64ExtendI32U, opI64Const, 16, opI64Shl, opI64Add)
+	}
+	code = append(code, opI64Const)
+	code = appendS64(code, int64(rw.opt.MemoryBudget))
+	code = append(code, opI64GtU, opIf, byte(I32), opI32Const, 2, opGlobalSet)
+	code = appendU32(code, rw.gGrow)
+	code = append(code, opI32Const, 0x7f, opElse, opLocalGet)
+	code = appendU32(code, tref)
+	code = append(code, opLocalGet)
+	code = appendU32(code, tdelta)
+	code = append(code, raw...)
+	code = append(code, opLocalTee)
+	code = appendU32(code, g)
+	code = append(code, opI32Const, 0x7f, opI32Ne, opIf, 0x40, opGlobalGet)
+	code = appendU32(code, rw.gTables)
+	code = append(code, opLocalGet)
+	code = appendU32(code, tdelta)
+	code = append(code, opI32Add, opGlobalSet)
+	code = appendU32(code, rw.gTables)
+	code = append(code, opEnd, opLocalGet)
+	code = appendU32(code, g)
+	return append(code, opEnd)
+}
+
+func (rw *rewriter) assembleBody(cb codeBody, code []byte, inst, hasLoop, addLocals, tableLocals bool, cnt uint32, ft funcType) []byte {
 	b := make([]byte, 0, cb.codeStart+len(code)+48)
 	locals := cb.body[:cb.codeStart]
 	if addLocals {
 		r := reader{buf: locals}
 		n, _ := r.u32()
+		if tableLocals {
+			n += 3
+		}
 		b = appendU32(b, n+1)
 		b = append(b, locals[r.pos:]...)
 		b = append(b, 3, byte(I32))
+		if tableLocals { // tdelta, then a local of each reference type (tableGrow)
+			b = append(b, 1, byte(I32), 1, byte(FuncRef), 1, byte(ExternRef))
+		}
 	} else {
 		b = append(b, locals...)
 	}

@@ -35,15 +35,18 @@ func FuzzInspect(f *testing.F) {
 	})
 }
 
-// FuzzRewrite checks Rewrite never panics and that whenever wazero accepts the input, it
-// accepts the rewritten module too, with and without Yield.
+// FuzzRewrite checks Rewrite never panics, that whenever wazero accepts the input it accepts
+// the rewritten module too, with and without Yield, and that it never turns a module wazero
+// refuses into one it accepts (an index past the module's own locals or globals would name the
+// instrumentation's).
 func FuzzRewrite(f *testing.F) {
 	seedFixtures(f)
 	ctx := context.Background()
 	r := wazero.NewRuntimeWithConfig(ctx, runtimeConfig())
 	defer r.Close(ctx)
 	f.Fuzz(func(t *testing.T, wasm []byte) {
-		opt := Options{Instrument: true, TrackGrow: true, MaxMemoryPages: 100, MergeData: true, StripDebug: true}
+		opt := Options{Instrument: true, TrackGrow: true, MaxMemoryPages: 100, MergeData: true, StripDebug: true,
+			MemoryBudget: 100<<16 + 1000*TableElemBytes}
 		out, err := Rewrite(wasm, opt)
 		opt.Yield = true
 		outYield, errYield := Rewrite(wasm, opt)
@@ -52,7 +55,19 @@ func FuzzRewrite(f *testing.F) {
 		}
 		c, err := r.CompileModule(ctx, wasm)
 		if err != nil {
-			return // invalid input (type errors are wazero's to find)
+			// Invalid input (type errors are wazero's to find): the instrumentation must not
+			// make it valid. The baseline is the input re-encoded without options, which
+			// drops a malformed name section as every rewrite does.
+			plain, _ := Rewrite(wasm, Options{})
+			if c, err := r.CompileModule(ctx, plain); err == nil {
+				_ = c.Close(ctx)
+				return
+			}
+			if c, err := r.CompileModule(ctx, out); err == nil {
+				_ = c.Close(ctx)
+				t.Fatal("wazero refuses the input but accepts the rewritten module")
+			}
+			return
 		}
 		_ = c.Close(ctx)
 		c, err = r.CompileModule(ctx, out)

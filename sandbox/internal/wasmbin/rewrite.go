@@ -3,6 +3,7 @@ package wasmbin
 import (
 	"fmt"
 	"math"
+	"sort"
 )
 
 // Options selects what Rewrite does. The zero value copies the module (re-encoded).
@@ -31,6 +32,16 @@ type Options struct {
 	MergeData bool
 	// StripDebug drops custom sections other than "name" (DWARF, producers...).
 	StripDebug bool
+	// MemoryBudget, when non-zero, makes tables count against memory: memory 0 and every table
+	// together may take at most this many bytes, a table element counting TableElemBytes.
+	// Rewrite clamps every table's maximum to MemoryBudget/TableElemBytes elements, makes every
+	// table.grow return -1 (setting GlobalGrowFailed to 2) when it would take
+	// memory.size×64 KiB + TableElemBytes × (the elements of every table) past the budget, and
+	// adds and exports GlobalTableElems (and the three other globals). The host enforces the
+	// other half: a memory grow must leave room for TableElemBytes × GlobalTableElems. Rewrite
+	// returns a *LimitError when the declared minimums of memory and tables are over the
+	// budget.
+	MemoryBudget uint64
 	// Yield (which implies Instrument) makes the guest call the host regularly, so that a host
 	// can stop it even when no other goroutine can run: wazero's compiled code cannot be
 	// preempted by Go, so a guest that never calls the host blocks a stop-the-world (a garbage
@@ -52,6 +63,13 @@ const (
 	YieldModule = "edgefn_internal"
 	YieldName   = "yield"
 )
+
+// maxBudget bounds Options.MemoryBudget: 4 GiB of memory and as much again of tables.
+const maxBudget = 8 << 30
+
+// TableElemBytes is what one table element counts against Options.MemoryBudget: a reference
+// in wazero's tables is one machine word.
+const TableElemBytes = 8
 
 // Defaults for Options.
 const (
@@ -81,6 +99,9 @@ func Rewrite(wasm []byte, opt Options) ([]byte, error) {
 	if opt.CheckInterval > math.MaxInt32 {
 		opt.CheckInterval = math.MaxInt32
 	}
+	if opt.MemoryBudget > maxBudget {
+		opt.MemoryBudget = maxBudget // keeps GlobalTableElems within an i32
+	}
 	if opt.Yield {
 		opt.Instrument = true
 	}
@@ -99,6 +120,8 @@ type rewriter struct {
 
 	gStop, gDepth, gGrow uint32
 	gCalls               uint32 // Yield: entries left before the next yield (not exported)
+	gTables              uint32 // MemoryBudget: elements of every table (GlobalTableElems)
+	patches              []patch
 	yieldFunc            uint32 // Yield: the function index of the import
 	scratch              []byte // re-encoded instruction
 	relabeled            []byte // re-encoded branch (relabel)
@@ -113,7 +136,13 @@ func (rw *rewriter) run() ([]byte, error) {
 			return nil, err
 		}
 	}
-	globals := rw.opt.Instrument || rw.opt.TrackGrow
+	if rw.opt.MemoryBudget != 0 {
+		if err := rw.clampTables(); err != nil {
+			return nil, err
+		}
+	}
+	rw.applyPatches()
+	globals := rw.opt.Instrument || rw.opt.TrackGrow || rw.opt.MemoryBudget != 0
 	if globals {
 		for _, e := range m.exports {
 			if e.Name == GlobalStop || e.Name == GlobalDepth || e.Name == GlobalGrowFailed {
@@ -127,7 +156,10 @@ func (rw *rewriter) run() ([]byte, error) {
 			}
 		}
 		base := uint32(m.numImportedGlobals + m.numGlobals)
-		rw.gStop, rw.gDepth, rw.gGrow, rw.gCalls = base, base+1, base+2, base+3
+		rw.gStop, rw.gDepth, rw.gGrow, rw.gCalls, rw.gTables = base, base+1, base+2, base+3, base+3
+		if rw.opt.Yield {
+			rw.gTables++
+		}
 		rw.addGlobals()
 		if err := rw.rewriteCode(); err != nil {
 			return nil, err
@@ -227,20 +259,27 @@ func (rw *rewriter) addGlobals() {
 	if rw.opt.Yield {
 		inits = append(inits, rw.opt.CheckInterval)
 	}
+	exports := []string{GlobalStop, GlobalDepth, GlobalGrowFailed}
+	idx := []uint32{rw.gStop, rw.gDepth, rw.gGrow}
+	if rw.opt.MemoryBudget != 0 {
+		inits = append(inits, uint32(rw.tableMinimums()))
+		exports = append(exports, GlobalTableElems)
+		idx = append(idx, rw.gTables)
+	}
 	var g []byte
 	for _, init := range inits {
 		g = append(g, byte(I32), 1, opI32Const)
-		g = appendS64(g, int64(init))
+		g = appendS64(g, int64(int32(init)))
 		g = append(g, opEnd)
 	}
 	rw.extendSection(secGlobal, len(inits), g)
 	var e []byte
-	for i, name := range []string{GlobalStop, GlobalDepth, GlobalGrowFailed} {
+	for i, name := range exports {
 		e = appendName(e, name)
 		e = append(e, byte(ExternGlobal))
-		e = appendU32(e, rw.gStop+uint32(i))
+		e = appendU32(e, idx[i])
 	}
-	rw.extendSection(secExport, 3, e)
+	rw.extendSection(secExport, len(exports), e)
 }
 
 // blockTypeFor returns the block type encoding for a block producing results: empty, a single
@@ -297,14 +336,77 @@ func (rw *rewriter) clampMemory() error {
 	if mem.hasMax && mem.max <= max {
 		return nil
 	}
-	lim := []byte{mem.flags | 1}
-	lim = appendU32(lim, mem.min)
-	lim = appendU32(lim, max)
-	old := rw.m.sections[mem.secIdx].payload
-	p := make([]byte, 0, len(old)+len(lim))
-	p = append(p, old[:mem.limStart]...)
-	p = append(p, lim...)
-	p = append(p, old[mem.limEnd:]...)
-	rw.newPayload[mem.secIdx] = p
+	rw.patchLimits(mem.secIdx, mem.limStart, mem.limEnd, mem.flags, mem.min, max)
 	return nil
+}
+
+// tableMinimums returns the sum of every table's minimum, in elements.
+func (rw *rewriter) tableMinimums() uint64 {
+	var n uint64
+	for _, t := range rw.m.tables {
+		n += uint64(t.Min)
+	}
+	return n
+}
+
+// clampTables checks the declared minimums against Options.MemoryBudget and clamps every
+// table's maximum to the budget.
+func (rw *rewriter) clampTables() error {
+	budget := rw.opt.MemoryBudget
+	var memMin uint64
+	if rw.m.mem != nil {
+		memMin = uint64(rw.m.mem.min)
+	}
+	elems := rw.tableMinimums()
+	if memMin*65536+elems*TableElemBytes > budget {
+		return &LimitError{MinPages: uint32(memMin), TableElems: elems, Budget: budget}
+	}
+	max := budget / TableElemBytes
+	if max > math.MaxUint32 {
+		max = math.MaxUint32
+	}
+	for _, t := range rw.m.tables {
+		if t.HasMax && uint64(t.Max) <= max {
+			continue
+		}
+		rw.patchLimits(t.secIdx, t.limStart, t.limEnd, t.flags, t.Min, uint32(max))
+	}
+	return nil
+}
+
+// patch replaces payload[start:end] of section secIdx.
+type patch struct {
+	secIdx, start, end int
+	b                  []byte
+}
+
+// patchLimits records new limits (min, max; flags get a maximum) for the limits at
+// [start, end) of section secIdx.
+func (rw *rewriter) patchLimits(secIdx, start, end int, flags byte, min, max uint32) {
+	lim := []byte{flags | 1}
+	lim = appendU32(lim, min)
+	lim = appendU32(lim, max)
+	rw.patches = append(rw.patches, patch{secIdx: secIdx, start: start, end: end, b: lim})
+}
+
+// applyPatches applies the recorded patches to the original payloads (several tables, or a
+// memory and tables, may share a section). It runs before anything else replaces a payload.
+func (rw *rewriter) applyPatches() {
+	sort.Slice(rw.patches, func(i, j int) bool {
+		a, b := rw.patches[i], rw.patches[j]
+		return a.secIdx < b.secIdx || a.secIdx == b.secIdx && a.start < b.start
+	})
+	for i := 0; i < len(rw.patches); {
+		sec := rw.patches[i].secIdx
+		old := rw.m.sections[sec].payload
+		p := make([]byte, 0, len(old)+16)
+		at := 0
+		for ; i < len(rw.patches) && rw.patches[i].secIdx == sec; i++ {
+			pt := rw.patches[i]
+			p = append(p, old[at:pt.start]...)
+			p = append(p, pt.b...)
+			at = pt.end
+		}
+		rw.newPayload[sec] = append(p, old[at:]...)
+	}
 }

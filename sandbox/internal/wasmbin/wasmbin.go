@@ -2,8 +2,9 @@ package wasmbin
 
 import "fmt"
 
-// Names of the globals Rewrite adds and exports when Options.Instrument or Options.TrackGrow is
-// set. All three are mutable i32 globals.
+// Names of the globals Rewrite adds and exports when Options.Instrument, Options.TrackGrow or
+// Options.MemoryBudget is set (GlobalTableElems only with MemoryBudget). All are mutable i32
+// globals.
 const (
 	// GlobalStop is the stop flag: the host sets it to 1 at the deadline (api.MutableGlobal.Set
 	// from any goroutine) and the guest traps with "unreachable" at its next check (a function
@@ -14,9 +15,13 @@ const (
 	// before each call; Options.InitialDepth is its value at instantiation (start function,
 	// _initialize).
 	GlobalDepth = "__edgefn_depth"
-	// GlobalGrowFailed is set to 1 by the guest whenever memory.grow returns -1 (Options.TrackGrow).
-	// The guest never resets it; the host may.
+	// GlobalGrowFailed is set to 1 by the guest whenever memory.grow returns -1 (Options.TrackGrow),
+	// and to 2 when a table.grow is refused for Options.MemoryBudget. The guest never resets it;
+	// the host may.
 	GlobalGrowFailed = "__edgefn_grow_failed"
+	// GlobalTableElems counts the elements of every table (Options.MemoryBudget): the sum of
+	// the declared minimums at instantiation, plus every successful table.grow.
+	GlobalTableElems = "__edgefn_table_elems"
 )
 
 // ExternKind is the kind of an import or export.
@@ -194,14 +199,30 @@ func (e *FormatError) Error() string {
 	return s + fmt.Sprintf("%s at offset 0x%x", e.Msg, e.Offset)
 }
 
-// LimitError reports that the module's memory minimum is above Options.MaxMemoryPages.
+// LimitError reports that the module's memory minimum is above Options.MaxMemoryPages (Budget
+// is zero), or that its memory and table minimums together are above Options.MemoryBudget.
 type LimitError struct {
 	MinPages, MaxPages uint32
+	// TableElems is the sum of the tables' minimums; Budget is Options.MemoryBudget.
+	TableElems, Budget uint64
 }
 
 func (e *LimitError) Error() string {
+	if e.Budget != 0 {
+		need := uint64(e.MinPages)*65536 + e.TableElems*TableElemBytes
+		return fmt.Sprintf("memory and tables: the module needs at least %s (%d pages of memory and %d table elements of %d bytes) but the limit is %s: raise the memory limit or shrink the module's initial memory and tables",
+			sizeString(need), e.MinPages, e.TableElems, TableElemBytes, sizeString(e.Budget))
+	}
 	return fmt.Sprintf("memory: the module needs at least %s (%d pages) but the limit is %s (%d pages): raise the memory limit or shrink the module's initial memory",
 		mib(e.MinPages), e.MinPages, mib(e.MaxPages), e.MaxPages)
+}
+
+// sizeString formats a byte count in MiB (KiB below 1 MiB).
+func sizeString(n uint64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%.2f KiB", float64(n)/1024)
+	}
+	return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
 }
 
 func mib(pages uint32) string {
