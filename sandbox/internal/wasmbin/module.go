@@ -101,6 +101,7 @@ type module struct {
 	elemSegments       int
 	elements           uint64 // references in every element segment
 	codeBytes          int
+	bounds             Bounds
 	exports            []Export
 	hasStart           bool
 	hasDataCount       bool
@@ -131,7 +132,8 @@ func (d *sectionDecoder) fail(at int, err error) error {
 
 func formatErr(sec, fn, at int, err error) error {
 	var fe *FormatError
-	if errors.As(err, &fe) {
+	var be *BoundError
+	if errors.As(err, &fe) || errors.As(err, &be) {
 		return err
 	}
 	msg := err.Error()
@@ -143,13 +145,19 @@ func formatErr(sec, fn, at int, err error) error {
 
 // parse decodes and structurally checks the whole module, including every function body.
 func parse(wasm []byte) (*module, error) {
+	return parseWithin(wasm, Bounds{})
+}
+
+// parseWithin is parse, refusing a module over b as soon as a count passes it, before
+// anything is allocated for the entries past it.
+func parseWithin(wasm []byte, b Bounds) (*module, error) {
 	if len(wasm) < 8 || !bytes.Equal(wasm[:4], wasmMagic[:4]) {
 		return nil, &FormatError{Section: -1, Func: -1, Offset: 0, Msg: "not a WebAssembly binary (bad magic number)"}
 	}
 	if !bytes.Equal(wasm[4:8], wasmMagic[4:]) {
 		return nil, &FormatError{Section: -1, Func: -1, Offset: 4, Msg: fmt.Sprintf("unsupported binary version % x (want 01 00 00 00)", wasm[4:8])}
 	}
-	m := &module{}
+	m := &module{bounds: b}
 	r := &reader{buf: wasm, pos: 8}
 	last := 0
 	for !r.done() {
@@ -196,11 +204,11 @@ func parse(wasm []byte) (*module, error) {
 			err = m.decodeFunctions(d)
 			nfuncDecls = len(m.funcTypes) - m.numImportedFuncs
 		case secTable:
-			err = d.vec(func() error { return m.decodeTable(d, i, false) })
+			err = d.boundedVec("tables", len(m.tables), m.bounds.Tables, func() error { return m.decodeTable(d, i, false) })
 		case secMemory:
 			err = m.decodeMemories(d, i)
 		case secGlobal:
-			err = d.vec(func() error {
+			err = d.boundedVec("globals", 0, m.bounds.Globals, func() error {
 				m.numGlobals++
 				if err := d.globalType(); err != nil {
 					return err
@@ -218,7 +226,7 @@ func parse(wasm []byte) (*module, error) {
 			}
 			m.hasStart = true
 		case secElement:
-			err = d.vec(func() error {
+			err = d.boundedVec("element segments", 0, m.bounds.ElementSegments, func() error {
 				m.elemSegments++
 				n, err := d.element(len(m.types))
 				m.elements += uint64(n)
@@ -229,6 +237,9 @@ func parse(wasm []byte) (*module, error) {
 			m.dataCount, err = d.r.u32()
 		case secCode:
 			m.codeBytes = len(s.payload)
+			if err := m.bounds.check("bytes of code", m.codeBytes, m.bounds.CodeBytes); err != nil {
+				return nil, err
+			}
 			err = m.decodeCode(d)
 		case secData:
 			err = m.decodeData(d)
@@ -269,6 +280,20 @@ func parse(wasm []byte) (*module, error) {
 func (d *sectionDecoder) vec(each func() error) error {
 	var n uint32
 	return d.vecN(&n, each)
+}
+
+// boundedVec is vec for a vector whose count, plus base, may not pass max (zero: no bound).
+func (d *sectionDecoder) boundedVec(what string, base, max int, each func() error) error {
+	save := d.r.pos
+	n, err := d.r.u32()
+	if err != nil {
+		return err
+	}
+	if err := (Bounds{}).check(what, base+int(n), max); err != nil {
+		return err
+	}
+	d.r.pos = save
+	return d.vec(each)
 }
 
 // vecN is vec, storing the count in *n.
@@ -338,6 +363,11 @@ func (m *module) decodeTable(d *sectionDecoder, secIdx int, imported bool) error
 	flags, min, max, hasMax, err := d.limits()
 	if err != nil {
 		return err
+	}
+	if imported {
+		if err := m.bounds.check("tables", len(m.tables)+1, m.bounds.Tables); err != nil {
+			return err
+		}
 	}
 	m.tables = append(m.tables, tableInfo{
 		Table: Table{Elem: ValType(b), Min: min, Max: max, HasMax: hasMax, Imported: imported},
@@ -460,7 +490,7 @@ func (m *module) decodeImports(d *sectionDecoder, secIdx int) error {
 }
 
 func (m *module) decodeFunctions(d *sectionDecoder) error {
-	return d.vec(func() error {
+	return d.boundedVec("functions", 0, m.bounds.Functions, func() error {
 		t, err := d.typeIndex(len(m.types))
 		m.funcTypes = append(m.funcTypes, t)
 		return err
@@ -657,7 +687,7 @@ func (m *module) scanBody(cb *codeBody, fn int) error {
 }
 
 func (m *module) decodeData(d *sectionDecoder) error {
-	return d.vec(func() error {
+	return d.boundedVec("data segments", 0, m.bounds.DataSegments, func() error {
 		at := d.r.off()
 		var s dataSeg
 		var err error
@@ -703,7 +733,13 @@ func (m *module) decodeData(d *sectionDecoder) error {
 // *FormatError values naming the section, function, problem and byte offset. Inspect never
 // panics, whatever the input.
 func Inspect(wasm []byte) (*Info, error) {
-	m, err := parse(wasm)
+	return InspectWithin(wasm, Bounds{})
+}
+
+// InspectWithin is Inspect for a module that must stay within b: it returns a *BoundError as
+// soon as one of its counts passes a bound, before decoding (and allocating for) the rest.
+func InspectWithin(wasm []byte, b Bounds) (*Info, error) {
+	m, err := parseWithin(wasm, b)
 	if err != nil {
 		return nil, err
 	}

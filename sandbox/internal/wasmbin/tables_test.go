@@ -91,3 +91,29 @@ func TestMemoryBudgetMinimums(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+func TestInspectWithin(t *testing.T) {
+	tests := []struct {
+		fixture string
+		b       Bounds
+		want    BoundError
+	}{
+		{"control.wasm", Bounds{Functions: 10}, BoundError{"functions", 18, 10}},
+		{"control.wasm", Bounds{CodeBytes: 100}, BoundError{"bytes of code", 491, 100}},
+		{"control.wasm", Bounds{DataSegments: 2}, BoundError{"data segments", 3, 2}},
+		{"tables.wasm", Bounds{Tables: 1}, BoundError{"tables", 2, 1}},
+		{"refs.wasm", Bounds{Globals: 1}, BoundError{"globals", 2, 1}},
+		{"refs.wasm", Bounds{ElementSegments: 4}, BoundError{"element segments", 8, 4}},
+	}
+	for _, tt := range tests {
+		_, err := InspectWithin(fixture(t, tt.fixture), tt.b)
+		var be *BoundError
+		if !errors.As(err, &be) || *be != tt.want {
+			t.Errorf("%s within %+v: got %v, want %v", tt.fixture, tt.b, err, &tt.want)
+		}
+	}
+	// At the bound is fine.
+	if _, err := InspectWithin(fixture(t, "control.wasm"), Bounds{Functions: 18, CodeBytes: 491, DataSegments: 3, Tables: 1, Globals: 1, ElementSegments: 1}); err != nil {
+		t.Errorf("at the bounds: %v", err)
+	}
+}

@@ -199,6 +199,38 @@ func (e *FormatError) Error() string {
 	return s + fmt.Sprintf("%s at offset 0x%x", e.Msg, e.Offset)
 }
 
+// Bounds are the most a module may declare (InspectWithin). A zero field is no bound.
+type Bounds struct {
+	// Functions bounds the defined functions, CodeBytes the size of the code section.
+	Functions, CodeBytes int
+	// Tables bounds the tables, imported ones included.
+	Tables int
+	// Globals bounds the defined globals.
+	Globals int
+	// ElementSegments and DataSegments bound the entries of the element and data sections.
+	ElementSegments, DataSegments int
+}
+
+// check returns a *BoundError when count is over max (a zero max is no bound).
+func (Bounds) check(what string, count, max int) error {
+	if max > 0 && count > max {
+		return &BoundError{What: what, Count: count, Max: max}
+	}
+	return nil
+}
+
+// BoundError reports a module with more of something than its Bounds allow.
+type BoundError struct {
+	// What is counted: "functions", "bytes of code", "tables", "globals", "element segments"
+	// or "data segments".
+	What       string
+	Count, Max int
+}
+
+func (e *BoundError) Error() string {
+	return fmt.Sprintf("%d %s, over the bound of %d", e.Count, e.What, e.Max)
+}
+
 // LimitError reports that the module's memory minimum is above Options.MaxMemoryPages (Budget
 // is zero), or that its memory and table minimums together are above Options.MemoryBudget.
 type LimitError struct {
