@@ -402,6 +402,9 @@ func (f *Function) newInstance(cfg wazero.ModuleConfig) (*instance, error) {
 	inst.stop, _ = mod.ExportedGlobal(wasmbin.GlobalStop).(api.MutableGlobal)
 	inst.depth, _ = mod.ExportedGlobal(wasmbin.GlobalDepth).(api.MutableGlobal)
 	inst.growFailed, _ = mod.ExportedGlobal(wasmbin.GlobalGrowFailed).(api.MutableGlobal)
+	if inst.mem != nil {
+		inst.mem.tables = mod.ExportedGlobal(wasmbin.GlobalTableElems)
+	}
 	inst.timer = time.AfterFunc(time.Hour, inst.onDeadline)
 	inst.timer.Stop()
 	return inst, nil
@@ -536,8 +539,12 @@ func (inst *instance) classify(err error, interrupted, failedRC bool, res *Resul
 		return &edgefn.Failure{Reason: edgefn.ReasonTimeout, Message: inst.why}
 	}
 	if (err != nil || failedRC) && inst.memFailed() {
+		what := "memory.grow"
+		if inst.growFailed != nil && inst.growFailed.Get() == 2 {
+			what = "table.grow"
+		}
 		return &edgefn.Failure{Reason: edgefn.ReasonMemory,
-			Message: fmt.Sprintf("memory.grow failed at the cap of %s%s", human(inst.f.spec.Limits.Memory), inv.stderrNote()), Err: err}
+			Message: fmt.Sprintf("%s failed at the cap of %s%s%s", what, human(inst.f.spec.Limits.Memory), inst.mem.tableNote(), inv.stderrNote()), Err: err}
 	}
 	if inv != nil && inv.overLimit != "" {
 		return &edgefn.Failure{Reason: edgefn.ReasonOutputLimit, Message: inv.overLimit}

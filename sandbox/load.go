@@ -9,6 +9,7 @@ import (
 
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/sandbox/internal/wasmbin"
+	"github.com/tetratelabs/wazero/experimental"
 )
 
 // Spec is what the sandbox needs to know about one function version.
@@ -54,6 +55,12 @@ const (
 	exportMemory = "memory"
 )
 
+// compileWorkers is how many goroutines compile one module.
+const compileWorkers = 2
+
+// errCompileTimeout is the cause of the context a compile runs under.
+var errCompileTimeout = errors.New("compile timeout")
+
 // checkInterval is how many loop iterations instrumented code runs between
 // two reads of the stop flag.
 const checkInterval = 1024
@@ -75,8 +82,15 @@ func (r *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Function, 
 	}
 
 	start := time.Now()
-	cm, err := r.compile(ctx, p.bin, p.hash)
+	cctx, cancel := context.WithTimeoutCause(ctx, r.cfg.CompileTimeout, errCompileTimeout)
+	// wazero's compiler checks the context between two functions only when
+	// it compiles with several workers.
+	cm, err := r.compile(experimental.WithCompilationWorkers(cctx, compileWorkers), p.bin, p.hash)
+	cancel()
 	if err != nil {
+		if errors.Is(err, errCompileTimeout) {
+			err = fmt.Errorf("not done after %s, the agent's compile timeout: the module is too large or complex for this device (%d bytes); split the function or trim the module", r.cfg.CompileTimeout, len(wasm))
+		}
 		return nil, fmt.Errorf("%s: compile: %w", what, err)
 	}
 	f := newFunction(r, spec, p.shape, p.hasInit, cm, p.hash)
@@ -220,16 +234,38 @@ func validate(info *wasmbin.Info, l edgefn.Limits) (Shape, bool, error) {
 			errs = append(errs, fmt.Errorf("export %s has type %s, want () -> ()", exportInit, sig(p, res)))
 		}
 	}
+	var minBytes, tableElems uint64
 	if info.HasMemory {
-		minBytes := edgefn.Size(info.MemoryMin) * pageSize
-		if minBytes > l.Memory {
+		minBytes = uint64(info.MemoryMin) * uint64(pageSize)
+		if minBytes > uint64(l.Memory) {
 			errs = append(errs, fmt.Errorf("memory minimum %s over cap %s (limits.memory): raise the limit or shrink the module's initial memory",
-				human(minBytes), human(l.Memory)))
+				human(edgefn.Size(minBytes)), human(l.Memory)))
 		}
+	}
+	for _, t := range info.Tables {
+		tableElems += uint64(t.Min)
+	}
+	// Table elements count against limits.memory (wasmbin.Options.MemoryBudget).
+	if tableBytes := tableElems * wasmbin.TableElemBytes; tableElems > 0 && minBytes+tableBytes > uint64(l.Memory) {
+		errs = append(errs, fmt.Errorf("tables need at least %d elements (%s at %d bytes each) which, with the memory minimum %s, is over cap %s (limits.memory): raise the limit or shrink the module's tables",
+			tableElems, humanBytes(tableBytes), wasmbin.TableElemBytes, human(edgefn.Size(minBytes)), human(l.Memory)))
 	}
 	// Sort for a stable message.
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return shape, hasInit, errors.Join(errs...)
+}
+
+// BoundError is Load's error for a module that declares more of something
+// than Config.Bounds allow; it is returned before the module is compiled.
+type BoundError struct {
+	// What is counted: "functions", "bytes of code", "tables", "globals",
+	// "element segments" or "data segments".
+	What       string
+	Count, Max int
+}
+
+func (e *BoundError) Error() string {
+	return fmt.Sprintf("module declares %d %s, over the agent's bound of %d: split the function or trim the module", e.Count, e.What, e.Max)
 }
 
 // human formats a size for people: "64 MiB".
@@ -241,6 +277,20 @@ func human(s edgefn.Size) string {
 		}
 	}
 	return t[:len(t)-1] + " B"
+}
+
+// humanBytes is human for a count that may not fit an edgefn.Size.
+func humanBytes(n uint64) string {
+	switch {
+	case n >= uint64(edgefn.MiB) && n%uint64(edgefn.MiB) != 0:
+		return fmt.Sprintf("%.1f MiB", float64(n)/float64(edgefn.MiB))
+	case n >= uint64(edgefn.KiB) && n < uint64(edgefn.MiB) && n%uint64(edgefn.KiB) != 0:
+		return fmt.Sprintf("%.1f KiB", float64(n)/float64(edgefn.KiB))
+	}
+	if n > 1<<62 {
+		return fmt.Sprintf("%d B", n)
+	}
+	return human(edgefn.Size(n))
 }
 
 func sameTypes(a, b []wasmbin.ValType) bool {

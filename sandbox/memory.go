@@ -1,8 +1,11 @@
 package sandbox
 
 import (
+	"fmt"
 	"sync"
 
+	"github.com/edgefn/edgefn/sandbox/internal/wasmbin"
+	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 )
 
@@ -69,19 +72,40 @@ func (p *memPool) put(b []byte) {
 // linearMemory is one instance's memory, backed by a pooled buffer. It
 // enforces the function's memory cap itself (a grow past it fails, and
 // growFailed records it) so the cap holds even for a module whose declared
-// maximum is larger.
+// maximum is larger. The instance's tables count against the same cap: the
+// instrumented table.grow refuses to pass it (wasmbin.Options.MemoryBudget)
+// and a memory grow leaves room for the tables' elements.
 type linearMemory struct {
 	pool       *memPool
 	buf        []byte
 	limit      uint64
 	growFailed bool
+	// tables is the instance's wasmbin.GlobalTableElems, nil until the
+	// instance exists (its minimums were checked at load).
+	tables api.Global
+}
+
+// tableBytes is what the instance's tables count against the cap.
+func (m *linearMemory) tableBytes() uint64 {
+	if m == nil || m.tables == nil {
+		return 0
+	}
+	return uint64(uint32(m.tables.Get())) * wasmbin.TableElemBytes
+}
+
+// tableNote says what the tables take of the cap, for a failure message.
+func (m *linearMemory) tableNote() string {
+	if n := m.tableBytes(); n > 0 {
+		return fmt.Sprintf(" (tables take %s of it)", humanBytes(n))
+	}
+	return ""
 }
 
 var _ experimental.LinearMemory = (*linearMemory)(nil)
 
 // Reallocate implements experimental.LinearMemory.
 func (m *linearMemory) Reallocate(size uint64) []byte {
-	if size > m.limit {
+	if size+m.tableBytes() > m.limit {
 		m.growFailed = true
 		return nil
 	}

@@ -6,11 +6,11 @@ package sandbox
 // module that is several hundred milliseconds, so with a CacheDir the
 // result is kept in CacheDir/edgefn-load/<key>, one file per key:
 //
-//	edgefn-load-1 <shape> <has _initialize: 0|1> <sha256 of the module>\n
+//	edgefn-load-2 <shape> <has _initialize: 0|1> <sha256 of the module>\n
 //	<the rewritten module>
 //
 // The key is the sha256 of the input module's sha256, the rewrite options,
-// limits.memory (validation reads it), a fingerprint of the host modules
+// limits.memory (validation reads it), the runtime's Bounds, a fingerprint of the host modules
 // (the trial instantiation depends on them) and loadFormat. An entry is
 // written only after the trial instantiation passed, so a hit skips
 // validation, the rewrite and the trial. A torn or corrupted entry fails the
@@ -38,7 +38,7 @@ import (
 const (
 	// loadFormat names the entry layout and the validation rules; change it
 	// when either changes, so older entries are not trusted.
-	loadFormat = "edgefn-load-1"
+	loadFormat = "edgefn-load-2"
 	loadDir    = "edgefn-load"
 )
 
@@ -64,6 +64,7 @@ func rewriteOptions(l edgefn.Limits) wasmbin.Options {
 		MaxMemoryPages: uint32(l.Memory / pageSize),
 		MergeData:      true,
 		StripDebug:     true,
+		MemoryBudget:   uint64(l.Memory),
 	}
 }
 
@@ -79,7 +80,11 @@ func (r *Runtime) prepare(ctx context.Context, spec Spec, wasm []byte) (*prepare
 			return p, nil
 		}
 	}
-	info, err := wasmbin.Inspect(wasm)
+	info, err := wasmbin.InspectWithin(wasm, r.cfg.Bounds.wasmbin())
+	var be *wasmbin.BoundError
+	if errors.As(err, &be) {
+		return nil, &BoundError{What: be.What, Count: be.Count, Max: be.Max}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("malformed module: %w", err)
 	}
@@ -99,7 +104,7 @@ func (r *Runtime) prepare(ctx context.Context, spec Spec, wasm []byte) (*prepare
 func (r *Runtime) loadKey(ctx context.Context, wasm []byte, l edgefn.Limits, opts wasmbin.Options) string {
 	in := sha256.Sum256(wasm)
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%x\x00%+v\x00%d\x00", loadFormat, in, opts, l.Memory)
+	fmt.Fprintf(h, "%s\x00%x\x00%+v\x00%d\x00%+v\x00", loadFormat, in, opts, l.Memory, r.cfg.Bounds)
 	r.hostFingerprint(ctx, h)
 	return hex.EncodeToString(h.Sum(nil))
 }

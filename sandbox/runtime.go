@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/sandbox/internal/wasmbin"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
@@ -54,7 +56,41 @@ type Config struct {
 	// MemoryPool bounds the bytes of freed guest memory kept for reuse by
 	// new instances. Zero: 32 MiB; negative: no pooling.
 	MemoryPool edgefn.Size
+	// Bounds are the most a module may declare; Load refuses a module over
+	// one before compiling it. Zero fields take DefaultBounds'.
+	Bounds Bounds
+	// CompileTimeout bounds compiling one module (wazero's compiler stops
+	// between two functions). Zero: DefaultCompileTimeout.
+	CompileTimeout time.Duration
 }
+
+// Bounds are the most a module may declare. They keep what a module costs
+// before it runs (parsing, compiling, instantiating) within what a small
+// device can spare, whatever its limits.memory.
+type Bounds struct {
+	// Functions bounds the defined functions and CodeBytes the size of their
+	// code: compile time and memory grow with both.
+	Functions int
+	CodeBytes edgefn.Size
+	// Tables, Globals, ElementSegments and DataSegments bound the entries
+	// of those sections.
+	Tables, Globals, ElementSegments, DataSegments int
+}
+
+// DefaultBounds are generous for every toolchain edgefn supports: a Go
+// wasip1 reactor declares about 2,000 functions, 2 MiB of code, 1 table, 8
+// globals, 1 element segment and 37,000 data segments.
+var DefaultBounds = Bounds{
+	Functions:       20_000,
+	CodeBytes:       16 * edgefn.MiB,
+	Tables:          8,
+	Globals:         10_000,
+	ElementSegments: 1_000,
+	DataSegments:    100_000,
+}
+
+// DefaultCompileTimeout is Config.CompileTimeout's default.
+const DefaultCompileTimeout = time.Minute
 
 // Defaults for Config fields left zero.
 const (
@@ -98,6 +134,10 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if cfg.MemoryPool == 0 {
 		cfg.MemoryPool = DefaultMemoryPool
 	}
+	cfg.Bounds = cfg.Bounds.withDefaults()
+	if cfg.CompileTimeout <= 0 {
+		cfg.CompileTimeout = DefaultCompileTimeout
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -137,6 +177,27 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 }
 
 const pageSize = 64 * edgefn.KiB
+
+func (b Bounds) withDefaults() Bounds {
+	d := DefaultBounds
+	for _, f := range []struct{ v, def *int }{
+		{&b.Functions, &d.Functions}, {&b.Tables, &d.Tables}, {&b.Globals, &d.Globals},
+		{&b.ElementSegments, &d.ElementSegments}, {&b.DataSegments, &d.DataSegments},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+	if b.CodeBytes <= 0 {
+		b.CodeBytes = d.CodeBytes
+	}
+	return b
+}
+
+func (b Bounds) wasmbin() wasmbin.Bounds {
+	return wasmbin.Bounds{Functions: b.Functions, CodeBytes: int(b.CodeBytes), Tables: b.Tables,
+		Globals: b.Globals, ElementSegments: b.ElementSegments, DataSegments: b.DataSegments}
+}
 
 func (r *Runtime) instantiateHost(ctx context.Context) error {
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r.rt); err != nil {

@@ -1,0 +1,184 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgefn/edgefn"
+)
+
+// Tables count against limits.memory: a table.grow bomb is refused without allocating, and
+// memory and tables share the cap exactly.
+func TestTableGrowCountsAgainstMemory(t *testing.T) {
+	r := newRuntime(t, Config{})
+	f := load(t, r, "tablegrow", func(s *Spec) { s.Limits.Memory = edgefn.MiB })
+	fl := wantFailure(t, f.Invoke(context.Background(), event("bomb")), edgefn.ReasonMemory)
+	if !strings.Contains(fl.Message, "table.grow failed at the cap of 1 MiB") {
+		t.Errorf("bomb: %q", fl.Message)
+	}
+	// One page of memory leaves 960 KiB, 122,880 elements, for the table; then memory cannot grow.
+	for i := 0; i < 2; i++ { // the second run is on the warm instance, its table already full
+		res := f.Invoke(context.Background(), event("fill"))
+		wantOK(t, res)
+		size, grow := filled(t, res)
+		if size != 122880 || grow != -1 {
+			t.Errorf("run %d: table size %d, memory.grow %d; want 122880, -1", i, size, grow)
+		}
+	}
+	// With 2 MiB, the table stops at 2 MiB less two pages and memory still grew first.
+	f = load(t, r, "tablegrow", func(s *Spec) { s.Limits.Memory = 2 * edgefn.MiB })
+	res := f.Invoke(context.Background(), event("fill"))
+	wantOK(t, res)
+	if size, grow := filled(t, res); size != (2<<20-65536)/8/4096*4096 || grow != -1 {
+		t.Errorf("2 MiB: table size %d, memory.grow %d", size, grow)
+	}
+}
+
+// filled decodes what tablegrow's fill emits: the table size and memory.grow's result.
+func filled(t *testing.T, res *Result) (size, grow int32) {
+	t.Helper()
+	if len(res.Effects) != 1 || len(res.Effects[0].Payload) != 8 {
+		t.Fatalf("effects %+v", res.Effects)
+	}
+	p := res.Effects[0].Payload
+	return int32(binary.LittleEndian.Uint32(p)), int32(binary.LittleEndian.Uint32(p[4:]))
+}
+
+// A memory.grow leaves room for the tables' elements.
+func TestMemoryGrowCountsTables(t *testing.T) {
+	r := newRuntime(t, Config{})
+	f := load(t, r, "tablegrow", func(s *Spec) { s.Limits.Memory = edgefn.MiB + 8*edgefn.KiB })
+	res := f.Invoke(context.Background(), event("fill"))
+	wantOK(t, res)
+	// 1 MiB + 8 KiB - 64 KiB is 124,928 elements; the loop stops at 122,880 (a multiple of
+	// 4096): 16 KiB are left, less than a page.
+	if size, grow := filled(t, res); size != 122880 || grow != -1 {
+		t.Errorf("table size %d, memory.grow %d; want 122880, -1", size, grow)
+	}
+}
+
+func TestTableMinimumsRefusedAtLoad(t *testing.T) {
+	r := newRuntime(t, Config{})
+	s := testSpec("tablemin")
+	s.Limits.Memory = edgefn.MiB
+	_, err := r.Load(context.Background(), s, fixture(t, "tablemin"))
+	if err == nil {
+		t.Fatal("loaded tables of 150,000,000 elements under a 1 MiB limit")
+	}
+	for _, w := range []string{"tables need at least 150000000 elements", "1144.4 MiB", "over cap 1 MiB (limits.memory)"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %q", err, w)
+		}
+	}
+	t.Log(err)
+}
+
+// Every module bound refuses at load, naming the count and the bound.
+func TestModuleBounds(t *testing.T) {
+	cases := []struct {
+		name   string
+		bounds Bounds
+		wasm   func(t *testing.T) []byte
+		want   BoundError
+	}{
+		{"functions", Bounds{}, func(*testing.T) []byte { return genModule(100_000, 0, 0) }, BoundError{"functions", 100_001, 20_000}},
+		{"tables", Bounds{}, func(t *testing.T) []byte { return fixture(t, "manytables") }, BoundError{"tables", 9, 8}},
+		{"globals", Bounds{}, func(*testing.T) []byte { return genModule(0, 10_001, 0) }, BoundError{"globals", 10_001, 10_000}},
+		{"element segments", Bounds{}, func(*testing.T) []byte { return genModule(0, 0, 1_001) }, BoundError{"element segments", 1_001, 1_000}},
+		{"data segments", Bounds{DataSegments: 1000}, func(t *testing.T) []byte { return fixture(t, "goreactor") }, BoundError{"data segments", 21942, 1000}},
+		{"code", Bounds{CodeBytes: edgefn.MiB}, func(t *testing.T) []byte { return fixture(t, "goreactor") }, BoundError{"bytes of code", 1158001, 1 << 20}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRuntime(t, Config{Bounds: c.bounds})
+			_, err := r.Load(context.Background(), testSpec(c.name), c.wasm(t))
+			var be *BoundError
+			if !errors.As(err, &be) {
+				t.Fatalf("got %v, want a *BoundError", err)
+			}
+			if *be != c.want {
+				t.Errorf("got %+v, want %+v", *be, c.want)
+			}
+			if !strings.Contains(err.Error(), "over the agent's bound of") {
+				t.Errorf("message %q", err)
+			}
+		})
+	}
+	// At the bounds the module loads.
+	r := newRuntime(t, Config{})
+	f, err := r.Load(context.Background(), testSpec("gen"), genModule(20_000-1, 10_000, 1_000))
+	if err != nil {
+		t.Fatalf("at the bounds: %v", err)
+	}
+	defer f.Close(context.Background())
+	wantOK(t, f.Invoke(context.Background(), event("")))
+}
+
+func TestCompileTimeout(t *testing.T) {
+	r := newRuntime(t, Config{CompileTimeout: time.Nanosecond})
+	_, err := r.Load(context.Background(), testSpec("goreactor"), fixture(t, "goreactor"))
+	if err == nil || !strings.Contains(err.Error(), "compile: not done after 1ns, the agent's compile timeout") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestInitializeWithinDeadline(t *testing.T) {
+	r := newRuntime(t, Config{})
+	f := load(t, r, "initloop", func(s *Spec) { s.Limits.Timeout = 20 * time.Millisecond })
+	fl := wantFailure(t, f.Invoke(context.Background(), event("")), edgefn.ReasonTimeout)
+	if !strings.HasPrefix(fl.Message, "_initialize: deadline of 20ms exceeded") {
+		t.Errorf("message %q", fl.Message)
+	}
+}
+
+// genModule builds a reactor with funcs functions besides edgefn_handle, globals immutable
+// globals and elems passive element segments of one reference each.
+func genModule(funcs, globals, elems int) []byte {
+	vec := func(n int, entries []byte) []byte { return append(uleb(nil, uint32(n)), entries...) }
+	section := func(m []byte, id byte, payload []byte) []byte {
+		return append(uleb(append(m, id), uint32(len(payload))), payload...)
+	}
+	m := []byte("\x00asm\x01\x00\x00\x00")
+	m = section(m, 1, vec(1, []byte{0x60, 1, 0x7f, 1, 0x7f})) // (i32) -> i32
+	fs := make([]byte, funcs+1)
+	m = section(m, 3, vec(funcs+1, fs))
+	m = section(m, 5, vec(1, []byte{0, 1}))
+	if globals > 0 {
+		var g []byte
+		for i := 0; i < globals; i++ {
+			g = append(g, 0x7f, 0, 0x41, 0, 0x0b)
+		}
+		m = section(m, 6, vec(globals, g))
+	}
+	var ex []byte
+	ex = append(append(uleb(ex, 6), "memory"...), 2, 0)
+	ex = uleb(append(append(uleb(ex, 13), "edgefn_handle"...), 0), uint32(funcs))
+	m = section(m, 7, vec(2, ex))
+	if elems > 0 {
+		var e []byte
+		for i := 0; i < elems; i++ {
+			e = append(e, 1, 0, 1, 0) // passive, elemkind funcref, one function: 0
+		}
+		m = section(m, 9, vec(elems, e))
+	}
+	var code []byte
+	for i := 0; i <= funcs; i++ {
+		code = append(code, 7, 0, 0x20, 0, 0x1a, 0x41, 0, 0x0b) // local.get 0; drop; i32.const 0
+	}
+	return section(m, 10, vec(funcs+1, code))
+}
+
+func uleb(b []byte, v uint32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
