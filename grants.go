@@ -5,12 +5,12 @@ import "strings"
 // Grants say what a function may do beyond computing: they are default-deny.
 type Grants struct {
 	// Publish lists MQTT topic filters the function may publish to.
-	Publish []string `json:"publish,omitempty"`
+	Publish []string `json:"publish,omitempty" yaml:"publish"`
 	// GPIOWrite and GPIORead list pins by name (GPIO17).
-	GPIOWrite []string `json:"gpio_write,omitempty"`
-	GPIORead  []string `json:"gpio_read,omitempty"`
+	GPIOWrite []string `json:"gpio_write,omitempty" yaml:"gpio_write"`
+	GPIORead  []string `json:"gpio_read,omitempty" yaml:"gpio_read"`
 	// KV allows the per-function key-value store.
-	KV bool `json:"kv,omitempty"`
+	KV bool `json:"kv,omitempty" yaml:"kv"`
 }
 
 // MayPublish reports whether topic matches one of the publish filters.
@@ -108,3 +108,47 @@ func ValidTopicFilter(f string) bool {
 func ValidTopicName(t string) bool {
 	return t != "" && !strings.ContainsAny(t, "+#\x00")
 }
+
+// FilterWithin reports whether every topic the filter inner matches is also
+// matched by outer: "actuators/fan/#" is within "actuators/#", "#" is not
+// within "+/#" (which leaves out "$" topics), "$SYS/#" is within no filter
+// that starts with a wildcard.
+func FilterWithin(inner, outer string) bool {
+	in, out := strings.Split(inner, "/"), strings.Split(outer, "/")
+	if isWild(out[0]) && strings.HasPrefix(in[0], "$") {
+		return false
+	}
+	for i := 0; ; i++ {
+		switch {
+		case i == len(out):
+			return i == len(in)
+		case out[i] == "#":
+			return true
+		case i == len(in), in[i] == "#":
+			return false
+		case out[i] == "+":
+		case in[i] == "+", in[i] != out[i]:
+			return false
+		}
+	}
+}
+
+// FiltersOverlap reports whether some topic is matched by both filters.
+func FiltersOverlap(a, b string) bool {
+	x, y := strings.Split(a, "/"), strings.Split(b, "/")
+	if isWild(x[0]) && strings.HasPrefix(y[0], "$") || isWild(y[0]) && strings.HasPrefix(x[0], "$") {
+		return false
+	}
+	for i := 0; ; i++ {
+		switch {
+		case i < len(x) && x[i] == "#", i < len(y) && y[i] == "#":
+			return true
+		case i == len(x) || i == len(y):
+			return len(x) == len(y)
+		case x[i] != "+" && y[i] != "+" && x[i] != y[i]:
+			return false
+		}
+	}
+}
+
+func isWild(level string) bool { return level == "+" || level == "#" }

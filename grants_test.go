@@ -54,3 +54,54 @@ func TestParseSize(t *testing.T) {
 		t.Errorf("String = %q", s)
 	}
 }
+
+func TestFilterWithin(t *testing.T) {
+	for _, tc := range []struct {
+		inner, outer string
+		want         bool
+	}{
+		{"actuators/fan/#", "actuators/#", true},
+		{"actuators/fan", "actuators/+", true},
+		{"actuators/+", "actuators/fan", false},
+		{"actuators/#", "actuators/+", false},
+		{"a", "a/#", true},
+		{"a/#", "a/+/#", false},
+		{"#", "+/#", false},
+		{"+/#", "+/#", true},
+		{"#", "#", true},
+		{"$SYS/#", "#", false},
+		{"$SYS/broker/x", "+/#", false},
+		{"$SYS/broker/x", "$SYS/#", true},
+		{"a/b/c", "a/b", false},
+		{"a/b", "a/b/c", false},
+	} {
+		if got := FilterWithin(tc.inner, tc.outer); got != tc.want {
+			t.Errorf("FilterWithin(%q, %q) = %v, want %v", tc.inner, tc.outer, got, tc.want)
+		}
+	}
+}
+
+func TestFiltersOverlap(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"sensors/#", "sensors/+/temperature", true},
+		{"sensors/kitchen/temperature", "sensors/+/temperature", true},
+		{"sensors/kitchen/humidity", "sensors/+/temperature", false},
+		{"#", "a/b", true},
+		{"a", "a/#", true},
+		{"a/+", "a", false},
+		{"a/+", "+/b", true},
+		{"#", "$SYS/x", false},
+		{"$SYS/#", "$SYS/x", true},
+		{"a/b", "a/b/c", false},
+	} {
+		if got := FiltersOverlap(tc.a, tc.b); got != tc.want {
+			t.Errorf("FiltersOverlap(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+		if got := FiltersOverlap(tc.b, tc.a); got != tc.want {
+			t.Errorf("FiltersOverlap(%q, %q) = %v, want %v", tc.b, tc.a, got, tc.want)
+		}
+	}
+}

@@ -1,17 +1,20 @@
 package edgefn
 
-import "time"
+import (
+	"regexp"
+	"time"
+)
 
 // Manifest describes one function: its module, what triggers it, its limits
-// and its grants. It is read from function.yaml; see ParseManifest.
+// and its grants. It is read from function.yaml by internal/manifest.Parse.
 type Manifest struct {
-	Name      string            `json:"name"`
-	Wasm      string            `json:"wasm"`
-	Triggers  []Trigger         `json:"triggers,omitempty"`
-	Limits    Limits            `json:"limits,omitempty"`
-	Allow     Grants            `json:"allow,omitempty"`
-	Env       map[string]string `json:"env,omitempty"`
-	Isolation Isolation         `json:"isolation,omitempty"`
+	Name      string            `json:"name" yaml:"name"`
+	Wasm      string            `json:"wasm" yaml:"wasm"`
+	Triggers  []Trigger         `json:"triggers,omitempty" yaml:"triggers"`
+	Limits    Limits            `json:"limits,omitempty" yaml:"limits"`
+	Allow     Grants            `json:"allow,omitempty" yaml:"allow"`
+	Env       map[string]string `json:"env,omitempty" yaml:"env"`
+	Isolation Isolation         `json:"isolation,omitempty" yaml:"isolation"`
 }
 
 // Edge selects which GPIO transitions trigger a function.
@@ -38,18 +41,18 @@ const (
 // Every and Cron is set.
 type Trigger struct {
 	// MQTT is a topic filter; QoS is the subscription QoS (0 or 1).
-	MQTT string `json:"mqtt,omitempty"`
-	QoS  byte   `json:"qos,omitempty"`
+	MQTT string `json:"mqtt,omitempty" yaml:"mqtt"`
+	QoS  byte   `json:"qos,omitempty" yaml:"qos"`
 	// GPIO is a pin name; Edge, Pull and Debounce refine it.
-	GPIO     string        `json:"gpio,omitempty"`
-	Edge     Edge          `json:"edge,omitempty"`
-	Pull     Pull          `json:"pull,omitempty"`
-	Debounce time.Duration `json:"debounce,omitempty"`
+	GPIO     string        `json:"gpio,omitempty" yaml:"gpio"`
+	Edge     Edge          `json:"edge,omitempty" yaml:"edge"`
+	Pull     Pull          `json:"pull,omitempty" yaml:"pull"`
+	Debounce time.Duration `json:"debounce,omitempty" yaml:"debounce"`
 	// Every fires at a fixed interval.
-	Every time.Duration `json:"every,omitempty"`
+	Every time.Duration `json:"every,omitempty" yaml:"every"`
 	// Cron fires on a cron schedule (five fields, or a descriptor such as
 	// "@hourly").
-	Cron string `json:"cron,omitempty"`
+	Cron string `json:"cron,omitempty" yaml:"cron"`
 }
 
 // Kind returns the trigger's source kind.
@@ -64,3 +67,13 @@ func (t *Trigger) Kind() Source {
 	}
 	return ""
 }
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+
+// ValidName reports whether s is a valid function name: a lower-case letter,
+// then up to 62 lower-case letters, digits, '-' or '_'.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// MinEvery is the shortest `every:` interval a timer may have: a manifest
+// asking for less is refused, and so is a timer set up with less.
+const MinEvery = 10 * time.Millisecond

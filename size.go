@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // Size is a number of bytes. In YAML and on the command line it is written
@@ -23,20 +21,29 @@ const (
 // with an error that says which binary unit to use, so "64MB" is never
 // silently read as 64 MiB or 64,000,000 bytes.
 func ParseSize(s string) (Size, error) {
+	n, err := parseSize(s)
+	if err != nil {
+		return 0, fmt.Errorf("size %q: %w", s, err)
+	}
+	return n, nil
+}
+
+// parseSize's errors do not repeat the value: callers quote it.
+func parseSize(s string) (Size, error) {
 	t := strings.TrimSpace(s)
 	if t == "" {
-		return 0, fmt.Errorf("empty size, use a number with B, KiB, MiB or GiB")
+		return 0, fmt.Errorf("empty, use a number with B, KiB, MiB or GiB")
 	}
 	i := 0
 	for i < len(t) && (t[i] >= '0' && t[i] <= '9') {
 		i++
 	}
 	if i == 0 {
-		return 0, fmt.Errorf("size %q: must start with a number, use for example 8MiB", s)
+		return 0, fmt.Errorf("must start with a number, use for example 8MiB")
 	}
 	n, err := strconv.ParseInt(t[:i], 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("size %q: %w", s, err)
+		return 0, fmt.Errorf("too large")
 	}
 	unit := strings.TrimSpace(t[i:])
 	var mul Size
@@ -50,10 +57,13 @@ func ParseSize(s string) (Size, error) {
 	case "GiB", "Gi":
 		mul = GiB
 	default:
-		return 0, fmt.Errorf("size %q: unknown unit %q, use B, KiB, MiB or GiB", s, unit)
+		if len(unit) > 8 {
+			unit = unit[:8] + "…"
+		}
+		return 0, fmt.Errorf("unknown unit %q, use B, KiB, MiB or GiB", unit)
 	}
 	if n > int64(1<<62)/int64(mul) {
-		return 0, fmt.Errorf("size %q: too large", s)
+		return 0, fmt.Errorf("too large")
 	}
 	return Size(n) * mul, nil
 }
@@ -84,14 +94,13 @@ func (s *Size) Set(v string) error {
 // MarshalText implements encoding.TextMarshaler.
 func (s Size) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (s *Size) UnmarshalText(b []byte) error { return s.Set(string(b)) }
-
-// UnmarshalYAML decodes a size in a YAML file, reporting the line of a bad
-// value and letting the decoder go on to report other problems.
-func (s *Size) UnmarshalYAML(n *yaml.Node) error {
-	if err := s.Set(n.Value); err != nil {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+// UnmarshalText implements encoding.TextUnmarshaler; its errors do not
+// repeat the value, which the caller quotes (cut short) with the field.
+func (s *Size) UnmarshalText(b []byte) error {
+	n, err := parseSize(string(b))
+	if err != nil {
+		return err
 	}
+	*s = n
 	return nil
 }

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/manifest"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
@@ -173,7 +173,7 @@ func TestManifests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := edgefn.ParseManifest(file, b)
+			m, err := manifest.Parse(file, b)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/manifest"
 	"github.com/edgefn/edgefn/sandbox"
 )
 
@@ -75,7 +76,7 @@ func (d *device) load(t testing.TB, e example, options ...func(*sandbox.Spec)) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := edgefn.ParseManifest(file, b)
+	m, err := manifest.Parse(file, b)
 	if err != nil {
 		t.Fatal(err)
 	}

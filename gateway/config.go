@@ -1,20 +1,16 @@
 package gateway
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/strictyaml"
 	"github.com/edgefn/edgefn/sync/uplink"
 	"github.com/edgefn/edgefn/triggers"
 )
@@ -41,13 +37,16 @@ type Config struct {
 	Outbox  OutboxConfig   `yaml:"outbox"`
 	GPIO    GPIOConfig     `yaml:"gpio"`
 	Limits  LimitsConfig   `yaml:"limits"`
+	Grants  GrantsConfig   `yaml:"grants"`
 	// ShutdownGrace bounds each step of shutdown (drain, commit, sync).
-	ShutdownGrace Duration `yaml:"shutdown_grace"`
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	// QueueSize is the bounded queue length per function.
 	QueueSize int `yaml:"queue_size"`
 
-	// path is the file the config was read from.
+	// path is the file the config was read from, doc where each field was
+	// in it (nil for a config built in code).
 	path string
+	doc  *strictyaml.Doc
 }
 
 // BrokerConfig picks the MQTT broker: the embedded one (the default) or an
@@ -83,10 +82,10 @@ type UplinkConfig struct {
 
 // OutboxConfig sets the outbox's durability and budgets.
 type OutboxConfig struct {
-	Durability string      `yaml:"durability"`
-	MaxBytes   edgefn.Size `yaml:"max_bytes"`
-	MaxAge     Duration    `yaml:"max_age"`
-	OnFull     string      `yaml:"on_full"`
+	Durability string        `yaml:"durability"`
+	MaxBytes   edgefn.Size   `yaml:"max_bytes"`
+	MaxAge     time.Duration `yaml:"max_age"`
+	OnFull     string        `yaml:"on_full"`
 }
 
 // GPIOConfig picks the GPIO backend.
@@ -98,52 +97,36 @@ type GPIOConfig struct {
 	Pins []string `yaml:"pins"`
 }
 
-// LimitsConfig holds the agent-wide default and maximum function limits.
+// LimitsConfig holds the agent-wide default and maximum function limits
+// (the fields of edgefn.LimitFields). A zero field of Default takes
+// edgefn.DefaultLimits; a zero field of Max takes edgefn.DefaultMaxLimits.
 type LimitsConfig struct {
-	Default LimitsYAML `yaml:"default"`
-	Max     LimitsYAML `yaml:"max"`
+	Default edgefn.Limits `yaml:"default"`
+	Max     edgefn.Limits `yaml:"max"`
 }
 
-// LimitsYAML is edgefn.Limits as written in the agent config.
-type LimitsYAML struct {
-	Memory       edgefn.Size `yaml:"memory"`
-	Timeout      Duration    `yaml:"timeout"`
-	Concurrency  int         `yaml:"concurrency"`
-	MaxOutput    edgefn.Size `yaml:"max_output"`
-	MaxPublishes int         `yaml:"max_publishes"`
-	MaxLog       edgefn.Size `yaml:"max_log"`
-	KeepWarm     Duration    `yaml:"keep_warm"`
-	MaxDepth     int         `yaml:"max_depth"`
+// GrantsConfig holds the ceilings on what a manifest's allow section may
+// grant; a deploy asking for more is refused.
+type GrantsConfig struct {
+	Max GrantCeilings `yaml:"max"`
 }
 
-// Limits converts to the domain type.
-func (l LimitsYAML) Limits() edgefn.Limits {
-	return edgefn.Limits{
-		Memory: l.Memory, Timeout: time.Duration(l.Timeout), Concurrency: l.Concurrency,
-		MaxOutput: l.MaxOutput, MaxPublishes: l.MaxPublishes, MaxLog: l.MaxLog,
-		KeepWarm: time.Duration(l.KeepWarm), MaxDepth: l.MaxDepth,
-	}
+// GrantCeilings are the grants a function may be given.
+type GrantCeilings struct {
+	// Publish lists the MQTT filters a publish grant must fall within.
+	// Unset: DefaultPublishCeiling, every topic but "$" ones, and not "#"
+	// itself. An empty list allows no publish grant.
+	Publish []string `yaml:"publish"`
+	// PublishToTriggers lists the filters within which a publish grant may
+	// reach a topic another function is triggered by (chains of
+	// functions). Unset: none may.
+	PublishToTriggers []string `yaml:"publish_to_triggers"`
 }
 
-// Duration is a time.Duration written in Go syntax ("50ms", "720h").
-type Duration time.Duration
-
-// UnmarshalYAML decodes a duration, reporting the line of a bad value and
-// letting the decoder go on to report other problems.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	switch {
-	case err != nil:
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q: not a duration, use for example 50ms, 30s or 720h", n.Line, n.Value)}}
-	case v < 0:
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q: must not be negative", n.Line, n.Value)}}
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+// DefaultPublishCeiling is grants.max.publish when the agent config does
+// not set it: a grant of "#" or of a "$" topic such as "$SYS/#" needs the
+// operator to list it.
+var DefaultPublishCeiling = []string{"+/#"}
 
 // Default admin and broker addresses.
 const (
@@ -153,18 +136,19 @@ const (
 
 // LoadConfig reads and validates the agent config at path. An empty path
 // means all defaults. Errors name the file, line and field; every problem is
-// reported at once.
+// reported at once. A file larger than strictyaml.MaxFileSize is refused
+// before it is parsed.
 func LoadConfig(path string) (*Config, error) {
 	c := &Config{}
 	if path != "" {
-		data, err := os.ReadFile(path)
+		d, err := strictyaml.ReadFile(path, c)
 		if err != nil {
 			return nil, fmt.Errorf("read config: %w", err)
 		}
-		if err := decodeStrict(path, data, c); err != nil {
-			return nil, err
+		c.path, c.doc = path, d
+		if d.Broken() {
+			return nil, d.Err()
 		}
-		c.path = path
 	}
 	c.setDefaults()
 	if err := c.Validate(); err != nil {
@@ -173,40 +157,7 @@ func LoadConfig(path string) (*Config, error) {
 	return c, nil
 }
 
-var (
-	typeNameRE  = regexp.MustCompile(` in type [\w.]+`)
-	gatewayIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-)
-
-// decodeStrict decodes YAML refusing unknown keys, and rewrites yaml.v3's
-// messages to name the file and line the way manifest errors do.
-func decodeStrict(file string, data []byte, v any) error {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	err := dec.Decode(v)
-	if err == nil || errors.Is(err, io.EOF) {
-		return nil // an empty file: all defaults
-	}
-	var te *yaml.TypeError
-	var msgs []string
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	} else {
-		msgs = []string{strings.TrimPrefix(err.Error(), "yaml: ")}
-	}
-	errs := make([]error, 0, len(msgs))
-	for _, m := range msgs {
-		m = typeNameRE.ReplaceAllString(m, "")
-		m = strings.Replace(m, "field ", "unknown key ", 1)
-		m = strings.Replace(m, " not found", "", 1)
-		if strings.HasPrefix(m, "line ") {
-			errs = append(errs, fmt.Errorf("%s:%s", file, strings.TrimPrefix(m, "line ")))
-		} else {
-			errs = append(errs, fmt.Errorf("%s: %s", file, m))
-		}
-	}
-	return errors.Join(errs...)
-}
+var gatewayIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
 func (c *Config) setDefaults() {
 	if c.GatewayID == "" {
@@ -261,7 +212,10 @@ func (c *Config) setDefaults() {
 		c.GPIO.Backend = "none"
 	}
 	if c.ShutdownGrace == 0 {
-		c.ShutdownGrace = Duration(5 * time.Second)
+		c.ShutdownGrace = 5 * time.Second
+	}
+	if c.Grants.Max.Publish == nil {
+		c.Grants.Max.Publish = DefaultPublishCeiling
 	}
 	if c.QueueSize == 0 {
 		c.QueueSize = 64
@@ -270,30 +224,32 @@ func (c *Config) setDefaults() {
 
 // DefaultLimits returns the agent's default limits for functions.
 func (c *Config) DefaultLimits() edgefn.Limits {
-	return c.Limits.Default.Limits().WithDefaults(edgefn.DefaultLimits)
+	return c.Limits.Default.WithDefaults(edgefn.DefaultLimits)
 }
 
-// MaxLimits returns the agent's maxima (zero fields: no maximum).
-func (c *Config) MaxLimits() edgefn.Limits { return c.Limits.Max.Limits() }
+// MaxLimits returns the agent's maxima: limits.max, its zero fields taken
+// from edgefn.DefaultMaxLimits.
+func (c *Config) MaxLimits() edgefn.Limits {
+	return c.Limits.Max.WithDefaults(edgefn.DefaultMaxLimits)
+}
 
 // Validate checks the config without touching the network or the disk and
 // returns every problem at once.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		name := c.path
-		if name == "" {
-			name = "config"
-		}
-		errs = append(errs, fmt.Errorf("%s: %s: %s", name, field, fmt.Sprintf(format, args...)))
+	d := strictyaml.New("config")
+	if c.doc != nil {
+		d = c.doc.Clone()
 	}
+	// Problems join those found while decoding; a field whose value
+	// could not be decoded is not reported again.
+	bad := d.Errorf
 	if !gatewayIDRE.MatchString(c.GatewayID) {
-		bad("gateway_id", "%q: use letters, digits, '.', '-' or '_' (at most 63)", c.GatewayID)
+		bad("gateway_id", "%s: use letters, digits, '.', '-' or '_' (at most 63)", strictyaml.Quote(c.GatewayID))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		bad("log_level", "%q: use debug, info, warn or error", c.LogLevel)
+		bad("log_level", "%s: use debug, info, warn or error", strictyaml.Quote(c.LogLevel))
 	}
 	if c.Broker.External != nil {
 		for _, e := range problems(c.Broker.External.Validate()) {
@@ -305,7 +261,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
-		bad("admin.listen", "%q: use host:port", c.Admin.Listen)
+		bad("admin.listen", "%s: use host:port", strictyaml.Quote(c.Admin.Listen))
 	}
 	switch c.Admin.TLS {
 	case "auto", "off":
@@ -314,10 +270,10 @@ func (c *Config) Validate() error {
 			bad("admin.tls", "files needs cert_file and key_file")
 		}
 	default:
-		bad("admin.tls", "%q: use auto, off or files", c.Admin.TLS)
+		bad("admin.tls", "%s: use auto, off or files", strictyaml.Quote(c.Admin.TLS))
 	}
 	if c.Admin.TLS == "off" && !isLoopbackListen(c.Admin.Listen) {
-		bad("admin.listen", "%q is not loopback: the admin API refuses to listen there without TLS (set admin.tls: auto)", c.Admin.Listen)
+		bad("admin.listen", "%s is not loopback: the admin API refuses to listen there without TLS (set admin.tls: auto)", strictyaml.Quote(c.Admin.Listen))
 	}
 	if len(c.Uplinks) > 1 {
 		// Each uplink confirms (and so deletes) what it delivered; two
@@ -330,13 +286,9 @@ func (c *Config) Validate() error {
 		case u.HTTP != nil && u.MQTT != nil:
 			bad(f, "set http or mqtt, not both")
 		case u.HTTP != nil:
-			for _, e := range problems(u.HTTP.Validate()) {
-				bad(f+".http", "%s", e)
-			}
+			uplinkProblems(bad, f+".http", u.HTTP.Validate())
 		case u.MQTT != nil:
-			for _, e := range problems(u.MQTT.Validate()) {
-				bad(f+".mqtt", "%s", e)
-			}
+			uplinkProblems(bad, f+".mqtt", u.MQTT.Validate())
 		default:
 			bad(f, "set http or mqtt")
 		}
@@ -344,25 +296,74 @@ func (c *Config) Validate() error {
 	switch c.Outbox.Durability {
 	case "full", "normal":
 	default:
-		bad("outbox.durability", "%q: use full or normal", c.Outbox.Durability)
+		bad("outbox.durability", "%s: use full or normal", strictyaml.Quote(c.Outbox.Durability))
 	}
 	switch c.Outbox.OnFull {
 	case "drop_oldest", "reject_new":
 	default:
-		bad("outbox.on_full", "%q: use drop_oldest or reject_new", c.Outbox.OnFull)
+		bad("outbox.on_full", "%s: use drop_oldest or reject_new", strictyaml.Quote(c.Outbox.OnFull))
 	}
 	switch c.GPIO.Backend {
 	case "periph", "simulated", "none":
 	default:
-		bad("gpio.backend", "%q: use periph, simulated or none", c.GPIO.Backend)
+		bad("gpio.backend", "%s: use periph, simulated or none", strictyaml.Quote(c.GPIO.Backend))
 	}
 	if c.QueueSize < 1 || c.QueueSize > 1<<16 {
 		bad("queue_size", "%d: use 1 to 65536", c.QueueSize)
 	}
-	for _, e := range edgefn.CheckLimits(c.DefaultLimits(), c.MaxLimits()) {
-		bad("limits.default", "%v", e)
+	def, max := c.DefaultLimits(), c.MaxLimits()
+	for _, f := range edgefn.LimitFields {
+		for _, part := range []struct {
+			name string
+			l    edgefn.Limits
+		}{{"default", c.Limits.Default}, {"max", c.Limits.Max}} {
+			if v := f.Get(part.l); v != 0 {
+				if err := f.CheckRange(v); err != nil {
+					bad("limits."+part.name+"."+f.Key, "%v", err)
+				}
+			}
+		}
+		if v, m := f.Get(def), f.Get(max); v > m {
+			bad("limits.default."+f.Key, "%s: over the agent's maximum %s (limits.max.%s)", f.Format(v), f.Format(m), f.Key)
+		}
 	}
-	return errors.Join(errs...)
+	for _, list := range []struct {
+		name    string
+		filters []string
+	}{{"grants.max.publish", c.Grants.Max.Publish}, {"grants.max.publish_to_triggers", c.Grants.Max.PublishToTriggers}} {
+		for i, f := range list.filters {
+			if !edgefn.ValidTopicFilter(f) {
+				bad(fmt.Sprintf("%s[%d]", list.name, i), "%s: not a valid MQTT topic filter", strictyaml.Quote(f))
+			}
+		}
+	}
+	return d.Err()
+}
+
+// uplinkProblems reports an uplink's problems at the line of their field.
+func uplinkProblems(bad func(field, format string, args ...any), prefix string, err error) {
+	for _, e := range unwrapAll(err) {
+		var fe *uplink.FieldError
+		if errors.As(e, &fe) {
+			bad(prefix+"."+fe.Field, "%s", fe.Problem)
+		} else {
+			bad(prefix, "%v", e)
+		}
+	}
+}
+
+func unwrapAll(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range u.Unwrap() {
+			out = append(out, unwrapAll(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }
 
 func isLoopbackListen(addr string) bool {

@@ -50,17 +50,24 @@ func TestLoadConfigErrors(t *testing.T) {
 		name, body string
 		want       []string
 	}{
-		{"unknown key", "gatway_id: x\n", []string{"edgefn.yaml:1: unknown key gatway_id"}},
-		{"nested unknown", "outbox:\n  max_byte: 1MiB\n", []string{"edgefn.yaml:2: unknown key max_byte"}},
+		{"unknown key", "gatway_id: x\n", []string{`edgefn.yaml:1: gatway_id: unknown key "gatway_id", did you mean "gateway_id"?`}},
+		{"nested unknown", "outbox:\n  max_byte: 1MiB\n", []string{`edgefn.yaml:2: outbox.max_byte: unknown key "max_byte", did you mean "max_bytes"?`}},
 		{"bad size", "outbox:\n  max_bytes: 1MB\n", []string{"edgefn.yaml:2:", `unknown unit "MB"`}},
 		{"bad duration", "outbox:\n  max_age: forever\n", []string{"edgefn.yaml:2:", "not a duration"}},
 		{"bad policy", "outbox:\n  on_full: panic\n", []string{`outbox.on_full: "panic": use drop_oldest or reject_new`}},
 		{"plain admin off loopback", "admin:\n  listen: 0.0.0.0:8787\n  tls: \"off\"\n", []string{"refuses to listen there without TLS"}},
 		{"uplink both", "uplinks:\n  - http: {url: http://x}\n    mqtt: {broker: tcp://y}\n", []string{"uplinks[0]: set http or mqtt, not both"}},
-		{"uplink bad url", "uplinks:\n  - http: {url: ftp://x}\n", []string{"uplinks[0].http: url"}},
-		{"uplink typo", "uplinks:\n  - http: {url: http://x, bearer: y}\n", []string{"edgefn.yaml:2: unknown key bearer"}},
+		{"uplink bad url", "uplinks:\n  - http: {url: ftp://x}\n", []string{`edgefn.yaml:2: uplinks[0].http.url: "ftp://x": scheme must be http or https`}},
+		{"uplink typo", "uplinks:\n  - http: {url: http://x, bearer: y}\n", []string{`edgefn.yaml:2: uplinks[0].http.bearer: unknown key "bearer"`}},
 		{"gpio backend", "gpio:\n  backend: sysfs\n", []string{`gpio.backend: "sysfs"`}},
-		{"default over max", "limits:\n  default: {memory: 64MiB}\n  max: {memory: 32MiB}\n", []string{"limits.memory 64MiB is over the agent's maximum 32MiB"}},
+		{"default over max", "limits:\n  default: {memory: 64MiB}\n  max: {memory: 32MiB}\n", []string{"edgefn.yaml:2: limits.default.memory: 64MiB: over the agent's maximum 32MiB (limits.max.memory)"}},
+		{"default over default max", "limits:\n  default: {max_output: 8MiB}\n", []string{"edgefn.yaml:2: limits.default.max_output: 8MiB: over the agent's maximum 4MiB"}},
+		{"max out of range", "limits:\n  max:\n    concurrency: 5000\n", []string{"edgefn.yaml:3: limits.max.concurrency: 5000: out of range, use 1 to 1024"}},
+		{"unknown limit", "limits:\n  max:\n    max_outptu: 1MiB\n", []string{`edgefn.yaml:3: limits.max.max_outptu: unknown key "max_outptu", did you mean "max_output"?`}},
+		{"bad grant ceiling", "grants:\n  max:\n    publish: [\"a/#/b\"]\n", []string{`edgefn.yaml:3: grants.max.publish[0]: "a/#/b": not a valid MQTT topic filter`}},
+		{"old keepalive spelling", "broker:\n  external:\n    brokers: [tcp://127.0.0.1:1883]\n    keepalive: 30s\n", []string{`edgefn.yaml:4: broker.external.keepalive: unknown key "keepalive", did you mean "keep_alive"?`}},
+		{"bad duration typed", "shutdown_grace: 5\n", []string{`edgefn.yaml:1: shutdown_grace: "5": not a duration`}},
+		{"long value cut", "log_level: " + strings.Repeat("x", 5000) + "\n", []string{`log_level: "xxxxxxxx`, "… (5000 bytes): use debug"}},
 		{"several at once", "log_level: loud\ngpio:\n  backend: x\n", []string{"log_level", "gpio.backend"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -73,6 +80,36 @@ func TestLoadConfigErrors(t *testing.T) {
 					t.Errorf("error %q\ndoes not contain %q", err, w)
 				}
 			}
+			if len(err.Error()) > 1000 {
+				t.Errorf("error is %d bytes long", len(err.Error()))
+			}
 		})
+	}
+}
+
+// A config file far larger than any real one is refused before it is
+// parsed, with a short error (a 100 MB file took 4 s and 790 MB to parse
+// and was echoed whole in the error).
+func TestLoadConfigTooLarge(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "edgefn.yaml")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("gateway_id: " + strings.Repeat("x", 100) + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(100 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = LoadConfig(p)
+	if err == nil {
+		t.Fatal("a 100 MB config was accepted")
+	}
+	if !strings.Contains(err.Error(), "larger than the 1024 KiB a config or manifest file may be") || len(err.Error()) > 300 {
+		t.Errorf("error = %q", err)
 	}
 }

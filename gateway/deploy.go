@@ -48,10 +48,8 @@ func problems(err error) []string {
 // maxima, pins that exist, output pins not claimed by another function.
 func (g *Host) validate(m *edgefn.Manifest) (edgefn.Limits, []string) {
 	var probs []string
+	// Limits above the maxima are refused by parseManifest, with lines.
 	lim := m.Limits.WithDefaults(g.cfg.DefaultLimits())
-	for _, e := range edgefn.CheckLimits(lim, g.cfg.MaxLimits()) {
-		probs = append(probs, e.Error())
-	}
 	claims := devices.ManifestClaims(m.Name, m)
 	if len(claims) == 0 {
 		return lim, probs
@@ -81,7 +79,7 @@ func (g *Host) validate(m *edgefn.Manifest) (edgefn.Limits, []string) {
 // on the old. Redeploying the active content is a no-op that returns the
 // active version. Errors are a *DeployError listing every problem.
 func (g *Host) Deploy(ctx context.Context, file string, manifest, wasm []byte, origin, signer string) (versionMeta, error) {
-	m, err := edgefn.ParseManifest(file, manifest)
+	m, beyond, err := g.parseManifest(file, manifest)
 	if err != nil {
 		// The manifest did not parse, so the function has no name yet:
 		// name the file.
@@ -96,6 +94,7 @@ func (g *Host) Deploy(ctx context.Context, file string, manifest, wasm []byte, o
 		}
 	}
 	lim, probs := g.validate(m)
+	probs = append(beyond, probs...)
 	vs, err := g.reg.versions(m.Name)
 	if err != nil {
 		return versionMeta{}, fmt.Errorf("deploy %q: %w", m.Name, err)
@@ -225,11 +224,12 @@ func (g *Host) Rollback(ctx context.Context, name string, to int) (versionMeta, 
 
 // loadVersion loads a stored version into the sandbox.
 func (g *Host) loadVersion(ctx context.Context, sv *storedVersion) (*version, error) {
-	m, err := edgefn.ParseManifest(sv.Meta.Name+".yaml", sv.Manifest)
+	m, beyond, err := g.parseManifest(sv.Meta.Name+".yaml", sv.Manifest)
 	if err != nil {
 		return nil, err
 	}
 	lim, probs := g.validate(m)
+	probs = append(beyond, probs...)
 	if len(probs) > 0 {
 		return nil, &DeployError{Function: m.Name, Problems: probs}
 	}

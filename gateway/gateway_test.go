@@ -213,7 +213,7 @@ func TestDeployRefusesWithEveryProblem(t *testing.T) {
 	if !errors.As(err, &de) || len(de.Problems) != 2 {
 		t.Fatalf("err = %v", err)
 	}
-	if !strings.Contains(de.Problems[0], "limits.memory 64MiB is over the agent's maximum 32MiB") || !strings.Contains(de.Problems[1], `gpio pin "GPIO17": no GPIO backend`) {
+	if !strings.Contains(de.Problems[0], "function.yaml:3: limits.memory: 64MiB: over the agent's maximum 32MiB") || !strings.Contains(de.Problems[1], `gpio pin "GPIO17": no GPIO backend`) {
 		t.Errorf("problems %q", de.Problems)
 	}
 	_, err = g.Deploy(context.Background(), "function.yaml", []byte("name: f\nwasm: x.wasm\n"), []byte("\x00asm\x01\x00\x00\x00garbage"), "test", "")

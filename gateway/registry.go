@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/manifest"
 )
 
 // registry keeps deployed function versions on disk so they survive a
@@ -329,7 +330,7 @@ func readManifestFile(path string) (*edgefn.Manifest, []byte, []byte, error) {
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	m, err := edgefn.ParseManifest(path, data)
+	m, err := manifest.Parse(path, data)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -55,8 +55,8 @@ type MQTTConfig struct {
 	Password string `yaml:"password" json:"-"`
 	// TLS applies to ssl://, tls:// and mqtts:// brokers.
 	TLS TLSConfig `yaml:"tls" json:"tls"`
-	// KeepAlive is the MQTT keepalive (default 30s).
-	KeepAlive time.Duration `yaml:"keepalive" json:"keepalive"`
+	// KeepAlive is the MQTT keep-alive (default 30s).
+	KeepAlive time.Duration `yaml:"keep_alive" json:"keep_alive"`
 	// ConnectTimeout bounds one connection attempt (default 10s).
 	ConnectTimeout time.Duration `yaml:"connect_timeout" json:"connect_timeout"`
 	// MaxReconnectInterval caps the reconnect backoff (default 30s).
@@ -120,7 +120,7 @@ func (c MQTTConfig) Validate() error {
 		errs = append(errs, errors.New("mqtt.tls: cert_file and key_file must be set together"))
 	}
 	for name, d := range map[string]time.Duration{
-		"keepalive": c.KeepAlive, "connect_timeout": c.ConnectTimeout,
+		"keep_alive": c.KeepAlive, "connect_timeout": c.ConnectTimeout,
 		"max_reconnect_interval": c.MaxReconnectInterval, "redelivery_delay": c.RedeliveryDelay,
 	} {
 		if d < 0 {
@@ -128,7 +128,7 @@ func (c MQTTConfig) Validate() error {
 		}
 	}
 	if c.KeepAlive > 0 && c.KeepAlive < time.Second {
-		errs = append(errs, fmt.Errorf("mqtt.keepalive: %v is below the 1s MQTT resolution", c.KeepAlive))
+		errs = append(errs, fmt.Errorf("mqtt.keep_alive: %v is below the 1s MQTT resolution", c.KeepAlive))
 	}
 	return errors.Join(errs...)
 }

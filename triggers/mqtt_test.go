@@ -45,7 +45,7 @@ func TestMQTTConfigValidate(t *testing.T) {
 		{"bad port", MQTTConfig{Brokers: []string{"tcp://h:99999"}, ClientID: "a"}, []string{"bad port"}},
 		{"password alone", MQTTConfig{Brokers: []string{"tcp://h"}, ClientID: "a", Password: "p"}, []string{"mqtt.password"}},
 		{"half cert", MQTTConfig{Brokers: []string{"ssl://h"}, ClientID: "a", TLS: TLSConfig{CertFile: "c"}}, []string{"mqtt.tls"}},
-		{"negative", MQTTConfig{Brokers: []string{"tcp://h"}, ClientID: "a", KeepAlive: -1}, []string{"mqtt.keepalive"}},
+		{"negative", MQTTConfig{Brokers: []string{"tcp://h"}, ClientID: "a", KeepAlive: -1}, []string{"mqtt.keep_alive"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()

@@ -18,9 +18,6 @@ import (
 	"github.com/edgefn/edgefn"
 )
 
-// MinEvery is the shortest interval an every: timer accepts.
-const MinEvery = time.Millisecond
-
 // MetaScheduled is the Meta key of a timer event's scheduled time, in
 // Unix milliseconds.
 const MetaScheduled = "scheduled_ms"
@@ -32,7 +29,7 @@ const maxCountedMisses = 10000
 // TimerSpec is one timer: exactly one of Every and Cron is set.
 type TimerSpec struct {
 	// Every fires at this fixed interval, counted from when the timer
-	// starts; at least MinEvery.
+	// starts; at least edgefn.MinEvery.
 	Every time.Duration
 	// Cron is a standard five-field spec ("min hour dom month dow") or a
 	// descriptor such as @hourly or "@every 1h30m", in the agent's local
@@ -60,8 +57,8 @@ func (s TimerSpec) schedule() (cron.Schedule, error) {
 		return nil, fmt.Errorf("timer: set either every (%s) or cron (%q), not both", s.Every, s.Cron)
 	case s.Every < 0:
 		return nil, fmt.Errorf("timer every %s: must be positive", s.Every)
-	case s.Every > 0 && s.Every < MinEvery:
-		return nil, fmt.Errorf("timer every %s: shorter than the minimum %s", s.Every, MinEvery)
+	case s.Every > 0 && s.Every < edgefn.MinEvery:
+		return nil, fmt.Errorf("timer every %s: shorter than the minimum %s", s.Every, edgefn.MinEvery)
 	case s.Every > 0:
 		return every(s.Every), nil
 	case s.Cron == "":

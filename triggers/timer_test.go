@@ -97,7 +97,7 @@ func TestTimerSpecValidate(t *testing.T) {
 		{TimerSpec{}, "set every or cron"},
 		{TimerSpec{Every: time.Second, Cron: "@daily"}, "not both"},
 		{TimerSpec{Every: -time.Second}, "every -1s: must be positive"},
-		{TimerSpec{Every: time.Microsecond}, "shorter than the minimum 1ms"},
+		{TimerSpec{Every: time.Microsecond}, "shorter than the minimum 10ms"},
 		{TimerSpec{Cron: "0 * *"}, `cron "0 * *": expected exactly 5 fields`},
 		{TimerSpec{Cron: "0 0 * * * *"}, `expected exactly 5 fields`},
 		{TimerSpec{Cron: "@sometimes"}, `cron "@sometimes"`},

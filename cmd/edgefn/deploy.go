@@ -21,10 +21,10 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"go.yaml.in/yaml/v3"
 
-	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/gateway"
+	"github.com/edgefn/edgefn/internal/manifest"
+	"github.com/edgefn/edgefn/internal/strictyaml"
 )
 
 func deployCommand() *cli.Command {
@@ -123,11 +123,12 @@ func deployAction(c *cli.Context) error {
 // readModule finds the module the manifest names, next to the manifest
 // when relative. A manifest whose wasm field cannot be found is checked
 // locally with the agent's parser so every problem is listed at once.
-func readModule(path string, manifest []byte) (string, []byte, error) {
+func readModule(path string, src []byte) (string, []byte, error) {
 	var m struct {
 		Wasm string `yaml:"wasm"`
 	}
-	_ = yaml.Unmarshal(manifest, &m)
+	// Only wasm is wanted here: the other keys' problems are listed below.
+	_ = strictyaml.Decode(path, src, &m)
 	var problem string
 	if m.Wasm == "" {
 		problem = "wasm: missing: name the module file, such as wasm: ./my-function.wasm"
@@ -147,7 +148,7 @@ func readModule(path string, manifest []byte) (string, []byte, error) {
 		problem = fmt.Sprintf("wasm: %q: %s: %v (build the module first, or fix the path: it is relative to the manifest)", m.Wasm, p, err)
 	}
 	probs := []string{}
-	if _, err := edgefn.ParseManifest(filepath.Base(path), manifest); err != nil {
+	if _, err := manifest.Parse(filepath.Base(path), src); err != nil {
 		if u, ok := err.(interface{ Unwrap() []error }); ok {
 			for _, e := range u.Unwrap() {
 				probs = append(probs, e.Error())

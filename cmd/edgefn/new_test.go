@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/examples"
+	"github.com/edgefn/edgefn/internal/manifest"
 )
 
 // Every source file of an example is embedded for edgefn new: a file
@@ -82,7 +82,7 @@ func TestNewProjects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := edgefn.ParseManifest("function.yaml", src)
+			m, err := manifest.Parse("function.yaml", src)
 			if err != nil || m.Name != name || m.Wasm != "./"+name+".wasm" {
 				t.Fatalf("manifest: %v %+v", err, m)
 			}

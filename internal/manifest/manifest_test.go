@@ -1,13 +1,16 @@
-package edgefn
+package manifest
 
 import (
 	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/strictyaml"
 )
 
-func TestParseManifestGood(t *testing.T) {
+func TestParseGood(t *testing.T) {
 	src := `# a full manifest
 name: temp-alert
 wasm: ./temp_alert.wasm
@@ -23,7 +26,7 @@ limits: { memory: 8MiB, timeout: 50ms, concurrency: 4, max_output: 64KiB }
 allow: { publish: ["actuators/fan/#"], gpio_write: [GPIO18], gpio_read: [GPIO27], kv: true }
 env: { THRESHOLD: "30" }
 `
-	m, err := ParseManifest("function.yaml", []byte(src))
+	m, err := Parse("function.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,29 +36,29 @@ env: { THRESHOLD: "30" }
 	if len(m.Triggers) != 4 {
 		t.Fatalf("triggers = %d, want 4", len(m.Triggers))
 	}
-	if tr := m.Triggers[0]; tr.MQTT != "sensors/+/temperature" || tr.QoS != 1 || tr.Kind() != SourceMQTT {
+	if tr := m.Triggers[0]; tr.MQTT != "sensors/+/temperature" || tr.QoS != 1 || tr.Kind() != edgefn.SourceMQTT {
 		t.Errorf("mqtt trigger = %+v", tr)
 	}
-	if tr := m.Triggers[1]; tr.GPIO != "GPIO17" || tr.Edge != EdgeFalling || tr.Debounce != 20*time.Millisecond || tr.Pull != PullNone {
+	if tr := m.Triggers[1]; tr.GPIO != "GPIO17" || tr.Edge != edgefn.EdgeFalling || tr.Debounce != 20*time.Millisecond || tr.Pull != edgefn.PullNone {
 		t.Errorf("gpio trigger = %+v", tr)
 	}
 	if m.Triggers[2].Every != 30*time.Second || m.Triggers[3].Cron != "0 * * * *" {
 		t.Errorf("timer triggers = %+v", m.Triggers[2:])
 	}
-	want := Limits{Memory: 8 * MiB, Timeout: 50 * time.Millisecond, Concurrency: 4, MaxOutput: 64 * KiB}
+	want := edgefn.Limits{Memory: 8 * edgefn.MiB, Timeout: 50 * time.Millisecond, Concurrency: 4, MaxOutput: 64 * edgefn.KiB}
 	if m.Limits != want {
 		t.Errorf("limits = %+v, want %+v", m.Limits, want)
 	}
 	if !m.Allow.KV || !m.Allow.MayPublish("actuators/fan/1") || m.Allow.MayPublish("actuators/pump") || !m.Allow.MayWrite("gpio18") || !m.Allow.MayRead("GPIO27") {
 		t.Errorf("grants = %+v", m.Allow)
 	}
-	if m.Env["THRESHOLD"] != "30" || m.Isolation != IsolationWarm {
+	if m.Env["THRESHOLD"] != "30" || m.Isolation != edgefn.IsolationWarm {
 		t.Errorf("env/isolation = %v %q", m.Env, m.Isolation)
 	}
 }
 
 // Every bad manifest gets an error that names the line and the field.
-func TestParseManifestBad(t *testing.T) {
+func TestParseBad(t *testing.T) {
 	for _, tc := range []struct {
 		name, src string
 		want      []string // substrings, each must appear
@@ -66,8 +69,8 @@ func TestParseManifestBad(t *testing.T) {
 		{"bad name", "name: Temp Alert\nwasm: a.wasm\n", []string{`f.yaml:1: name: "Temp Alert": use a lower-case letter`}},
 		{"decimal unit", "name: a\nwasm: a.wasm\nlimits:\n  memory: 64MB\n", []string{`f.yaml:4: limits.memory: "64MB": unknown unit "MB", use B, KiB, MiB or GiB`}},
 		{"bad duration", "name: a\nwasm: a.wasm\nlimits:\n  timeout: 50\n", []string{`f.yaml:4: limits.timeout: "50": not a duration`}},
-		{"zero concurrency", "name: a\nwasm: a.wasm\nlimits:\n  concurrency: 0\n", []string{"limits.concurrency: 0: out of range, use 1 to 1024"}},
-		{"tiny memory", "name: a\nwasm: a.wasm\nlimits:\n  memory: 1KiB\n", []string{"limits.memory: 1KiB: below one WebAssembly page"}},
+		{"zero concurrency", "name: a\nwasm: a.wasm\nlimits:\n  concurrency: 0\n", []string{"f.yaml:4: limits.concurrency: 0: out of range, use 1 to 1024"}},
+		{"tiny memory", "name: a\nwasm: a.wasm\nlimits:\n  memory: 1KiB\n", []string{"f.yaml:4: limits.memory: 1KiB: out of range, use 64KiB to 4GiB"}},
 		{"unknown limit", "name: a\nwasm: a.wasm\nlimits:\n  memroy: 8MiB\n", []string{`f.yaml:4: limits.memroy: unknown key "memroy", did you mean "memory"?`}},
 		{"qos 2", "name: a\nwasm: a.wasm\ntriggers:\n  - mqtt: a/b\n    qos: 2\n", []string{"f.yaml:5: triggers[0].qos: QoS 2 is not supported"}},
 		{"bad filter", "name: a\nwasm: a.wasm\ntriggers:\n  - mqtt: a/#/b\n", []string{`f.yaml:4: triggers[0].mqtt: "a/#/b": not a valid MQTT topic filter`}},
@@ -78,19 +81,19 @@ func TestParseManifestBad(t *testing.T) {
 		{"bad cron", "name: a\nwasm: a.wasm\ntriggers:\n  - cron: \"61 * * * *\"\n", []string{`f.yaml:4: triggers[0].cron: "61 * * * *"`}},
 		{"every too short", "name: a\nwasm: a.wasm\ntriggers:\n  - every: 1ms\n", []string{"triggers[0].every: 1ms: too short"}},
 		{"every zero", "name: a\nwasm: a.wasm\ntriggers:\n  - every: 0s\n", []string{"triggers[0].every: 0s: too short"}},
-		{"triggers not list", "name: a\nwasm: a.wasm\ntriggers: a/b\n", []string{`f.yaml:3: triggers: expected a list of triggers, got "a/b"`}},
-		{"bad publish grant", "name: a\nwasm: a.wasm\nallow:\n  publish: [\"a/#/c\"]\n", []string{`allow.publish: "a/#/c": not a valid MQTT topic filter`}},
+		{"triggers not list", "name: a\nwasm: a.wasm\ntriggers: a/b\n", []string{`f.yaml:3: triggers: expected a list, got "a/b"`}},
+		{"bad publish grant", "name: a\nwasm: a.wasm\nallow:\n  publish: [\"a/#/c\"]\n", []string{`f.yaml:4: allow.publish[0]: "a/#/c": not a valid MQTT topic filter`}},
 		{"bad kv", "name: a\nwasm: a.wasm\nallow:\n  kv: maybe\n", []string{`f.yaml:4: allow.kv: "maybe": expected true or false`}},
 		{"reserved env", "name: a\nwasm: a.wasm\nenv:\n  EDGEFN_SOURCE: x\n", []string{"env.EDGEFN_SOURCE: names starting with EDGEFN_ are set by the agent"}},
 		{"bad isolation", "name: a\nwasm: a.wasm\nisolation: cold\n", []string{`f.yaml:3: isolation: "cold": use warm or fresh`}},
 		{"duplicate key", "name: a\nname: b\nwasm: a.wasm\n", []string{`f.yaml:2: name: duplicate key "name"`}},
 		{"not yaml", "name: [a\n", []string{"f.yaml:", "invalid YAML"}},
 		{"not a mapping", "- a\n- b\n", []string{"expected a mapping of fields at the top level"}},
-		{"empty", "", []string{"empty document"}},
+		{"empty", "", []string{"f.yaml: empty document"}},
 		{"every problem at once", "name: A\nwasm: a.wasm\nlimits:\n  memory: 8MB\n  timeout: soon\n", []string{"f.yaml:1: name", "f.yaml:4: limits.memory", "f.yaml:5: limits.timeout"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseManifest("f.yaml", []byte(tc.src))
+			_, err := Parse("f.yaml", []byte(tc.src))
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -99,32 +102,75 @@ func TestParseManifestBad(t *testing.T) {
 					t.Errorf("error %q\ndoes not contain %q", err, w)
 				}
 			}
-			var ye *YAMLError
+			var ye *strictyaml.Error
 			if !errors.As(err, &ye) {
-				t.Errorf("error is not a *YAMLError: %T", err)
+				t.Errorf("error is not a *strictyaml.Error: %T", err)
 			}
 		})
 	}
 }
 
-func TestCheckLimits(t *testing.T) {
-	errs := CheckLimits(Limits{Memory: 64 * MiB, Timeout: time.Second, Concurrency: 2}, Limits{Memory: 32 * MiB, Timeout: 500 * time.Millisecond})
-	if len(errs) != 2 {
-		t.Fatalf("errs = %v", errs)
-	}
-	if got := errs[0].Error(); got != "limits.memory 64MiB is over the agent's maximum 32MiB" {
-		t.Errorf("got %q", got)
-	}
-}
-
-func FuzzParseManifest(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	f.Add([]byte("name: a\nwasm: a.wasm\ntriggers:\n  - mqtt: a/+\n    qos: 1\nlimits: {memory: 8MiB}\n"))
 	f.Add([]byte("name: [a\n"))
 	f.Add([]byte("triggers:\n  - gpio: GPIO1\n    edge: both\n    debounce: 1ms\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := ParseManifest("f.yaml", data)
+		m, err := Parse("f.yaml", data)
 		if err == nil && (m == nil || m.Name == "" || m.Wasm == "") {
 			t.Fatalf("accepted an incomplete manifest: %+v", m)
 		}
 	})
+}
+
+// The operator's ceilings: limits above limits.max, publish grants outside
+// grants.max.publish, and grants reaching another function's trigger
+// topics are refused, all at once, each with its line.
+func TestRulesCheck(t *testing.T) {
+	other := &edgefn.Manifest{Name: "temp-alert", Triggers: []edgefn.Trigger{{MQTT: "sensors/+/temperature"}}}
+	spy := &edgefn.Manifest{Name: "spy", Allow: edgefn.Grants{Publish: []string{"pipeline/#"}}}
+	rules := &Rules{MaxLimits: edgefn.DefaultMaxLimits, Publish: []string{"+/#"}, Others: []*edgefn.Manifest{other, spy}}
+	src := `name: f
+wasm: f.wasm
+triggers:
+  - mqtt: pipeline/in
+limits:
+  max_output: 4GiB
+  max_log: 4GiB
+  memory: 8MiB
+allow:
+  publish: ["#", "$SYS/#", "sensors/kitchen/temperature", "actuators/fan"]
+`
+	m, d, err := Decode("function.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = rules.Check(d, m)
+	for _, w := range []string{
+		`function.yaml:6: limits.max_output: 4GiB: over the agent's maximum 4MiB (limits.max.max_output in the agent config)`,
+		`function.yaml:7: limits.max_log: 4GiB: over the agent's maximum 64KiB`,
+		`function.yaml:10: allow.publish[0]: "#": not within what the agent allows functions to publish to (grants.max.publish: ["+/#"]`,
+		`function.yaml:10: allow.publish[1]: "$SYS/#": not within`,
+		`function.yaml:10: allow.publish[2]: "sensors/kitchen/temperature": reaches topic "sensors/+/temperature" that function "temp-alert" is triggered by`,
+		`function.yaml:4: triggers[0].mqtt: "pipeline/in": function "spy" may publish there (allow.publish "pipeline/#")`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error %v\ndoes not contain %q", err, w)
+		}
+	}
+	if err != nil && (strings.Contains(err.Error(), "memory") || strings.Contains(err.Error(), "actuators/fan")) {
+		t.Errorf("refused what is within the ceilings: %v", err)
+	}
+
+	// The operator's explicit allowance.
+	rules.Publish = []string{"#", "$SYS/#"}
+	rules.PublishToTriggers = []string{"sensors/+/temperature", "pipeline/#"}
+	m.Limits = edgefn.Limits{}
+	if err := rules.Check(d, m); err != nil {
+		t.Errorf("allowed by the operator, still refused: %v", err)
+	}
+	// The function's own trigger is not another function's.
+	self := &edgefn.Manifest{Name: "f", Triggers: []edgefn.Trigger{{MQTT: "#"}}}
+	if err := (&Rules{Others: []*edgefn.Manifest{self}}).Check(d, m); err != nil {
+		t.Errorf("own trigger refused: %v", err)
+	}
 }
