@@ -84,7 +84,7 @@ var LimitFields = []LimitField{
 		Default: int64(16 * MiB), Ceiling: int64(128 * MiB),
 		Doc: "linear memory cap (at least one 64KiB WebAssembly page)"},
 	{Key: "timeout", Kind: LimitDuration, Min: int64(time.Millisecond), Max: int64(time.Hour),
-		Default: int64(100 * time.Millisecond), Ceiling: int64(10 * time.Second),
+		Default: int64(100 * time.Millisecond), Ceiling: int64(30 * time.Second),
 		Doc: "deadline of one invocation"},
 	{Key: "concurrency", Kind: LimitCount, Min: 1, Max: 1024,
 		Default: 2, Ceiling: 16,

@@ -259,7 +259,10 @@ func TestAgentPublishLoopIsBounded(t *testing.T) {
 	writeFunction(t, fns, "loop", "limits: {concurrency: 2}\nallow: {publish: [\"loop/#\"]}\ntriggers:\n  - mqtt: loop/#\n", "loopback.wasm")
 	writeFunction(t, fns, "relay", "allow: {publish: [\"relay/#\"]}\ntriggers:\n  - mqtt: in/#\n    qos: 1\n", "relay.wasm")
 	writeFunction(t, fns, "sink", "triggers:\n  - mqtt: relay/out\n", "echo.wasm")
-	ta := startAgent(t, dir, func(c *Config) { c.QueueSize = 8 })
+	ta := startAgent(t, dir, func(c *Config) {
+		c.QueueSize = 8
+		c.Grants.Max.PublishToTriggers = []string{"relay/#"} // the chain relay -> sink
+	})
 	c := pahoClient(t, ta.ready.BrokerAddr, "device-3", true)
 	c.Publish("loop/x", 0, false, "spin").WaitTimeout(5 * time.Second)
 	// Let the loop run for a while, then check the rest of the device works:

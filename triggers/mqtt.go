@@ -4,14 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -19,6 +17,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/tlsclient"
 )
 
 // Subscription is one MQTT topic filter the gateway wants events for, with
@@ -28,19 +27,9 @@ type Subscription struct {
 	QoS    byte   `json:"qos"`
 }
 
-// TLSConfig names the files for a TLS connection to an external broker.
-type TLSConfig struct {
-	// CAFile is a PEM bundle of the CAs that may sign the broker's
-	// certificate; empty uses the system roots.
-	CAFile string `yaml:"ca_file" json:"ca_file,omitempty"`
-	// CertFile and KeyFile are the client certificate and key (PEM) for
-	// brokers that require client certificates; both or neither.
-	CertFile string `yaml:"cert_file" json:"cert_file,omitempty"`
-	KeyFile  string `yaml:"key_file" json:"key_file,omitempty"`
-	// ServerName overrides the name checked against the broker's
-	// certificate (default: the host of the broker URL).
-	ServerName string `yaml:"server_name" json:"server_name,omitempty"`
-}
+// TLSConfig configures the TLS connection to an external broker; see
+// tlsclient.Config.
+type TLSConfig = tlsclient.Config
 
 // MQTTConfig configures the external-broker trigger. Zero durations take
 // the defaults documented on each field.
@@ -98,8 +87,9 @@ func (c MQTTConfig) withDefaults() MQTTConfig {
 	return c
 }
 
-// Validate checks the configuration without touching the network or the
-// files and returns every problem, each naming its field.
+// Validate checks the configuration without touching the network (it
+// checks that the TLS files exist) and returns every problem, each naming
+// its field.
 func (c MQTTConfig) Validate() error {
 	var errs []error
 	if len(c.Brokers) == 0 {
@@ -116,8 +106,8 @@ func (c MQTTConfig) Validate() error {
 	if c.Password != "" && c.Username == "" {
 		errs = append(errs, errors.New("mqtt.password: set without mqtt.username"))
 	}
-	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		errs = append(errs, errors.New("mqtt.tls: cert_file and key_file must be set together"))
+	for _, e := range c.TLS.Problems() {
+		errs = append(errs, fmt.Errorf("mqtt.tls.%w", e))
 	}
 	for name, d := range map[string]time.Duration{
 		"keep_alive": c.KeepAlive, "connect_timeout": c.ConnectTimeout,
@@ -282,6 +272,9 @@ func NewMQTT(cfg MQTTConfig, sink Sink, log *slog.Logger) (*MQTT, error) {
 			if err != nil {
 				return nil, err
 			}
+			if t.InsecureSkipVerify {
+				m.log.Warn("TLS: the broker's certificate is not verified (tls.insecure_skip_verify)")
+			}
 			m.tlsCfg = t
 			break
 		}
@@ -290,24 +283,9 @@ func NewMQTT(cfg MQTTConfig, sink Sink, log *slog.Logger) (*MQTT, error) {
 }
 
 func loadTLS(c TLSConfig) (*tls.Config, error) {
-	t := &tls.Config{ServerName: c.ServerName, MinVersion: tls.VersionTLS12}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mqtt.tls.ca_file %q: no PEM certificates in it", c.CAFile)
-		}
-		t.RootCAs = pool
-	}
-	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.tls.cert_file/key_file: %w", err)
-		}
-		t.Certificates = []tls.Certificate{cert}
+	t, err := c.Load()
+	if err != nil {
+		return nil, fmt.Errorf("mqtt.tls.%w", err)
 	}
 	return t, nil
 }

@@ -158,12 +158,16 @@ func (l *lockedBuffer) String() string {
 type agentOpts struct {
 	trustedKeys []string
 	extra       string // more top-level YAML
+	limits      string // the limits section, default {max: {memory: 64MiB}}
 }
 
 // startAgent writes a config in dir (reused across restarts) and starts the
 // agent, waiting for its ready banner.
 func startAgent(t *testing.T, dir, cloudURL string, o agentOpts) *agentProc {
 	t.Helper()
+	if o.limits == "" {
+		o.limits = "{max: {memory: 64MiB}}"
+	}
 	cfg := fmt.Sprintf(`gateway_id: gw-e2e
 data_dir: %s
 gpio: {backend: simulated}
@@ -171,12 +175,11 @@ broker: {embedded: {listen: "127.0.0.1:0"}}
 admin:
   listen: "127.0.0.1:0"
   trusted_keys: [%s]
-limits:
-  max: {memory: 64MiB}
+limits: %s
 shutdown_grace: 5s
 uplinks:
   - http: {url: %q}
-%s`, filepath.Join(dir, "data"), strings.Join(o.trustedKeys, ", "), cloudURL, o.extra)
+%s`, filepath.Join(dir, "data"), strings.Join(o.trustedKeys, ", "), o.limits, cloudURL, o.extra)
 	path := filepath.Join(dir, "agent.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -692,15 +695,23 @@ func TestE2EInvalidManifests(t *testing.T) {
 		{"two kinds", head + "triggers:\n  - mqtt: a/b\n    every: 1s\n", echo, []string{"function.yaml:4: triggers[0]: one trigger per list item"}},
 		{"bad edge", head + "triggers:\n  - gpio: GPIO17\n    edge: down\n", echo, []string{`function.yaml:5: triggers[0].edge: "down": use rising, falling or both`}},
 		{"bad cron", head + "triggers:\n  - cron: \"61 * * * *\"\n", echo, []string{`function.yaml:4: triggers[0].cron: "61 * * * *"`}},
-		{"bad publish grant", head + "allow:\n  publish: [\"a/#/c\"]\n", echo, []string{`allow.publish: "a/#/c": not a valid MQTT topic filter`}},
+		{"bad publish grant", head + "allow:\n  publish: [\"a/#/c\"]\n", echo, []string{`allow.publish[0]: "a/#/c": not a valid MQTT topic filter`}},
 		{"reserved env", head + "env:\n  EDGEFN_SOURCE: x\n", echo, []string{"env.EDGEFN_SOURCE: names starting with EDGEFN_ are set by the agent"}},
 		{"duplicate key", "name: a\nname: b\nwasm: ./f.wasm\n", echo, []string{`function.yaml:2: name: duplicate key "name"`}},
 		{"not yaml", "name: [a\n", echo, []string{"function.yaml:", "invalid YAML"}},
-		{"over the agent's max memory", head + "limits:\n  memory: 128MiB\n", echo, []string{"limits.memory 128MiB is over the agent's maximum 64MiB"}},
+		{"over the agent's max memory", head + "limits:\n  memory: 128MiB\n", echo, []string{"function.yaml:4: limits.memory: 128MiB: over the agent's maximum 64MiB (limits.max.memory in the agent config)"}},
+		{"max_output and max_log over the default ceilings", head + "limits:\n  max_output: 4GiB\n  max_log: 4GiB\n", echo, []string{
+			"function.yaml:4: limits.max_output: 4GiB: over the agent's maximum 4MiB",
+			"function.yaml:5: limits.max_log: 4GiB: over the agent's maximum 64KiB"}},
+		{"publish grants beyond the ceiling", head + "allow:\n  publish: [\"#\", \"$SYS/#\", \"actuators/fan\"]\n", echo, []string{
+			`function.yaml:4: allow.publish[0]: "#": not within what the agent allows functions to publish to (grants.max.publish: ["+/#"]`,
+			`function.yaml:4: allow.publish[1]: "$SYS/#": not within`}},
 		{"pin not on this device", head + "triggers:\n  - gpio: GPIO99\n", echo, []string{`"GPIO99"`, "this device"}},
 		{"module breaks the ABI", head, bad, []string{"foo.bar"}},
 		{"every problem at once", "name: A\nwasm: ./f.wasm\nlimits:\n  memory: 8MB\n  timeout: soon\n", echo,
 			[]string{"function.yaml:1: name", "function.yaml:4: limits.memory", "function.yaml:5: limits.timeout"}},
+		{"every ceiling problem at once", head + "limits:\n  max_output: 4GiB\nallow:\n  publish: [\"#\"]\ntriggers:\n  - gpio: GPIO99\n", echo,
+			[]string{"function.yaml:4: limits.max_output", "function.yaml:6: allow.publish[0]", `"GPIO99"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeFunction(t, filepath.Join(root, fmt.Sprint(i)), tc.manifest, tc.wasm, "f.wasm")

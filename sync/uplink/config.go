@@ -2,7 +2,6 @@ package uplink
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/tlsclient"
 )
 
 // FieldError is one problem in an uplink config: the field (as named in the
@@ -111,72 +111,28 @@ func (b Backoff) validate(prefix string) []error {
 	return errs
 }
 
-// TLS configures a TLS client. Empty fields use the system defaults (system
-// roots, no client certificate).
-type TLS struct {
-	// CAFile is a PEM bundle of CAs to trust instead of the system roots.
-	CAFile string `yaml:"ca_file"`
-	// CertFile and KeyFile are a PEM client certificate and its key, for
-	// mutual TLS (AWS IoT Core, Azure IoT Hub X.509 auth). Both or neither.
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	// ServerName overrides the name checked in the server's certificate.
-	ServerName string `yaml:"server_name"`
-	// InsecureSkipVerify accepts any server certificate. Only for tests and
-	// lab setups: it must be set explicitly and is logged as a warning.
-	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
-}
+// TLS configures a TLS client; see tlsclient.Config.
+type TLS = tlsclient.Config
 
-func (c TLS) set() bool {
-	return c.CAFile != "" || c.CertFile != "" || c.KeyFile != "" || c.ServerName != "" || c.InsecureSkipVerify
-}
-
-func (c TLS) validate(prefix string) []error {
+func tlsProblems(c TLS, prefix string) []error {
 	var errs []error
-	if (c.CertFile == "") != (c.KeyFile == "") {
-		errs = append(errs, fieldErr(prefix+"cert_file", "cert_file and key_file must be given together"))
-	}
-	for _, f := range []struct{ name, path string }{{"ca_file", c.CAFile}, {"cert_file", c.CertFile}, {"key_file", c.KeyFile}} {
-		if f.path == "" {
-			continue
-		}
-		if _, err := os.Stat(f.path); err != nil {
-			errs = append(errs, fieldErr(prefix+f.name, "%q: %v", f.path, unwrapPathError(err)))
+	for _, e := range c.Problems() {
+		var p *tlsclient.Problem
+		if errors.As(e, &p) {
+			errs = append(errs, fieldErr(prefix+p.Field, "%s", p.Msg))
 		}
 	}
 	return errs
 }
 
-func unwrapPathError(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
+// loadTLS builds the tls.Config; it reads the files.
+func loadTLS(c TLS, prefix string) (*tls.Config, error) {
+	cfg, err := c.Load()
+	var p *tlsclient.Problem
+	if errors.As(err, &p) {
+		return nil, fieldErr(prefix+p.Field, "%s", p.Msg)
 	}
-	return err
-}
-
-// load builds the tls.Config; it reads the files.
-func (c TLS) load(prefix string) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fieldErr(prefix+"ca_file", "%v", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fieldErr(prefix+"ca_file", "%q: no PEM certificate found", c.CAFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fieldErr(prefix+"cert_file", "load key pair: %v", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
+	return cfg, err
 }
 
 // HTTPConfig configures an HTTP(S) uplink.
@@ -216,7 +172,7 @@ func (c HTTPConfig) Validate() error {
 		errs = append(errs, fieldErr("url", "%q: scheme must be http or https", c.URL))
 	case u.Host == "":
 		errs = append(errs, fieldErr("url", "%q: no host", c.URL))
-	case u.Scheme == "http" && c.TLS.set():
+	case u.Scheme == "http" && c.TLS.IsSet():
 		errs = append(errs, fieldErr("tls", "set but url %q is not https", c.URL))
 	}
 	for k, v := range c.Headers {
@@ -238,7 +194,7 @@ func (c HTTPConfig) Validate() error {
 	if c.Timeout < 0 {
 		errs = append(errs, fieldErr("timeout", "%v: must not be negative", c.Timeout))
 	}
-	errs = append(errs, c.TLS.validate("tls.")...)
+	errs = append(errs, tlsProblems(c.TLS, "tls.")...)
 	errs = append(errs, c.Batch.validate("batch.")...)
 	errs = append(errs, c.Backoff.validate("backoff.")...)
 	return errors.Join(errs...)
@@ -329,7 +285,7 @@ func (c MQTTConfig) Validate() error {
 	if c.Password != "" && c.Username == "" {
 		errs = append(errs, fieldErr("password", "set without username"))
 	}
-	errs = append(errs, c.TLS.validate("tls.")...)
+	errs = append(errs, tlsProblems(c.TLS, "tls.")...)
 	errs = append(errs, c.Backoff.validate("backoff.")...)
 	return errors.Join(errs...)
 }

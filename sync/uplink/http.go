@@ -68,7 +68,7 @@ func NewHTTP(cfg HTTPConfig, src Source, logger *slog.Logger) (*HTTP, error) {
 		ForceAttemptHTTP2:   true,
 	}
 	if strings.HasPrefix(cfg.URL, "https:") {
-		tc, err := cfg.TLS.load("tls.")
+		tc, err := loadTLS(cfg.TLS, "tls.")
 		if err != nil {
 			return nil, fmt.Errorf("uplink http: %w", err)
 		}

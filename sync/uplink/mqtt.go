@@ -60,8 +60,8 @@ func NewMQTT(cfg MQTTConfig, src Source, logger *slog.Logger) (*MQTT, error) {
 		st:   newTracker(cfg.Name, "mqtt"),
 		dial: func(o *paho.ClientOptions) mqttClient { return paho.NewClient(o) },
 	}
-	if u, _ := url.Parse(cfg.Broker); u.Scheme == "ssl" || u.Scheme == "tls" || u.Scheme == "mqtts" || cfg.TLS.set() {
-		tc, err := cfg.TLS.load("tls.")
+	if u, _ := url.Parse(cfg.Broker); u.Scheme == "ssl" || u.Scheme == "tls" || u.Scheme == "mqtts" || cfg.TLS.IsSet() {
+		tc, err := loadTLS(cfg.TLS, "tls.")
 		if err != nil {
 			return nil, fmt.Errorf("uplink mqtt: %w", err)
 		}
