@@ -31,17 +31,26 @@ type NotFoundError struct{ What string }
 func (e *NotFoundError) Error() string { return e.What + " not found" }
 
 func problems(err error) []string {
+	var out []string
+	for _, e := range unwrapAll(err) {
+		out = append(out, e.Error())
+	}
+	return out
+}
+
+// unwrapAll flattens errors joined with errors.Join.
+func unwrapAll(err error) []error {
 	if err == nil {
 		return nil
 	}
 	if u, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []string
+		var out []error
 		for _, e := range u.Unwrap() {
-			out = append(out, problems(e)...)
+			out = append(out, unwrapAll(e)...)
 		}
 		return out
 	}
-	return []string{err.Error()}
+	return []error{err}
 }
 
 // validate checks a parsed manifest against the agent: limits within the
