@@ -60,6 +60,7 @@ func (a *Agent) setupTriggers(_ context.Context, devs *devices.GPIO) error {
 		a.brokerAddr = b.Addr()
 		g.pub, subs = b, b
 		g.statusParts["broker"] = func() any { return b.Status() }
+		g.metrics.reg.MustRegister(newBrokerCollector(b))
 		a.stops = append(a.stops, b.Close)
 	} else {
 		m, err := triggers.NewMQTT(*cfg.Broker.External, g, log.With("part", "mqtt"))
