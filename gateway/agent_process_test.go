@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -129,11 +130,21 @@ func (p *agentProc) term(t testing.TB) {
 // status asks the running agent process for its status.
 func (p *agentProc) status(t testing.TB, dataDir string) Status {
 	t.Helper()
+	var st Status
+	if err := json.Unmarshal(p.get(t, dataDir, "/v1/status"), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// get GETs path from the running agent's admin API with its token.
+func (p *agentProc) get(t testing.TB, dataDir, path string) []byte {
+	t.Helper()
 	tok, err := os.ReadFile(filepath.Join(dataDir, "api.token"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest("GET", p.adminURL+"/v1/status", nil)
+	req, _ := http.NewRequest("GET", p.adminURL+path, nil)
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	resp, err := c.Do(req)
@@ -141,11 +152,11 @@ func (p *agentProc) status(t testing.TB, dataDir string) Status {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return st
+	return b
 }
 
 // subscribed reports whether the agent's external MQTT link is up with

@@ -2,11 +2,8 @@ package gateway
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,11 +100,11 @@ broker:
 	if n, _ := part()["bad_connects"].(float64); n != 2 {
 		t.Errorf("broker status %v: want 2 bad_connects", part())
 	}
-	if m := scrape(t, p, dir); !strings.Contains(m, `edgefn_broker_refused_total{reason="bad_connect"} 2`) {
+	if m := string(p.get(t, dir, "/metrics")); !strings.Contains(m, `edgefn_broker_refused_total{reason="bad_connect"} 2`) {
 		t.Errorf("metrics do not count the 2 bad connects:\n%s", m)
 	}
 
-	o := mqtt.NewClientOptions().AddBroker("tcp://"+addr).SetClientID("s1").SetUsername("sensor1").SetPassword("change-me").
+	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("s1").SetUsername("sensor1").SetPassword("change-me").
 		SetProtocolVersion(4).SetAutoReconnect(false)
 	s1 := mqtt.NewClient(o)
 	if tok := s1.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
@@ -132,26 +129,4 @@ broker:
 	} else if fi.Mode().Perm() != 0o600 {
 		t.Errorf("broker.key mode %v, want 0600", fi.Mode().Perm())
 	}
-}
-
-// scrape returns the agent's /metrics text.
-func scrape(t *testing.T, p *agentProc, dataDir string) string {
-	t.Helper()
-	tok, err := os.ReadFile(filepath.Join(dataDir, "api.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest("GET", p.adminURL+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
