@@ -57,7 +57,7 @@ func (g *Host) handler(token string) http.Handler {
 	authed := g.auth(token, checkNames(mux))
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	root.Handle("/", authed)
+	root.Handle("/", g.consoleHandler(token, authed))
 	return root
 }
 

@@ -73,6 +73,9 @@ type Host struct {
 	// extraRoutes are admin API routes of the parts (GPIO injection).
 	extraRoutes map[string]http.HandlerFunc
 
+	// live feeds the web console and the streaming endpoints.
+	live liveState
+
 	evSeq   atomic.Uint64
 	evBase  string
 	started time.Time

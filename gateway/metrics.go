@@ -81,6 +81,7 @@ type fnStats struct {
 	latencies   ring // event -> commit latencies of recent invocations
 	gbSeconds   float64
 	last        time.Time
+	hist        history // per second and per minute, for the console
 }
 
 func newFnStats(m *metrics, name string) *fnStats {
@@ -142,6 +143,7 @@ func (s *fnStats) observe(v *version, res *sandbox.Result, commitErr error, late
 	s.latencies.add(latency)
 	s.gbSeconds += float64(v.limits.Memory) / float64(edgefn.GiB) * res.Duration.Seconds()
 	s.last = time.Now()
+	s.hist.add(s.last, res.Duration, reason != "")
 }
 
 func (s *fnStats) dropped(reason edgefn.Reason) {

@@ -169,6 +169,24 @@ func (r *registry) store(name string, manifest, wasm []byte, meta versionMeta) (
 	return meta, syncDir(fdir)
 }
 
+// meta reads the metadata of one stored version.
+func (r *registry) meta(name string, version int) (versionMeta, error) {
+	var m versionMeta
+	fdir, err := r.fnDir(name)
+	if err != nil {
+		return m, err
+	}
+	p := filepath.Join(fdir, strconv.Itoa(version), "meta.json")
+	mj, err := os.ReadFile(p)
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(mj, &m); err != nil {
+		return m, fmt.Errorf("%s: %w", p, err)
+	}
+	return m, nil
+}
+
 // load reads one stored version.
 func (r *registry) load(name string, version int) (*storedVersion, error) {
 	fdir, err := r.fnDir(name)
@@ -177,12 +195,8 @@ func (r *registry) load(name string, version int) (*storedVersion, error) {
 	}
 	vdir := filepath.Join(fdir, strconv.Itoa(version))
 	sv := &storedVersion{}
-	mj, err := os.ReadFile(filepath.Join(vdir, "meta.json"))
-	if err != nil {
+	if sv.Meta, err = r.meta(name, version); err != nil {
 		return nil, err
-	}
-	if err := json.Unmarshal(mj, &sv.Meta); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(vdir, "meta.json"), err)
 	}
 	if sv.Manifest, err = os.ReadFile(filepath.Join(vdir, "function.yaml")); err != nil {
 		return nil, err

@@ -35,6 +35,9 @@ type Ready struct {
 // API. Build it with NewAgent and run it with Run.
 type Agent struct {
 	*Host
+	// Version is the binary's version, shown by the console (default: the
+	// module's build info).
+	Version    string
 	ready      chan Ready
 	brokerAddr string
 	uplinks    []uplink.Link
@@ -306,6 +309,7 @@ func (a *Agent) adminServer() (*adminSrv, Ready, error) {
 		return nil, Ready{}, fmt.Errorf("admin API: listen %s: %w", cfg.Admin.Listen, err)
 	}
 	srv := &http.Server{Handler: a.handler(token), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	srv.RegisterOnShutdown(a.live.stop) // end the console's streams
 	ready := Ready{TokenFile: tokenPath, BrokerAddr: a.brokerAddr}
 	scheme := "http"
 	switch cfg.Admin.TLS {

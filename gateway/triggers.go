@@ -37,6 +37,7 @@ func (a *Agent) setupTriggers(_ context.Context, devs *devices.GPIO) error {
 	var subs interface {
 		SetSubscriptions([]triggers.Subscription) error
 	}
+	var observed interface{ Observe(func(triggers.Seen)) }
 	if cfg.Broker.External == nil {
 		bc := cfg.Broker.Embedded
 		if bc.TLS.Listen != "" && bc.TLS.CertFile == "" {
@@ -58,7 +59,7 @@ func (a *Agent) setupTriggers(_ context.Context, devs *devices.GPIO) error {
 			return err
 		}
 		a.brokerAddr = b.Addr()
-		g.pub, subs = b, b
+		g.pub, subs, observed = b, b, b
 		g.statusParts["broker"] = func() any { return b.Status() }
 		g.metrics.reg.MustRegister(newBrokerCollector(b))
 		a.stops = append(a.stops, b.Close)
@@ -67,7 +68,7 @@ func (a *Agent) setupTriggers(_ context.Context, devs *devices.GPIO) error {
 		if err != nil {
 			return err
 		}
-		g.pub, subs = m, m
+		g.pub, subs, observed = m, m, m
 		g.statusParts["broker"] = func() any { return m.Status() }
 		a.starts = append(a.starts, func(ctx context.Context, eg *errgroup.Group) error {
 			eg.Go(func() error { return m.Run(ctx) })
@@ -86,6 +87,7 @@ func (a *Agent) setupTriggers(_ context.Context, devs *devices.GPIO) error {
 		return nil
 	})
 	a.stops = append(a.stops, func(context.Context) error { return devs.Close() })
+	a.wireConsole(devs, observed)
 	g.onRoutes = append(g.onRoutes, func(ms map[string]*edgefn.Manifest, r *routes) {
 		var ss []triggers.Subscription
 		for f, q := range r.subscriptions() {

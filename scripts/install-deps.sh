@@ -3,7 +3,9 @@
 # itself when not run as root), after apt-get update: guest toolchains (wabt,
 # clang/lld/wasi-libc, rustc with the wasm32 std, Node.js for AssemblyScript),
 # mosquitto for the MQTT tests, the ARM cross compilers and qemu-user-static
-# for make test-arm, systemd (systemd-analyze) for make test-deb. Go itself
+# for make test-arm, systemd (systemd-analyze) for make test-deb, and a
+# headless Chromium (chromium-headless-shell) with a font for the web
+# console's browser tests, which fail without it in CI. Go itself
 # must be on the PATH; the Go modules come through the module proxy.
 set -euo pipefail
 SUDO=""
@@ -15,6 +17,7 @@ $SUDO apt-get install -y --no-install-recommends \
 	wabt clang lld wasi-libc libclang-rt-dev-wasm32 \
 	rustc libstd-rust-dev-wasm32 \
 	mosquitto mosquitto-clients \
+	chromium-headless-shell fonts-dejavu-core \
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-user-static systemd
 # The AssemblyScript example builds with npm; machines that already have
 # Node.js (often from its own package) keep it.

@@ -333,6 +333,7 @@ type Broker struct {
 
 	stats                       brokerStats
 	delivered, failed, rejected atomic.Uint64
+	obs                         observer
 }
 
 // NewBroker checks cfg and returns a broker that delivers to sink. It does
@@ -591,10 +592,11 @@ func (h *eventHook) Provides(x byte) bool { return x == mqttsrv.OnPublish }
 // CleanSession false in MQTT 3.1.1).
 func (h *eventHook) OnPublish(cl *mqttsrv.Client, pk packets.Packet) (packets.Packet, error) {
 	b := h.b
+	inline := cl.Net.Inline
+	b.obs.see(Seen{Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain, Agent: inline})
 	if !b.matches(pk.TopicName) {
 		return pk, nil
 	}
-	inline := cl.Net.Inline
 	ev := edgefn.Event{
 		ID:      b.idPfx + strconv.FormatUint(b.seq.Add(1), 10),
 		Source:  edgefn.SourceMQTT,

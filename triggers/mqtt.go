@@ -238,6 +238,7 @@ type MQTT struct {
 	draining  bool
 
 	forced, delivered, failed, unrouted atomic.Uint64
+	obs                                 observer
 }
 
 // NewMQTT checks cfg, loads the TLS files and returns a trigger that
@@ -614,6 +615,7 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 	handlers.Add(1)
 	m.mu.Unlock()
 	defer handlers.Done()
+	m.obs.see(Seen{Topic: msg.Topic(), Payload: msg.Payload(), QoS: msg.Qos(), Retain: msg.Retained()})
 
 	if !routed {
 		m.unrouted.Add(1)

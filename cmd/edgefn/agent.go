@@ -53,6 +53,7 @@ func agentCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			a.Version = version
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
