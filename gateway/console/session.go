@@ -73,9 +73,3 @@ func (s *sessions) end(id string) {
 	delete(s.exp, k)
 	s.mu.Unlock()
 }
-
-func (s *sessions) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.exp)
-}
