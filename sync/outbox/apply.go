@@ -1,0 +1,332 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/edgefn/edgefn"
+	sqlite3 "github.com/mattn/go-sqlite3"
+)
+
+// usageKey is one function's minute in usage_minutes.
+type usageKey struct{ fn, minute int64 }
+
+// batch is one transaction in the making.
+type batch struct {
+	tx       *sql.Tx
+	st       state
+	newNames map[string]int64
+	// newStreams are the streams this batch added; gcStreams says the batch
+	// deleted unused ones (the in-memory map is reloaded after the commit).
+	newStreams map[streamKey]int64
+	gcStreams  bool
+	stmts      map[*sql.Stmt]*sql.Stmt
+	// Buffered rows, inserted many per statement by flush: one statement
+	// per row costs more in cgo calls and database/sql than SQLite's work.
+	recRows []any
+	invRows []any
+	usage   map[usageKey]*usageAgg // successful invocations of this batch
+	added   bool
+	deleted bool
+	drops   bool
+	now     time.Time
+}
+
+func (b *batch) stmt(s *sql.Stmt) *sql.Stmt {
+	if t, ok := b.stmts[s]; ok {
+		return t
+	}
+	t := b.tx.Stmt(s)
+	b.stmts[s] = t
+	return t
+}
+
+// commitBatch commits reqs in one transaction and answers each of them.
+// tick marks the idle maintenance batch (expiry), retention the periodic
+// age-based pruning of invocation records.
+func (s *Store) commitBatch(reqs []*request, tick, retention bool) {
+	live := reqs[:0:0]
+	for _, r := range reqs {
+		switch {
+		case r.kind == opExec:
+			r.err = r.exec(r.ctx, s.wdb)
+			close(r.done)
+		case r.ctx.Err() != nil:
+			r.err = r.ctx.Err()
+			close(r.done)
+		default:
+			live = append(live, r)
+		}
+	}
+	if len(live) == 0 && !tick {
+		return
+	}
+	bg := context.Background() // no cancellation inside a transaction
+	b := &batch{st: s.st.clone(), newNames: map[string]int64{}, newStreams: map[streamKey]int64{}, stmts: map[*sql.Stmt]*sql.Stmt{}, now: time.Now()}
+	tx, err := s.wdb.BeginTx(bg, nil)
+	if err == nil {
+		b.tx = tx
+		err = s.apply(bg, b, live, tick, retention)
+		if err == nil {
+			err = tx.Commit()
+		}
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}
+	if err != nil {
+		f := s.storageFailure(err)
+		s.log.Error("outbox commit failed", "err", f, "invocations", len(live))
+		for _, r := range live {
+			r.out, r.err = nil, f
+			close(r.done)
+		}
+		return
+	}
+	for name, id := range b.newNames {
+		s.names[name] = id
+	}
+	for k, id := range b.newStreams {
+		s.streams[k] = id
+	}
+	if b.deleted {
+		s.deletedSinceGC = true
+	}
+	if b.gcStreams {
+		if err := s.loadStreams(bg); err != nil {
+			s.log.Error("outbox: reload streams after pruning", "err", err)
+		}
+		s.deletedSinceGC = false
+	}
+	b.st.commits++
+	s.st = b.st
+	s.mu.Lock()
+	s.seen = b.st // never mutated again: the next batch clones it
+	s.mu.Unlock()
+	if b.added {
+		// Before answering, so a caller that saw its commit also sees the
+		// notification.
+		select {
+		case s.notify <- struct{}{}:
+		default:
+		}
+	}
+	for _, r := range live {
+		close(r.done)
+	}
+}
+
+func (s *Store) storageFailure(err error) *edgefn.Failure {
+	var se sqlite3.Error
+	if errors.As(err, &se) && se.Code == sqlite3.ErrFull {
+		return &edgefn.Failure{Reason: edgefn.ReasonStorage,
+			Message: fmt.Sprintf("disk full: cannot commit to %s (commits resume by themselves once space is freed)", s.cfg.Path), Err: err}
+	}
+	return &edgefn.Failure{Reason: edgefn.ReasonStorage, Message: "cannot commit to " + s.cfg.Path, Err: err}
+}
+
+func (s *Store) apply(ctx context.Context, b *batch, reqs []*request, tick, retention bool) error {
+	for _, r := range reqs {
+		var err error
+		switch r.kind {
+		case opInvoke:
+			err = s.applyInvocation(ctx, b, r)
+		case opConfirm:
+			if err = s.flush(ctx, b); err == nil {
+				_, err = s.deleteRecords(ctx, b, r.seqs)
+			}
+		case opDeadLetter:
+			if err = s.flush(ctx, b); err == nil {
+				err = s.applyDeadLetter(ctx, b, r)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := s.flush(ctx, b); err != nil {
+		return err
+	}
+	if err := s.writeUsage(ctx, b); err != nil {
+		return fmt.Errorf("usage: %w", err)
+	}
+	if s.cfg.OnFull == DropOldest && b.st.bytes > int64(s.cfg.MaxBytes) {
+		if err := s.dropOldest(ctx, b); err != nil {
+			return fmt.Errorf("drop oldest: %w", err)
+		}
+	}
+	if s.cfg.MaxAge > 0 && (b.added || tick) {
+		if err := s.expire(ctx, b); err != nil {
+			return fmt.Errorf("expire: %w", err)
+		}
+	}
+	if err := s.prune(ctx, b, retention); err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	if tick {
+		if err := s.pruneStreams(ctx, b); err != nil {
+			return fmt.Errorf("prune streams: %w", err)
+		}
+	}
+	if b.deleted {
+		// max(seq) no longer proves the high-water mark once rows are gone.
+		if _, err := b.stmt(s.stmts.setCounter).ExecContext(ctx, counterLastSeq, int64(b.st.lastSeq)); err != nil {
+			return err
+		}
+	}
+	if b.drops {
+		for name, v := range b.st.drops {
+			if v != s.st.drops[name] {
+				if _, err := b.stmt(s.stmts.setCounter).ExecContext(ctx, name, v); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+const counterLastSeq = "last_seq"
+
+// rowsPerInsert is how many rows one multi-row INSERT carries.
+const rowsPerInsert = 32
+
+// flush inserts the buffered record and invocation rows.
+func (s *Store) flush(ctx context.Context, b *batch) error {
+	for _, x := range []struct {
+		rows      *[]any
+		cols      int
+		one, many *sql.Stmt
+	}{
+		{&b.recRows, recordCols, s.stmts.insRecord, s.stmts.insRecords},
+		{&b.invRows, invocationCols, s.stmts.insInv, s.stmts.insInvs},
+	} {
+		rows := *x.rows
+		for len(rows) >= rowsPerInsert*x.cols {
+			if _, err := b.stmt(x.many).ExecContext(ctx, rows[:rowsPerInsert*x.cols]...); err != nil {
+				return err
+			}
+			rows = rows[rowsPerInsert*x.cols:]
+		}
+		for len(rows) > 0 {
+			if _, err := b.stmt(x.one).ExecContext(ctx, rows[:x.cols]...); err != nil {
+				return err
+			}
+			rows = rows[x.cols:]
+		}
+		*x.rows = (*x.rows)[:0]
+	}
+	return nil
+}
+
+func (s *Store) nameID(ctx context.Context, b *batch, name string) (int64, error) {
+	if id, ok := s.names[name]; ok {
+		return id, nil
+	}
+	if id, ok := b.newNames[name]; ok {
+		return id, nil
+	}
+	b.st.nextName++
+	id := b.st.nextName
+	if _, err := b.stmt(s.stmts.insName).ExecContext(ctx, id, name); err != nil {
+		return 0, err
+	}
+	b.newNames[name] = id
+	return id, nil
+}
+
+// streamKey is what the records of one stream share.
+type streamKey struct {
+	fn, version, source int64
+	subject             string
+}
+
+func (s *Store) streamID(ctx context.Context, b *batch, k streamKey) (int64, error) {
+	if id, ok := s.streams[k]; ok {
+		return id, nil
+	}
+	if id, ok := b.newStreams[k]; ok {
+		return id, nil
+	}
+	b.st.nextStream++
+	id := b.st.nextStream
+	if _, err := b.stmt(s.stmts.insStream).ExecContext(ctx, id, k.fn, k.version, k.source, k.subject); err != nil {
+		return 0, err
+	}
+	b.newStreams[k] = id
+	return id, nil
+}
+
+// seqList formats seqs as a JSON array for json_each.
+func seqList(seqs []uint64) string {
+	var sb strings.Builder
+	sb.WriteByte('[')
+	for i, q := range seqs {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(strconv.FormatUint(q, 10))
+	}
+	sb.WriteByte(']')
+	return sb.String()
+}
+
+// deleteRecords deletes the given pending records, updating the accounting.
+func (s *Store) deleteRecords(ctx context.Context, b *batch, seqs []uint64) (int64, error) {
+	if len(seqs) == 0 {
+		return 0, nil
+	}
+	var n, sum int64
+	rows, err := b.stmt(s.stmts.delRecords).QueryContext(ctx, seqList(seqs))
+	if err != nil {
+		return 0, err
+	}
+	for rows.Next() {
+		var l int64
+		if err := rows.Scan(&l); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		n++
+		sum += l
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	b.st.depth -= n
+	b.st.bytes -= sum + n*RecordOverhead
+	b.deleted = b.deleted || n > 0
+	return n, nil
+}
+
+func (s *Store) applyDeadLetter(ctx context.Context, b *batch, r *request) error {
+	if len(r.seqs) == 0 {
+		return nil
+	}
+	if _, err := b.stmt(s.stmts.insDead).ExecContext(ctx, r.reason, b.now.UnixMilli(), seqList(r.seqs)); err != nil {
+		return err
+	}
+	n, err := s.deleteRecords(ctx, b, r.seqs)
+	if err != nil {
+		return err
+	}
+	b.st.deadCount += n
+	if over := b.st.deadCount - int64(s.cfg.MaxDeadLetters); over > 0 {
+		res, err := b.tx.ExecContext(ctx, "DELETE FROM dead_letters WHERE seq IN (SELECT seq FROM dead_letters ORDER BY seq LIMIT ?)", over)
+		if err != nil {
+			return err
+		}
+		k, _ := res.RowsAffected()
+		b.st.deadCount -= k
+		b.st.drops[DropDeadLetters] += k
+		b.drops = true
+		s.log.Warn("outbox: dead letters over max_dead_letters, oldest deleted", "deleted", k, "max_dead_letters", s.cfg.MaxDeadLetters)
+	}
+	return nil
+}

@@ -1,0 +1,81 @@
+package outbox
+
+import "time"
+
+// run is the committer: the only goroutine that writes to the database. It
+// commits the queued requests in batches gathered by the batching rule, runs
+// the maintenance on an idle tick, and after Close commits what is still
+// queued.
+func (s *Store) run() {
+	defer close(s.exited)
+	tick := time.NewTicker(s.maintenanceEvery())
+	defer tick.Stop()
+	g := newGatherer(s.cfg, s.queue, s.stop)
+	m := maintenance{lastCheckpoint: time.Now(), lastWrite: time.Now()}
+	for {
+		select {
+		case first := <-s.queue:
+			m.lastWrite = time.Now()
+			s.commitBatch(g.gather(first), false, false)
+			g.committed()
+		case <-tick.C:
+			s.maintain(&m, time.Now())
+		case <-s.stop:
+			s.commitQueued(g.batch[:0])
+			return
+		}
+	}
+}
+
+// commitQueued commits every request still queued, up to 1024 a batch.
+func (s *Store) commitQueued(batch []*request) {
+	for {
+		batch = batch[:0]
+	take:
+		for len(batch) < 1024 {
+			select {
+			case r := <-s.queue:
+				batch = append(batch, r)
+			default:
+				break take
+			}
+		}
+		if len(batch) == 0 {
+			return
+		}
+		s.commitBatch(batch, false, false)
+	}
+}
+
+// maintenanceEvery is the idle tick: once a second, more often when MaxAge
+// needs it.
+func (s *Store) maintenanceEvery() time.Duration {
+	every := time.Second
+	if s.cfg.MaxAge > 0 {
+		every = min(every, max(s.cfg.MaxAge/4, 10*time.Millisecond))
+	}
+	return every
+}
+
+// maintenance is what the idle tick remembers between ticks.
+type maintenance struct {
+	lastCheckpoint, lastWrite time.Time
+}
+
+// maintain runs on the idle tick: a maintenance batch for expiry, the
+// periodic retention and stream pruning when one is due, then, on an idle
+// store, a WAL truncation and reclaiming of free pages.
+func (s *Store) maintain(m *maintenance, now time.Time) {
+	ckpt := now.Sub(m.lastCheckpoint) >= s.cfg.CheckpointInterval
+	if s.cfg.MaxAge > 0 || ckpt || s.streamsOver() {
+		s.commitBatch(nil, true, ckpt)
+	}
+	if ckpt {
+		m.lastCheckpoint = now
+		// Only an idle store truncates its WAL: under load the automatic
+		// checkpoints recycle it in place.
+		if now.Sub(m.lastWrite) >= s.cfg.CheckpointInterval/2 {
+			s.reclaim()
+		}
+	}
+}
