@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
+
 	"sync/atomic"
 	"time"
 
@@ -95,18 +95,11 @@ type GPIO struct {
 	watcher EdgeWatcher
 	sink    Sink
 	log     *slog.Logger
-
-	mu      sync.Mutex
-	watches map[string]*pinWatch // upper-case pin -> watch
-	runCtx  context.Context      // nil until Run
-	stopped bool
-	running sync.WaitGroup
+	pins    *keyed[*pinWatch] // by upper-case pin name
 }
 
 type pinWatch struct {
-	spec   GPIOWatch
-	cancel context.CancelFunc
-	done   chan struct{} // closed when the watcher has released the pin
+	spec GPIOWatch
 
 	edges, dropped, failed atomic.Uint64
 	err                    atomic.Pointer[string]
@@ -118,7 +111,10 @@ func NewGPIO(w EdgeWatcher, sink Sink, log *slog.Logger) *GPIO {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &GPIO{watcher: w, sink: sink, log: log, watches: map[string]*pinWatch{}}
+	g := &GPIO{watcher: w, sink: sink, log: log}
+	g.pins = newKeyed("gpio trigger", "gpio watch", log,
+		func(running, want *pinWatch) bool { return running.spec == want.spec }, g.start)
+	return g
 }
 
 // Set replaces the watched pins: new pins are watched, pins no longer
@@ -129,7 +125,7 @@ func NewGPIO(w EdgeWatcher, sink Sink, log *slog.Logger) *GPIO {
 // twice. A pin the watcher rejects (unknown, busy) is reported by Stats
 // and logged, not by Set.
 func (g *GPIO) Set(watches []GPIOWatch) error {
-	want := map[string]GPIOWatch{}
+	want := map[string]*pinWatch{}
 	var errs []error
 	for _, w := range watches {
 		if err := w.validate(); err != nil {
@@ -141,77 +137,28 @@ func (g *GPIO) Set(watches []GPIOWatch) error {
 			errs = append(errs, fmt.Errorf("gpio watch %q: pin listed twice (merge the triggers into one watch)", w.Pin))
 			continue
 		}
-		want[k] = w
+		want[k] = &pinWatch{spec: w}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	var released []chan struct{}
-	for k, pw := range g.watches {
-		if w, keep := want[k]; keep && w == pw.spec {
-			continue
-		}
-		if pw.cancel != nil {
-			pw.cancel()
-			released = append(released, pw.done)
-		}
-		delete(g.watches, k)
-	}
-	// A changed pin must be released before it is watched again.
-	for _, done := range released {
-		<-done
-	}
-	for k, w := range want {
-		if _, have := g.watches[k]; have {
-			continue
-		}
-		pw := &pinWatch{spec: w}
-		g.watches[k] = pw
-		if g.runCtx != nil {
-			g.start(pw)
-		}
-	}
+	g.pins.set(want)
 	return nil
 }
 
 // Run watches the pins until ctx ends, then releases them, waits for
 // deliveries in progress to return and returns nil. Run may be called
 // once.
-func (g *GPIO) Run(ctx context.Context) error {
-	g.mu.Lock()
-	if g.runCtx != nil {
-		g.mu.Unlock()
-		return errors.New("gpio trigger: Run called twice")
-	}
-	g.runCtx = ctx
-	for _, pw := range g.watches {
-		g.start(pw)
-	}
-	g.mu.Unlock()
-	<-ctx.Done()
-	g.mu.Lock()
-	g.stopped = true
-	g.mu.Unlock()
-	g.running.Wait()
-	return nil
-}
+func (g *GPIO) Run(ctx context.Context) error { return g.pins.run(ctx) }
 
-// start runs pw's watcher and delivery goroutines. g.mu must be held.
-func (g *GPIO) start(pw *pinWatch) {
-	if g.stopped {
-		return
-	}
-	ctx, cancel := context.WithCancel(g.runCtx)
-	pw.cancel = cancel
-	pw.done = make(chan struct{})
+// start runs pw's watcher and delivery goroutines; the pin is released
+// when the watcher returns.
+func (g *GPIO) start(ctx, runCtx context.Context, pw *pinWatch, run func(func())) <-chan struct{} {
+	done := make(chan struct{})
 	queue := make(chan edgefn.Event, gpioQueue)
 	w := pw.spec
-	g.running.Add(2)
-	go func() {
-		defer g.running.Done()
-		defer close(pw.done)
+	run(func() {
+		defer close(done)
 		defer close(queue)
 		err := g.watcher.Watch(ctx, w.Pin, w.Edge, w.Pull, w.Debounce, func(e edgefn.Edge, high bool, at time.Time) {
 			pw.edges.Add(1)
@@ -227,21 +174,21 @@ func (g *GPIO) start(pw *pinWatch) {
 			pw.err.Store(&msg)
 			g.log.Error("gpio watch failed", "pin", w.Pin, "err", err)
 		}
-	}()
-	go func() {
-		defer g.running.Done()
+	})
+	run(func() {
 		// Deliver what was queued even after the pin is released: the
 		// delivery context is Run's, not the watch's.
 		for ev := range queue {
-			if g.runCtx.Err() != nil {
+			if runCtx.Err() != nil {
 				continue // stopping: drain without delivering
 			}
-			if err := g.sink.Deliver(g.runCtx, ev); err != nil && g.runCtx.Err() == nil {
+			if err := g.sink.Deliver(runCtx, ev); err != nil && runCtx.Err() == nil {
 				pw.failed.Add(1)
 				g.log.Warn("gpio edge delivery failed", "pin", w.Pin, "edge", ev.Meta[MetaEdge], "err", err)
 			}
 		}
-	}()
+	})
+	return done
 }
 
 type gpioPayload struct {
@@ -269,16 +216,14 @@ func gpioEvent(pin string, e edgefn.Edge, high bool, at time.Time) edgefn.Event 
 
 // Stats returns every watched pin's counters, sorted by pin.
 func (g *GPIO) Stats() []GPIOStats {
-	g.mu.Lock()
-	out := make([]GPIOStats, 0, len(g.watches))
-	for _, pw := range g.watches {
+	out := []GPIOStats{}
+	g.pins.each(func(pw *pinWatch) {
 		st := GPIOStats{Pin: pw.spec.Pin, Edges: pw.edges.Load(), Dropped: pw.dropped.Load(), Failed: pw.failed.Load()}
 		if e := pw.err.Load(); e != nil {
 			st.Err = *e
 		}
 		out = append(out, st)
-	}
-	g.mu.Unlock()
+	})
 	slices.SortFunc(out, func(a, b GPIOStats) int { return strings.Compare(a.Pin, b.Pin) })
 	return out
 }

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
+
 	"sync/atomic"
 	"time"
 
@@ -107,19 +107,13 @@ type Timers struct {
 	// now and sleepUntil are the clock; tests replace them.
 	now        func() time.Time
 	sleepUntil func(ctx context.Context, t time.Time) error
-
-	mu      sync.Mutex
-	timers  map[string]*timer
-	runCtx  context.Context // nil until Run
-	stopped bool            // Run is stopping: start no more goroutines
-	running sync.WaitGroup
+	timers     *keyed[*timer] // by TimerSpec.Key
 }
 
 type timer struct {
-	spec   TimerSpec
-	key    string
-	sched  cron.Schedule
-	cancel context.CancelFunc
+	spec  TimerSpec
+	key   string
+	sched cron.Schedule
 
 	busy                   atomic.Bool // a fire is being delivered
 	fired, skipped, failed atomic.Uint64
@@ -131,7 +125,10 @@ func NewTimers(sink Sink, log *slog.Logger) *Timers {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Timers{sink: sink, log: log, now: time.Now, sleepUntil: sleepUntil, timers: map[string]*timer{}}
+	t := &Timers{sink: sink, log: log, now: time.Now, sleepUntil: sleepUntil}
+	t.timers = newKeyed("timers", "timer", log,
+		func(running, want *timer) bool { return running.spec == want.spec }, t.start)
+	return t
 }
 
 // sleepUntil waits on the real clock.
@@ -164,73 +161,29 @@ func (t *Timers) Set(specs []TimerSpec) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for k, old := range t.timers {
-		if _, keep := want[k]; !keep {
-			if old.cancel != nil {
-				old.cancel()
-			}
-			delete(t.timers, k)
-			t.log.Debug("timer removed", "timer", k)
-		}
-	}
-	for k, nt := range want {
-		if _, have := t.timers[k]; have {
-			continue
-		}
-		t.timers[k] = nt
-		if t.runCtx != nil {
-			t.start(nt)
-		}
-		t.log.Debug("timer added", "timer", k)
-	}
+	t.timers.set(want)
 	return nil
 }
 
 // Run fires the timers until ctx ends, then stops them, waits for
 // deliveries in progress to return and returns nil. Fires missed while
 // not running are not replayed. Run may be called once.
-func (t *Timers) Run(ctx context.Context) error {
-	t.mu.Lock()
-	if t.runCtx != nil {
-		t.mu.Unlock()
-		return errors.New("timers: Run called twice")
-	}
-	t.runCtx = ctx
-	for _, tm := range t.timers {
-		t.start(tm)
-	}
-	t.mu.Unlock()
-	<-ctx.Done()
-	t.mu.Lock()
-	t.stopped = true
-	t.mu.Unlock()
-	t.running.Wait()
-	return nil
-}
+func (t *Timers) Run(ctx context.Context) error { return t.timers.run(ctx) }
 
-// start runs tm's scheduler and delivery goroutines. t.mu must be held.
-func (t *Timers) start(tm *timer) {
-	if t.stopped {
-		return
-	}
-	ctx, cancel := context.WithCancel(t.runCtx)
-	tm.cancel = cancel
+// start runs tm's scheduler and delivery goroutines.
+func (t *Timers) start(ctx, _ context.Context, tm *timer, run func(func())) <-chan struct{} {
 	fires := make(chan time.Time, 1) // holds a fire only while busy is set
-	t.running.Add(2)
-	go func() {
-		defer t.running.Done()
+	run(func() {
 		defer close(fires)
 		t.schedule(ctx, tm, fires)
-	}()
-	go func() {
-		defer t.running.Done()
+	})
+	run(func() {
 		for at := range fires {
 			t.deliver(ctx, tm, at)
 			tm.busy.Store(false)
 		}
-	}()
+	})
+	return nil
 }
 
 // schedule sends each slot's time on fires, or counts it skipped when the
@@ -299,16 +252,14 @@ func (t *Timers) deliver(ctx context.Context, tm *timer, at time.Time) {
 
 // Stats returns every timer's counters, sorted by spec.
 func (t *Timers) Stats() []TimerStats {
-	t.mu.Lock()
-	out := make([]TimerStats, 0, len(t.timers))
-	for _, tm := range t.timers {
+	out := []TimerStats{}
+	t.timers.each(func(tm *timer) {
 		st := TimerStats{Spec: tm.key, Fired: tm.fired.Load(), Skipped: tm.skipped.Load(), Failed: tm.failed.Load()}
 		if n := tm.next.Load(); n != 0 {
 			st.Next = time.Unix(0, n)
 		}
 		out = append(out, st)
-	}
-	t.mu.Unlock()
+	})
 	slices.SortFunc(out, func(a, b TimerStats) int { return strings.Compare(a.Spec, b.Spec) })
 	return out
 }

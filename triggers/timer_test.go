@@ -321,9 +321,9 @@ func fakeTimers(t *testing.T, sink Sink, t0 time.Time, specs ...TimerSpec) (*Tim
 func idle(t *testing.T, tm *Timers, spec TimerSpec) {
 	t.Helper()
 	pollUntil(t, "delivery done", func() bool {
-		tm.mu.Lock()
-		defer tm.mu.Unlock()
-		return !tm.timers[spec.Key()].busy.Load()
+		tm.timers.mu.Lock()
+		defer tm.timers.mu.Unlock()
+		return !tm.timers.parts[spec.Key()].p.busy.Load()
 	})
 }
 
