@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgefn/edgefn/internal/testpki"
 	"github.com/edgefn/edgefn/sync/uplink"
 	"github.com/edgefn/edgefn/sync/uplink/internal/receiver"
-	"github.com/edgefn/edgefn/internal/testpki"
 )
 
 func newHTTP(t *testing.T, cfg uplink.HTTPConfig, src uplink.Source) *uplink.HTTP {

@@ -12,8 +12,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/edgefn/edgefn/internal/mosquittotest"
-	"github.com/edgefn/edgefn/sync/uplink"
 	"github.com/edgefn/edgefn/internal/testpki"
+	"github.com/edgefn/edgefn/sync/uplink"
 )
 
 func TestMQTTTopicTemplateAndMessage(t *testing.T) {
