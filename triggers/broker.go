@@ -33,6 +33,7 @@ const (
 	DefaultMaxRetainedBytes = 8 * edgefn.MiB
 	DefaultMaxQueued        = 256
 	DefaultMaxInflight      = 64
+	DefaultMaxSubscriptions = 100
 	DefaultSessionExpiry    = 24 * time.Hour
 	// maxMQTTPacket is the largest remaining length MQTT can encode.
 	maxMQTTPacket = 268435455
@@ -82,6 +83,9 @@ type BrokerConfig struct {
 	// MaxInflight bounds the QoS 1/2 messages held for one client, online
 	// or in its persistent session (default 64).
 	MaxInflight int `yaml:"max_inflight" json:"max_inflight"`
+	// MaxSubscriptions bounds the filters one client subscribes to (default
+	// 100); more are refused in the SUBACK.
+	MaxSubscriptions int `yaml:"max_subscriptions" json:"max_subscriptions"`
 	// SessionExpiry bounds how long a disconnected persistent session is
 	// kept (default 24h).
 	SessionExpiry time.Duration `yaml:"session_expiry" json:"session_expiry"`
@@ -131,7 +135,8 @@ func (c BrokerConfig) Validate() error {
 	if c.MaxConnectSize < 0 || (c.MaxConnectSize != 0 && (c.MaxConnectSize < 64 || c.MaxConnectSize > c.withDefaults().MaxPacketSize)) {
 		bad("broker.max_connect_size %d: use 64 bytes up to max_packet_size", c.MaxConnectSize)
 	}
-	for f, v := range map[string]int{"broker.max_clients": c.MaxClients, "broker.max_retained": c.MaxRetained, "broker.max_queued": c.MaxQueued} {
+	for f, v := range map[string]int{"broker.max_clients": c.MaxClients, "broker.max_retained": c.MaxRetained, "broker.max_queued": c.MaxQueued,
+		"broker.max_subscriptions": c.MaxSubscriptions} {
 		if v < 0 || v > 1<<20 {
 			bad("%s %d: use 1 to 1048576 (0: the default)", f, v)
 		}
@@ -174,6 +179,7 @@ func (c BrokerConfig) withDefaults() BrokerConfig {
 	orDefault(&c.MaxRetained, DefaultMaxRetained)
 	orDefault(&c.MaxQueued, DefaultMaxQueued)
 	orDefault(&c.MaxInflight, DefaultMaxInflight)
+	orDefault(&c.MaxSubscriptions, DefaultMaxSubscriptions)
 	orDefault(&c.MaxRetainedBytes, DefaultMaxRetainedBytes)
 	orDefault(&c.ConnectTimeout, DefaultConnectTimeout)
 	orDefault(&c.SessionExpiry, DefaultSessionExpiry)
@@ -397,7 +403,7 @@ func (b *Broker) Start() error {
 	})
 	b.retain = &retainHook{maxCount: c.MaxRetained, maxBytes: int64(c.MaxRetainedBytes), stats: &b.stats, sizes: map[string]int{}}
 	auth := &authHook{users: b.users, anonymous: c.Anonymous, allowAnonymous: c.AllowAnonymous,
-		localFull: *c.LocalFullAccess, srv: srv, stats: &b.stats}
+		localFull: *c.LocalFullAccess, maxSubs: c.MaxSubscriptions, srv: srv, stats: &b.stats}
 	// Order matters for OnPublish: the retained budget clears the retain
 	// flag before the event hook builds the event.
 	for _, h := range []mqttsrv.Hook{auth, b.retain, &eventHook{b: b, srv: srv}} {

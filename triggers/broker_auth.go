@@ -133,6 +133,7 @@ type authHook struct {
 	anonymous      BrokerACL
 	allowAnonymous bool
 	localFull      bool
+	maxSubs        int
 	srv            *mqttsrv.Server // for session ownership; nil in unit tests
 	stats          *brokerStats
 
@@ -142,7 +143,29 @@ type authHook struct {
 func (h *authHook) ID() string { return "edgefn-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqttsrv.OnConnectAuthenticate, mqttsrv.OnACLCheck, mqttsrv.OnDisconnect, mqttsrv.OnClientExpired}, []byte{b})
+	return bytes.Contains([]byte{mqttsrv.OnConnectAuthenticate, mqttsrv.OnACLCheck, mqttsrv.OnSubscribe, mqttsrv.OnDisconnect, mqttsrv.OnClientExpired}, []byte{b})
+}
+
+// OnSubscribe refuses the filters that would take a client past
+// max_subscriptions: it empties them, which mochi answers with "topic
+// filter invalid" (0x80 in MQTT 3.1.1) in the SUBACK.
+func (h *authHook) OnSubscribe(cl *mqttsrv.Client, pk packets.Packet) packets.Packet {
+	n := cl.State.Subscriptions.Len()
+	for i, f := range pk.Filters {
+		if _, has := cl.State.Subscriptions.Get(f.Filter); has {
+			continue
+		}
+		if n >= h.maxSubs {
+			pk.Filters[i].Filter = ""
+			h.stats.aclDenied.Add(1)
+			if h.stats.aclLog.allow() {
+				h.Log.Warn("mqtt subscription refused: max_subscriptions reached", "client", cl.ID, "filter", f.Filter, "max", h.maxSubs)
+			}
+			continue
+		}
+		n++
+	}
+	return pk
 }
 
 // OnConnectAuthenticate accepts:

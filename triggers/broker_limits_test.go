@@ -236,3 +236,21 @@ func TestBrokerQueueBounded(t *testing.T) {
 		t.Errorf("status %+v: nothing dropped for a client that never reads", st)
 	}
 }
+
+// TestBrokerMaxSubscriptions: filters past max_subscriptions are refused
+// in the SUBACK; subscribing again to one already held is fine.
+func TestBrokerMaxSubscriptions(t *testing.T) {
+	b := startBroker(t, BrokerConfig{MaxSubscriptions: 2}, newRecSink(nil))
+	c, err := userClient(t, "tcp://"+b.Addr(), "subs", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		filter string
+		want   byte
+	}{{"a", 1}, {"b", 1}, {"c", 0x80}, {"a", 1}} {
+		if q := subscribeResult(t, c, tc.filter); q != tc.want {
+			t.Errorf("subscribe %q: granted %#x, want %#x", tc.filter, q, tc.want)
+		}
+	}
+}
