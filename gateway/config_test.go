@@ -45,6 +45,21 @@ func TestLoadConfigShipped(t *testing.T) {
 	}
 }
 
+// The packaged config reads without problems and keeps the built-in
+// ceilings for the limits it does not name.
+func TestLoadConfigPackaged(t *testing.T) {
+	c, err := LoadConfig("../configs/edgefn.packaged.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := c.MaxLimits(); m.Memory != 64*edgefn.MiB || m.MaxOutput != 4*edgefn.MiB || m.MaxLog != 64*edgefn.KiB {
+		t.Errorf("maxima = %+v", m)
+	}
+	if len(c.Grants.Max.Publish) != 1 || c.Grants.Max.Publish[0] != "+/#" {
+		t.Errorf("grants.max.publish = %q", c.Grants.Max.Publish)
+	}
+}
+
 func TestLoadConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, body string
