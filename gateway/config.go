@@ -146,9 +146,20 @@ func LoadConfig(path string) (*Config, error) {
 			return nil, fmt.Errorf("read config: %w", err)
 		}
 		c.path, c.doc = path, d
-		if d.Broken() {
-			return nil, d.Err()
-		}
+	}
+	return c.finish()
+}
+
+// parseConfig is LoadConfig of data read from path.
+func parseConfig(path string, data []byte) (*Config, error) {
+	c := &Config{path: path}
+	c.doc = strictyaml.Decode(path, data, c)
+	return c.finish()
+}
+
+func (c *Config) finish() (*Config, error) {
+	if c.doc != nil && c.doc.Broken() {
+		return nil, c.doc.Err()
 	}
 	c.setDefaults()
 	if err := c.Validate(); err != nil {

@@ -128,3 +128,24 @@ func TestLoadConfigTooLarge(t *testing.T) {
 		t.Errorf("error = %q", err)
 	}
 }
+
+// Any bytes as a config: an error or a valid config, never a panic, and
+// errors stay short.
+func FuzzParseConfig(f *testing.F) {
+	shipped, err := os.ReadFile("../configs/edgefn.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(shipped)
+	f.Add([]byte("limits:\n  max: {max_output: 4GiB}\ngrants:\n  max:\n    publish: [\"#\"]\n"))
+	f.Add([]byte("uplinks:\n  - http: {url: https://x, tls: {ca_file: /nope}}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := parseConfig("edgefn.yaml", data)
+		if err == nil && c == nil {
+			t.Fatal("no config and no error")
+		}
+		if err != nil && len(err.Error()) > 64<<10 {
+			t.Fatalf("error of %d bytes", len(err.Error()))
+		}
+	})
+}
