@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/wasmgen"
 )
 
 // Tables count against limits.memory: a table.grow bomb is refused without allocating, and
@@ -85,10 +86,10 @@ func TestModuleBounds(t *testing.T) {
 		wasm   func(t *testing.T) []byte
 		want   BoundError
 	}{
-		{"functions", Bounds{}, func(*testing.T) []byte { return genModule(100_000, 0, 0) }, BoundError{"functions", 100_001, 20_000}},
+		{"functions", Bounds{}, func(*testing.T) []byte { return wasmgen.Reactor(100_000, 0, 0) }, BoundError{"functions", 100_001, 20_000}},
 		{"tables", Bounds{}, func(t *testing.T) []byte { return fixture(t, "manytables") }, BoundError{"tables", 9, 8}},
-		{"globals", Bounds{}, func(*testing.T) []byte { return genModule(0, 10_001, 0) }, BoundError{"globals", 10_001, 10_000}},
-		{"element segments", Bounds{}, func(*testing.T) []byte { return genModule(0, 0, 1_001) }, BoundError{"element segments", 1_001, 1_000}},
+		{"globals", Bounds{}, func(*testing.T) []byte { return wasmgen.Reactor(0, 10_001, 0) }, BoundError{"globals", 10_001, 10_000}},
+		{"element segments", Bounds{}, func(*testing.T) []byte { return wasmgen.Reactor(0, 0, 1_001) }, BoundError{"element segments", 1_001, 1_000}},
 		{"data segments", Bounds{DataSegments: 1000}, func(t *testing.T) []byte { return fixture(t, "goreactor") }, BoundError{"data segments", 21942, 1000}},
 		{"code", Bounds{CodeBytes: edgefn.MiB}, func(t *testing.T) []byte { return fixture(t, "goreactor") }, BoundError{"bytes of code", 1158001, 1 << 20}},
 	}
@@ -110,7 +111,7 @@ func TestModuleBounds(t *testing.T) {
 	}
 	// At the bounds the module loads.
 	r := newRuntime(t, Config{})
-	f, err := r.Load(context.Background(), testSpec("gen"), genModule(20_000-1, 10_000, 1_000))
+	f, err := r.Load(context.Background(), testSpec("gen"), wasmgen.Reactor(20_000-1, 10_000, 1_000))
 	if err != nil {
 		t.Fatalf("at the bounds: %v", err)
 	}
@@ -132,53 +133,5 @@ func TestInitializeWithinDeadline(t *testing.T) {
 	fl := wantFailure(t, f.Invoke(context.Background(), event("")), edgefn.ReasonTimeout)
 	if !strings.HasPrefix(fl.Message, "_initialize: deadline of 20ms exceeded") {
 		t.Errorf("message %q", fl.Message)
-	}
-}
-
-// genModule builds a reactor with funcs functions besides edgefn_handle, globals immutable
-// globals and elems passive element segments of one reference each.
-func genModule(funcs, globals, elems int) []byte {
-	vec := func(n int, entries []byte) []byte { return append(uleb(nil, uint32(n)), entries...) }
-	section := func(m []byte, id byte, payload []byte) []byte {
-		return append(uleb(append(m, id), uint32(len(payload))), payload...)
-	}
-	m := []byte("\x00asm\x01\x00\x00\x00")
-	m = section(m, 1, vec(1, []byte{0x60, 1, 0x7f, 1, 0x7f})) // (i32) -> i32
-	fs := make([]byte, funcs+1)
-	m = section(m, 3, vec(funcs+1, fs))
-	m = section(m, 5, vec(1, []byte{0, 1}))
-	if globals > 0 {
-		var g []byte
-		for i := 0; i < globals; i++ {
-			g = append(g, 0x7f, 0, 0x41, 0, 0x0b)
-		}
-		m = section(m, 6, vec(globals, g))
-	}
-	var ex []byte
-	ex = append(append(uleb(ex, 6), "memory"...), 2, 0)
-	ex = uleb(append(append(uleb(ex, 13), "edgefn_handle"...), 0), uint32(funcs))
-	m = section(m, 7, vec(2, ex))
-	if elems > 0 {
-		var e []byte
-		for i := 0; i < elems; i++ {
-			e = append(e, 1, 0, 1, 0) // passive, elemkind funcref, one function: 0
-		}
-		m = section(m, 9, vec(elems, e))
-	}
-	var code []byte
-	for i := 0; i <= funcs; i++ {
-		code = append(code, 7, 0, 0x20, 0, 0x1a, 0x41, 0, 0x0b) // local.get 0; drop; i32.const 0
-	}
-	return section(m, 10, vec(funcs+1, code))
-}
-
-func uleb(b []byte, v uint32) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v == 0 {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
 	}
 }
