@@ -24,7 +24,7 @@ type Stream struct {
 	rc *http.ResponseController
 }
 
-// Start answers r with the event-stream headers and returns the stream.
+// Start answers with the event-stream headers and returns the stream.
 func Start(w http.ResponseWriter) (*Stream, error) {
 	s := &Stream{w: w, rc: http.NewResponseController(w)}
 	h := w.Header()
