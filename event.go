@@ -39,4 +39,10 @@ type Event struct {
 	// Meta holds trigger-specific metadata (for example "qos", "edge",
 	// "retain"); functions read it with the meta host import.
 	Meta map[string]string
+	// Depth is the event's place in a chain of functions: 0 for what
+	// devices, pins, timers and HTTP calls produce; the publishes of an
+	// invocation of an event at depth d produce events at depth d+1. The
+	// agent drops publishes that would go past its max_chain_depth, so a
+	// function triggering itself cannot loop forever.
+	Depth int
 }

@@ -42,6 +42,10 @@ type Config struct {
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	// QueueSize is the bounded queue length per function.
 	QueueSize int `yaml:"queue_size"`
+	// MaxChainDepth bounds chains of functions triggering each other
+	// through their publishes (default 8): a publish of an invocation at
+	// this depth is dropped, counted and logged (docs/mqtt.md, Chain depth).
+	MaxChainDepth int `yaml:"max_chain_depth"`
 
 	// path is the file the config was read from, doc where each field was
 	// in it (nil for a config built in code).
@@ -133,6 +137,9 @@ const (
 	DefaultAdminListen  = "127.0.0.1:8787"
 	DefaultBrokerListen = ":1883"
 )
+
+// DefaultMaxChainDepth is max_chain_depth when the config does not set it.
+const DefaultMaxChainDepth = 8
 
 // LoadConfig reads and validates the agent config at path. An empty path
 // means all defaults. Errors name the file, line and field; every problem is
@@ -231,6 +238,9 @@ func (c *Config) setDefaults() {
 	if c.QueueSize == 0 {
 		c.QueueSize = 64
 	}
+	if c.MaxChainDepth == 0 {
+		c.MaxChainDepth = DefaultMaxChainDepth
+	}
 }
 
 // DefaultLimits returns the agent's default limits for functions.
@@ -321,6 +331,9 @@ func (c *Config) Validate() error {
 	}
 	if c.QueueSize < 1 || c.QueueSize > 1<<16 {
 		bad("queue_size", "%d: use 1 to 65536", c.QueueSize)
+	}
+	if c.MaxChainDepth < 1 || c.MaxChainDepth > 1000 {
+		bad("max_chain_depth", "%d: use 1 to 1000", c.MaxChainDepth)
 	}
 	def, max := c.DefaultLimits(), c.MaxLimits()
 	for _, f := range edgefn.LimitFields {

@@ -24,7 +24,7 @@ import (
 // publisher applies function publishes: the embedded broker or the
 // external MQTT client.
 type publisher interface {
-	Publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error
+	Publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool, depth int) error
 }
 
 // gpioDevice is what the gateway needs of the GPIO backend.

@@ -92,7 +92,7 @@ func (g *Host) run(d *deployed, j *job) {
 		d.stats.observe(v, res, err, committed.Sub(j.enqueued))
 		g.logInvocation(v, &j.ev, res, err)
 		if err == nil && res.Err == nil {
-			g.apply(v, res.Effects)
+			g.apply(v, d.stats, j.ev.Depth, res.Effects)
 		}
 		if j.done != nil {
 			j.done <- outcome{Err: err, Result: &invocationResult{Function: v.name, Version: v.meta.Version, Sandbox: res, Seqs: seqs, Committed: committed}}
@@ -100,18 +100,24 @@ func (g *Host) run(d *deployed, j *job) {
 	}()
 }
 
-// apply carries out publishes and GPIO writes of a committed invocation, in
-// call order. They are local actuation: a failure is logged and counted,
-// the records are already durable.
-func (g *Host) apply(v *version, effects []edgefn.Effect) {
+// apply carries out publishes and GPIO writes of a committed invocation of
+// an event at depth, in call order. They are local actuation: a failure is
+// logged and counted, the records are already durable. Publishes carry
+// depth+1 into the events they trigger; at max_chain_depth they are
+// dropped, counted and logged (at most once per function per interval).
+func (g *Host) apply(v *version, stats *fnStats, depth int, effects []edgefn.Effect) {
 	for _, e := range effects {
 		switch e.Kind {
 		case edgefn.EffectPublish:
 			if g.pub == nil {
 				continue
 			}
+			if depth >= g.cfg.MaxChainDepth {
+				stats.chainDrop(g.log, e.Topic, depth+1)
+				continue
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), g.publishTimeout)
-			err := g.pub.Publish(ctx, e.Topic, e.Payload, e.QoS, false)
+			err := g.pub.Publish(ctx, e.Topic, e.Payload, e.QoS, false, depth+1)
 			cancel()
 			if err != nil {
 				g.metrics.effectFailed("publish")

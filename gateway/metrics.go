@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"errors"
+	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +25,7 @@ type metrics struct {
 	latency      *prometheus.HistogramVec
 	starts       *prometheus.CounterVec
 	drops        *prometheus.CounterVec
+	chainDrops   *prometheus.CounterVec
 	effectErrors *prometheus.CounterVec
 }
 
@@ -49,11 +52,14 @@ func newMetrics() *metrics {
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgefn_drops_total", Help: "Events dropped before running, by function and reason.",
 		}, []string{"function", "reason"}),
+		chainDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgefn_chain_drops_total", Help: "Publishes dropped because they would trigger events past max_chain_depth, by publishing function.",
+		}, []string{"function"}),
 		effectErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgefn_effect_errors_total", Help: "Publishes and GPIO writes that failed after their commit.",
 		}, []string{"kind"}),
 	}
-	m.reg.MustRegister(m.invocations, m.failures, m.duration, m.latency, m.starts, m.drops, m.effectErrors,
+	m.reg.MustRegister(m.invocations, m.failures, m.duration, m.latency, m.starts, m.drops, m.chainDrops, m.effectErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -72,6 +78,11 @@ type fnStats struct {
 	coldStarts, warmStarts prometheus.Counter
 	duration               prometheus.Observer
 	latency                prometheus.Observer
+	chainDrops             prometheus.Counter // created with the function: the series is there at zero
+
+	chainDropped  atomic.Int64
+	chainReported atomic.Int64 // chainDropped when last logged
+	chainLog      every
 
 	mu          sync.Mutex
 	invocations int64
@@ -92,6 +103,7 @@ func newFnStats(m *metrics, name string) *fnStats {
 		warmStarts: m.starts.WithLabelValues(name, "warm"),
 		duration:   m.duration.WithLabelValues(name),
 		latency:    m.latency.WithLabelValues(name),
+		chainDrops: m.chainDrops.WithLabelValues(name),
 	}
 }
 
@@ -146,6 +158,23 @@ func (s *fnStats) observe(v *version, res *sandbox.Result, commitErr error, late
 	s.hist.add(s.last, res.Duration, reason != "")
 }
 
+// chainLogInterval is how often a function's chain drops are logged at
+// most.
+const chainLogInterval = 10 * time.Second
+
+// chainDrop counts a publish dropped at max_chain_depth and logs the
+// drops at most once per chainLogInterval.
+func (s *fnStats) chainDrop(log *slog.Logger, topic string, depth int) {
+	s.chainDrops.Inc()
+	n := s.chainDropped.Add(1)
+	if !s.chainLog.allow(chainLogInterval) {
+		return
+	}
+	since := n - s.chainReported.Swap(n)
+	log.Warn("publish dropped: chain of functions too deep (max_chain_depth)", "function", s.name, "topic", topic,
+		"depth", depth, "dropped_since_last_report", since, "dropped_total", n)
+}
+
 func (s *fnStats) dropped(reason edgefn.Reason) {
 	s.m.drops.WithLabelValues(s.name, string(reason)).Inc()
 	s.mu.Lock()
@@ -167,6 +196,8 @@ type FunctionStats struct {
 	Last        time.Time               `json:"last,omitzero"`
 	QueueDepth  int                     `json:"queue_depth"`
 	Dropped     int64                   `json:"dropped"`
+	// ChainDropped counts publishes dropped at max_chain_depth.
+	ChainDropped int64 `json:"chain_dropped"`
 }
 
 func (s *fnStats) snapshot() FunctionStats {
@@ -180,7 +211,7 @@ func (s *fnStats) snapshot() FunctionStats {
 		Invocations: s.invocations, Errors: errs, Cold: s.cold, Warm: s.warm,
 		P50: s.durations.quantile(0.5), P99: s.durations.quantile(0.99),
 		LatencyP50: s.latencies.quantile(0.5), LatencyP99: s.latencies.quantile(0.99),
-		GBSeconds: s.gbSeconds, Last: s.last,
+		GBSeconds: s.gbSeconds, Last: s.last, ChainDropped: s.chainDropped.Load(),
 	}
 }
 
@@ -216,4 +247,14 @@ func (r *ring) quantile(q float64) time.Duration {
 		i = r.n - 1
 	}
 	return s[i]
+}
+
+// every lets something happen at most once per interval, from any number
+// of goroutines (a warning about a flood, logged once, not per event).
+type every struct{ last atomic.Int64 }
+
+func (e *every) allow(interval time.Duration) bool {
+	now := time.Now().UnixNano()
+	last := e.last.Load()
+	return now-last >= int64(interval) && e.last.CompareAndSwap(last, now)
 }

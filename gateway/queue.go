@@ -51,7 +51,7 @@ type queue struct {
 	wg      sync.WaitGroup
 
 	dropped  atomic.Int64
-	lastWarn atomic.Int64 // unix nanos of the last drop warning
+	dropWarn every
 }
 
 func newQueue(name string, size, concurrency int, idle time.Duration, run func(context.Context, *job), logger *slog.Logger) *queue {
@@ -82,8 +82,7 @@ func (q *queue) offer(ctx context.Context, j *job, wait bool) error {
 	}
 	if !wait {
 		n := q.dropped.Add(1)
-		now := time.Now().UnixNano()
-		if last := q.lastWarn.Load(); now-last > int64(time.Second) && q.lastWarn.CompareAndSwap(last, now) {
+		if q.dropWarn.allow(time.Second) {
 			q.logger.Warn("queue full, event dropped", "function", q.name, "source", j.ev.Source, "subject", j.ev.Subject, "dropped_total", n)
 		}
 		return &edgefn.Failure{Reason: edgefn.ReasonQueueFull, Message: "function " + q.name + ": queue full"}

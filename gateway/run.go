@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/edgefn/edgefn/gateway/internal/ratelog"
 	"github.com/edgefn/edgefn/gateway/internal/sdnotify"
 	"github.com/edgefn/edgefn/sandbox"
 	"github.com/edgefn/edgefn/sync/outbox"
@@ -53,6 +54,9 @@ func NewAgent(cfg *Config, log *slog.Logger) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Warnings come from events (a failing function, a full queue, a
+	// flooding device): a few per message and function per interval.
+	log = slog.New(ratelog.New(log.Handler(), ratelog.Options{}))
 	return &Agent{Host: &Host{cfg: cfg, log: log}, ready: make(chan Ready, 1)}, nil
 }
 
@@ -247,16 +251,17 @@ func (a *Agent) Reload(ctx context.Context, next *Config, level *slog.LevelVar) 
 		}
 		var restart []string
 		for name, same := range map[string]bool{
-			"gateway_id":    next.GatewayID == a.cfg.GatewayID,
-			"data_dir":      next.DataDir == a.cfg.DataDir,
-			"functions_dir": next.FunctionsDir == a.cfg.FunctionsDir,
-			"broker":        reflect.DeepEqual(next.Broker, a.cfg.Broker),
-			"admin":         reflect.DeepEqual(next.Admin, a.cfg.Admin),
-			"uplinks":       reflect.DeepEqual(next.Uplinks, a.cfg.Uplinks),
-			"outbox":        next.Outbox == a.cfg.Outbox,
-			"gpio":          reflect.DeepEqual(next.GPIO, a.cfg.GPIO),
-			"limits":        next.Limits == a.cfg.Limits,
-			"queue_size":    next.QueueSize == a.cfg.QueueSize,
+			"gateway_id":      next.GatewayID == a.cfg.GatewayID,
+			"data_dir":        next.DataDir == a.cfg.DataDir,
+			"functions_dir":   next.FunctionsDir == a.cfg.FunctionsDir,
+			"broker":          reflect.DeepEqual(next.Broker, a.cfg.Broker),
+			"admin":           reflect.DeepEqual(next.Admin, a.cfg.Admin),
+			"uplinks":         reflect.DeepEqual(next.Uplinks, a.cfg.Uplinks),
+			"outbox":          next.Outbox == a.cfg.Outbox,
+			"gpio":            reflect.DeepEqual(next.GPIO, a.cfg.GPIO),
+			"limits":          next.Limits == a.cfg.Limits,
+			"queue_size":      next.QueueSize == a.cfg.QueueSize,
+			"max_chain_depth": next.MaxChainDepth == a.cfg.MaxChainDepth,
 		} {
 			if !same {
 				restart = append(restart, name)

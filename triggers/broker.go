@@ -334,6 +334,7 @@ type Broker struct {
 	tcp     *guardListener
 	tlsLn   *guardListener
 	retain  *retainHook
+	inline  *mqttsrv.Client // publishes of the agent, taken at Start (a device could reuse its id)
 	started bool
 	closed  bool
 
@@ -401,6 +402,10 @@ func (b *Broker) Start() error {
 		Logger:       b.log,
 		Capabilities: caps,
 	})
+	inline, ok := srv.Clients.Get(mqttsrv.InlineClientId)
+	if !ok {
+		return errors.New("broker: no inline client")
+	}
 	b.retain = &retainHook{maxCount: c.MaxRetained, maxBytes: int64(c.MaxRetainedBytes), stats: &b.stats, sizes: map[string]int{}}
 	auth := &authHook{users: b.users, anonymous: c.Anonymous, allowAnonymous: c.AllowAnonymous,
 		localFull: *c.LocalFullAccess, maxSubs: c.MaxSubscriptions, srv: srv, stats: &b.stats}
@@ -431,7 +436,7 @@ func (b *Broker) Start() error {
 		_ = srv.Close()
 		return fmt.Errorf("broker: serve: %w", err)
 	}
-	b.srv, b.tcp, b.tlsLn = srv, tcp, tlsLn
+	b.srv, b.inline, b.tcp, b.tlsLn = srv, inline, tcp, tlsLn
 	b.log.Info("embedded mqtt broker listening", "addr", tcp.Address())
 	if tlsLn != nil {
 		b.log.Info("embedded mqtt broker listening with TLS", "addr", tlsLn.Address(), "client_certs", c.TLS.ClientCerts)
@@ -527,13 +532,13 @@ func (b *Broker) matches(topic string) bool {
 
 // Publish publishes a message through the broker's inline client: devices
 // subscribed to topic receive it, and if it matches a subscription the sink
-// gets it too (marked OriginAgent), synchronously, before Publish returns
-// (see the re-entrancy note on Broker). The broker does not persist it: it
-// returns once the message is queued to the connected subscribers. It
-// fails with ErrNotRunning before Start or after Close, with an error
-// naming the topic if it is not a valid topic name or qos is above 1, and
-// with ctx.Err() if ctx has ended.
-func (b *Broker) Publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error {
+// gets it too (marked OriginAgent, with Event.Depth = depth), synchronously,
+// before Publish returns (see the re-entrancy note on Broker). The broker
+// does not persist it: it returns once the message is queued to the
+// connected subscribers. It fails with ErrNotRunning before Start or after
+// Close, with an error naming the topic if it is not a valid topic name or
+// qos is above 1, and with ctx.Err() if ctx has ended.
+func (b *Broker) Publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool, depth int) error {
 	if err := checkPublish(topic, qos); err != nil {
 		return err
 	}
@@ -541,12 +546,23 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte, qos 
 		return fmt.Errorf("broker: publish %q: %w", topic, err)
 	}
 	b.mu.Lock()
-	srv, closed := b.srv, b.closed
+	srv, inline, closed := b.srv, b.inline, b.closed
 	b.mu.Unlock()
 	if srv == nil || closed {
 		return ErrNotRunning
 	}
-	if err := srv.Publish(topic, bytes.Clone(payload), retain, qos); err != nil {
+	// As mochi's Server.Publish, plus the chain depth: the hooks run in
+	// this goroutine and OnPublish takes the depth back off the packet.
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: retain},
+		TopicName:   topic,
+		Payload:     bytes.Clone(payload),
+		PacketID:    uint16(qos), // mochi's validity check wants one; the inline client never acks
+	}
+	if depth > 0 {
+		pk.Properties.User = []packets.UserProperty{{Key: depthProperty, Val: strconv.Itoa(depth)}}
+	}
+	if err := srv.InjectPacket(inline, pk); err != nil {
 		return fmt.Errorf("broker: publish %q: %w", topic, err)
 	}
 	return nil
@@ -599,6 +615,10 @@ func (h *eventHook) Provides(x byte) bool { return x == mqttsrv.OnPublish }
 func (h *eventHook) OnPublish(cl *mqttsrv.Client, pk packets.Packet) (packets.Packet, error) {
 	b := h.b
 	inline := cl.Net.Inline
+	depth := 0
+	if inline {
+		depth, pk.Properties.User = takeDepth(pk.Properties.User)
+	}
 	b.obs.see(Seen{Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain, Agent: inline})
 	if !b.matches(pk.TopicName) {
 		return pk, nil
@@ -617,6 +637,7 @@ func (h *eventHook) OnPublish(cl *mqttsrv.Client, pk packets.Packet) (packets.Pa
 	}
 	if inline {
 		ev.Meta[MetaOrigin] = OriginAgent
+		ev.Depth = depth
 	}
 	err := b.sink.Deliver(b.ctx, ev)
 	if err == nil {
@@ -638,4 +659,21 @@ func (h *eventHook) OnPublish(cl *mqttsrv.Client, pk packets.Packet) (packets.Pa
 		cl.Stop(fmt.Errorf("publish to %q not committed: %w", pk.TopicName, err))
 	}
 	return pk, packets.ErrRejectPacket
+}
+
+// depthProperty is the MQTT v5 user property in which the agent's own
+// publishes carry their chain depth from Publish to OnPublish. Only the
+// inline client's is read, and it is taken off before the message goes to
+// subscribers.
+const depthProperty = "edgefn-chain-depth"
+
+// takeDepth returns the chain depth in props and props without it.
+func takeDepth(props []packets.UserProperty) (int, []packets.UserProperty) {
+	for i, p := range props {
+		if p.Key == depthProperty {
+			d, _ := strconv.Atoi(p.Val)
+			return d, append(props[:i:i], props[i+1:]...)
+		}
+	}
+	return 0, props
 }

@@ -87,10 +87,10 @@ func TestBrokerACLIsolation(t *testing.T) {
 	mosqPub(t, b.Addr(), "actuators/sensor2/led", "on", 1)
 	mosqPub(t, b.Addr(), "actuators/sensor1/led", "blink", 1)
 	// Functions publish under their grants, not the users' ACLs.
-	if err := b.Publish(context.Background(), "actuators/sensor1/agent", []byte("a"), 1, false); err != nil {
+	if err := b.Publish(context.Background(), "actuators/sensor1/agent", []byte("a"), 1, false, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Publish(context.Background(), "out/x", []byte("secret"), 1, false); err != nil {
+	if err := b.Publish(context.Background(), "out/x", []byte("secret"), 1, false, 0); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]bool{"sensors/sensor2/temp 19": true, "actuators/fan/kitchen on": true, "actuators/sensor2/led on": true,

@@ -201,7 +201,7 @@ func TestBrokerRetainedBudget(t *testing.T) {
 		t.Errorf("kept %d, status %+v; want 3 kept, 3 refused, 10 bytes", kept(), st)
 	}
 	// The agent's own retained publishes count too.
-	if err := b.Publish(context.Background(), "r/7", []byte("v"), 0, true); err != nil {
+	if err := b.Publish(context.Background(), "r/7", []byte("v"), 0, true, 0); err != nil {
 		t.Fatal(err)
 	}
 	if st := b.Status(); st.RetainedRefused != 4 {
@@ -228,7 +228,7 @@ func TestBrokerQueueBounded(t *testing.T) {
 	}
 	payload := bytes.Repeat([]byte("p"), 16<<10)
 	for i := 0; i < 4000 && b.Status().Dropped == 0; i++ { // 64 MB if nothing were dropped
-		if err := b.Publish(context.Background(), "q/x", payload, 0, false); err != nil {
+		if err := b.Publish(context.Background(), "q/x", payload, 0, false, 0); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -298,12 +298,12 @@ func TestBrokerPublishChaining(t *testing.T) {
 		}
 		if ev.Subject == "in/x" {
 			// Nested: publish from inside Deliver, in this goroutine.
-			if err := b.Publish(ctx, "out/fan", []byte("on"), 1, false); err != nil {
+			if err := b.Publish(ctx, "out/fan", []byte("on"), 1, false, 0); err != nil {
 				return err
 			}
 			// Concurrent: another goroutine publishes while this Deliver waits.
 			close(inDeliver)
-			go func() { otherDone <- b.Publish(ctx, "out/light", []byte("on"), 0, false) }()
+			go func() { otherDone <- b.Publish(ctx, "out/light", []byte("on"), 0, false, 0) }()
 			select {
 			case err := <-otherDone:
 				return err
@@ -320,7 +320,7 @@ func TestBrokerPublishChaining(t *testing.T) {
 	}
 	lines := mosqSub(t, b.Addr(), nil, "out/#")
 	waitSubReady(t, lines, "out/probe", func() {
-		if err := b.Publish(context.Background(), "out/probe", []byte("p"), 0, false); err != nil {
+		if err := b.Publish(context.Background(), "out/probe", []byte("p"), 0, false, 0); err != nil {
 			t.Errorf("publish probe: %v", err)
 		}
 	})
@@ -354,22 +354,22 @@ func TestBrokerPublishErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := b.Publish(ctx, "a", nil, 0, false); !errors.Is(err, ErrNotRunning) {
+	if err := b.Publish(ctx, "a", nil, 0, false, 0); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Publish before Start = %v, want ErrNotRunning", err)
 	}
 	if err := b.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Publish(ctx, "a/+", nil, 0, false); err == nil {
+	if err := b.Publish(ctx, "a/+", nil, 0, false, 0); err == nil {
 		t.Error("Publish to a wildcard succeeded")
 	}
-	if err := b.Publish(ctx, "a", nil, 2, false); err == nil {
+	if err := b.Publish(ctx, "a", nil, 2, false, 0); err == nil {
 		t.Error("Publish with qos 2 succeeded")
 	}
 	if err := b.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Publish(ctx, "a", nil, 0, false); !errors.Is(err, ErrNotRunning) {
+	if err := b.Publish(ctx, "a", nil, 0, false, 0); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Publish after Close = %v, want ErrNotRunning", err)
 	}
 	if err := b.Close(ctx); err != nil {

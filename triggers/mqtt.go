@@ -205,6 +205,11 @@ type MQTTStatus struct {
 	// Subscribed is the number of filters subscribed on the current
 	// connection.
 	Subscribed int `json:"subscribed"`
+	// ChainMarks counts the agent's own publishes waiting to come back
+	// from the broker with their chain depth; ChainMarksEvicted those
+	// forgotten before they did (see docs/security.md).
+	ChainMarks        int    `json:"chain_marks"`
+	ChainMarksEvicted uint64 `json:"chain_marks_evicted"`
 }
 
 // MQTT is the trigger for an external broker: it subscribes with a
@@ -217,6 +222,7 @@ type MQTT struct {
 	tlsCfg *tls.Config
 	idPfx  string
 	seq    atomic.Uint64
+	marks  *chainMarks
 	// newClient builds the paho client; a field so tests could wrap it.
 	newClient func(*mqtt.ClientOptions) pahoClient
 
@@ -263,6 +269,7 @@ func NewMQTT(cfg MQTTConfig, sink Sink, log *slog.Logger) (*MQTT, error) {
 		want:  map[string]byte{},
 		have:  map[string]byte{},
 		delay: cfg.RedeliveryDelay,
+		marks: newChainMarks(),
 		newClient: func(o *mqtt.ClientOptions) pahoClient {
 			return mqtt.NewClient(o)
 		},
@@ -329,15 +336,18 @@ func (m *MQTT) Status() MQTTStatus {
 	if m.connects > 1 {
 		rc = m.connects - 1
 	}
+	marks, evicted := m.marks.stats()
 	return MQTTStatus{
-		Connected:        m.connected,
-		LastError:        m.lastErr,
-		Reconnects:       rc,
-		ForcedReconnects: m.forced.Load(),
-		Delivered:        m.delivered.Load(),
-		Failed:           m.failed.Load(),
-		Unrouted:         m.unrouted.Load(),
-		Subscribed:       len(m.have),
+		Connected:         m.connected,
+		LastError:         m.lastErr,
+		Reconnects:        rc,
+		ForcedReconnects:  m.forced.Load(),
+		Delivered:         m.delivered.Load(),
+		Failed:            m.failed.Load(),
+		Unrouted:          m.unrouted.Load(),
+		Subscribed:        len(m.have),
+		ChainMarks:        marks,
+		ChainMarksEvicted: evicted,
 	}
 }
 
@@ -634,6 +644,7 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 			"retain":    strconv.FormatBool(msg.Retained()),
 			"duplicate": strconv.FormatBool(msg.Duplicate()),
 		},
+		Depth: m.marks.take(msg.Topic(), msg.Payload()),
 	}
 	err := m.sink.Deliver(ctx, ev)
 	if err == nil {
@@ -645,6 +656,10 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 		return
 	}
 	m.failed.Add(1)
+	if ev.Depth > 0 && msg.Qos() > 0 {
+		// Not acked: the redelivered copy keeps the depth.
+		m.marks.add(msg.Topic(), msg.Payload(), ev.Depth)
+	}
 	if ctx.Err() != nil {
 		return // shutting down: the broker redelivers after the next connect
 	}
@@ -684,19 +699,31 @@ func (m *MQTT) scheduleRedelivery() {
 }
 
 // Publish sends a message to the broker and waits until it is accepted
-// (PUBACK for QoS 1, written for QoS 0), bounded by ctx. It fails with
+// (PUBACK for QoS 1, written for QoS 0), bounded by ctx. When the broker
+// sends it back to this trigger (a subscribed topic), the event has Depth
+// depth (see chainMarks). It fails with
 // ErrNotRunning outside Run, with an error naming the topic if it is not a
 // valid topic name or qos is above 1, and with ctx.Err() if ctx ends first
 // (a QoS 1 message may still be sent after that, from paho's store).
-func (m *MQTT) Publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error {
+func (m *MQTT) Publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool, depth int) error {
 	if err := checkPublish(topic, qos); err != nil {
 		return err
 	}
 	m.mu.Lock()
 	client := m.client
+	routed := false
+	for f := range m.want {
+		if routed = depth > 0 && edgefn.TopicMatch(f, topic); routed {
+			break
+		}
+	}
 	m.mu.Unlock()
 	if client == nil {
 		return ErrNotRunning
+	}
+	if routed {
+		// Before publishing: the message can be back before Publish returns.
+		m.marks.add(topic, payload, depth)
 	}
 	tok := client.Publish(topic, qos, retain, payload)
 	select {

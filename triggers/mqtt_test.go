@@ -328,7 +328,7 @@ func TestMQTTBrokerRestartNoLoss(t *testing.T) {
 func TestMQTTPublishReachesSubscriber(t *testing.T) {
 	b := mosquittotest.Start(t)
 	m := newTestMQTT(t, b.URL(), newRecSink(nil), nil)
-	if err := m.Publish(context.Background(), "x", nil, 0, false); !errors.Is(err, ErrNotRunning) {
+	if err := m.Publish(context.Background(), "x", nil, 0, false, 0); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Publish before Run = %v, want ErrNotRunning", err)
 	}
 	runMQTT(t, m)
@@ -336,11 +336,11 @@ func TestMQTTPublishReachesSubscriber(t *testing.T) {
 	ctx := context.Background()
 	lines := mosqSub(t, b.Addr(), nil, "out/#")
 	waitSubReady(t, lines, "out/probe", func() {
-		if err := m.Publish(ctx, "out/probe", []byte("p"), 0, false); err != nil {
+		if err := m.Publish(ctx, "out/probe", []byte("p"), 0, false, 0); err != nil {
 			t.Errorf("Publish probe: %v", err)
 		}
 	})
-	if err := m.Publish(ctx, "out/fan", []byte("on"), 1, false); err != nil {
+	if err := m.Publish(ctx, "out/fan", []byte("on"), 1, false, 0); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
 	for l := range lines {
@@ -348,12 +348,12 @@ func TestMQTTPublishReachesSubscriber(t *testing.T) {
 			break
 		}
 	}
-	if err := m.Publish(ctx, "out/#", nil, 1, false); err == nil {
+	if err := m.Publish(ctx, "out/#", nil, 1, false, 0); err == nil {
 		t.Error("Publish to a wildcard topic succeeded")
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := m.Publish(cctx, "out/x", nil, 1, false); err == nil {
+	if err := m.Publish(cctx, "out/x", nil, 1, false, 0); err == nil {
 		// The token may already be complete; only a hang would be a bug.
 		t.Log("Publish with a cancelled context completed before noticing")
 	}

@@ -46,14 +46,15 @@ type functionRow struct {
 	State    string    `json:"state"`
 	Versions []int     `json:"versions"`
 	Stats    struct {
-		Invocations int64            `json:"invocations"`
-		Errors      map[string]int64 `json:"errors"`
-		Cold        int64            `json:"cold"`
-		Warm        int64            `json:"warm"`
-		P50         time.Duration    `json:"p50_ns"`
-		P99         time.Duration    `json:"p99_ns"`
-		QueueDepth  int              `json:"queue_depth"`
-		Dropped     int64            `json:"dropped"`
+		Invocations  int64            `json:"invocations"`
+		Errors       map[string]int64 `json:"errors"`
+		Cold         int64            `json:"cold"`
+		Warm         int64            `json:"warm"`
+		P50          time.Duration    `json:"p50_ns"`
+		P99          time.Duration    `json:"p99_ns"`
+		QueueDepth   int              `json:"queue_depth"`
+		Dropped      int64            `json:"dropped"`
+		ChainDropped int64            `json:"chain_dropped"`
 	} `json:"stats"`
 }
 
@@ -148,11 +149,11 @@ func statusCommand() *cli.Command {
 			}
 			fmt.Fprintln(w)
 			tw = newTable(w)
-			fmt.Fprintln(tw, "FUNCTION\tVERSION\tSTATE\tINVOCATIONS\tERRORS\tP50\tP99\tCOLD\tWARM\tQUEUE\tDROPPED")
+			fmt.Fprintln(tw, "FUNCTION\tVERSION\tSTATE\tINVOCATIONS\tERRORS\tP50\tP99\tCOLD\tWARM\tQUEUE\tDROPPED\tCHAIN DROPS")
 			for _, f := range st.Functions {
 				s := f.Stats
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", f.Name, f.Version, f.State, s.Invocations,
-					errorsByReason(sum(s.Errors), s.Errors), roundDur(s.P50), roundDur(s.P99), s.Cold, s.Warm, s.QueueDepth, s.Dropped)
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", f.Name, f.Version, f.State, s.Invocations,
+					errorsByReason(sum(s.Errors), s.Errors), roundDur(s.P50), roundDur(s.P99), s.Cold, s.Warm, s.QueueDepth, s.Dropped, s.ChainDropped)
 			}
 			return tw.Flush()
 		},
