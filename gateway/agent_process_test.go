@@ -21,6 +21,7 @@ import (
 
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/internal/mosquittotest"
+	"github.com/edgefn/edgefn/internal/procstat"
 	"github.com/edgefn/edgefn/sync/outbox"
 	"github.com/edgefn/edgefn/triggers"
 )
@@ -57,6 +58,7 @@ func agentBinary(t testing.TB) string {
 type agentProc struct {
 	cmd      *exec.Cmd
 	adminURL string
+	broker   chan string // the embedded broker's address, printed after the admin URL
 	done     chan struct{}
 	mu       sync.Mutex
 	output   strings.Builder
@@ -64,7 +66,7 @@ type agentProc struct {
 
 func startAgentProc(t testing.TB, configPath string) *agentProc {
 	t.Helper()
-	p := &agentProc{cmd: exec.Command(agentBinary(t), "agent", "--config", configPath), done: make(chan struct{})}
+	p := &agentProc{cmd: exec.Command(agentBinary(t), "agent", "--config", configPath), done: make(chan struct{}), broker: make(chan string, 1)}
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -77,8 +79,11 @@ func startAgentProc(t testing.TB, configPath string) *agentProc {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			line := sc.Text()
-			if u, ok := strings.CutPrefix(strings.TrimSpace(line), "admin API:"); ok {
+			line := strings.TrimSpace(sc.Text())
+			if b, ok := strings.CutPrefix(line, "MQTT broker:"); ok {
+				p.broker <- strings.TrimSuffix(strings.TrimSpace(b), " (embedded)")
+			}
+			if u, ok := strings.CutPrefix(line, "admin API:"); ok {
 				ready <- strings.TrimSpace(u)
 			}
 		}
@@ -157,6 +162,29 @@ func (p *agentProc) get(t testing.TB, dataDir, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// brokerAddr waits for the embedded broker's address in the agent's
+// output; call it once.
+func (p *agentProc) brokerAddr(t testing.TB) string {
+	t.Helper()
+	select {
+	case a := <-p.broker:
+		return a
+	case <-time.After(30 * time.Second):
+		t.Fatalf("agent printed no embedded broker address:\n%s", p.out())
+		return ""
+	}
+}
+
+// cpu is the CPU time (user + system) the agent process has used so far.
+func (p *agentProc) cpu(t testing.TB) time.Duration {
+	t.Helper()
+	d, err := procstat.CPU(p.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 // subscribed reports whether the agent's external MQTT link is up with
