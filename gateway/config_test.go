@@ -149,3 +149,37 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// Fields added by other parts (broker users with ACLs, a *bool, sizes and
+// durations deep in a list) need nothing but their struct tags.
+func TestLoadConfigNestedFields(t *testing.T) {
+	c, err := LoadConfig(writeConfig(t, `broker:
+  embedded:
+    listen: "127.0.0.1:0"
+    local_full_access: false
+    max_packet_size: 64KiB
+    users:
+      - username: sensor1
+        password: change-me
+        publish: ["sensors/%u/#"]
+        subscribe: "actuators/%u/#"
+uplinks:
+  - http:
+      url: https://ingest.example.com/v1
+      headers: {X-Tenant: t1}
+      batch: {max_bytes: 512KiB, linger: 50ms}
+shutdown_grace: 2s
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.Broker.Embedded
+	if e.LocalFullAccess == nil || *e.LocalFullAccess || e.MaxPacketSize != 64*edgefn.KiB || len(e.Users) != 1 ||
+		e.Users[0].Publish[0] != "sensors/%u/#" || len(e.Users[0].Subscribe) != 1 {
+		t.Errorf("broker: %+v", e)
+	}
+	h := c.Uplinks[0].HTTP
+	if h.Headers["X-Tenant"] != "t1" || h.Batch.MaxBytes != 512*edgefn.KiB || h.Batch.Linger != 50*time.Millisecond || c.ShutdownGrace != 2*time.Second {
+		t.Errorf("uplink: %+v, shutdown_grace %v", h, c.ShutdownGrace)
+	}
+}
