@@ -210,8 +210,20 @@ const maxMsg = 400
 // Failed reports whether a problem was already recorded for field.
 func (d *Doc) Failed(field string) bool { return d.bad[field] }
 
-// Err returns every problem recorded, joined, or nil.
-func (d *Doc) Err() error { return errors.Join(d.errs...) }
+// Err returns every problem recorded, joined in the order of their lines,
+// or nil.
+func (d *Doc) Err() error {
+	errs := slices.Clone(d.errs)
+	slices.SortStableFunc(errs, func(a, b error) int { return line(a) - line(b) })
+	return errors.Join(errs...)
+}
+
+func line(err error) int {
+	if e, ok := err.(*Error); ok {
+		return e.Line
+	}
+	return 0
+}
 
 // File is the name given to Decode.
 func (d *Doc) File() string { return d.file }
