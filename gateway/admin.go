@@ -1,8 +1,8 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -23,15 +23,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/activation"
 )
 
 // The admin API, under /v1, authenticated with the bearer token:
 //
-//	POST   /v1/functions                 deploy (multipart: manifest, wasm, [key, signature])
+//	POST   /v1/functions                 deploy (multipart: manifest, wasm, [activation])
 //	GET    /v1/functions                 list
 //	GET    /v1/functions/{name}          one function, with its versions
 //	DELETE /v1/functions/{name}          drain, then remove
-//	POST   /v1/functions/{name}/rollback [?to=N]
+//	POST   /v1/functions/{name}/rollback [?to=N] (body: [signed statement])
 //	POST   /v1/functions/{name}/invoke   run synchronously (body = payload)
 //	GET    /v1/status
 //	GET    /metrics                      Prometheus
@@ -133,6 +134,8 @@ func statusOf(err error) int {
 	switch {
 	case errors.As(err, &ne):
 		return http.StatusBadRequest
+	case errors.As(err, new(*ActivationError)):
+		return http.StatusForbidden
 	case errors.As(err, &nf):
 		return http.StatusNotFound
 	case errors.As(err, &de):
@@ -145,36 +148,23 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
-// DeployMessage is what a deploy signature signs: the SHA-256 of the
-// manifest and of the module, so neither can be swapped.
-func DeployMessage(manifest, wasm []byte) []byte {
-	mh, wh := sha256.Sum256(manifest), sha256.Sum256(wasm)
-	return []byte("edgefn-deploy-v1\n" + hex.EncodeToString(mh[:]) + "\n" + hex.EncodeToString(wh[:]) + "\n")
-}
-
-// checkSignature enforces signed deploys when trusted keys are configured.
-func (g *Host) checkSignature(manifest, wasm []byte, keyB64, sigB64 string) (string, error) {
-	if len(g.cfg.Admin.TrustedKeys) == 0 {
-		return keyB64, nil
+// decodeSigned reads a signed activation statement (JSON); an empty input
+// is no statement.
+func decodeSigned(rd io.Reader) (*activation.Signed, error) {
+	b, err := io.ReadAll(rd)
+	if err != nil {
+		return nil, fmt.Errorf("activation statement: %w", err)
 	}
-	if keyB64 == "" || sigB64 == "" {
-		return "", errors.New("unsigned deploy refused: this agent only accepts deploys signed by a trusted key (edgefn deploy --key)")
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, nil
 	}
-	trusted := false
-	for _, k := range g.cfg.Admin.TrustedKeys {
-		if strings.TrimSpace(k) == keyB64 {
-			trusted = true
-		}
+	var sg activation.Signed
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sg); err != nil {
+		return nil, fmt.Errorf("activation statement: not the JSON of a signed statement: %w", err)
 	}
-	if !trusted {
-		return "", errors.New("deploy signed by a key this agent does not trust (add it to admin.trusted_keys)")
-	}
-	pub, err1 := base64.StdEncoding.DecodeString(keyB64)
-	sig, err2 := base64.StdEncoding.DecodeString(sigB64)
-	if err1 != nil || err2 != nil || len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, DeployMessage(manifest, wasm), sig) {
-		return "", errors.New("deploy signature does not verify: manifest or module changed after signing, or wrong key")
-	}
-	return keyB64, nil
+	return &sg, nil
 }
 
 func readPart(form *multipart.Form, name string) ([]byte, error) {
@@ -225,24 +215,18 @@ func (g *Host) handleDeploy(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	key, sig := "", ""
-	if v := r.MultipartForm.Value["key"]; len(v) > 0 {
-		key = v[0]
-	}
-	if v := r.MultipartForm.Value["signature"]; len(v) > 0 {
-		sig = v[0]
-	}
-	signer, err := g.checkSignature(manifest, wasm, key, sig)
-	if err != nil {
-		g.log.Warn("deploy refused", "reason", err)
-		writeError(w, http.StatusForbidden, err)
-		return
+	var sg *activation.Signed
+	if v := r.MultipartForm.Value["activation"]; len(v) > 0 {
+		if sg, err = decodeSigned(strings.NewReader(v[0])); err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
 	}
 	file := "function.yaml"
 	if v := r.MultipartForm.Value["file"]; len(v) > 0 && v[0] != "" {
 		file = v[0]
 	}
-	meta, err := g.Deploy(r.Context(), file, manifest, wasm, "api", signer)
+	meta, err := g.Deploy(r.Context(), file, manifest, wasm, "api", sg)
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
@@ -261,6 +245,21 @@ type FunctionInfo struct {
 	State    string        `json:"state"`
 	Versions []int         `json:"versions,omitempty"`
 	Stats    FunctionStats `json:"stats"`
+	// VersionInfo details the stored versions, and Sequence is the
+	// sequence of the last signed statement accepted for the function:
+	// what edgefn deploy/rollback --key sign against (GET
+	// /v1/functions/{name} only).
+	VersionInfo []VersionInfo `json:"version_info,omitempty"`
+	Sequence    uint64        `json:"sequence,omitempty"`
+}
+
+// VersionInfo describes one stored version of a function.
+type VersionInfo struct {
+	Version        int       `json:"version"`
+	ManifestSHA256 string    `json:"manifest_sha256"`
+	ModuleSHA256   string    `json:"module_sha256"`
+	Deployed       time.Time `json:"deployed"`
+	Signer         string    `json:"signer,omitempty"`
 }
 
 func triggerStrings(m *edgefn.Manifest) []string {
@@ -319,12 +318,26 @@ func (g *Host) handleGet(w http.ResponseWriter, r *http.Request) {
 	g.mu.RLock()
 	d := g.fns[name]
 	g.mu.RUnlock()
-	if d == nil {
+	var fi FunctionInfo
+	if d != nil {
+		fi = g.functionInfo(d)
+	} else if act, _ := g.reg.active(name); act > 0 {
+		// Stored but not loaded (at start, without a valid signed
+		// statement): shown so that it can be rolled back or removed.
+		fi = FunctionInfo{Name: name, Version: act, State: "not loaded"}
+	} else {
 		writeError(w, http.StatusNotFound, &NotFoundError{What: fmt.Sprintf("function %q", name)})
 		return
 	}
-	fi := g.functionInfo(d)
 	fi.Versions, _ = g.reg.versions(name)
+	for _, v := range fi.Versions {
+		if sv, err := g.reg.load(name, v); err == nil {
+			mh, wh := sha256.Sum256(sv.Manifest), sha256.Sum256(sv.Wasm)
+			fi.VersionInfo = append(fi.VersionInfo, VersionInfo{Version: v, ManifestSHA256: hex.EncodeToString(mh[:]),
+				ModuleSHA256: hex.EncodeToString(wh[:]), Deployed: sv.Meta.Deployed, Signer: sv.Meta.Signer})
+		}
+	}
+	fi.Sequence, _ = g.lastSequence(name)
 	writeJSON(w, http.StatusOK, fi)
 }
 
@@ -348,7 +361,13 @@ func (g *Host) handleRollback(w http.ResponseWriter, r *http.Request) {
 		}
 		to = n
 	}
-	meta, err := g.Rollback(r.Context(), r.PathValue("name"), to)
+	// The body, if any, is the signed rollback statement (JSON).
+	sg, err := decodeSigned(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	meta, err := g.Rollback(r.Context(), r.PathValue("name"), to, sg)
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return

@@ -335,7 +335,7 @@ func TestAgentGPIOWrite(t *testing.T) {
 		_, body := ta.api(t, "GET", "/v1/gpio", nil)
 		return strings.Contains(string(body), `"name": "GPIO18"`) && strings.Contains(strings.SplitAfter(string(body), `"name": "GPIO18"`)[1][:80], `"high": true`)
 	})
-	_, err := ta.Deploy(context.Background(), "function.yaml", []byte("name: fan2\nwasm: x.wasm\nallow: {gpio_write: [GPIO18]}\n"), fixture(t, "gpiowrite.wasm"), "test", "")
+	_, err := ta.Deploy(context.Background(), "function.yaml", []byte("name: fan2\nwasm: x.wasm\nallow: {gpio_write: [GPIO18]}\n"), fixture(t, "gpiowrite.wasm"), "test", nil)
 	if err == nil || !strings.Contains(err.Error(), "claimed for output by more than one function") {
 		t.Errorf("second writer of GPIO18: %v", err)
 	}

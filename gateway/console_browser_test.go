@@ -286,7 +286,7 @@ func TestConsoleBrowser(t *testing.T) {
 		}
 	}
 	if _, err := ta.Host.Deploy(context.Background(), "beta.yaml",
-		[]byte("name: beta\nwasm: beta.wasm\ntriggers:\n  - every: 1h\n"), fixture(t, "echo.wasm"), "api", ""); err != nil {
+		[]byte("name: beta\nwasm: beta.wasm\ntriggers:\n  - every: 1h\n"), fixture(t, "echo.wasm"), "api", nil); err != nil {
 		t.Fatal(err)
 	}
 	run(t, ctx, "deployed function appears without a reload",

@@ -8,6 +8,7 @@ import (
 
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/devices"
+	"github.com/edgefn/edgefn/internal/activation"
 	"github.com/edgefn/edgefn/sandbox"
 )
 
@@ -87,7 +88,13 @@ func (g *Host) validate(m *edgefn.Manifest) (edgefn.Limits, []string) {
 // and activates it: new events go to the new version, in-flight ones finish
 // on the old. Redeploying the active content is a no-op that returns the
 // active version. Errors are a *DeployError listing every problem.
-func (g *Host) Deploy(ctx context.Context, file string, manifest, wasm []byte, origin, signer string) (versionMeta, error) {
+//
+// When signing is on (admin.trusted_keys), sg must be a deploy statement
+// signed by a trusted key for this content, newer than the last one
+// accepted for the function, or the deploy is refused with an
+// *ActivationError before anything is compiled. Without signing, sg only
+// names the key it claims to be signed with.
+func (g *Host) Deploy(ctx context.Context, file string, manifest, wasm []byte, origin string, sg *activation.Signed) (versionMeta, error) {
 	m, beyond, err := g.parseManifest(file, manifest)
 	if err != nil {
 		// The manifest did not parse, so the function has no name yet:
@@ -97,9 +104,16 @@ func (g *Host) Deploy(ctx context.Context, file string, manifest, wasm []byte, o
 	g.deployMu.Lock()
 	defer g.deployMu.Unlock()
 
+	if err := g.authorize(sg, activation.Deploy, m.Name, manifest, wasm); err != nil {
+		return versionMeta{}, err
+	}
+	signer := ""
+	if sg != nil {
+		signer = sg.Key
+	}
 	if act, _ := g.reg.active(m.Name); act > 0 {
 		if sv, err := g.reg.load(m.Name, act); err == nil && sv.Meta.Hash == contentHash(manifest, wasm) {
-			return sv.Meta, nil
+			return sv.Meta, g.record(m.Name, sg)
 		}
 	}
 	lim, probs := g.validate(m)
@@ -125,6 +139,9 @@ func (g *Host) Deploy(ctx context.Context, file string, manifest, wasm []byte, o
 	meta, err := g.reg.store(m.Name, manifest, wasm, versionMeta{Origin: origin, Signer: signer})
 	if err == nil && meta.Version != next {
 		err = fmt.Errorf("version %d stored as %d", next, meta.Version)
+	}
+	if err == nil {
+		err = g.record(m.Name, sg)
 	}
 	if err == nil {
 		err = g.reg.activate(m.Name, meta.Version)
@@ -182,8 +199,10 @@ func (g *Host) retire(v *version) {
 }
 
 // Rollback activates an earlier stored version: to, or the one before the
-// active one when to is 0.
-func (g *Host) Rollback(ctx context.Context, name string, to int) (versionMeta, error) {
+// active one when to is 0. When signing is on, sg must be a rollback
+// statement signed by a trusted key for that version's content, newer than
+// the last one accepted for the function (an *ActivationError otherwise).
+func (g *Host) Rollback(ctx context.Context, name string, to int, sg *activation.Signed) (versionMeta, error) {
 	if err := checkName(name); err != nil {
 		return versionMeta{}, err
 	}
@@ -207,22 +226,28 @@ func (g *Host) Rollback(ctx context.Context, name string, to int) (versionMeta, 
 			return versionMeta{}, fmt.Errorf("rollback %q: no version before %d", name, act)
 		}
 	}
-	if to == act {
-		sv, err := g.reg.load(name, act)
-		if err != nil {
-			return versionMeta{}, err
-		}
-		return sv.Meta, nil
-	}
 	sv, err := g.reg.load(name, to)
 	if err != nil {
+		if to == act {
+			return versionMeta{}, err
+		}
 		return versionMeta{}, &NotFoundError{What: fmt.Sprintf("function %q version %d", name, to)}
+	}
+	if err := g.authorize(sg, activation.Rollback, name, sv.Manifest, sv.Wasm); err != nil {
+		return versionMeta{}, err
+	}
+	if to == act {
+		return sv.Meta, g.record(name, sg)
 	}
 	v, err := g.loadVersion(ctx, sv)
 	if err != nil {
 		return versionMeta{}, err
 	}
-	if err := g.reg.activate(name, to); err != nil {
+	err = g.record(name, sg)
+	if err == nil {
+		err = g.reg.activate(name, to)
+	}
+	if err != nil {
 		_ = v.fn.Close(ctx)
 		return versionMeta{}, err
 	}
@@ -264,6 +289,12 @@ func (g *Host) Remove(ctx context.Context, name string) error {
 	}
 	g.mu.Unlock()
 	if !ok {
+		// A function stored but not loaded (refused at start) is only
+		// on disk.
+		if act, _ := g.reg.active(name); act > 0 {
+			g.log.Info("removed", "function", name, "loaded", false)
+			return g.reg.remove(name)
+		}
 		return &NotFoundError{What: fmt.Sprintf("function %q", name)}
 	}
 	g.refreshRoutes()

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,6 +51,7 @@ type Host struct {
 	store   *outbox.Store
 	rt      *sandbox.Runtime
 	reg     *registry
+	trusted []ed25519.PublicKey // admin.trusted_keys: activations need signed statements
 	metrics *metrics
 	pub     publisher
 	gpio    gpioDevice
@@ -91,8 +93,12 @@ func newHost(cfg *Config, log *slog.Logger, store *outbox.Store, rt *sandbox.Run
 	if err != nil {
 		return nil, err
 	}
+	trusted, err := trustedKeys(cfg.Admin.TrustedKeys)
+	if err != nil {
+		return nil, err
+	}
 	g := &Host{
-		cfg: cfg, log: log, store: store, rt: rt, reg: reg, metrics: newMetrics(),
+		cfg: cfg, log: log, store: store, rt: rt, reg: reg, trusted: trusted, metrics: newMetrics(),
 		commitTimeout: 30 * time.Second, publishTimeout: 10 * time.Second,
 		fns: map[string]*deployed{}, statusParts: map[string]func() any{}, extraRoutes: map[string]http.HandlerFunc{},
 		started: time.Now(),
@@ -246,7 +252,7 @@ func (g *Host) loadStored(ctx context.Context) {
 			g.log.Error("function skipped", "function", name, "err", err)
 			continue
 		}
-		sv, err := g.reg.load(name, act)
+		sv, err := g.startVersion(name, act)
 		if err != nil {
 			g.log.Error("function skipped", "function", name, "version", act, "err", err)
 			continue
@@ -257,7 +263,7 @@ func (g *Host) loadStored(ctx context.Context) {
 			continue
 		}
 		g.activate(v)
-		g.log.Info("loaded", "function", name, "version", act)
+		g.log.Info("loaded", "function", name, "version", sv.Meta.Version)
 	}
 	g.loadFunctionsDir(ctx)
 }
@@ -280,7 +286,7 @@ func (g *Host) loadFunctionsDir(ctx context.Context) {
 			g.log.Error("manifest skipped", "file", f, "err", err)
 			continue
 		}
-		if _, err := g.Deploy(ctx, filepath.Base(f), raw, wasm, f, ""); err != nil {
+		if _, err := g.Deploy(ctx, filepath.Base(f), raw, wasm, f, nil); err != nil {
 			g.log.Error("manifest skipped", "file", f, "err", err)
 		}
 	}

@@ -64,7 +64,7 @@ func newTestGateway(t testing.TB, mutate ...func(*Config)) *Host {
 
 func deploy(t testing.TB, g *Host, manifest, wasmFixture string) versionMeta {
 	t.Helper()
-	meta, err := g.Deploy(context.Background(), "function.yaml", []byte(manifest), fixture(t, wasmFixture), "test", "")
+	meta, err := g.Deploy(context.Background(), "function.yaml", []byte(manifest), fixture(t, wasmFixture), "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestRedeployRollbackRemove(t *testing.T) {
 	if fi := g.functions(); fi[0].Version != 2 || fi[0].Limits.Memory != edgefn.MiB {
 		t.Errorf("after redeploy %+v", fi[0])
 	}
-	back, err := g.Rollback(context.Background(), "f", 0)
+	back, err := g.Rollback(context.Background(), "f", 0, nil)
 	if err != nil || back.Version != 1 {
 		t.Fatalf("rollback = %+v, %v", back, err)
 	}
@@ -208,7 +208,7 @@ func TestRedeployRollbackRemove(t *testing.T) {
 // Every problem of a bad deploy is reported at once, and nothing changes.
 func TestDeployRefusesWithEveryProblem(t *testing.T) {
 	g := newTestGateway(t, func(c *Config) { c.Limits.Max.Memory = 32 * edgefn.MiB })
-	_, err := g.Deploy(context.Background(), "function.yaml", []byte("name: f\nwasm: x.wasm\nlimits: {memory: 64MiB}\ntriggers:\n  - gpio: GPIO17\n"), fixture(t, "echo.wasm"), "test", "")
+	_, err := g.Deploy(context.Background(), "function.yaml", []byte("name: f\nwasm: x.wasm\nlimits: {memory: 64MiB}\ntriggers:\n  - gpio: GPIO17\n"), fixture(t, "echo.wasm"), "test", nil)
 	var de *DeployError
 	if !errors.As(err, &de) || len(de.Problems) != 2 {
 		t.Fatalf("err = %v", err)
@@ -216,7 +216,7 @@ func TestDeployRefusesWithEveryProblem(t *testing.T) {
 	if !strings.Contains(de.Problems[0], "function.yaml:3: limits.memory: 64MiB: over the agent's maximum 32MiB") || !strings.Contains(de.Problems[1], `gpio pin "GPIO17": no GPIO backend`) {
 		t.Errorf("problems %q", de.Problems)
 	}
-	_, err = g.Deploy(context.Background(), "function.yaml", []byte("name: f\nwasm: x.wasm\n"), []byte("\x00asm\x01\x00\x00\x00garbage"), "test", "")
+	_, err = g.Deploy(context.Background(), "function.yaml", []byte("name: f\nwasm: x.wasm\n"), []byte("\x00asm\x01\x00\x00\x00garbage"), "test", nil)
 	if !errors.As(err, &de) {
 		t.Fatalf("bad module err = %v", err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/internal/manifest"
+	"github.com/edgefn/edgefn/internal/activation"
 )
 
 // registry keeps deployed function versions on disk so they survive a
@@ -29,8 +30,15 @@ import (
 // A version directory is written under a temporary name and renamed into
 // place, and the active pointer is replaced with a rename, so a crash never
 // leaves a half-written version active.
+//
+// With admin.trusted_keys set, the last signed statement accepted for each
+// function is kept apart, so that removing a function does not forget how
+// far its sequence went:
+//
+//	<data>/activations/<name>.json
 type registry struct {
-	dir string
+	dir    string
+	actDir string
 }
 
 // versionMeta describes one stored version.
@@ -57,10 +65,13 @@ func newRegistry(dataDir string) (*registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("function registry: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("function registry: %w", err)
+	actDir := filepath.Join(filepath.Dir(dir), "activations")
+	for _, d := range []string{dir, actDir} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return nil, fmt.Errorf("function registry: %w", err)
+		}
 	}
-	return &registry{dir: dir}, nil
+	return &registry{dir: dir, actDir: actDir}, nil
 }
 
 // NameError says a function name is not one edgefn.ValidName accepts; the
@@ -295,6 +306,47 @@ func (r *registry) names() ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// lastActivation returns the last signed statement accepted for a
+// function, nil if there is none.
+func (r *registry) lastActivation(name string) (*activation.Signed, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(r.actDir, name+".json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var sg activation.Signed
+	if err := json.Unmarshal(b, &sg); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(r.actDir, name+".json"), err)
+	}
+	return &sg, nil
+}
+
+// recordActivation durably replaces a function's last accepted statement
+// (write, fsync, rename, fsync the directory): once it returns, a restart
+// refuses every statement that is not newer.
+func (r *registry) recordActivation(name string, sg activation.Signed) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(sg, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(r.actDir, "."+name+".tmp")
+	if err := writeFileSync(tmp, b); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(r.actDir, name+".json")); err != nil {
+		return err
+	}
+	return syncDir(r.actDir)
 }
 
 func writeFileSync(path string, b []byte) error {

@@ -5,6 +5,7 @@ package main
 // the real agent process and CLI binary.
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -12,12 +13,15 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgefn/edgefn/internal/activation"
 )
 
 // apiDo calls the agent's admin API without the CLI and returns the status
@@ -154,4 +158,170 @@ func TestE2ENamesStayInFunctionsDir(t *testing.T) {
 			t.Errorf("edgefn %v: exit %d: %s", args, code, errOut)
 		}
 	}
+}
+
+// agentEnv points the CLI at a (restarted) agent without a new login.
+func agentEnv(a *agentProc) []string {
+	return []string{"EDGEFN_GATEWAY=" + a.url, "EDGEFN_TOKEN=" + a.token, "EDGEFN_FINGERPRINT=" + a.pin}
+}
+
+// postDeploy sends a deploy as the CLI does, with a given signed statement
+// (JSON; empty for none), and returns the status and body.
+func postDeploy(t *testing.T, a *agentProc, manifest, wasm []byte, statement string) (int, string) {
+	t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	if statement != "" {
+		if err := mw.WriteField("activation", statement); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, b := range map[string][]byte{"manifest": manifest, "wasm": wasm} {
+		fw, err := mw.CreateFormFile(name, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fw.Write(b)
+	}
+	mw.Close()
+	return apiDo(t, a, "POST", "/v1/functions", &body, mw.FormDataContentType())
+}
+
+// With admin.trusted_keys, every activation needs a statement signed by a
+// trusted key with a sequence higher than the last accepted one: versions
+// deployed before the keys were set are not loaded at start, rollback
+// needs --key, an older signed deploy replayed is refused (also after a
+// restart and after rm: the high-water mark is on disk).
+func TestE2ESignedActivations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts the agent: skipped with -short")
+	}
+	c := newCLI(t)
+	kdir := t.TempDir()
+	c.runIn(kdir, nil, "keygen")
+	c.runIn(kdir, nil, "keygen", "other.key")
+	key, other := filepath.Join(kdir, "edgefn-deploy.key"), filepath.Join(kdir, "other.key")
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := readPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cloud := newReceiver(t)
+	dir := t.TempDir()
+	fdir := filepath.Join(dir, "fn")
+	mem := func(m string) string {
+		return writeFunction(t, fdir, fmt.Sprintf(echoManifest, m), example(t, "wat-minimal"), "echo.wasm")
+	}
+
+	// Two versions deployed before the keys are set.
+	a := startAgent(t, dir, cloud.srv.URL, agentOpts{})
+	c.login(a)
+	c.ok("deploy", mem("1MiB"))
+	c.ok("deploy", mem("2MiB"))
+	a.stop(t)
+
+	keyed := agentOpts{trustedKeys: []string{fmt.Sprintf("%q", strings.TrimSpace(string(pub)))}}
+	a = startAgent(t, dir, cloud.srv.URL, keyed)
+	env := agentEnv(a)
+	waitFor(t, 10*time.Second, "the start log", func() bool { return strings.Contains(a.stderr.String(), "function skipped") })
+	if log := a.stderr.String(); !strings.Contains(log, "function=echo") || !strings.Contains(log, "no signed activation statement") {
+		t.Errorf("start log does not name the unsigned function:\n%s", log)
+	}
+	if out, _, _ := c.runIn("", env, "ls", "--json"); strings.Contains(out, `"echo"`) {
+		t.Errorf("unsigned version loaded at start: %s", out)
+	}
+	if _, errOut, code := c.runIn("", env, "invoke", "echo"); code != 1 || !strings.Contains(errOut, "not found") {
+		t.Errorf("invoke of the unloaded function: exit %d: %s", code, errOut)
+	}
+
+	// Rollback: unsigned, untrusted key, forged signature refused.
+	if _, errOut, code := c.runIn("", env, "rollback", "echo", "--to", "1"); code != 1 || !strings.Contains(errOut, "unsigned rollback refused") {
+		t.Errorf("unsigned rollback: exit %d: %s", code, errOut)
+	}
+	if _, errOut, code := c.runIn("", env, "rollback", "echo", "--to", "1", "--key", other); code != 1 || !strings.Contains(errOut, "does not trust") {
+		t.Errorf("rollback signed by an untrusted key: exit %d: %s", code, errOut)
+	}
+	manifest1, _ := os.ReadFile(mem("1MiB"))
+	wasm, _ := os.ReadFile(example(t, "wat-minimal"))
+	forged := activation.Sign(activation.New(activation.Rollback, "echo", manifest1, wasm, uint64(time.Now().UnixMilli())), priv)
+	forged.Statement = strings.Replace(forged.Statement, "sequence: ", "sequence: 1", 1)
+	fb, _ := json.Marshal(forged)
+	if code, body := apiDo(t, a, "POST", "/v1/functions/echo/rollback?to=1", bytes.NewReader(fb), "application/json"); code != 403 || !strings.Contains(body, "does not verify") {
+		t.Errorf("rollback with a forged signature: %d %s", code, body)
+	}
+	wrong := activation.Sign(activation.New(activation.Rollback, "echo", []byte("other"), wasm, uint64(time.Now().UnixMilli())), priv)
+	wb, _ := json.Marshal(wrong)
+	if code, body := apiDo(t, a, "POST", "/v1/functions/echo/rollback?to=1", bytes.NewReader(wb), "application/json"); code != 403 || !strings.Contains(body, "other content") {
+		t.Errorf("rollback statement for other content: %d %s", code, body)
+	}
+	if out, errOut, code := c.runIn("", env, "rollback", "echo", "--to", "1", "--key", key); code != 0 || !strings.Contains(out, "version 1 active") || !strings.Contains(out, "signed") {
+		t.Fatalf("signed rollback: exit %d: %s %s", code, out, errOut)
+	}
+	if out, _, code := c.runIn("", env, "invoke", "echo", "--data", "v1"); code != 0 || !strings.Contains(out, "version 1") {
+		t.Errorf("invoke after the signed rollback: exit %d: %s", code, out)
+	}
+
+	// A signed deploy captured on the wire, then a newer one: replaying
+	// the first is refused and changes nothing.
+	manifest3, _ := os.ReadFile(mem("3MiB"))
+	captured, _ := json.Marshal(activation.Sign(activation.New(activation.Deploy, "echo", manifest3, wasm, uint64(time.Now().UnixMilli())), priv))
+	if code, body := postDeploy(t, a, manifest3, wasm, string(captured)); code != 200 || !strings.Contains(body, `"version": 3`) {
+		t.Fatalf("signed deploy: %d %s", code, body)
+	}
+	if out := c.runOK(env, "deploy", "--key", key, mem("4MiB")); !strings.Contains(out, "version 4") || !strings.Contains(out, "signed") {
+		t.Fatalf("signed deploy from the CLI: %s", out)
+	}
+	replay := func(when string) {
+		t.Helper()
+		if code, body := postDeploy(t, a, manifest3, wasm, string(captured)); code != 403 || !strings.Contains(body, "not newer") {
+			t.Errorf("replayed deploy %s: %d %s", when, code, body)
+		}
+	}
+	replay("")
+	if code, body := postDeploy(t, a, manifest3, wasm, ""); code != 403 || !strings.Contains(body, "unsigned deploy refused") {
+		t.Errorf("unsigned deploy: %d %s", code, body)
+	}
+	var fi struct {
+		Version  int
+		Sequence uint64
+	}
+	_, body := apiDo(t, a, "GET", "/v1/functions/echo", nil, "")
+	if json.Unmarshal([]byte(body), &fi); fi.Version != 4 || fi.Sequence == 0 {
+		t.Fatalf("after the replay: %s", body)
+	}
+
+	// A restart loads the signed version and keeps the high-water mark.
+	a.stop(t)
+	a = startAgent(t, dir, cloud.srv.URL, keyed)
+	env = agentEnv(a)
+	var after struct {
+		Version  int
+		Sequence uint64
+		State    string
+	}
+	_, body = apiDo(t, a, "GET", "/v1/functions/echo", nil, "")
+	if json.Unmarshal([]byte(body), &after); after.Version != 4 || after.Sequence != fi.Sequence || after.State == "not loaded" {
+		t.Errorf("after a restart: %s, want version 4 loaded with sequence %d", body, fi.Sequence)
+	}
+	replay("after a restart")
+	// Removing the function does not forget its mark.
+	c.runOK(env, "rm", "echo")
+	replay("after rm")
+	if out := c.runOK(env, "deploy", "--key", key, mem("5MiB")); !strings.Contains(out, "deployed echo version 1") {
+		t.Errorf("signed deploy after rm: %s", out)
+	}
+}
+
+// runOK runs the CLI with extra environment and fails the test unless it
+// exits 0.
+func (c *cliEnv) runOK(env []string, args ...string) string {
+	c.t.Helper()
+	out, errOut, code := c.runIn("", env, args...)
+	if code != 0 {
+		c.t.Fatalf("edgefn %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
 }

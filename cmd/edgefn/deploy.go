@@ -1,18 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"mime/multipart"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -22,9 +25,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/gateway"
 	"github.com/edgefn/edgefn/internal/manifest"
 	"github.com/edgefn/edgefn/internal/strictyaml"
+	"github.com/edgefn/edgefn/internal/activation"
 )
 
 func deployCommand() *cli.Command {
@@ -87,10 +92,19 @@ func deployAction(c *cli.Context) error {
 
 	sum := sha256.Sum256(wasm)
 	fields := [][2]string{{"file", filepath.Base(path)}, {"wasm_sha256", hex.EncodeToString(sum[:])}}
-	if priv != nil {
-		fields = append(fields,
-			[2]string{"key", base64.StdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey))},
-			[2]string{"signature", base64.StdEncoding.EncodeToString(ed25519.Sign(priv, gateway.DeployMessage(manifest, wasm)))})
+	// A manifest that does not parse has no name to sign for: it goes
+	// unsigned, and the agent lists its problems.
+	if name := manifestName(path, manifest); priv != nil && name != "" {
+		fs, err := fetchFunction(c, r, name)
+		if err != nil {
+			return fmt.Errorf("deploy %s: %w", path, err)
+		}
+		sg := activation.Sign(activation.New(activation.Deploy, name, manifest, wasm, nextSequence(fs.Sequence)), priv)
+		b, err := json.Marshal(sg)
+		if err != nil {
+			return err
+		}
+		fields = append(fields, [2]string{"activation", string(b)})
 	}
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
@@ -118,6 +132,86 @@ func deployAction(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.Writer, "deployed %s version %d (sha256 %s%s)\n", meta.Name, meta.Version, meta.Hash, signed)
 	return nil
+}
+
+// functionState is what a signer needs to know of a function on the
+// agent: the active version, the hashes of every stored version and the
+// sequence of the last signed statement the agent accepted for it.
+type functionState struct {
+	Version     int                   `json:"version"`
+	Sequence    uint64                `json:"sequence"`
+	VersionInfo []gateway.VersionInfo `json:"version_info"`
+}
+
+// fetchFunction asks the agent about a function; one it does not have is
+// the zero state.
+func fetchFunction(c *cli.Context, r *remote, name string) (functionState, error) {
+	var fs functionState
+	err := r.do(c.Context, "GET", "/v1/functions/"+url.PathEscape(name), nil, "", &fs)
+	if ae := (*apiError)(nil); errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		return functionState{}, nil
+	}
+	return fs, err
+}
+
+// nextSequence is the sequence of a new signed statement: the time in
+// milliseconds since 1970, or one more than the last sequence the agent
+// accepted for the function when that is higher (a signer whose clock ran
+// ahead). A timestamp needs no counter shared by every signer and device
+// (a statement can be signed once for a whole fleet); the agent's mark
+// keeps a signer with a slow clock from being refused.
+func nextSequence(last uint64) uint64 {
+	return max(uint64(time.Now().UnixMilli()), last+1)
+}
+
+// signRollback signs a rollback statement for version to (0: the one
+// before the active one) of a function, with the hashes the agent reports
+// for that version, and returns the version and the statement as JSON.
+func signRollback(c *cli.Context, r *remote, name string, to int, priv ed25519.PrivateKey) (int, []byte, error) {
+	fs, err := fetchFunction(c, r, name)
+	if err != nil {
+		return 0, nil, err
+	}
+	if fs.Version == 0 {
+		return 0, nil, fmt.Errorf("function %q not found", name)
+	}
+	var have []int
+	prev := 0
+	for _, vi := range fs.VersionInfo {
+		have = append(have, vi.Version)
+		if vi.Version < fs.Version {
+			prev = max(prev, vi.Version)
+		}
+	}
+	if to == 0 {
+		to = prev
+	}
+	st := activation.Statement{Action: activation.Rollback, Function: name, Sequence: nextSequence(fs.Sequence)}
+	for _, vi := range fs.VersionInfo {
+		if vi.Version != to {
+			continue
+		}
+		_, err1 := hex.Decode(st.Manifest[:], []byte(vi.ManifestSHA256))
+		_, err2 := hex.Decode(st.Module[:], []byte(vi.ModuleSHA256))
+		if err1 != nil || err2 != nil {
+			return 0, nil, fmt.Errorf("the agent reports malformed hashes for version %d", to)
+		}
+		b, err := json.Marshal(activation.Sign(st, priv))
+		return to, b, err
+	}
+	if to == 0 {
+		return 0, nil, fmt.Errorf("no version before %d (stored: %v)", fs.Version, have)
+	}
+	return 0, nil, &apiError{Status: http.StatusNotFound, Message: fmt.Sprintf("function %q version %d not found (stored: %v)", name, to, have)}
+}
+
+// manifestName is the name of a manifest that parses, "" otherwise.
+func manifestName(path string, src []byte) string {
+	m, err := manifest.Parse(filepath.Base(path), src)
+	if err != nil {
+		return ""
+	}
+	return m.Name
 }
 
 // readModule finds the module the manifest names, next to the manifest
@@ -250,7 +344,11 @@ func rollbackCommand() *cli.Command {
 		Name:      "rollback",
 		Usage:     "activate the previous (or a given) version of a function",
 		ArgsUsage: "NAME",
-		Flags:     remoteFlags(jsonFlag(), &cli.IntFlag{Name: "to", Usage: "version to activate (default: the one before the active one)"}),
+		Description: "Activates a stored version again (the agent keeps the last 5). With --key the\n" +
+			"rollback is signed (edgefn keygen): agents with admin.trusted_keys refuse unsigned ones.\n" +
+			"The statement names the content of the target version as the agent reports it.",
+		Flags: remoteFlags(jsonFlag(), &cli.IntFlag{Name: "to", Usage: "version to activate (default: the one before the active one)"},
+			&cli.StringFlag{Name: "key", Usage: "sign with this ed25519 private key file (from edgefn keygen)"}),
 		Action: func(c *cli.Context) error {
 			c, err := interleaved(c)
 			if err != nil {
@@ -266,18 +364,34 @@ func rollbackCommand() *cli.Command {
 				}
 				q = "?to=" + strconv.Itoa(to)
 			}
+			var priv ed25519.PrivateKey
+			if k := c.String("key"); k != "" {
+				if priv, err = readPrivateKey(k); err != nil {
+					return usagef("rollback: --key: %v", err)
+				}
+			}
 			r, err := connect(c)
 			if err != nil {
 				return err
 			}
+			name := c.Args().First()
+			var body io.Reader
+			signed := ""
+			if priv != nil && edgefn.ValidName(name) {
+				to, b, err := signRollback(c, r, name, c.Int("to"), priv)
+				if err != nil {
+					return fmt.Errorf("rollback %s: %w", name, err)
+				}
+				q, body, signed = "?to="+strconv.Itoa(to), bytes.NewReader(b), ", signed"
+			}
 			var meta uploadedVersion
-			if err := r.do(c.Context, "POST", "/v1/functions/"+url.PathEscape(c.Args().First())+"/rollback"+q, nil, "", &meta); err != nil {
-				return fmt.Errorf("rollback %s: %w", c.Args().First(), err)
+			if err := r.do(c.Context, "POST", "/v1/functions/"+url.PathEscape(name)+"/rollback"+q, body, "application/json", &meta); err != nil {
+				return fmt.Errorf("rollback %s: %w", name, err)
 			}
 			if c.Bool("json") {
 				return printJSON(c.App.Writer, meta)
 			}
-			fmt.Fprintf(c.App.Writer, "%s: version %d active (sha256 %s)\n", meta.Name, meta.Version, meta.Hash)
+			fmt.Fprintf(c.App.Writer, "%s: version %d active (sha256 %s%s)\n", meta.Name, meta.Version, meta.Hash, signed)
 			return nil
 		},
 	}
@@ -313,11 +427,11 @@ func rmCommand() *cli.Command {
 func keygenCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "keygen",
-		Usage:     "make an ed25519 key pair for signed deploys",
+		Usage:     "make an ed25519 key pair for signed deploys and rollbacks",
 		ArgsUsage: "[KEYFILE]",
 		Description: "Writes the private key to KEYFILE (default edgefn-deploy.key, mode 0600, PKCS#8 PEM)\n" +
 			"and the public key, base64, to KEYFILE.pub, and prints the public key. Add it to the\n" +
-			"agent's config under admin.trusted_keys, then deploy with --key KEYFILE.",
+			"agent's config under admin.trusted_keys, then deploy and roll back with --key KEYFILE.",
 		Action: func(c *cli.Context) error {
 			if err := wantArgs(c, 0, 1, "at most one KEYFILE"); err != nil {
 				return err
@@ -356,7 +470,7 @@ func keygenCommand() *cli.Command {
 			fmt.Fprintf(w, "private key: %s (mode 0600: keep it secret)\n", path)
 			fmt.Fprintf(w, "public key:  %s.pub\n%s\n", path, pubB64)
 			fmt.Fprintf(w, "trust it on the agent (config file):\n  admin:\n    trusted_keys: [%q]\n", pubB64)
-			fmt.Fprintf(w, "deploy with: edgefn deploy --key %s\n", path)
+			fmt.Fprintf(w, "deploy with: edgefn deploy --key %s (and edgefn rollback --key %s)\n", path, path)
 			return nil
 		},
 	}
