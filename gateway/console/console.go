@@ -24,6 +24,7 @@ const (
 	DefaultSessionTTL  = 12 * time.Hour
 	DefaultMaxSessions = 32
 	DefaultRefresh     = 2 * time.Second
+	OverviewRefresh    = 5 * time.Second
 )
 
 // CookieName is the session cookie. The __Host- prefix makes the browser
@@ -50,7 +51,9 @@ type Config struct {
 	// the sessions kept (DefaultMaxSessions).
 	SessionTTL  time.Duration
 	MaxSessions int
-	// Refresh is how often pages update their figures (DefaultRefresh).
+	// Refresh is how often pages update their figures (DefaultRefresh);
+	// the overview waits at least OverviewRefresh, since reading the
+	// outbox's backlog per function scans its records.
 	Refresh time.Duration
 	Logger  *slog.Logger
 }
@@ -237,8 +240,12 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	if r.URL.Query().Get("live") != "" {
 		tmpl = "live"
 	}
+	refresh := c.cfg.Refresh
+	if name == "overview" {
+		refresh = max(refresh, OverviewRefresh)
+	}
 	var buf bytes.Buffer
-	if err := c.pages[name].ExecuteTemplate(&buf, tmpl, view{Title: title, Page: name, Refresh: c.cfg.Refresh.Milliseconds(), Data: data}); err != nil {
+	if err := c.pages[name].ExecuteTemplate(&buf, tmpl, view{Title: title, Page: name, Refresh: refresh.Milliseconds(), Data: data}); err != nil {
 		c.log.Error("console: render", "page", name, "err", err)
 		http.Error(w, "console: render failed", http.StatusInternalServerError)
 		return
