@@ -67,7 +67,8 @@ type BrokerConfig struct {
 	// (default 8 KiB); checked from its header, before authentication.
 	MaxConnectSize edgefn.Size `yaml:"max_connect_size" json:"max_connect_size"`
 	// MaxClients bounds connected clients (default 1000); sockets beyond
-	// twice that, connected or not, are closed as they are accepted.
+	// twice that, connected or not, are closed as they are accepted, and
+	// new sessions beyond twice that, connected or persistent, refused.
 	MaxClients int `yaml:"max_clients" json:"max_clients"`
 	// ConnectTimeout is how long a new socket has to complete TLS and send
 	// its CONNECT (default 10s).
@@ -408,7 +409,7 @@ func (b *Broker) Start() error {
 	}
 	b.retain = &retainHook{maxCount: c.MaxRetained, maxBytes: int64(c.MaxRetainedBytes), stats: &b.stats, sizes: map[string]int{}}
 	auth := &authHook{users: b.users, anonymous: c.Anonymous, allowAnonymous: c.AllowAnonymous,
-		localFull: *c.LocalFullAccess, maxSubs: c.MaxSubscriptions, srv: srv, stats: &b.stats}
+		localFull: *c.LocalFullAccess, maxSubs: c.MaxSubscriptions, maxSessions: 2 * c.MaxClients, srv: srv, stats: &b.stats}
 	// Order matters for OnPublish: the retained budget clears the retain
 	// flag before the event hook builds the event.
 	for _, h := range []mqttsrv.Hook{auth, b.retain, &eventHook{b: b, srv: srv}} {

@@ -10,6 +10,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgefn/edgefn"
+	mqttsrv "github.com/mochi-mqtt/server/v2"
 )
 
 // deviceUsers are two devices, each confined to its own topics.
@@ -209,6 +210,13 @@ func TestBrokerSessionOfAnotherUser(t *testing.T) {
 	}
 	if _, err := userClient(t, url, "kitchen", "sensor1", "change-me"); err != nil {
 		t.Errorf("sensor1 reconnecting to its own session: %v", err)
+	}
+	// The agent's own client cannot be taken over, even by a local tool.
+	if _, err := userClient(t, url, mqttsrv.InlineClientId, "", ""); err == nil {
+		t.Errorf("a local client took over the agent's inline client %q", mqttsrv.InlineClientId)
+	}
+	if err := b.Publish(context.Background(), "still/works", nil, 0, false); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -134,6 +134,7 @@ type authHook struct {
 	allowAnonymous bool
 	localFull      bool
 	maxSubs        int
+	maxSessions    int
 	srv            *mqttsrv.Server // for session ownership; nil in unit tests
 	stats          *brokerStats
 
@@ -206,8 +207,14 @@ func (h *authHook) OnConnectAuthenticate(cl *mqttsrv.Client, pk packets.Packet) 
 		why, acl = fmt.Sprintf("will topic %q not allowed by its publish ACL", pk.Connect.WillTopic), nil
 	}
 	if acl != nil && h.srv != nil {
-		if old, ok := h.srv.Clients.Get(cl.ID); ok && !bytes.Equal(old.Properties.Username, cl.Properties.Username) {
+		old, ok := h.srv.Clients.Get(cl.ID)
+		switch {
+		case ok && old.Net.Inline:
+			why, acl = "client id reserved for the agent", nil
+		case ok && !bytes.Equal(old.Properties.Username, cl.Properties.Username):
 			why, acl = "client id in use by another user's session", nil
+		case !ok && h.srv.Clients.Len()-1 >= h.maxSessions: // the agent's inline client is one
+			why, acl = fmt.Sprintf("%d sessions (connected or persistent) already, the maximum is 2 × max_clients", h.maxSessions), nil
 		}
 	}
 	if acl == nil {

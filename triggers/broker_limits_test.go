@@ -254,3 +254,25 @@ func TestBrokerMaxSubscriptions(t *testing.T) {
 		}
 	}
 }
+
+// TestBrokerMaxSessions: persistent sessions count too: at most
+// 2 × max_clients sessions, connected or not; a known one may come back.
+func TestBrokerMaxSessions(t *testing.T) {
+	b := startBroker(t, BrokerConfig{MaxClients: 1}, newRecSink(nil))
+	url := "tcp://" + b.Addr()
+	persistent := func(o *mqtt.ClientOptions) { o.SetCleanSession(false) }
+	for _, id := range []string{"p1", "p2"} {
+		c, err := userClient(t, url, id, "", "", persistent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Disconnect(0)
+		waitFor(t, id+" disconnected", func() bool { return b.Status().Clients == 0 })
+	}
+	if _, err := userClient(t, url, "p3", "", "", persistent); err == nil {
+		t.Error("a third session accepted with max_clients 1")
+	}
+	if _, err := userClient(t, url, "p1", "", "", persistent); err != nil {
+		t.Errorf("p1 back to its session: %v", err)
+	}
+}
