@@ -277,9 +277,7 @@ func (c *Config) Validate() error {
 			bad("broker.external", "%s", e)
 		}
 	} else {
-		for _, e := range problems(c.Broker.Embedded.Validate()) {
-			bad("broker.embedded", "%s", e)
-		}
+		fieldProblems(bad, "broker.embedded", c.Broker.Embedded.Validate())
 	}
 	if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 		bad("admin.listen", "%s: use host:port", strictyaml.Quote(c.Admin.Listen))
@@ -307,9 +305,9 @@ func (c *Config) Validate() error {
 		case u.HTTP != nil && u.MQTT != nil:
 			bad(f, "set http or mqtt, not both")
 		case u.HTTP != nil:
-			uplinkProblems(bad, f+".http", u.HTTP.Validate())
+			fieldProblems(bad, f+".http", u.HTTP.Validate())
 		case u.MQTT != nil:
-			uplinkProblems(bad, f+".mqtt", u.MQTT.Validate())
+			fieldProblems(bad, f+".mqtt", u.MQTT.Validate())
 		default:
 			bad(f, "set http or mqtt")
 		}
@@ -364,13 +362,18 @@ func (c *Config) Validate() error {
 	return d.Err()
 }
 
-// uplinkProblems reports an uplink's problems at the line of their field.
-func uplinkProblems(bad func(field, format string, args ...any), prefix string, err error) {
+// fieldProblems reports an uplink's or the broker's problems at the line
+// of their field.
+func fieldProblems(bad func(field, format string, args ...any), prefix string, err error) {
 	for _, e := range unwrapAll(err) {
 		var fe *uplink.FieldError
-		if errors.As(e, &fe) {
+		var be *triggers.FieldError
+		switch {
+		case errors.As(e, &fe):
 			bad(prefix+"."+fe.Field, "%s", fe.Problem)
-		} else {
+		case errors.As(e, &be):
+			bad(prefix+"."+be.Field, "%s", be.Problem)
+		default:
 			bad(prefix, "%v", e)
 		}
 	}

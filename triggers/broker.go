@@ -114,57 +114,72 @@ type BrokerTLS struct {
 	Certificate *tls.Certificate `yaml:"-" json:"-"`
 }
 
+// FieldError is one problem in a BrokerConfig: the field, as named under
+// broker.embedded in the agent config ("users[0].password"), and what is
+// wrong with it. Validate joins them with errors.Join; pick them out with
+// errors.As.
+type FieldError struct {
+	Field   string
+	Problem string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+
 // Validate checks the configuration without listening and returns every
-// problem, each naming its field.
+// problem as a *FieldError.
 func (c BrokerConfig) Validate() error {
 	_, err := c.users()
-	bad := func(format string, args ...any) { err = errors.Join(err, fmt.Errorf(format, args...)) }
-	for f, addr := range map[string]string{"broker.listen": c.Listen, "broker.tls.listen": c.TLS.Listen} {
+	bad := func(field, format string, args ...any) {
+		err = errors.Join(err, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
+	}
+	for f, addr := range map[string]string{"listen": c.Listen, "tls.listen": c.TLS.Listen} {
 		if addr != "" {
 			if _, _, perr := net.SplitHostPort(addr); perr != nil {
-				bad("%s %q: %w", f, addr, perr)
+				bad(f, "%q: %v", addr, perr)
 			}
 		}
 	}
-	err = errors.Join(err, c.Anonymous.validate("broker.anonymous"))
-	switch {
-	case c.MaxPacketSize < 0 || c.MaxPacketSize > maxMQTTPacket:
-		bad("broker.max_packet_size %d: use 1 KiB to 256 MiB", c.MaxPacketSize)
-	case c.MaxPacketSize != 0 && c.MaxPacketSize < edgefn.KiB:
-		bad("broker.max_packet_size %d: use 1 KiB to 256 MiB", c.MaxPacketSize)
+	err = errors.Join(err, c.Anonymous.validate("anonymous"))
+	if c.MaxPacketSize < 0 || c.MaxPacketSize > maxMQTTPacket || (c.MaxPacketSize != 0 && c.MaxPacketSize < edgefn.KiB) {
+		bad("max_packet_size", "%d: use 1 KiB to 256 MiB", c.MaxPacketSize)
 	}
 	if c.MaxConnectSize < 0 || (c.MaxConnectSize != 0 && (c.MaxConnectSize < 64 || c.MaxConnectSize > c.withDefaults().MaxPacketSize)) {
-		bad("broker.max_connect_size %d: use 64 bytes up to max_packet_size", c.MaxConnectSize)
+		bad("max_connect_size", "%d: use 64 bytes up to max_packet_size", c.MaxConnectSize)
 	}
-	for f, v := range map[string]int{"broker.max_clients": c.MaxClients, "broker.max_retained": c.MaxRetained, "broker.max_queued": c.MaxQueued,
-		"broker.max_subscriptions": c.MaxSubscriptions} {
+	for f, v := range map[string]int{"max_clients": c.MaxClients, "max_retained": c.MaxRetained, "max_queued": c.MaxQueued,
+		"max_subscriptions": c.MaxSubscriptions} {
 		if v < 0 || v > 1<<20 {
-			bad("%s %d: use 1 to 1048576 (0: the default)", f, v)
+			bad(f, "%d: use 1 to 1048576 (0: the default)", v)
 		}
 	}
 	if c.MaxInflight < 0 || c.MaxInflight > 65535 {
-		bad("broker.max_inflight %d: use 1 to 65535 (0: the default)", c.MaxInflight)
+		bad("max_inflight", "%d: use 1 to 65535 (0: the default)", c.MaxInflight)
 	}
 	if c.MaxRetainedBytes < 0 {
-		bad("broker.max_retained_bytes %d: must not be negative", c.MaxRetainedBytes)
+		bad("max_retained_bytes", "%d: must not be negative", c.MaxRetainedBytes)
 	}
-	if c.ConnectTimeout < 0 || c.SessionExpiry < 0 || c.SessionExpiry > 136*365*24*time.Hour {
-		bad("broker.connect_timeout and broker.session_expiry: must not be negative")
+	if c.SessionExpiry > 136*365*24*time.Hour {
+		bad("session_expiry", "%v: at most 136 years (MQTT counts seconds in 32 bits)", c.SessionExpiry)
+	}
+	for f, d := range map[string]time.Duration{"connect_timeout": c.ConnectTimeout, "session_expiry": c.SessionExpiry} {
+		if d < 0 {
+			bad(f, "%v: must not be negative", d)
+		}
 	}
 	t := c.TLS
 	if (t.CertFile == "") != (t.KeyFile == "") {
-		bad("broker.tls: set cert_file and key_file, or neither (the agent's self-signed certificate)")
+		bad("tls", "set cert_file and key_file, or neither (the agent's self-signed certificate)")
 	}
 	switch t.ClientCerts {
 	case "", "optional", "require":
 		if t.ClientCerts != "" && t.ClientCAFile == "" {
-			bad("broker.tls.client_certs %q: needs client_ca_file", t.ClientCerts)
+			bad("tls.client_certs", "%q: needs client_ca_file", t.ClientCerts)
 		}
 	default:
-		bad("broker.tls.client_certs %q: use optional or require", t.ClientCerts)
+		bad("tls.client_certs", "%q: use optional or require", t.ClientCerts)
 	}
 	if t.Listen == "" && (t.CertFile != "" || t.ClientCAFile != "") {
-		bad("broker.tls: certificate files set but no tls.listen address")
+		bad("tls", "certificate files set but no tls.listen address")
 	}
 	return err
 }
@@ -203,23 +218,23 @@ func (c BrokerConfig) users() (map[string]brokerUser, error) {
 	out := make(map[string]brokerUser, len(c.Users))
 	for i, u := range c.Users {
 		if u.Username == "" {
-			errs = append(errs, fmt.Errorf("broker.users[%d].username: empty", i))
+			errs = append(errs, &FieldError{fmt.Sprintf("users[%d].username", i), "empty"})
 			continue
 		}
 		if _, dup := out[u.Username]; dup {
-			errs = append(errs, fmt.Errorf("broker.users[%d].username %q: listed twice", i, u.Username))
+			errs = append(errs, &FieldError{fmt.Sprintf("users[%d].username", i), fmt.Sprintf("%q: listed twice", u.Username)})
 			continue
 		}
 		if u.Password == "" && c.TLS.ClientCAFile == "" {
-			errs = append(errs, fmt.Errorf("broker.users[%d].password (user %q): empty (a user without a password needs broker.tls.client_ca_file)", i, u.Username))
+			errs = append(errs, &FieldError{fmt.Sprintf("users[%d].password", i), fmt.Sprintf("user %q: empty (a user without a password needs tls.client_ca_file)", u.Username)})
 			continue
 		}
 		p, err := parsePassword(u.Password)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("broker.users[%d].password (user %q): %w", i, u.Username, err))
+			errs = append(errs, &FieldError{fmt.Sprintf("users[%d].password", i), fmt.Sprintf("user %q: %v", u.Username, err)})
 			continue
 		}
-		if err := u.acl().validate(fmt.Sprintf("broker.users[%d]", i)); err != nil {
+		if err := u.acl().validate(fmt.Sprintf("users[%d]", i)); err != nil {
 			errs = append(errs, err)
 			continue
 		}

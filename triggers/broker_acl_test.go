@@ -85,7 +85,7 @@ func TestBrokerConfigValidateLimits(t *testing.T) {
 		MaxClients:     -1,
 		TLS:            BrokerTLS{CertFile: "c", ClientCerts: "always"},
 	}.Validate()
-	for _, w := range []string{"broker.users[0].publish[0]", "broker.anonymous.subscribe[0]", "broker.max_packet_size", "broker.max_connect_size", "broker.max_clients", "set cert_file and key_file", "client_certs \"always\"", "no tls.listen"} {
+	for _, w := range []string{"users[0].publish[0]", "anonymous.subscribe[0]", "max_packet_size", "max_connect_size", "max_clients", "set cert_file and key_file", "client_certs: \"always\"", "no tls.listen"} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("Validate() = %v, want it to mention %q", err, w)
 		}

@@ -51,7 +51,7 @@ func TestBrokerConfigValidate(t *testing.T) {
 			{Username: "c", Password: "p"}, {Username: "c", Password: "q"},
 		},
 	}.Validate()
-	for _, w := range []string{"broker.listen", "broker.users[0].username", "broker.users[1].password", "broker.users[2].password", "iteration", "broker.users[4].username \"c\": listed twice"} {
+	for _, w := range []string{"listen", "users[0].username", "users[1].password", "users[2].password", "iteration", "users[4].username: \"c\": listed twice"} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("Validate() = %v, want it to mention %q", err, w)
 		}
