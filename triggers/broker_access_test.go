@@ -215,7 +215,7 @@ func TestBrokerSessionOfAnotherUser(t *testing.T) {
 	if _, err := userClient(t, url, mqttsrv.InlineClientId, "", ""); err == nil {
 		t.Errorf("a local client took over the agent's inline client %q", mqttsrv.InlineClientId)
 	}
-	if err := b.Publish(context.Background(), "still/works", nil, 0, false); err != nil {
+	if err := b.Publish(context.Background(), "still/works", nil, 0, false, 0); err != nil {
 		t.Error(err)
 	}
 }
