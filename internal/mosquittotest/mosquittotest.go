@@ -2,14 +2,7 @@ package mosquittotest
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -20,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgefn/edgefn/internal/testpki"
 )
 
 // Binary is where Debian's mosquitto package installs the broker.
@@ -126,7 +121,8 @@ func Start(t testing.TB, opts ...Option) *Broker {
 		b.tlsPort = freePort(t)
 		ca, cert, key := c.ca, c.cert, c.key
 		if ca == "" {
-			ca, cert, key = writeCerts(t, b.dir)
+			pki := testpki.New(t)
+			ca, cert, key = pki.CAFile, pki.ServerCert, pki.ServerKey
 		}
 		b.caFile = ca
 		fmt.Fprintf(&conf, "listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n", b.tlsPort, ca, cert, key)
@@ -294,54 +290,4 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.buf.String()
-}
-
-// writeCerts writes a CA and a server certificate for localhost/127.0.0.1
-// into dir and returns the CA, certificate and key file names.
-func writeCerts(t testing.TB, dir string) (caFile, certFile, keyFile string) {
-	t.Helper()
-	check := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("mosquittotest: make TLS certificates: %v", err)
-		}
-	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	check(err)
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "mosquittotest CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	check(err)
-	caCert, err := x509.ParseCertificate(caDER)
-	check(err)
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	check(err)
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
-	check(err)
-	keyDER, err := x509.MarshalECPrivateKey(srvKey)
-	check(err)
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		check(os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
-		return p
-	}
-	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", srvDER), write("server-key.pem", "EC PRIVATE KEY", keyDER)
 }
