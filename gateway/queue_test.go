@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -105,11 +106,5 @@ func TestQueueFull(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 30s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, 30*time.Second, "condition", cond)
 }

@@ -2,13 +2,12 @@ package sandbox
 
 import (
 	"context"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/testutil"
 	"github.com/edgefn/edgefn/sandbox/internal/wasmbin"
 )
 
@@ -18,21 +17,7 @@ import (
 // never lets Go preempt, and the timer that would stop it was stopped too.
 func TestDeadlineUnderGC(t *testing.T) {
 	r := newRuntime(t, Config{})
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-done:
-				return
-			default:
-				runtime.GC()
-			}
-		}
-	}()
-	defer func() { close(done); wg.Wait() }()
+	testutil.GCLoop(t)
 	for _, name := range []string{"loop", "fib"} {
 		t.Run(name, func(t *testing.T) {
 			f := load(t, r, name, func(s *Spec) { s.Limits.Timeout = 50 * time.Millisecond })

@@ -139,11 +139,7 @@ func (g *GPIO) Set(watches []GPIOWatch) error {
 		}
 		want[k] = &pinWatch{spec: w}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	g.pins.set(want)
-	return nil
+	return g.pins.set(want, errs)
 }
 
 // Run watches the pins until ctx ends, then releases them, waits for

@@ -11,6 +11,7 @@ import (
 
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/devices"
+	"github.com/edgefn/edgefn/internal/testutil"
 )
 
 func simChip(t *testing.T) *devices.GPIO {
@@ -21,20 +22,6 @@ func simChip(t *testing.T) *devices.GPIO {
 	}
 	t.Cleanup(func() { _ = dev.Close() })
 	return dev
-}
-
-// runGPIO runs g until the test ends.
-func runGPIO(t *testing.T, g *GPIO) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run = %v", err)
-		}
-	})
 }
 
 func pinMode(dev *devices.GPIO, pin string) devices.Mode {
@@ -48,7 +35,7 @@ func pinMode(dev *devices.GPIO, pin string) devices.Mode {
 
 func waitWatched(t *testing.T, dev *devices.GPIO, pin string, want bool) {
 	t.Helper()
-	pollUntil(t, pin+" watched="+map[bool]string{true: "yes", false: "no"}[want], func() bool {
+	waitFor(t, pin+" watched="+map[bool]string{true: "yes", false: "no"}[want], func() bool {
 		return (pinMode(dev, pin) == devices.ModeWatched) == want
 	})
 }
@@ -70,7 +57,7 @@ func TestGPIOEndToEnd(t *testing.T) {
 	if err := g.Set([]GPIOWatch{GPIOWatchOf(edgefn.Trigger{GPIO: "GPIO17", Edge: edgefn.EdgeBoth, Pull: edgefn.PullDown})}); err != nil {
 		t.Fatal(err)
 	}
-	runGPIO(t, g)
+	testutil.Run(t, g.Run)
 	waitWatched(t, dev, "GPIO17", true)
 	inject(t, dev, "GPIO17", true, false)
 	for _, want := range []struct{ edge, level string }{{"rising", "1"}, {"falling", "0"}} {
@@ -118,7 +105,7 @@ func TestGPIOEdgesAndDebounce(t *testing.T) {
 			if err := g.Set([]GPIOWatch{tc.watch}); err != nil {
 				t.Fatal(err)
 			}
-			runGPIO(t, g)
+			testutil.Run(t, g.Run)
 			waitWatched(t, dev, "GPIO5", true)
 			inject(t, dev, "GPIO5", tc.levels...)
 			for i, want := range tc.want {
@@ -128,7 +115,7 @@ func TestGPIOEdgesAndDebounce(t *testing.T) {
 			}
 			if tc.debounce {
 				// The watcher reads the clock once per edge it consumes.
-				pollUntil(t, "burst consumed", func() bool { return clock.calls.Load() == int64(len(tc.levels)) })
+				waitFor(t, "burst consumed", func() bool { return clock.calls.Load() == int64(len(tc.levels)) })
 				if st := g.Stats(); st[0].Edges != 1 {
 					t.Errorf("edges reported = %d, want 1 for a burst inside the debounce window", st[0].Edges)
 				}
@@ -150,7 +137,7 @@ func TestGPIOSetWhileRunning(t *testing.T) {
 	dev := simChip(t)
 	sink := newChanSink()
 	g := NewGPIO(dev, sink, nil)
-	runGPIO(t, g)
+	testutil.Run(t, g.Run)
 	a := GPIOWatch{Pin: "GPIO17", Edge: edgefn.EdgeBoth, Pull: edgefn.PullDown}
 	if err := g.Set([]GPIOWatch{a}); err != nil {
 		t.Fatal(err)
@@ -206,8 +193,8 @@ func TestGPIOWatchErrorReported(t *testing.T) {
 	if err := g.Set([]GPIOWatch{{Pin: "GPIO99"}, {Pin: "GPIO4"}}); err != nil {
 		t.Fatal(err)
 	}
-	runGPIO(t, g)
-	pollUntil(t, "watch error in stats", func() bool { st := g.Stats(); return st[1].Err != "" })
+	testutil.Run(t, g.Run)
+	waitFor(t, "watch error in stats", func() bool { st := g.Stats(); return st[1].Err != "" })
 	if st := g.Stats(); !strings.Contains(st[1].Err, `"GPIO99"`) || !strings.Contains(st[1].Err, "no such pin") {
 		t.Errorf("stats = %+v", st)
 	}
@@ -236,14 +223,14 @@ func TestGPIODeliverFailuresAndDrops(t *testing.T) {
 	if err := g.Set([]GPIOWatch{{Pin: "GPIO9", Pull: edgefn.PullDown}}); err != nil {
 		t.Fatal(err)
 	}
-	runGPIO(t, g)
+	testutil.Run(t, g.Run)
 	waitWatched(t, dev, "GPIO9", true)
 	for i := range 200 {
 		inject(t, dev, "GPIO9", i%2 == 0)
 	}
-	pollUntil(t, "edges dropped", func() bool { return g.Stats()[0].Dropped > 0 })
+	waitFor(t, "edges dropped", func() bool { return g.Stats()[0].Dropped > 0 })
 	close(release)
-	pollUntil(t, "failures counted", func() bool {
+	waitFor(t, "failures counted", func() bool {
 		st := g.Stats()[0]
 		return st.Edges == 200 && st.Failed == st.Edges-st.Dropped
 	})

@@ -42,8 +42,12 @@ func newKeyed[P any](name, what string, log *slog.Logger, same func(running, wan
 
 // set makes want the running set: parts no longer wanted or changed stop
 // (set waits for those that release something), new ones start if Run
-// runs, unchanged ones keep running.
-func (k *keyed[P]) set(want map[string]P) {
+// runs, unchanged ones keep running. errs are the problems the caller found
+// validating want: with any, set changes nothing and returns them joined.
+func (k *keyed[P]) set(want map[string]P, errs []error) error {
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var released []<-chan struct{}
@@ -72,6 +76,7 @@ func (k *keyed[P]) set(want map[string]P) {
 		k.launch(kp)
 		k.log.Debug(k.what+" added", k.what, key)
 	}
+	return nil
 }
 
 // run starts every part and waits until ctx ends and every goroutine of

@@ -223,8 +223,6 @@ type MQTT struct {
 	idPfx  string
 	seq    atomic.Uint64
 	marks  *chainMarks
-	// newClient builds the paho client; a field so tests could wrap it.
-	newClient func(*mqtt.ClientOptions) pahoClient
 
 	running atomic.Bool
 	kick    chan struct{} // reconcile subscriptions
@@ -270,9 +268,6 @@ func NewMQTT(cfg MQTTConfig, sink Sink, log *slog.Logger) (*MQTT, error) {
 		have:  map[string]byte{},
 		delay: cfg.RedeliveryDelay,
 		marks: newChainMarks(),
-		newClient: func(o *mqtt.ClientOptions) pahoClient {
-			return mqtt.NewClient(o)
-		},
 	}
 	for _, b := range cfg.Brokers {
 		if _, useTLS, _ := parseBrokerURL(b); useTLS {
@@ -397,7 +392,7 @@ func (m *MQTT) Run(ctx context.Context) error {
 		opts.SetTLSConfig(m.tlsCfg)
 	}
 
-	client := m.newClient(opts)
+	var client pahoClient = mqtt.NewClient(opts)
 	m.mu.Lock()
 	m.client, m.ctx, m.draining = client, ctx, false
 	handlers := &sync.WaitGroup{}

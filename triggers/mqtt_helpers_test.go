@@ -7,12 +7,12 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/testutil"
 )
 
 // testTimeout bounds every wait in these tests.
@@ -63,39 +63,16 @@ func (s *recSink) until(t *testing.T, topic string) []edgefn.Event {
 	}
 }
 
+// waitFor polls cond until it holds, failing the test after testTimeout.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for a condition
-	}
+	testutil.Eventually(t, testTimeout, what, cond)
 }
 
 // runMQTT runs m until the returned stop is called (or the test ends).
 func runMQTT(t *testing.T, m *MQTT) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("MQTT.Run: %v", err)
-				}
-			case <-time.After(testTimeout):
-				t.Error("MQTT.Run did not return after cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return testutil.Run(t, m.Run)
 }
 
 // waitSubscribed waits until m is connected with n filters subscribed.

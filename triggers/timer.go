@@ -158,11 +158,7 @@ func (t *Timers) Set(specs []TimerSpec) error {
 		}
 		want[s.Key()] = &timer{spec: s, key: s.Key(), sched: sched}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	t.timers.set(want)
-	return nil
+	return t.timers.set(want, errs)
 }
 
 // Run fires the timers until ctx ends, then stops them, waits for

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/testutil"
 )
 
 // longWait is how long a test waits for something that should happen soon.
@@ -43,36 +44,10 @@ func (s *chanSink) next(t *testing.T) edgefn.Event {
 	return edgefn.Event{}
 }
 
-// runTimers runs tm until the test ends.
-func runTimers(t *testing.T, tm *Timers) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tm.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run = %v", err)
-		}
-	})
-}
-
 func checkLeaks(t *testing.T) {
 	t.Helper()
 	opt := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
-}
-
-// poll waits until cond holds or fails.
-func pollUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(longWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, longWait)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func timerStats(tm *Timers, key string) (TimerStats, bool) {
@@ -139,7 +114,7 @@ func TestTimerEvery(t *testing.T) {
 	if err := tm.Set([]TimerSpec{{Every: 20 * time.Millisecond}, {Every: 20 * time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
-	runTimers(t, tm)
+	testutil.Run(t, tm.Run)
 	var prev int64
 	for i := range 3 {
 		ev := sink.next(t)
@@ -184,14 +159,14 @@ func TestTimerSkipsWhileDelivering(t *testing.T) {
 	if err := tm.Set([]TimerSpec{{Every: 20 * time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
-	runTimers(t, tm)
+	testutil.Run(t, tm.Run)
 	<-sink.calls
-	pollUntil(t, "two skipped fires", func() bool { st, _ := timerStats(tm, "every 20ms"); return st.Skipped >= 2 })
+	waitFor(t, "two skipped fires", func() bool { st, _ := timerStats(tm, "every 20ms"); return st.Skipped >= 2 })
 	if st, _ := timerStats(tm, "every 20ms"); st.Fired != 1 {
 		t.Errorf("fired %d while the first delivery blocks, want 1", st.Fired)
 	}
 	close(sink.release)
-	pollUntil(t, "fires resume", func() bool { st, _ := timerStats(tm, "every 20ms"); return st.Fired >= 3 })
+	waitFor(t, "fires resume", func() bool { st, _ := timerStats(tm, "every 20ms"); return st.Fired >= 3 })
 }
 
 func TestTimerDeliverErrorsCounted(t *testing.T) {
@@ -202,8 +177,8 @@ func TestTimerDeliverErrorsCounted(t *testing.T) {
 	if err := tm.Set([]TimerSpec{{Every: 20 * time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
-	runTimers(t, tm)
-	pollUntil(t, "failures counted", func() bool { st, _ := timerStats(tm, "every 20ms"); return st.Failed >= 2 })
+	testutil.Run(t, tm.Run)
+	waitFor(t, "failures counted", func() bool { st, _ := timerStats(tm, "every 20ms"); return st.Failed >= 2 })
 }
 
 func TestTimerSetWhileRunning(t *testing.T) {
@@ -218,16 +193,16 @@ func TestTimerSetWhileRunning(t *testing.T) {
 	})
 	count := func(k string) int { mu.Lock(); defer mu.Unlock(); return counts[k] }
 	tm := NewTimers(sink, nil)
-	runTimers(t, tm)
+	testutil.Run(t, tm.Run)
 	a, b := TimerSpec{Every: 20 * time.Millisecond}, TimerSpec{Every: 25 * time.Millisecond}
 	if err := tm.Set([]TimerSpec{a}); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, "a fires", func() bool { return count(a.Key()) >= 2 })
+	waitFor(t, "a fires", func() bool { return count(a.Key()) >= 2 })
 	if err := tm.Set([]TimerSpec{a, b}); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, "b fires", func() bool { return count(b.Key()) >= 2 })
+	waitFor(t, "b fires", func() bool { return count(b.Key()) >= 2 })
 	if st, _ := timerStats(tm, a.Key()); st.Fired < 2 {
 		t.Errorf("unchanged timer restarted: %+v", st)
 	}
@@ -236,7 +211,7 @@ func TestTimerSetWhileRunning(t *testing.T) {
 	}
 	stoppedAt := count(a.Key())
 	mark := count(b.Key())
-	pollUntil(t, "b keeps firing", func() bool { return count(b.Key()) >= mark+3 })
+	waitFor(t, "b keeps firing", func() bool { return count(b.Key()) >= mark+3 })
 	if n := count(a.Key()); n > stoppedAt+1 {
 		t.Errorf("removed timer fired %d more times", n-stoppedAt)
 	}
@@ -312,7 +287,7 @@ func fakeTimers(t *testing.T, sink Sink, t0 time.Time, specs ...TimerSpec) (*Tim
 	if err := tm.Set(specs); err != nil {
 		t.Fatal(err)
 	}
-	runTimers(t, tm)
+	testutil.Run(t, tm.Run)
 	return tm, clock
 }
 
@@ -320,7 +295,7 @@ func fakeTimers(t *testing.T, sink Sink, t0 time.Time, specs ...TimerSpec) (*Tim
 // not skipped.
 func idle(t *testing.T, tm *Timers, spec TimerSpec) {
 	t.Helper()
-	pollUntil(t, "delivery done", func() bool {
+	waitFor(t, "delivery done", func() bool {
 		tm.timers.mu.Lock()
 		defer tm.timers.mu.Unlock()
 		return !tm.timers.parts[spec.Key()].p.busy.Load()

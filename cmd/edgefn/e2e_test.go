@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgefn/edgefn/internal/testutil"
 )
 
 // e2eBin is the edgefn binary built once by TestMain for the end-to-end
@@ -350,15 +352,7 @@ func writeFunction(t *testing.T, dir, manifest, wasmSrc, wasmName string) string
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		<-tick.C
-	}
+	testutil.Eventually(t, d, what, cond)
 }
 
 // publish sends each line as one QoS 1 message with mosquitto_pub.

@@ -77,15 +77,9 @@ func (p *PKI) ServerTLS(t testing.TB, clientAuth bool) *tls.Config {
 func authority(t testing.TB, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
 	t.Helper()
 	key := newKey(t)
-	tpl := &x509.Certificate{
-		SerialNumber:          serial(t),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
+	tpl := template(t, cn)
+	tpl.IsCA, tpl.BasicConstraintsValid = true, true
+	tpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatalf("testpki: create CA: %v", err)
@@ -105,13 +99,8 @@ func leaf(t testing.TB, dir, name string, ca *x509.Certificate, caKey *ecdsa.Pri
 func leafCN(t testing.TB, dir, name, cn string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, server bool) (certFile, keyFile string) {
 	t.Helper()
 	key := newKey(t)
-	tpl := &x509.Certificate{
-		SerialNumber: serial(t),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-	}
+	tpl := template(t, cn)
+	tpl.KeyUsage = x509.KeyUsageDigitalSignature
 	if server {
 		tpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 		tpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
@@ -131,6 +120,17 @@ func leafCN(t testing.TB, dir, name, cn string, ca *x509.Certificate, caKey *ecd
 	write(t, certFile, "CERTIFICATE", der)
 	write(t, keyFile, "PRIVATE KEY", kder)
 	return certFile, keyFile
+}
+
+// template is a certificate for cn valid from an hour ago for a day.
+func template(t testing.TB, cn string) *x509.Certificate {
+	t.Helper()
+	return &x509.Certificate{
+		SerialNumber: serial(t),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+	}
 }
 
 func newKey(t testing.TB) *ecdsa.PrivateKey {

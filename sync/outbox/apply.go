@@ -225,19 +225,10 @@ func (s *Store) flush(ctx context.Context, b *batch) error {
 }
 
 func (s *Store) nameID(ctx context.Context, b *batch, name string) (int64, error) {
-	if id, ok := s.names[name]; ok {
-		return id, nil
-	}
-	if id, ok := b.newNames[name]; ok {
-		return id, nil
-	}
-	b.st.nextName++
-	id := b.st.nextName
-	if _, err := b.stmt(s.stmts.insName).ExecContext(ctx, id, name); err != nil {
-		return 0, err
-	}
-	b.newNames[name] = id
-	return id, nil
+	return intern(s.names, b.newNames, &b.st.nextName, name, func(id int64) error {
+		_, err := b.stmt(s.stmts.insName).ExecContext(ctx, id, name)
+		return err
+	})
 }
 
 // streamKey is what the records of one stream share.
@@ -247,18 +238,27 @@ type streamKey struct {
 }
 
 func (s *Store) streamID(ctx context.Context, b *batch, k streamKey) (int64, error) {
-	if id, ok := s.streams[k]; ok {
+	return intern(s.streams, b.newStreams, &b.st.nextStream, k, func(id int64) error {
+		_, err := b.stmt(s.stmts.insStream).ExecContext(ctx, id, k.fn, k.version, k.source, k.subject)
+		return err
+	})
+}
+
+// intern returns the id of k: known since the store opened, added earlier
+// in the batch, or else the batch's next id, which insert writes.
+func intern[K comparable](known, added map[K]int64, next *int64, k K, insert func(id int64) error) (int64, error) {
+	if id, ok := known[k]; ok {
 		return id, nil
 	}
-	if id, ok := b.newStreams[k]; ok {
+	if id, ok := added[k]; ok {
 		return id, nil
 	}
-	b.st.nextStream++
-	id := b.st.nextStream
-	if _, err := b.stmt(s.stmts.insStream).ExecContext(ctx, id, k.fn, k.version, k.source, k.subject); err != nil {
+	*next++
+	id := *next
+	if err := insert(id); err != nil {
 		return 0, err
 	}
-	b.newStreams[k] = id
+	added[k] = id
 	return id, nil
 }
 

@@ -1,7 +1,6 @@
 package uplink_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/edgefn/edgefn/internal/mosquittotest"
+	"github.com/edgefn/edgefn/internal/testutil"
 	"github.com/edgefn/edgefn/sync/uplink"
 	"github.com/edgefn/edgefn/sync/uplink/internal/receiver"
 )
@@ -114,44 +114,6 @@ func (c *mqttCloud) lines() []receiver.Line {
 	return append([]receiver.Line(nil), c.ls...)
 }
 
-// run starts u.Run and returns a stop function that cancels it and waits.
-func run(t *testing.T, u uplink.Link) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- u.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run returned %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Errorf("Run did not return within 10s of cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
-// eventually polls cond every 10ms until timeout.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
-}
-
 // checkDelivery asserts the at-least-once, in-order guarantee: every id in
 // want arrived; per function, ids first appear in increasing seq order; a
 // duplicate carries the same content as the first copy.
@@ -240,12 +202,12 @@ func testDeliversInOrder(t *testing.T, c cloud) {
 	want := map[string]string{}
 	addN(t, src, "gw1", 120, want)
 	u := c.newUplink(t, src)
-	run(t, u)
+	testutil.Run(t, u.Run)
 	addN(t, src, "gw1", 120, want) // while running: woken by Notify
-	eventually(t, 20*time.Second, "all records at the cloud", allArrived(c, want))
+	testutil.Eventually(t, 20*time.Second, "all records at the cloud", allArrived(c, want))
 	checkDelivery(t, c.lines(), want)
-	eventually(t, 5*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
-	eventually(t, 5*time.Second, "state says all sent", func() bool {
+	testutil.Eventually(t, 5*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
+	testutil.Eventually(t, 5*time.Second, "state says all sent", func() bool {
 		st := u.State()
 		return st.Running && st.Online && st.Sent >= 240 && !st.LastSuccess.IsZero() && st.LastError == "" &&
 			st.InFlight == 0 && st.Backlog == 0 && st.OldestAge == 0
@@ -256,27 +218,27 @@ func testCloudDownThenBack(t *testing.T, c cloud) {
 	src := newSource(t)
 	want := map[string]string{}
 	u := c.newUplink(t, src)
-	run(t, u)
+	testutil.Run(t, u.Run)
 	addN(t, src, "gw1", 30, want)
-	eventually(t, 20*time.Second, "first records", allArrived(c, want))
+	testutil.Eventually(t, 20*time.Second, "first records", allArrived(c, want))
 	c.down(t)
 	addN(t, src, "gw1", 90, want)
-	eventually(t, 20*time.Second, "uplink offline with a backlog", func() bool {
+	testutil.Eventually(t, 20*time.Second, "uplink offline with a backlog", func() bool {
 		s := u.State()
 		return !s.Online && s.LastError != "" && s.Backlog > 0 && s.OldestAge > 0 && s.Retries > 0
 	})
 	addN(t, src, "gw1", 30, want)
 	c.up(t)
-	eventually(t, 20*time.Second, "all records after the cloud came back", allArrived(c, want))
+	testutil.Eventually(t, 20*time.Second, "all records after the cloud came back", allArrived(c, want))
 	checkDelivery(t, c.lines(), want)
-	eventually(t, 5*time.Second, "online again and drained", func() bool { return u.State().Online && src.pending(t) == 0 })
+	testutil.Eventually(t, 5*time.Second, "online again and drained", func() bool { return u.State().Online && src.pending(t) == 0 })
 }
 
 func testRestartMidStream(t *testing.T, c cloud) {
 	src := newSource(t)
 	want := map[string]string{}
 	u := c.newUplink(t, src)
-	run(t, u)
+	testutil.Run(t, u.Run)
 	var mu sync.Mutex
 	done := make(chan struct{})
 	go func() {
@@ -290,13 +252,13 @@ func testRestartMidStream(t *testing.T, c cloud) {
 			mu.Unlock()
 		}
 	}()
-	eventually(t, 10*time.Second, "stream started", func() bool { return len(c.lines()) > 50 })
+	testutil.Eventually(t, 10*time.Second, "stream started", func() bool { return len(c.lines()) > 50 })
 	c.down(t)
 	c.up(t)
 	<-done
 	mu.Lock()
 	defer mu.Unlock()
-	eventually(t, 30*time.Second, "all records after the restart", allArrived(c, want))
+	testutil.Eventually(t, 30*time.Second, "all records after the restart", allArrived(c, want))
 	checkDelivery(t, c.lines(), want)
 }
 
@@ -304,13 +266,13 @@ func testResumesAfterStop(t *testing.T, c cloud) {
 	src := newSource(t)
 	want := map[string]string{}
 	addN(t, src, "gw1", 60, want)
-	stop := run(t, c.newUplink(t, src))
-	eventually(t, 20*time.Second, "first records", allArrived(c, want))
+	stop := testutil.Run(t, c.newUplink(t, src).Run)
+	testutil.Eventually(t, 20*time.Second, "first records", allArrived(c, want))
 	stop()
 	addN(t, src, "gw1", 60, want)
 	u := c.newUplink(t, src)
-	run(t, u)
-	eventually(t, 20*time.Second, "records after a restart of the uplink", allArrived(c, want))
+	testutil.Run(t, u.Run)
+	testutil.Eventually(t, 20*time.Second, "records after a restart of the uplink", allArrived(c, want))
 	checkDelivery(t, c.lines(), want)
-	eventually(t, 5*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
+	testutil.Eventually(t, 5*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
 }

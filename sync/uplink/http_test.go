@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn/internal/testpki"
+	"github.com/edgefn/edgefn/internal/testutil"
 	"github.com/edgefn/edgefn/sync/uplink"
 	"github.com/edgefn/edgefn/sync/uplink/internal/receiver"
 )
@@ -33,7 +34,7 @@ func TestHTTPWireFormat(t *testing.T) {
 	binSeq := src.add(t, "temp", []byte{0xff, 0x00, 0x01})
 	textSeq := src.add(t, "temp", []byte("not json"))
 	u := newHTTP(t, uplink.HTTPConfig{URL: r.URL(), BearerToken: "s3cret", Headers: map[string]string{"X-Api-Key": "k1"}}, src)
-	run(t, u)
+	testutil.Run(t, u.Run)
 	r.WaitFor(10*time.Second, "3 records", func() bool { return r.Unique() == 3 })
 	lines := r.Lines()
 	if got := string(lines[0].Payload); got != `{"c":21.5}` {
@@ -68,7 +69,7 @@ func TestHTTPRetrySameIdempotencyKey(t *testing.T) {
 	want := map[string]string{}
 	addN(t, src, "gw1", 10, want)
 	u := newHTTP(t, uplink.HTTPConfig{URL: r.URL()}, src)
-	run(t, u)
+	testutil.Run(t, u.Run)
 	r.WaitFor(10*time.Second, "delivery after 3 failures", func() bool { return r.Unique() == 10 })
 	reqs := r.Requests()
 	if len(reqs) != 4 {
@@ -91,10 +92,10 @@ func TestHTTPLostResponseDuplicatesWithSameID(t *testing.T) {
 	src := newSource(t)
 	want := map[string]string{}
 	addN(t, src, "gw1", 20, want)
-	run(t, newHTTP(t, uplink.HTTPConfig{URL: r.URL()}, src))
+	testutil.Run(t, newHTTP(t, uplink.HTTPConfig{URL: r.URL()}, src).Run)
 	r.WaitFor(10*time.Second, "a few failed attempts", func() bool { return len(r.Requests()) >= 3 })
 	r.OK()
-	eventually(t, 10*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
+	testutil.Eventually(t, 10*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
 	lines := r.Lines()
 	if len(lines) <= 20 {
 		t.Errorf("%d lines, want duplicates", len(lines))
@@ -109,8 +110,8 @@ func TestHTTPDeadLetterAndMoveOn(t *testing.T) {
 	addN(t, src, "gw1", 30, want)
 	r.Reject("gw1:12", http.StatusBadRequest)
 	u := newHTTP(t, uplink.HTTPConfig{URL: r.URL(), Batch: uplink.Batch{MaxRecords: 10}}, src)
-	run(t, u)
-	eventually(t, 10*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
+	testutil.Run(t, u.Run)
+	testutil.Eventually(t, 10*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
 	dead := src.deadLetters(t)
 	if len(dead) != 10 {
 		t.Fatalf("dead letters %v, want the batch of 10 holding seq 12", dead)
@@ -133,7 +134,7 @@ func TestHTTPRetryAfter(t *testing.T) {
 	r.FailNext(1, http.StatusTooManyRequests, "1")
 	src := newSource(t)
 	src.add(t, "temp", []byte(`{}`))
-	run(t, newHTTP(t, uplink.HTTPConfig{URL: r.URL()}, src))
+	testutil.Run(t, newHTTP(t, uplink.HTTPConfig{URL: r.URL()}, src).Run)
 	start := time.Now()
 	r.WaitFor(10*time.Second, "delivery after 429", func() bool { return r.Unique() == 1 })
 	// A lower bound only: the backoff alone (20-40ms) would be far shorter.
@@ -148,8 +149,8 @@ func TestHTTPStallTimesOutAndRetries(t *testing.T) {
 	src := newSource(t)
 	src.add(t, "temp", []byte(`{}`))
 	u := newHTTP(t, uplink.HTTPConfig{URL: r.URL(), Timeout: 200 * time.Millisecond}, src)
-	run(t, u)
-	eventually(t, 10*time.Second, "a timed out attempt", func() bool { return u.State().Retries >= 1 })
+	testutil.Run(t, u.Run)
+	testutil.Eventually(t, 10*time.Second, "a timed out attempt", func() bool { return u.State().Retries >= 1 })
 	if st := u.State(); st.Online || !strings.Contains(st.LastError, "Timeout") {
 		t.Errorf("state after a timeout: %+v", st)
 	}
@@ -163,8 +164,8 @@ func TestHTTPSplitsOn413(t *testing.T) {
 	src := newSource(t)
 	want := map[string]string{}
 	addN(t, src, "gw1", 8, want)
-	run(t, newHTTP(t, uplink.HTTPConfig{URL: r.URL()}, src))
-	eventually(t, 10*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
+	testutil.Run(t, newHTTP(t, uplink.HTTPConfig{URL: r.URL()}, src).Run)
+	testutil.Eventually(t, 10*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
 	checkDelivery(t, r.Lines(), want)
 	if dead := src.deadLetters(t); len(dead) != 0 {
 		t.Errorf("dead letters after 413: %v", dead)
@@ -189,12 +190,12 @@ func TestHTTPSTLS(t *testing.T) {
 			src := newSource(t)
 			seq := src.add(t, "temp", []byte(c.name))
 			u := newHTTP(t, uplink.HTTPConfig{URL: r.URL(), TLS: c.tls}, src)
-			run(t, u)
+			testutil.Run(t, u.Run)
 			if c.deliver {
 				r.WaitFor(10*time.Second, "delivery over mutual TLS", func() bool { return r.Has("gw1:" + itoa(seq)) })
 				return
 			}
-			eventually(t, 10*time.Second, "a TLS failure", func() bool { return u.State().Retries > 0 })
+			testutil.Eventually(t, 10*time.Second, "a TLS failure", func() bool { return u.State().Retries > 0 })
 			if st := u.State(); !strings.Contains(st.LastError, c.errLike) {
 				t.Errorf("LastError %q, want it to mention %q", st.LastError, c.errLike)
 			}
@@ -217,16 +218,21 @@ func TestHTTPConfigValidate(t *testing.T) {
 		{uplink.HTTPConfig{URL: "https://x", Headers: map[string]string{"Bad Name": "v", "X-Ok": "a\nb"}}, []string{"headers", "headers.X-Ok"}},
 	}
 	for _, c := range cases {
-		err := c.cfg.Validate()
-		got := fieldsOf(err)
-		for _, f := range c.fields {
-			if !got[f] {
-				t.Errorf("%+v: error %v does not name field %q", c.cfg, err, f)
-			}
-		}
+		wantFields(t, c.cfg, c.cfg.Validate(), c.fields)
 	}
 	if err := (uplink.HTTPConfig{URL: "https://ingest.example.com/v1"}).Validate(); err != nil {
 		t.Errorf("valid config refused: %v", err)
+	}
+}
+
+// wantFields fails the test unless err, validating cfg, names every field.
+func wantFields(t *testing.T, cfg any, err error, fields []string) {
+	t.Helper()
+	got := fieldsOf(err)
+	for _, f := range fields {
+		if !got[f] {
+			t.Errorf("%+v: error %v does not name field %q", cfg, err, f)
+		}
 	}
 }
 

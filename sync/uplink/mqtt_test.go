@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgefn/edgefn/internal/mosquittotest"
 	"github.com/edgefn/edgefn/internal/testpki"
+	"github.com/edgefn/edgefn/internal/testutil"
 	"github.com/edgefn/edgefn/sync/uplink"
 )
 
@@ -42,8 +43,8 @@ func TestMQTTTopicTemplateAndMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, u)
-	eventually(t, 10*time.Second, "two messages", func() bool { mu.Lock(); defer mu.Unlock(); return len(topics) == 2 })
+	testutil.Run(t, u.Run)
+	testutil.Eventually(t, 10*time.Second, "two messages", func() bool { mu.Lock(); defer mu.Unlock(); return len(topics) == 2 })
 	mu.Lock()
 	defer mu.Unlock()
 	if m := topics["cloud/gw1/mqtt/temp"]; !strings.Contains(m, `"id":"gw1:1"`) || !strings.Contains(m, `"payload":{"c":1}`) || strings.Contains(m, "\n") {
@@ -52,7 +53,7 @@ func TestMQTTTopicTemplateAndMessage(t *testing.T) {
 	if m := topics["cloud/gw1/mqtt/door"]; !strings.Contains(m, `"payload_b64":"b3Blbg=="`) {
 		t.Errorf("door message %q", m)
 	}
-	eventually(t, 5*time.Second, "confirmed", func() bool { return src.pending(t) == 0 && u.State().Sent == 2 })
+	testutil.Eventually(t, 5*time.Second, "confirmed", func() bool { return src.pending(t) == 0 && u.State().Sent == 2 })
 }
 
 func TestMQTTMutualTLS(t *testing.T) {
@@ -90,9 +91,9 @@ func TestMQTTMutualTLS(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			run(t, u)
+			testutil.Run(t, u.Run)
 			if c.deliver {
-				eventually(t, 10*time.Second, "delivery over mutual TLS", func() bool {
+				testutil.Eventually(t, 10*time.Second, "delivery over mutual TLS", func() bool {
 					for _, l := range cl.lines() {
 						if l.ID == "gw1:"+itoa(seq) {
 							return true
@@ -100,10 +101,10 @@ func TestMQTTMutualTLS(t *testing.T) {
 					}
 					return false
 				})
-				eventually(t, 5*time.Second, "confirmed", func() bool { return src.pending(t) == 0 })
+				testutil.Eventually(t, 5*time.Second, "confirmed", func() bool { return src.pending(t) == 0 })
 				return
 			}
-			eventually(t, 10*time.Second, "a refused connection", func() bool { s := u.State(); return s.Retries > 0 && !s.Online })
+			testutil.Eventually(t, 10*time.Second, "a refused connection", func() bool { s := u.State(); return s.Retries > 0 && !s.Online })
 			if n := src.pending(t); n != 1 {
 				t.Errorf("pending = %d after a refused connection, want 1", n)
 			}
@@ -123,13 +124,7 @@ func TestMQTTConfigValidate(t *testing.T) {
 		{uplink.MQTTConfig{Broker: "mqtts://x:8883", TLS: uplink.TLS{KeyFile: "/k"}}, []string{"tls.cert_file", "tls.key_file"}},
 	}
 	for _, c := range cases {
-		err := c.cfg.Validate()
-		got := fieldsOf(err)
-		for _, f := range c.fields {
-			if !got[f] {
-				t.Errorf("%+v: error %v does not name field %q", c.cfg, err, f)
-			}
-		}
+		wantFields(t, c.cfg, c.cfg.Validate(), c.fields)
 	}
 	if err := (uplink.MQTTConfig{Broker: "mqtts://a.iot.eu-west-1.amazonaws.com:8883", Topic: "dt/{gateway}/{function}"}).Validate(); err != nil {
 		t.Errorf("valid config refused: %v", err)

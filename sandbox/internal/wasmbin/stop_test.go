@@ -6,12 +6,13 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/edgefn/edgefn/internal/testutil"
 )
 
 // callAsync calls fn on mod and delivers the error; the test fails if nothing comes back in 10 s.
@@ -203,25 +204,6 @@ func TestYieldInterval(t *testing.T) {
 	}
 }
 
-// gcLoop runs runtime.GC in a loop until the test ends: every collection stops the world.
-func gcLoop(t *testing.T) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-done:
-				return
-			default:
-				runtime.GC()
-			}
-		}
-	}()
-	t.Cleanup(func() { close(done); wg.Wait() })
-}
-
 // THE REGRESSION TEST. wazero's compiled code cannot be preempted by Go: a guest spinning in a
 // loop that never calls the host blocks every stop-the-world, and with it the goroutine that
 // would set the stop flag, forever (TestNoYieldDeadlocks shows it in a child process). With
@@ -238,7 +220,7 @@ func TestYieldUnderGC(t *testing.T) {
 			var deadline time.Time
 			r := newRuntimeYield(t, nil, stopping(&calls, func() bool { return time.Now().After(deadline) }))
 			mod := instantiate(t, r, wasm)
-			gcLoop(t)
+			testutil.GCLoop(t)
 			start := time.Now()
 			deadline = start.Add(50 * time.Millisecond)
 			err := callWithin(t, func() error {
@@ -281,7 +263,7 @@ func noYieldChild(t *testing.T) {
 	stop := global(t, mod, GlobalStop)
 	timer := time.AfterFunc(50*time.Millisecond, func() { stop.Set(1) })
 	defer timer.Stop()
-	gcLoop(t)
+	testutil.GCLoop(t)
 	_, err := mod.ExportedFunction("spin").Call(context.Background())
 	t.Logf("spin returned: %v", err)
 }

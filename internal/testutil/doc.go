@@ -1,0 +1,4 @@
+// Package testutil holds the helpers the tests of every package share: run
+// a long-lived part until the test stops it, poll a condition with a
+// deadline instead of sleeping, keep the garbage collector busy.
+package testutil
