@@ -75,6 +75,15 @@ type AdminConfig struct {
 	TrustedKeys []string `yaml:"trusted_keys"`
 	// MaxUpload bounds a deploy's size.
 	MaxUpload edgefn.Size `yaml:"max_upload"`
+	// HeaderTimeout bounds reading a request's headers (default 10s),
+	// ReadTimeout the whole request with its body (default 2m: a deploy
+	// over a slow link), WriteTimeout writing a response (default 2m; the
+	// event streams are exempt, each of their writes has 30s) and
+	// IdleTimeout a kept-alive connection between requests (default 2m).
+	HeaderTimeout time.Duration `yaml:"header_timeout"`
+	ReadTimeout   time.Duration `yaml:"read_timeout"`
+	WriteTimeout  time.Duration `yaml:"write_timeout"`
+	IdleTimeout   time.Duration `yaml:"idle_timeout"`
 }
 
 // UplinkConfig is the cloud uplink: exactly one of HTTP and MQTT is set.
@@ -216,6 +225,14 @@ func (c *Config) setDefaults() {
 	}
 	if c.Admin.MaxUpload == 0 {
 		c.Admin.MaxUpload = 32 * edgefn.MiB
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&c.Admin.HeaderTimeout, 10 * time.Second}, {&c.Admin.ReadTimeout, 2 * time.Minute}, {&c.Admin.WriteTimeout, 2 * time.Minute}, {&c.Admin.IdleTimeout, 2 * time.Minute}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
 	}
 	if c.Outbox.Durability == "" {
 		c.Outbox.Durability = "full"

@@ -296,6 +296,22 @@ func (a *Agent) waitDrained(store *outbox.Store, grace time.Duration) {
 	}
 }
 
+// adminMaxHeaderBytes bounds a request's headers (the token is the only
+// big one).
+const adminMaxHeaderBytes = 64 << 10
+
+// adminCipherSuites are the TLS 1.2 suites the admin API accepts: ECDHE
+// with an AEAD only (no CBC, no SHA-1 MAC, no static RSA key exchange).
+// TLS 1.3 suites are all AEAD and not configurable.
+var adminCipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
 type adminSrv struct {
 	http *http.Server
 	ln   net.Listener
@@ -313,7 +329,17 @@ func (a *Agent) adminServer() (*adminSrv, Ready, error) {
 	if err != nil {
 		return nil, Ready{}, fmt.Errorf("admin API: listen %s: %w", cfg.Admin.Listen, err)
 	}
-	srv := &http.Server{Handler: a.handler(token), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	srv := &http.Server{
+		Handler:           a.handler(token),
+		ReadHeaderTimeout: cfg.Admin.HeaderTimeout,
+		ReadTimeout:       cfg.Admin.ReadTimeout,
+		WriteTimeout:      cfg.Admin.WriteTimeout,
+		IdleTimeout:       cfg.Admin.IdleTimeout,
+		MaxHeaderBytes:    adminMaxHeaderBytes,
+		// The server's messages name the peer ("TLS handshake error from
+		// 10.0.0.9:51234"): limited by their start, not the whole text.
+		ErrorLog: slog.NewLogLogger(ratelog.New(a.log.Handler(), ratelog.Options{MessagePrefix: 24}), slog.LevelWarn),
+	}
 	srv.RegisterOnShutdown(a.live.stop) // end the console's streams
 	ready := Ready{TokenFile: tokenPath, BrokerAddr: a.brokerAddr}
 	scheme := "http"
@@ -335,7 +361,7 @@ func (a *Agent) adminServer() (*adminSrv, Ready, error) {
 			ln.Close()
 			return nil, Ready{}, err
 		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, CipherSuites: adminCipherSuites}
 		ln = tls.NewListener(ln, srv.TLSConfig)
 		ready.Fingerprint = fp
 		scheme = "https"

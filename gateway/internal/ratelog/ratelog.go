@@ -20,6 +20,9 @@ type Options struct {
 	// Key is the attribute whose value, with the message, makes a key
 	// (default "function"): one function's flood does not hide another's.
 	Key string
+	// MessagePrefix, when positive, keys on the message's first bytes only:
+	// for messages that embed a varying detail (a peer's address).
+	MessagePrefix int
 }
 
 // maxKeys bounds the windows kept: past it, all are forgotten at once (a
@@ -85,7 +88,11 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 			return true
 		})
 	}
-	key = r.Level.String() + "\x00" + r.Message + "\x00" + key
+	msg := r.Message
+	if n := h.opts.MessagePrefix; n > 0 && len(msg) > n {
+		msg = msg[:n]
+	}
+	key = r.Level.String() + "\x00" + msg + "\x00" + key
 	t := r.Time
 	if t.IsZero() {
 		t = time.Now()

@@ -2,6 +2,7 @@ package ratelog
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -54,5 +55,16 @@ func TestHandlerKeysAreBounded(t *testing.T) {
 	}
 	if n := len(h.state.windows); n > maxKeys {
 		t.Fatalf("%d windows kept, bound %d", n, maxKeys)
+	}
+}
+
+func TestHandlerMessagePrefix(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(New(slog.NewTextHandler(&buf, nil), Options{Burst: 1, Interval: time.Hour, MessagePrefix: 24}))
+	for i := 0; i < 50; i++ {
+		log.Warn(fmt.Sprintf("http: TLS handshake error from 10.0.0.9:%d: EOF", 50000+i))
+	}
+	if n := strings.Count(buf.String(), "handshake"); n != 1 {
+		t.Fatalf("%d of 50 messages differing after the prefix passed, want 1", n)
 	}
 }
