@@ -67,8 +67,9 @@ type BrokerConfig struct {
 	// (default 8 KiB); checked from its header, before authentication.
 	MaxConnectSize edgefn.Size `yaml:"max_connect_size" json:"max_connect_size"`
 	// MaxClients bounds connected clients (default 1000); sockets beyond
-	// twice that, connected or not, are closed as they are accepted, and
-	// new sessions beyond twice that, connected or persistent, refused.
+	// twice that, connected or not, are closed as they are accepted; a new
+	// session beyond twice that, connected or persistent, ends the
+	// persistent session disconnected longest.
 	MaxClients int `yaml:"max_clients" json:"max_clients"`
 	// ConnectTimeout is how long a new socket has to complete TLS and send
 	// its CONNECT (default 10s).
@@ -317,6 +318,9 @@ type BrokerStatus struct {
 	Retained        int    `json:"retained"`
 	RetainedBytes   int64  `json:"retained_bytes"`
 	RetainedRefused uint64 `json:"retained_refused"`
+	// SessionsEvicted counts persistent sessions ended early to make room
+	// for new ones (more than 2 × max_clients sessions).
+	SessionsEvicted uint64 `json:"sessions_evicted"`
 	// Dropped counts messages dropped because a client's queue was full.
 	Dropped int64 `json:"dropped"`
 }
@@ -424,7 +428,8 @@ func (b *Broker) Start() error {
 	}
 	b.retain = &retainHook{maxCount: c.MaxRetained, maxBytes: int64(c.MaxRetainedBytes), stats: &b.stats, sizes: map[string]int{}}
 	auth := &authHook{users: b.users, anonymous: c.Anonymous, allowAnonymous: c.AllowAnonymous,
-		localFull: *c.LocalFullAccess, maxSubs: c.MaxSubscriptions, maxSessions: 2 * c.MaxClients, srv: srv, stats: &b.stats}
+		localFull: *c.LocalFullAccess, maxSubs: c.MaxSubscriptions, maxSessions: 2 * c.MaxClients,
+		maxExpiry: caps.MaximumSessionExpiryInterval, srv: srv, stats: &b.stats}
 	// Order matters for OnPublish: the retained budget clears the retain
 	// flag before the event hook builds the event.
 	for _, h := range []mqttsrv.Hook{auth, b.retain, &eventHook{b: b, srv: srv}} {
@@ -599,6 +604,7 @@ func (b *Broker) Status() BrokerStatus {
 		ConnectTimeouts: b.stats.connectTimeouts.Load(),
 		ACLDenied:       b.stats.aclDenied.Load(),
 		RetainedRefused: b.stats.retainedRefused.Load(),
+		SessionsEvicted: b.stats.sessionsEvicted.Load(),
 	}
 	b.mu.Lock()
 	if b.srv != nil {

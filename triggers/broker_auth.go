@@ -135,6 +135,7 @@ type authHook struct {
 	localFull      bool
 	maxSubs        int
 	maxSessions    int
+	maxExpiry      uint32          // seconds
 	srv            *mqttsrv.Server // for session ownership; nil in unit tests
 	stats          *brokerStats
 
@@ -214,7 +215,9 @@ func (h *authHook) OnConnectAuthenticate(cl *mqttsrv.Client, pk packets.Packet) 
 		case ok && !bytes.Equal(old.Properties.Username, cl.Properties.Username):
 			why, acl = "client id in use by another user's session", nil
 		case !ok && h.srv.Clients.Len()-1 >= h.maxSessions: // the agent's inline client is one
-			why, acl = fmt.Sprintf("%d sessions (connected or persistent) already, the maximum is 2 × max_clients", h.maxSessions), nil
+			if !h.evictOldestSession() {
+				why, acl = fmt.Sprintf("%d sessions already, the maximum is 2 × max_clients", h.maxSessions), nil
+			}
 		}
 	}
 	if acl == nil {
@@ -225,7 +228,37 @@ func (h *authHook) OnConnectAuthenticate(cl *mqttsrv.Client, pk packets.Packet) 
 		}
 		return false
 	}
+	// mochi tells an MQTT 5 client the maximum session expiry but keeps
+	// the one it asked for; hold it to the maximum.
+	if p := &cl.Properties.Props; p.SessionExpiryIntervalFlag && p.SessionExpiryInterval > h.maxExpiry {
+		p.SessionExpiryInterval = h.maxExpiry
+	}
 	h.acls.Store(cl.ID, &aclEntry{cl: cl, acl: acl})
+	return true
+}
+
+// evictOldestSession ends the persistent session that has been
+// disconnected longest, so that sessions stay bounded without locking
+// new devices out; it reports whether there was one.
+func (h *authHook) evictOldestSession() bool {
+	var oldest *mqttsrv.Client
+	for _, c := range h.srv.Clients.GetAll() {
+		if t := c.StopTime(); t > 0 && !c.Net.Inline && (oldest == nil || t < oldest.StopTime()) {
+			oldest = c
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	h.srv.UnsubscribeClient(oldest)
+	oldest.ClearInflights()
+	h.srv.Clients.Delete(oldest.ID)
+	h.forget(oldest)
+	h.stats.sessionsEvicted.Add(1)
+	if h.stats.authLog.allow() {
+		h.Log.Warn("mqtt persistent session ended early: too many sessions (2 × max_clients)", "client", oldest.ID,
+			"evicted_total", h.stats.sessionsEvicted.Load())
+	}
 	return true
 }
 

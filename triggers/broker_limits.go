@@ -16,6 +16,7 @@ type brokerStats struct {
 	refused         atomic.Uint64 // connections refused by authentication or ACL
 	aclDenied       atomic.Uint64 // publishes, subscriptions and deliveries denied
 	retainedRefused atomic.Uint64 // retained messages kept as plain ones: budget full
+	sessionsEvicted atomic.Uint64 // persistent sessions ended for a new one: too many
 	authLog         logLimiter
 	aclLog          logLimiter
 	retainLog       logLimiter

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"runtime"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgefn/edgefn/internal/rawmqtt"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // heapGrowth runs f and returns how many bytes the process allocated
@@ -255,24 +257,46 @@ func TestBrokerMaxSubscriptions(t *testing.T) {
 	}
 }
 
-// TestBrokerMaxSessions: persistent sessions count too: at most
-// 2 × max_clients sessions, connected or not; a known one may come back.
+// TestBrokerMaxSessions: persistent sessions count too: past
+// 2 × max_clients sessions a new one ends the session disconnected
+// longest; an MQTT 5 client cannot keep its session beyond
+// session_expiry.
 func TestBrokerMaxSessions(t *testing.T) {
-	b := startBroker(t, BrokerConfig{MaxClients: 1}, newRecSink(nil))
+	b := startBroker(t, BrokerConfig{MaxClients: 1, SessionExpiry: time.Hour}, newRecSink(nil))
 	url := "tcp://" + b.Addr()
 	persistent := func(o *mqtt.ClientOptions) { o.SetCleanSession(false) }
-	for _, id := range []string{"p1", "p2"} {
+	for _, id := range []string{"p1", "p2", "p3"} {
 		c, err := userClient(t, url, id, "", "", persistent)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", id, err)
 		}
 		c.Disconnect(0)
 		waitFor(t, id+" disconnected", func() bool { return b.Status().Clients == 0 })
 	}
-	if _, err := userClient(t, url, "p3", "", "", persistent); err == nil {
-		t.Error("a third session accepted with max_clients 1")
+	_, p1 := b.srv.Clients.Get("p1")
+	_, p3 := b.srv.Clients.Get("p3")
+	if st := b.Status(); p1 || !p3 || st.SessionsEvicted != 1 {
+		t.Errorf("p1 kept %v, p3 kept %v, status %+v: want p1 evicted for p3", p1, p3, st)
 	}
-	if _, err := userClient(t, url, "p1", "", "", persistent); err != nil {
-		t.Errorf("p1 back to its session: %v", err)
+
+	c, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var buf bytes.Buffer
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
+		Connect:    packets.ConnectParams{ProtocolName: []byte("MQTT"), Keepalive: 30, ClientIdentifier: "forever"},
+		Properties: packets.Properties{SessionExpiryInterval: math.MaxUint32, SessionExpiryIntervalFlag: true}}
+	if err := pk.ConnectEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the v5 client", func() bool { _, ok := b.srv.Clients.Get("forever"); return ok })
+	cl, _ := b.srv.Clients.Get("forever")
+	if got := cl.Properties.Props.SessionExpiryInterval; got != 3600 {
+		t.Errorf("session expiry %d s, want 3600 (session_expiry)", got)
 	}
 }
