@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn"
-	"github.com/edgefn/edgefn/internal/manifest"
 	"github.com/edgefn/edgefn/internal/activation"
+	"github.com/edgefn/edgefn/internal/manifest"
 )
 
 // registry keeps deployed function versions on disk so they survive a

@@ -27,9 +27,9 @@ import (
 
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/gateway"
+	"github.com/edgefn/edgefn/internal/activation"
 	"github.com/edgefn/edgefn/internal/manifest"
 	"github.com/edgefn/edgefn/internal/strictyaml"
-	"github.com/edgefn/edgefn/internal/activation"
 )
 
 func deployCommand() *cli.Command {
