@@ -2,12 +2,16 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/edgefn/edgefn"
 
 	"github.com/edgefn/edgefn/devices"
 	"github.com/edgefn/edgefn/gateway/console"
@@ -22,9 +26,10 @@ import (
 // a stream would otherwise hold it for the whole grace period). Its zero
 // value is ready.
 type liveState struct {
-	tap     tap
-	version string
-	gpio    func() console.GPIO
+	tap        tap
+	version    string
+	gpio       func() console.GPIO
+	logStreams atomic.Int32
 
 	once   sync.Once
 	closed chan struct{}
@@ -201,8 +206,9 @@ func (s consoleSource) Function(ctx context.Context, name string) (console.Funct
 	return fd, true
 }
 
-// Bounds of a log stream.
+// Bounds of the log streams.
 const (
+	maxLogStreams  = 16                     // open at once
 	logStreamFirst = 50                     // lines sent when a stream opens
 	logStreamBatch = 200                    // lines read per poll
 	logStreamPoll  = 500 * time.Millisecond // how often the log ring is read
@@ -214,6 +220,16 @@ const (
 // it got.
 func (g *Host) handleLogEvents(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	if !edgefn.ValidName(name) {
+		writeError(w, http.StatusNotFound, &NotFoundError{What: fmt.Sprintf("function %q", name)})
+		return
+	}
+	if g.live.logStreams.Add(1) > maxLogStreams {
+		g.live.logStreams.Add(-1)
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("too many log streams open (at most %d): close one", maxLogStreams))
+		return
+	}
+	defer g.live.logStreams.Add(-1)
 	after := sse.LastID(r)
 	first := logStreamFirst
 	if after > 0 {
