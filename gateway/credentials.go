@@ -129,7 +129,7 @@ func makeSelfSigned(certPath, keyPath string, hosts []string) error {
 	if err := writePEM(keyPath, "EC PRIVATE KEY", kb, 0o600); err != nil {
 		return err
 	}
-	return writePEM(certPath, "CERTIFICATE", der, 0o644)
+	return writePEM(certPath, "CERTIFICATE", der, 0o600) // public, but the data dir is all private
 }
 
 func writePEM(path, typ string, der []byte, mode os.FileMode) error {

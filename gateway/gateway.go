@@ -315,10 +315,10 @@ func (g *Host) drain(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// ensureDataDir creates the data dir and checks it is writable, with an
-// error that says what to do.
+// ensureDataDir creates the data dir (0700) and checks it is writable,
+// with an error that says what to do.
 func ensureDataDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("data dir %s: %w (set data_dir in the config to a writable directory)", dir, err)
 	}
 	f, err := os.CreateTemp(dir, ".probe-")

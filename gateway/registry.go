@@ -67,7 +67,7 @@ func newRegistry(dataDir string) (*registry, error) {
 	}
 	actDir := filepath.Join(filepath.Dir(dir), "activations")
 	for _, d := range []string{dir, actDir} {
-		if err := os.MkdirAll(d, 0o750); err != nil {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("function registry: %w", err)
 		}
 	}
@@ -160,7 +160,7 @@ func (r *registry) store(name string, manifest, wasm []byte, meta versionMeta) (
 	if err != nil {
 		return meta, err
 	}
-	if err := os.MkdirAll(fdir, 0o750); err != nil {
+	if err := os.MkdirAll(fdir, 0o700); err != nil {
 		return meta, err
 	}
 	tmp, err := os.MkdirTemp(fdir, ".tmp-")
@@ -350,7 +350,7 @@ func (r *registry) recordActivation(name string, sg activation.Signed) error {
 }
 
 func writeFileSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}

@@ -72,6 +72,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err := ensureDataDir(cfg.DataDir); err != nil {
 		return err
 	}
+	tightenDataDir(cfg.DataDir, log)
 	store, err := outbox.Open(ctx, outbox.Config{
 		Path:       filepath.Join(cfg.DataDir, "outbox.db"),
 		Gateway:    cfg.GatewayID,

@@ -221,6 +221,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := checkHeader(cfg.Path); err != nil {
 		return nil, err
 	}
+	// SQLite would create the database under the umask (0644 by default);
+	// its -wal and -shm files take the database's mode.
+	if f, err := os.OpenFile(cfg.Path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
+		_ = f.Close()
+	} else if !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("outbox %s: create: %w", cfg.Path, err)
+	}
 	syncMode := "FULL"
 	if cfg.Durability == DurabilityNormal {
 		syncMode = "NORMAL"
