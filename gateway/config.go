@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -290,11 +289,9 @@ func (c *Config) Validate() error {
 		bad("log_level", "%s: use debug, info, warn or error", strictyaml.Quote(c.LogLevel))
 	}
 	if c.Broker.External != nil {
-		for _, e := range problems(c.Broker.External.Validate()) {
-			bad("broker.external", "%s", e)
-		}
+		d.Report("broker.external", c.Broker.External.Validate())
 	} else {
-		fieldProblems(bad, "broker.embedded", c.Broker.Embedded.Validate())
+		d.Report("broker.embedded", c.Broker.Embedded.Validate())
 	}
 	if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 		bad("admin.listen", "%s: use host:port", strictyaml.Quote(c.Admin.Listen))
@@ -322,9 +319,9 @@ func (c *Config) Validate() error {
 		case u.HTTP != nil && u.MQTT != nil:
 			bad(f, "set http or mqtt, not both")
 		case u.HTTP != nil:
-			fieldProblems(bad, f+".http", u.HTTP.Validate())
+			d.Report(f+".http", u.HTTP.Validate())
 		case u.MQTT != nil:
-			fieldProblems(bad, f+".mqtt", u.MQTT.Validate())
+			d.Report(f+".mqtt", u.MQTT.Validate())
 		default:
 			bad(f, "set http or mqtt")
 		}
@@ -377,23 +374,6 @@ func (c *Config) Validate() error {
 		}
 	}
 	return d.Err()
-}
-
-// fieldProblems reports an uplink's or the broker's problems at the line
-// of their field.
-func fieldProblems(bad func(field, format string, args ...any), prefix string, err error) {
-	for _, e := range unwrapAll(err) {
-		var fe *uplink.FieldError
-		var be *triggers.FieldError
-		switch {
-		case errors.As(e, &fe):
-			bad(prefix+"."+fe.Field, "%s", fe.Problem)
-		case errors.As(e, &be):
-			bad(prefix+"."+be.Field, "%s", be.Problem)
-		default:
-			bad(prefix, "%v", e)
-		}
-	}
 }
 
 func isLoopbackListen(addr string) bool {

@@ -81,6 +81,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"unknown limit", "limits:\n  max:\n    max_outptu: 1MiB\n", []string{`edgefn.yaml:3: limits.max.max_outptu: unknown key "max_outptu", did you mean "max_output"?`}},
 		{"bad grant ceiling", "grants:\n  max:\n    publish: [\"a/#/b\"]\n", []string{`edgefn.yaml:3: grants.max.publish[0]: "a/#/b": not a valid MQTT topic filter`}},
 		{"old keepalive spelling", "broker:\n  external:\n    brokers: [tcp://127.0.0.1:1883]\n    keepalive: 30s\n", []string{`edgefn.yaml:4: broker.external.keepalive: unknown key "keepalive", did you mean "keep_alive"?`}},
+		{"external broker field", "broker:\n  external:\n    client_id: x\n    brokers:\n      - tcp://h\n      - ws://x\n    tls: {cert_file: /nonexistent.pem}\n", []string{
+			`edgefn.yaml:6: broker.external.brokers[1]: "ws://x": scheme "ws" not supported`,
+			`edgefn.yaml:7: broker.external.tls.cert_file: cert_file and key_file must be given together`}},
 		{"bad duration typed", "shutdown_grace: 5\n", []string{`edgefn.yaml:1: shutdown_grace: "5": not a duration`}},
 		{"long value cut", "log_level: " + strings.Repeat("x", 5000) + "\n", []string{`log_level: "xxxxxxxx`, "… (5000 bytes): use debug"}},
 		{"several at once", "log_level: loud\ngpio:\n  backend: x\n", []string{"log_level", "gpio.backend"}},

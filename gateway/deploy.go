@@ -9,6 +9,7 @@ import (
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/devices"
 	"github.com/edgefn/edgefn/internal/activation"
+	"github.com/edgefn/edgefn/internal/strictyaml"
 	"github.com/edgefn/edgefn/sandbox"
 )
 
@@ -33,25 +34,10 @@ func (e *NotFoundError) Error() string { return e.What + " not found" }
 
 func problems(err error) []string {
 	var out []string
-	for _, e := range unwrapAll(err) {
+	for _, e := range strictyaml.Flatten(err) {
 		out = append(out, e.Error())
 	}
 	return out
-}
-
-// unwrapAll flattens errors joined with errors.Join.
-func unwrapAll(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if u, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range u.Unwrap() {
-			out = append(out, unwrapAll(e)...)
-		}
-		return out
-	}
-	return []error{err}
 }
 
 // validate checks a parsed manifest against the agent: limits within the

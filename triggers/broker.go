@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/strictyaml"
 	mqttsrv "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -115,16 +116,11 @@ type BrokerTLS struct {
 	Certificate *tls.Certificate `yaml:"-" json:"-"`
 }
 
-// FieldError is one problem in a BrokerConfig: the field, as named under
-// broker.embedded in the agent config ("users[0].password"), and what is
-// wrong with it. Validate joins them with errors.Join; pick them out with
-// errors.As.
-type FieldError struct {
-	Field   string
-	Problem string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+// FieldError is one problem in a BrokerConfig or an MQTTConfig: the field,
+// as named under broker.embedded or broker.external in the agent config
+// ("users[0].password"), and what is wrong with it. Validate joins them with
+// errors.Join; pick them out with errors.As.
+type FieldError = strictyaml.FieldError
 
 // Validate checks the configuration without listening and returns every
 // problem as a *FieldError.
@@ -219,20 +215,20 @@ func (c BrokerConfig) users() (map[string]brokerUser, error) {
 	out := make(map[string]brokerUser, len(c.Users))
 	for i, u := range c.Users {
 		if u.Username == "" {
-			errs = append(errs, &FieldError{fmt.Sprintf("users[%d].username", i), "empty"})
+			errs = append(errs, &FieldError{Field: fmt.Sprintf("users[%d].username", i), Problem: "empty"})
 			continue
 		}
 		if _, dup := out[u.Username]; dup {
-			errs = append(errs, &FieldError{fmt.Sprintf("users[%d].username", i), fmt.Sprintf("%q: listed twice", u.Username)})
+			errs = append(errs, &FieldError{Field: fmt.Sprintf("users[%d].username", i), Problem: fmt.Sprintf("%q: listed twice", u.Username)})
 			continue
 		}
 		if u.Password == "" && c.TLS.ClientCAFile == "" {
-			errs = append(errs, &FieldError{fmt.Sprintf("users[%d].password", i), fmt.Sprintf("user %q: empty (a user without a password needs tls.client_ca_file)", u.Username)})
+			errs = append(errs, &FieldError{Field: fmt.Sprintf("users[%d].password", i), Problem: fmt.Sprintf("user %q: empty (a user without a password needs tls.client_ca_file)", u.Username)})
 			continue
 		}
 		p, err := parsePassword(u.Password)
 		if err != nil {
-			errs = append(errs, &FieldError{fmt.Sprintf("users[%d].password", i), fmt.Sprintf("user %q: %v", u.Username, err)})
+			errs = append(errs, &FieldError{Field: fmt.Sprintf("users[%d].password", i), Problem: fmt.Sprintf("user %q: %v", u.Username, err)})
 			continue
 		}
 		if err := u.acl().validate(fmt.Sprintf("users[%d]", i)); err != nil {

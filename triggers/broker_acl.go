@@ -28,7 +28,7 @@ func (a BrokerACL) validate(field string) error {
 	for list, pats := range map[string][]string{"publish": a.Publish, "subscribe": a.Subscribe} {
 		for i, p := range pats {
 			if !edgefn.ValidTopicFilter(strings.NewReplacer("%u", "u", "%c", "c").Replace(p)) {
-				errs = append(errs, &FieldError{fmt.Sprintf("%s.%s[%d]", field, list, i), fmt.Sprintf("%q: not an MQTT topic filter ('+' and '#' stand alone in a level, '#' last)", p)})
+				errs = append(errs, &FieldError{Field: fmt.Sprintf("%s.%s[%d]", field, list, i), Problem: fmt.Sprintf("%q: not an MQTT topic filter ('+' and '#' stand alone in a level, '#' last)", p)})
 			}
 		}
 	}

@@ -92,33 +92,39 @@ func (c MQTTConfig) withDefaults() MQTTConfig {
 // its field.
 func (c MQTTConfig) Validate() error {
 	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
+	}
 	if len(c.Brokers) == 0 {
-		errs = append(errs, errors.New("mqtt.brokers: at least one broker URL is required"))
+		bad("brokers", "at least one broker URL is required")
 	}
 	for i, b := range c.Brokers {
 		if _, _, err := parseBrokerURL(b); err != nil {
-			errs = append(errs, fmt.Errorf("mqtt.brokers[%d]: %w", i, err))
+			bad(fmt.Sprintf("brokers[%d]", i), "%v", err)
 		}
 	}
 	if c.ClientID == "" {
-		errs = append(errs, errors.New("mqtt.client_id: required (a stable id, e.g. derived from the gateway id, keeps the persistent session)"))
+		bad("client_id", "required (a stable id, e.g. derived from the gateway id, keeps the persistent session)")
 	}
 	if c.Password != "" && c.Username == "" {
-		errs = append(errs, errors.New("mqtt.password: set without mqtt.username"))
+		bad("password", "set without username")
 	}
 	for _, e := range c.TLS.Problems() {
-		errs = append(errs, fmt.Errorf("mqtt.tls.%w", e))
+		var p *tlsclient.Problem
+		if errors.As(e, &p) {
+			bad("tls."+p.Field, "%s", p.Msg)
+		}
 	}
-	for name, d := range map[string]time.Duration{
-		"keep_alive": c.KeepAlive, "connect_timeout": c.ConnectTimeout,
-		"max_reconnect_interval": c.MaxReconnectInterval, "redelivery_delay": c.RedeliveryDelay,
-	} {
-		if d < 0 {
-			errs = append(errs, fmt.Errorf("mqtt.%s: %v is negative", name, d))
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"keep_alive", c.KeepAlive}, {"connect_timeout", c.ConnectTimeout}, {"max_reconnect_interval", c.MaxReconnectInterval}, {"redelivery_delay", c.RedeliveryDelay}} {
+		if d.v < 0 {
+			bad(d.name, "%v is negative", d.v)
 		}
 	}
 	if c.KeepAlive > 0 && c.KeepAlive < time.Second {
-		errs = append(errs, fmt.Errorf("mqtt.keep_alive: %v is below the 1s MQTT resolution", c.KeepAlive))
+		bad("keep_alive", "%v is below the 1s MQTT resolution", c.KeepAlive)
 	}
 	return errors.Join(errs...)
 }

@@ -39,13 +39,13 @@ func TestMQTTConfigValidate(t *testing.T) {
 		cfg  MQTTConfig
 		want []string
 	}{
-		{"empty", MQTTConfig{}, []string{"mqtt.brokers", "mqtt.client_id"}},
-		{"bad scheme", MQTTConfig{Brokers: []string{"ws://x"}, ClientID: "a"}, []string{"mqtt.brokers[0]", "ws"}},
-		{"no host", MQTTConfig{Brokers: []string{"tcp://:1883"}, ClientID: "a"}, []string{"mqtt.brokers[0]", "no host"}},
+		{"empty", MQTTConfig{}, []string{"brokers: at least one", "client_id: required"}},
+		{"bad scheme", MQTTConfig{Brokers: []string{"ws://x"}, ClientID: "a"}, []string{"brokers[0]: ", "ws"}},
+		{"no host", MQTTConfig{Brokers: []string{"tcp://:1883"}, ClientID: "a"}, []string{"brokers[0]: ", "no host"}},
 		{"bad port", MQTTConfig{Brokers: []string{"tcp://h:99999"}, ClientID: "a"}, []string{"bad port"}},
-		{"password alone", MQTTConfig{Brokers: []string{"tcp://h"}, ClientID: "a", Password: "p"}, []string{"mqtt.password"}},
-		{"half cert", MQTTConfig{Brokers: []string{"ssl://h"}, ClientID: "a", TLS: TLSConfig{CertFile: "c"}}, []string{"mqtt.tls"}},
-		{"negative", MQTTConfig{Brokers: []string{"tcp://h"}, ClientID: "a", KeepAlive: -1}, []string{"mqtt.keep_alive"}},
+		{"password alone", MQTTConfig{Brokers: []string{"tcp://h"}, ClientID: "a", Password: "p"}, []string{"password: set without username"}},
+		{"half cert", MQTTConfig{Brokers: []string{"ssl://h"}, ClientID: "a", TLS: TLSConfig{CertFile: "c"}}, []string{"tls.cert_file: cert_file and key_file"}},
+		{"negative", MQTTConfig{Brokers: []string{"tcp://h"}, ClientID: "a", KeepAlive: -1}, []string{"keep_alive: "}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
@@ -63,8 +63,8 @@ func TestMQTTConfigValidate(t *testing.T) {
 	if err := ok.Validate(); err != nil {
 		t.Errorf("Validate(good) = %v", err)
 	}
-	if _, err := NewMQTT(MQTTConfig{Brokers: []string{"ssl://h"}, ClientID: "a", TLS: TLSConfig{CAFile: "/nonexistent"}}, newRecSink(nil), nil); err == nil || !strings.Contains(err.Error(), "mqtt.tls.ca_file") {
-		t.Errorf("NewMQTT with a missing CA file = %v, want an error naming mqtt.tls.ca_file", err)
+	if _, err := NewMQTT(MQTTConfig{Brokers: []string{"ssl://h"}, ClientID: "a", TLS: TLSConfig{CAFile: "/nonexistent"}}, newRecSink(nil), nil); err == nil || !strings.Contains(err.Error(), "tls.ca_file") {
+		t.Errorf("NewMQTT with a missing CA file = %v, want an error naming tls.ca_file", err)
 	}
 }
 

@@ -207,6 +207,45 @@ func (d *Doc) Errorf(field, format string, args ...any) {
 // maxMsg bounds one problem's message.
 const maxMsg = 400
 
+// FieldError is one problem of a config section found by its own
+// Validate method: Field is the key path inside the section ("brokers[0]",
+// "tls.ca_file"), so that Report can give the problem its line.
+type FieldError struct {
+	Field   string
+	Problem string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+
+// Report records the problems of err, the result of a section's Validate
+// (errors joined with errors.Join): a *FieldError at the line of its field
+// below prefix, anything else at the line of prefix.
+func (d *Doc) Report(prefix string, err error) {
+	for _, e := range Flatten(err) {
+		var fe *FieldError
+		if errors.As(e, &fe) {
+			d.Errorf(join(prefix, fe.Field), "%s", fe.Problem)
+		} else {
+			d.Errorf(prefix, "%v", e)
+		}
+	}
+}
+
+// Flatten lists the errors joined in err (errors.Join, nested).
+func Flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range u.Unwrap() {
+			out = append(out, Flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
 // Failed reports whether a problem was already recorded for field.
 func (d *Doc) Failed(field string) bool { return d.bad[field] }
 

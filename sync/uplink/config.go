@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/strictyaml"
 	"github.com/edgefn/edgefn/internal/tlsclient"
 )
 
@@ -18,12 +19,7 @@ import (
 // agent config file, e.g. "batch.max_records") and what is wrong with it.
 // Validate joins every FieldError it finds with errors.Join; pick them out
 // with errors.As.
-type FieldError struct {
-	Field   string
-	Problem string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+type FieldError = strictyaml.FieldError
 
 func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)}
