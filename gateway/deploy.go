@@ -209,7 +209,7 @@ func (g *Host) Rollback(ctx context.Context, name string, to int, sg *activation
 			}
 		}
 		if to == 0 {
-			return versionMeta{}, fmt.Errorf("rollback %q: no version before %d", name, act)
+			return versionMeta{}, &NotFoundError{What: fmt.Sprintf("function %q: a version before %d", name, act)}
 		}
 	}
 	sv, err := g.reg.load(name, to)
