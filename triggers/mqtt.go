@@ -246,6 +246,12 @@ type MQTT struct {
 	delay     time.Duration
 	handlers  *sync.WaitGroup // handlers of the current Run
 	draining  bool
+	pub       pahoClient       // the connection Publish uses
+	slots     chan struct{}    // the window: one per message in lanes
+	lanes     map[string]*lane // topics with messages waiting for the sink
+	pending   int              // messages in lanes, over all topics
+	gen       uint64           // connection generation: bumped on connect and loss
+	held      map[string]bool  // topics whose QoS 1 message awaits redelivery on this connection
 
 	forced, delivered, failed, unrouted atomic.Uint64
 	obs                                 observer
@@ -272,6 +278,9 @@ func NewMQTT(cfg MQTTConfig, sink Sink, log *slog.Logger) (*MQTT, error) {
 		kick:  make(chan struct{}, 1),
 		want:  map[string]byte{},
 		have:  map[string]byte{},
+		lanes: map[string]*lane{},
+		slots: make(chan struct{}, window),
+		held:  map[string]bool{},
 		delay: cfg.RedeliveryDelay,
 		marks: newChainMarks(),
 	}
@@ -369,24 +378,29 @@ func (m *MQTT) Run(ctx context.Context) error {
 	}
 	defer m.running.Store(false)
 
-	opts := mqtt.NewClientOptions()
-	for _, b := range m.cfg.Brokers {
-		opts.AddBroker(b)
+	common := func(clientID string) *mqtt.ClientOptions {
+		opts := mqtt.NewClientOptions()
+		for _, b := range m.cfg.Brokers {
+			opts.AddBroker(b)
+		}
+		return opts.SetClientID(clientID).
+			SetUsername(m.cfg.Username).
+			SetPassword(m.cfg.Password).
+			SetCleanSession(false).
+			SetKeepAlive(m.cfg.KeepAlive).
+			SetPingTimeout(m.cfg.ConnectTimeout).
+			SetConnectTimeout(m.cfg.ConnectTimeout).
+			SetWriteTimeout(m.cfg.ConnectTimeout).
+			SetAutoReconnect(true).
+			SetConnectRetry(true).
+			SetConnectRetryInterval(time.Second).
+			SetMaxReconnectInterval(m.cfg.MaxReconnectInterval)
 	}
-	opts.SetClientID(m.cfg.ClientID).
-		SetUsername(m.cfg.Username).
-		SetPassword(m.cfg.Password).
-		SetCleanSession(false).
+	opts := common(m.cfg.ClientID).
 		SetAutoAckDisabled(true).
-		SetOrderMatters(false).
-		SetKeepAlive(m.cfg.KeepAlive).
-		SetPingTimeout(m.cfg.ConnectTimeout).
-		SetConnectTimeout(m.cfg.ConnectTimeout).
-		SetWriteTimeout(m.cfg.ConnectTimeout).
-		SetAutoReconnect(true).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
-		SetMaxReconnectInterval(m.cfg.MaxReconnectInterval).
+		// handle is called in arrival order and may wait for the window:
+		// paho then stops reading this connection (backpressure).
+		SetOrderMatters(true).
 		// Subscriptions are re-sent by the trigger in OnConnect; paho's
 		// replay of its own stored SUBSCRIBE packets would duplicate them.
 		SetResumeSubs(false).
@@ -394,18 +408,21 @@ func (m *MQTT) Run(ctx context.Context) error {
 		SetOnConnectHandler(m.onConnect).
 		SetConnectionLostHandler(m.onLost).
 		SetCustomOpenConnectionFn(m.dial)
-	if m.tlsCfg != nil {
-		opts.SetTLSConfig(m.tlsCfg)
-	}
+	// Publishes go out on their own connection: their PUBACKs must be read
+	// while the receiving connection waits for the window, whose messages
+	// wait for those PUBACKs.
+	pubOpts := common(m.cfg.ClientID + "-pub").
+		SetCustomOpenConnectionFn(m.dialBroker)
 
-	var client pahoClient = mqtt.NewClient(opts)
+	var client, pub pahoClient = mqtt.NewClient(opts), mqtt.NewClient(pubOpts)
 	m.mu.Lock()
-	m.client, m.ctx, m.draining = client, ctx, false
+	m.client, m.pub, m.ctx, m.draining = client, pub, ctx, false
 	handlers := &sync.WaitGroup{}
 	m.handlers = handlers
 	m.have = map[string]byte{}
 	m.mu.Unlock()
 
+	pub.Connect() // retried by paho until it succeeds; Publish waits for it
 	connTok := client.Connect()
 	connDone := connTok.Done()
 	retry := time.NewTimer(time.Hour)
@@ -415,6 +432,10 @@ func (m *MQTT) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			m.shutdown(client, handlers)
+			pub.Disconnect(disconnectQuiesce)
+			m.mu.Lock()
+			m.pub = nil
+			m.mu.Unlock()
 			return nil
 		case <-connDone:
 			connDone = nil
@@ -541,14 +562,40 @@ func (m *MQTT) onLost(_ mqtt.Client, err error) {
 	m.mu.Lock()
 	m.connected = false
 	m.lastErr = "connection lost: " + err.Error()
+	m.newConnLocked()
 	m.have = map[string]byte{}
 	m.mu.Unlock()
 	m.log.Warn("mqtt connection lost, reconnecting", "error", err)
 }
 
-// dial opens the network connection for paho and remembers it, so the
+// newConnLocked starts a connection generation: messages still waiting
+// from the previous connection are not delivered (the broker resends them
+// on the new one, in order) and held topics are released.
+func (m *MQTT) newConnLocked() {
+	m.gen++
+	clear(m.held)
+}
+
+// dial opens the receiving connection for paho and remembers it, so the
 // trigger can drop it to force the broker to redeliver unacked messages.
 func (m *MQTT) dial(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+	conn, err := m.dialBroker(u, o)
+	if err != nil {
+		return nil, err
+	}
+	dc := &droppableConn{Conn: conn}
+	m.mu.Lock()
+	m.conn = dc
+	// Before CONNECT is sent: every message of this connection carries the
+	// new generation.
+	m.newConnLocked()
+	m.mu.Unlock()
+	return dc, nil
+}
+
+// dialBroker opens a network connection to the broker at u (TLS per its
+// scheme).
+func (m *MQTT) dialBroker(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 	_, useTLS, err := parseBrokerURL(u.String())
 	if err != nil {
 		return nil, err
@@ -576,11 +623,7 @@ func (m *MQTT) dial(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 		m.setErr(fmt.Errorf("dial %s: %w", u.Redacted(), err))
 		return nil, err
 	}
-	dc := &droppableConn{Conn: conn}
-	m.mu.Lock()
-	m.conn = dc
-	m.mu.Unlock()
-	return dc, nil
+	return conn, nil
 }
 
 // errDropped is what paho reads from a connection the trigger dropped.
@@ -607,33 +650,114 @@ func (c *droppableConn) drop() error {
 	return c.Conn.Close()
 }
 
-// handle is paho's handler for every received PUBLISH packet.
+// window bounds the messages received and not yet through the sink, over
+// all topics. When it is full, handle waits, paho stops reading the
+// connection and the broker keeps the rest (mosquitto: up to its
+// max_queued_messages). mosquitto 2.0 does not hold to its own
+// max_inflight_messages towards a client that also publishes on the same
+// connection, which is why the trigger publishes on a second one.
+const window = 128
+
+// lane holds the messages of one topic waiting for the sink, oldest first;
+// one goroutine delivers them in turn and exits when the lane is empty.
+type lane struct {
+	msgs []laneMsg
+}
+
+type laneMsg struct {
+	msg mqtt.Message
+	gen uint64 // connection it arrived on
+}
+
+// handle is paho's handler for every received PUBLISH packet. paho calls
+// it in arrival order (SetOrderMatters(true)); it queues the message on its
+// topic's lane, waiting while the window is full. Lanes run concurrently, each
+// topic's messages go to the sink one after the other, so a device's
+// readings are committed (and their records numbered) in the order it
+// published them.
 func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
+	m.obs.see(Seen{Topic: msg.Topic(), Payload: msg.Payload(), QoS: msg.Qos(), Retain: msg.Retained()})
 	m.mu.Lock()
 	if m.draining || m.ctx == nil {
 		m.mu.Unlock()
 		return // not acked: redelivered on the next run
 	}
-	ctx := m.ctx
+	topic := msg.Topic()
 	routed := false
 	for f := range m.want {
-		if edgefn.TopicMatch(f, msg.Topic()) {
+		if edgefn.TopicMatch(f, topic) {
 			routed = true
 			break
 		}
 	}
-	handlers := m.handlers
-	handlers.Add(1)
-	m.mu.Unlock()
-	defer handlers.Done()
-	m.obs.see(Seen{Topic: msg.Topic(), Payload: msg.Payload(), QoS: msg.Qos(), Retain: msg.Retained()})
-
 	if !routed {
+		m.mu.Unlock()
 		m.unrouted.Add(1)
-		m.log.Debug("mqtt message matches no subscription, dropped", "topic", msg.Topic())
+		m.log.Debug("mqtt message matches no subscription, dropped", "topic", topic)
 		msg.Ack()
 		return
 	}
+	if msg.Qos() > 0 && m.held[topic] {
+		// An earlier message on this topic awaits redelivery: this one
+		// waits too (unacked), so the broker resends both in order.
+		m.mu.Unlock()
+		return
+	}
+	ctx, handlers := m.ctx, m.handlers
+	handlers.Add(1)
+	m.mu.Unlock()
+	select {
+	case m.slots <- struct{}{}:
+	case <-ctx.Done():
+		handlers.Done()
+		return // not acked: redelivered on the next run
+	}
+	m.mu.Lock()
+	m.pending++
+	l := m.lanes[topic]
+	start := l == nil
+	if start {
+		l = &lane{}
+		m.lanes[topic] = l
+	}
+	l.msgs = append(l.msgs, laneMsg{msg, m.gen})
+	m.mu.Unlock()
+	if start {
+		go m.runLane(ctx, topic, l, handlers)
+	}
+}
+
+// runLane delivers the messages of one topic in order until none is left.
+// A message that arrived on an earlier connection, or behind one awaiting
+// redelivery, is skipped unacked: the broker resends it.
+func (m *MQTT) runLane(ctx context.Context, topic string, l *lane, handlers *sync.WaitGroup) {
+	for {
+		m.mu.Lock()
+		if len(l.msgs) == 0 {
+			delete(m.lanes, topic)
+			m.mu.Unlock()
+			return
+		}
+		lm := l.msgs[0]
+		l.msgs[0] = laneMsg{}
+		l.msgs = l.msgs[1:]
+		skip := lm.gen != m.gen || (lm.msg.Qos() > 0 && m.held[topic])
+		m.mu.Unlock()
+		if !skip {
+			m.deliver(ctx, lm)
+		}
+		m.mu.Lock()
+		m.pending--
+		m.mu.Unlock()
+		<-m.slots
+		handlers.Done()
+	}
+}
+
+// deliver hands one message to the sink and acknowledges it once the sink
+// has committed it.
+func (m *MQTT) deliver(ctx context.Context, lm laneMsg) {
+	msg := lm.msg
 	ev := edgefn.Event{
 		ID:      m.idPfx + strconv.FormatUint(m.seq.Add(1), 10),
 		Source:  edgefn.SourceMQTT,
@@ -650,10 +774,16 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 	err := m.sink.Deliver(ctx, ev)
 	if err == nil {
 		m.delivered.Add(1)
-		msg.Ack()
 		m.mu.Lock()
 		m.delay = m.cfg.RedeliveryDelay
+		same := lm.gen == m.gen
 		m.mu.Unlock()
+		if same {
+			// On a later connection the packet id may name another
+			// message: leave this one to the broker's resend (it runs
+			// again: at least once).
+			msg.Ack()
+		}
 		return
 	}
 	m.failed.Add(1)
@@ -669,6 +799,9 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 		return
 	}
 	m.log.Warn("mqtt QoS 1 message not committed, not acked", "topic", msg.Topic(), "error", err)
+	m.mu.Lock()
+	m.held[msg.Topic()] = true
+	m.mu.Unlock()
 	m.scheduleRedelivery()
 }
 
@@ -711,7 +844,7 @@ func (m *MQTT) Publish(ctx context.Context, topic string, payload []byte, qos by
 		return err
 	}
 	m.mu.Lock()
-	client := m.client
+	client := m.pub
 	routed := false
 	for f := range m.want {
 		if routed = depth > 0 && edgefn.TopicMatch(f, topic); routed {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/internal/mosquittotest"
 )
@@ -392,5 +393,105 @@ func TestMQTTUnreachableBroker(t *testing.T) {
 	stop()
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Run took %v to return after cancel", d)
+	}
+}
+
+// TestMQTTPerTopicOrder: one topic's messages reach the sink one at a time
+// in the order published, while another topic's go through beside them.
+func TestMQTTPerTopicOrder(t *testing.T) {
+	b := mosquittotest.Start(t)
+	bDone := make(chan struct{})
+	var mu sync.Mutex
+	inside := map[string]bool{}
+	var got []string
+	sink := SinkFunc(func(ctx context.Context, ev edgefn.Event) error {
+		mu.Lock()
+		if inside[ev.Subject] {
+			t.Errorf("%s %s delivered while an earlier message of its topic is in the sink", ev.Subject, ev.Payload)
+		}
+		inside[ev.Subject] = true
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			inside[ev.Subject] = false
+			got = append(got, ev.Subject+"="+string(ev.Payload))
+			mu.Unlock()
+		}()
+		switch {
+		case ev.Subject == "in/a" && string(ev.Payload) == "1":
+			// Held until in/b went through: topics do not wait for each other.
+			select {
+			case <-bDone:
+			case <-time.After(testTimeout):
+				t.Error("in/b was not delivered while in/a=1 was in the sink")
+			}
+		case ev.Subject == "in/b":
+			close(bDone)
+		}
+		return nil
+	})
+	m := newTestMQTT(t, b.URL(), sink, nil)
+	if err := m.SetSubscriptions([]Subscription{{"in/#", 1}}); err != nil {
+		t.Fatal(err)
+	}
+	runMQTT(t, m)
+	waitSubscribed(t, m, 1)
+	dev := device(t, b.URL(), "order-dev", true)
+	var toks []mqtt.Token
+	for _, p := range []struct{ topic, payload string }{{"in/a", "1"}, {"in/a", "2"}, {"in/a", "3"}, {"in/b", "1"}, {"in/a", "4"}} {
+		toks = append(toks, dev.Publish(p.topic, 1, false, p.payload))
+	}
+	for _, tok := range toks {
+		if !tok.WaitTimeout(testTimeout) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+	}
+	waitFor(t, "5 deliveries", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 5 })
+	var a []string
+	for _, g := range got {
+		if strings.HasPrefix(g, "in/a=") {
+			a = append(a, g)
+		}
+	}
+	if strings.Join(a, " ") != "in/a=1 in/a=2 in/a=3 in/a=4" {
+		t.Errorf("in/a delivered in the order %v, want 1 2 3 4", a)
+	}
+}
+
+// TestMQTTOrderKeptAcrossRedelivery: a refused QoS 1 message holds back the
+// later messages of its topic, so after the redelivery they are committed
+// in the order published.
+func TestMQTTOrderKeptAcrossRedelivery(t *testing.T) {
+	b := mosquittotest.Start(t)
+	var refused atomic.Bool
+	var mu sync.Mutex
+	var committed []string
+	sink := SinkFunc(func(ctx context.Context, ev edgefn.Event) error {
+		if string(ev.Payload) == "1" && refused.CompareAndSwap(false, true) {
+			return errors.New("commit failed")
+		}
+		mu.Lock()
+		committed = append(committed, string(ev.Payload))
+		mu.Unlock()
+		return nil
+	})
+	m := newTestMQTT(t, b.URL(), sink, nil)
+	if err := m.SetSubscriptions([]Subscription{{"in/#", 1}}); err != nil {
+		t.Fatal(err)
+	}
+	runMQTT(t, m)
+	waitSubscribed(t, m, 1)
+	dev := device(t, b.URL(), "redeliver-dev", true)
+	for _, p := range []string{"1", "2", "3"} {
+		devicePublish(t, dev, "in/a", p, 1)
+	}
+	waitFor(t, "3 commits", func() bool { mu.Lock(); defer mu.Unlock(); return len(committed) >= 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(committed, " ") != "1 2 3" {
+		t.Errorf("committed %v, want 1 2 3 (once each, in order)", committed)
+	}
+	if st := m.Status(); st.ForcedReconnects < 1 {
+		t.Errorf("status %+v: want a forced reconnect for the redelivery", st)
 	}
 }

@@ -26,8 +26,10 @@ type options struct {
 	noNodeRed            bool
 	nodelay              bool
 	maxQueued            int
+	inflight             int
 	profile              string
 	title                string
+	keep                 bool
 }
 
 func main() {
@@ -76,8 +78,10 @@ func benchMain(args []string) error {
 	fs.BoolVar(&o.noNodeRed, "no-node-red", false, "skip Node-RED")
 	fs.BoolVar(&o.nodelay, "mosquitto-nodelay", false, "mosquitto set_tcp_nodelay (its default: false)")
 	fs.IntVar(&o.maxQueued, "mosquitto-max-queued", 100000, "mosquitto max_queued_messages (its default 1000 drops QoS 1 messages of a saturated subscriber)")
-	fs.StringVar(&o.profile, "profile", "", "directory for a CPU profile of the agent during each edgefn path's CPU scenario")
+	fs.IntVar(&o.inflight, "mosquitto-max-inflight", -1, "mosquitto max_inflight_messages (-1: not set, its default 20; 0: no limit)")
+	fs.StringVar(&o.profile, "profile", "", "directory for profiles of the agent: CPU during each edgefn path's CPU scenario, heap after its saturation scenario")
 	fs.StringVar(&o.title, "title", "", "what kind of run this is (said under the title)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the scratch directory (configs, data, the processes' output in log)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -91,13 +95,17 @@ func benchMain(args []string) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if o.keep {
+		fmt.Fprintf(os.Stderr, "scratch directory (kept): %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	logf, err := os.Create(filepath.Join(dir, "log"))
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	e := &env{dir: dir, self: self, nodelay: o.nodelay, maxQueued: o.maxQueued, logs: logf}
+	e := &env{dir: dir, self: self, nodelay: o.nodelay, maxQueued: o.maxQueued, inflight: o.inflight, logs: logf}
 	for _, p := range []*string{&o.edgefn, &o.relayWasm, &o.pubWasm} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			return err
@@ -247,7 +255,7 @@ func runPath(e *env, p path, n int, o options) (runResult, error) {
 	base += 1 << 20
 	var prof chan error
 	if o.profile != "" && r.agent != nil {
-		prof = profileAgent(r, o.profile, fmt.Sprintf("%s-%d.pprof", p.Key, n), time.Duration(o.cpu.Msgs/max(1, o.cpu.Rate))*time.Second)
+		prof = profileAgent(r, o.profile, fmt.Sprintf("%s-%d.cpu.pprof", p.Key, n), "profile", time.Duration(o.cpu.Msgs/max(1, o.cpu.Rate))*time.Second)
 	}
 	rr.CPU = run(pubs, s, o.cpu, base, r.ps.cpu)
 	if prof != nil {
@@ -257,6 +265,11 @@ func runPath(e *env, p path, n int, o options) (runResult, error) {
 	}
 	base += 1 << 20
 	rr.Sat = run(pubs, s, o.sat, base, r.ps.cpu)
+	if o.profile != "" && r.agent != nil {
+		if err := <-profileAgent(r, o.profile, fmt.Sprintf("%s-%d.heap.pprof", p.Key, n), "heap", 0); err != nil {
+			fmt.Fprintf(os.Stderr, "  heap profile: %v\n", err)
+		}
+	}
 	rr.RSS = rss.done()
 	rss = nil
 	return rr, nil

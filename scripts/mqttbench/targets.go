@@ -27,6 +27,7 @@ type env struct {
 	pinned    bool   // gateway-side processes on cpu 0, GOMAXPROCS=1
 	nodelay   bool   // mosquitto set_tcp_nodelay
 	maxQueued int    // mosquitto max_queued_messages
+	inflight  int    // mosquitto max_inflight_messages (-1: its default)
 	logs      io.Writer
 }
 
@@ -192,8 +193,12 @@ func startFloor(e *env, _ int) (*running, error) {
 // mosquittoConf is the broker configuration of every path through
 // mosquitto; docs/benchmarks.md states it.
 func (e *env) mosquittoConf(port string) string {
-	return fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay %t\nmax_queued_messages %d\nlog_type error\n",
+	conf := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay %t\nmax_queued_messages %d\nlog_type error\n",
 		port, e.nodelay, e.maxQueued)
+	if e.inflight >= 0 {
+		conf += fmt.Sprintf("max_inflight_messages %d\n", e.inflight)
+	}
+	return conf
 }
 
 func (e *env) startMosquitto(n int) (*proc, string, error) {
@@ -336,9 +341,10 @@ func startAgent(e *env, n int, ext bool, fn, durability string) (*running, error
 	return r, nil
 }
 
-// profileAgent fetches a CPU profile of d from the agent's admin API into
-// dir/name; the returned channel says when it is done.
-func profileAgent(r *running, dir, name string, d time.Duration) chan error {
+// profileAgent fetches a profile from the agent's admin API into dir/name:
+// kind "profile" (CPU, for d) or "heap"; the returned channel says when it
+// is done.
+func profileAgent(r *running, dir, name, kind string, d time.Duration) chan error {
 	done := make(chan error, 1)
 	go func() {
 		done <- func() error {
@@ -363,7 +369,11 @@ func profileAgent(r *running, dir, name string, d time.Duration) chan error {
 			if err != nil {
 				return err
 			}
-			req, err := http.NewRequest("GET", fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimSuffix(url, "/"), max(1, int(d.Seconds()))), nil)
+			u := fmt.Sprintf("%s/debug/pprof/%s", strings.TrimSuffix(url, "/"), kind)
+			if d > 0 {
+				u += fmt.Sprintf("?seconds=%d", max(1, int(d.Seconds())))
+			}
+			req, err := http.NewRequest("GET", u, nil)
 			if err != nil {
 				return err
 			}
