@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -102,6 +103,21 @@ broker:
 	}
 	if m := string(p.get(t, dir, "/metrics")); !strings.Contains(m, `edgefn_broker_refused_total{reason="bad_connect"} 2`) {
 		t.Errorf("metrics do not count the 2 bad connects:\n%s", m)
+	}
+
+	// A malformed MQTT 5 SUBSCRIBE crashed mochi's decoder, and with it
+	// the agent.
+	bad, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if _, err := bad.Write([]byte{0x10, 14, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 30, 0, 0, 1, 'r', 0x82, 6, 0, 1, 0, 0, 1, '#'}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, bad)
+	if n, _ := part()["handler_panics"].(float64); n != 1 {
+		t.Errorf("broker status %v: want 1 handler panic recovered", part())
 	}
 
 	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("s1").SetUsername("sensor1").SetPassword("change-me").

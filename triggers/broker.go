@@ -314,6 +314,9 @@ type BrokerStatus struct {
 	Retained        int    `json:"retained"`
 	RetainedBytes   int64  `json:"retained_bytes"`
 	RetainedRefused uint64 `json:"retained_refused"`
+	// HandlerPanics counts connections closed because a malformed packet
+	// crashed mochi's handler for them (the broker goes on).
+	HandlerPanics uint64 `json:"handler_panics"`
 	// SessionsEvicted counts persistent sessions ended early to make room
 	// for new ones (more than 2 × max_clients sessions).
 	SessionsEvicted uint64 `json:"sessions_evicted"`
@@ -433,9 +436,21 @@ func (b *Broker) Start() error {
 			return fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
 		}
 	}
+	// A client whose handler panicked skipped mochi's cleanup: end its
+	// session so it does not linger as a connected client.
+	onPanic := func(conn net.Conn) {
+		for _, cl := range srv.Clients.GetAll() {
+			if !cl.Net.Inline && cl.Net.Conn == conn {
+				srv.UnsubscribeClient(cl)
+				cl.ClearInflights()
+				srv.Clients.Delete(cl.ID)
+				auth.forget(cl)
+			}
+		}
+	}
 	listener := func(id, addr string, tc *tls.Config) *guardListener {
 		return &guardListener{id: id, addr: addr, tls: tc, maxConns: 2 * int64(c.MaxClients), connectTimeout: c.ConnectTimeout,
-			maxConnect: int(c.MaxConnectSize), stats: &b.stats.listenerStats, log: b.log}
+			maxConnect: int(c.MaxConnectSize), stats: &b.stats.listenerStats, log: b.log, onPanic: onPanic}
 	}
 	tcp := listener("edgefn-tcp", c.Listen, nil)
 	if err := srv.AddListener(tcp); err != nil {
@@ -601,6 +616,7 @@ func (b *Broker) Status() BrokerStatus {
 		ACLDenied:       b.stats.aclDenied.Load(),
 		RetainedRefused: b.stats.retainedRefused.Load(),
 		SessionsEvicted: b.stats.sessionsEvicted.Load(),
+		HandlerPanics:   b.stats.panics.Load(),
 	}
 	b.mu.Lock()
 	if b.srv != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,7 @@ type listenerStats struct {
 	overLimit       atomic.Uint64 // closed at accept: too many sockets open
 	badConnect      atomic.Uint64 // first packet not a CONNECT, or too large
 	connectTimeouts atomic.Uint64 // no complete CONNECT before the deadline
+	panics          atomic.Uint64 // connection handlers that panicked
 }
 
 // guardListener is a mochi listener (TCP, optionally TLS) that protects
@@ -42,6 +44,8 @@ type guardListener struct {
 	maxConnect     int
 	stats          *listenerStats
 	log            *slog.Logger
+	// onPanic cleans up after a connection whose handler panicked.
+	onPanic func(net.Conn)
 
 	ln     net.Listener
 	end    atomic.Bool
@@ -105,7 +109,7 @@ func (l *guardListener) Serve(establish listeners.EstablishFn) {
 		l.served.Add(1)
 		go func() {
 			defer l.served.Done()
-			err := establish(l.id, gc)
+			err := l.establish(establish, gc)
 			gc.Close()
 			l.mu.Lock()
 			delete(l.conns, gc)
@@ -124,6 +128,26 @@ func (l *guardListener) Serve(establish listeners.EstablishFn) {
 			}
 		}()
 	}
+}
+
+// establish runs mochi's handler for one connection. mochi's packet
+// decoders can panic on malformed input (FuzzBrokerPackets found a
+// SUBSCRIBE that indexes past its end); one client's bad packet must close
+// its connection, not the agent.
+func (l *guardListener) establish(establish listeners.EstablishFn, gc *guardConn) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.stats.panics.Add(1)
+			err = fmt.Errorf("mqtt connection handler panicked: %v", r)
+			l.log.Error("mqtt client sent a packet that crashed its handler; connection closed",
+				"remote", gc.RemoteAddr().String(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			gc.Close()
+			if l.onPanic != nil {
+				l.onPanic(gc)
+			}
+		}
+	}()
+	return establish(l.id, gc)
 }
 
 // Close stops accepting, has mochi close its clients, and closes the
