@@ -110,8 +110,8 @@ func TestModuleBounds(t *testing.T) {
 		})
 	}
 	// At the bounds the module loads.
-	r := newRuntime(t, Config{})
-	f, err := r.Load(context.Background(), testSpec("gen"), wasmgen.Reactor(20_000-1, 10_000, 1_000))
+	r := newRuntime(t, Config{Bounds: Bounds{Functions: 100, Globals: 10, ElementSegments: 5}})
+	f, err := r.Load(context.Background(), testSpec("gen"), wasmgen.Reactor(100-1, 10, 5))
 	if err != nil {
 		t.Fatalf("at the bounds: %v", err)
 	}
@@ -133,5 +133,23 @@ func TestInitializeWithinDeadline(t *testing.T) {
 	fl := wantFailure(t, f.Invoke(context.Background(), event("")), edgefn.ReasonTimeout)
 	if !strings.HasPrefix(fl.Message, "_initialize: deadline of 20ms exceeded") {
 		t.Errorf("message %q", fl.Message)
+	}
+}
+
+// A load cache entry written under looser bounds does not let a module past tighter ones.
+func TestLoadCacheKeepsBounds(t *testing.T) {
+	dir := t.TempDir()
+	wasm := wasmgen.Reactor(50, 0, 0)
+	r := newRuntime(t, Config{CacheDir: dir})
+	f, err := r.Load(context.Background(), testSpec("gen"), wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close(context.Background())
+	r2 := newRuntime(t, Config{CacheDir: dir, Bounds: Bounds{Functions: 10}})
+	_, err = r2.Load(context.Background(), testSpec("gen"), wasm)
+	var be *BoundError
+	if !errors.As(err, &be) || be.Count != 51 {
+		t.Fatalf("got %v, want a *BoundError for 51 functions", err)
 	}
 }
