@@ -253,15 +253,3 @@ func TestGPIOSetValidates(t *testing.T) {
 		t.Error("a failed Set changed the watches")
 	}
 }
-
-func TestGPIORunTwice(t *testing.T) {
-	g := NewGPIO(nil, newChanSink(), nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := g.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Run(ctx); err == nil {
-		t.Error("second Run succeeded")
-	}
-}

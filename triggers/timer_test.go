@@ -220,18 +220,6 @@ func TestTimerSetWhileRunning(t *testing.T) {
 	}
 }
 
-func TestTimerRunTwice(t *testing.T) {
-	tm := NewTimers(newChanSink(), nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := tm.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := tm.Run(ctx); err == nil {
-		t.Error("second Run succeeded")
-	}
-}
-
 // timerClock lets a test decide when a timer's sleep ends.
 type timerClock struct {
 	mu     sync.Mutex
