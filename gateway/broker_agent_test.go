@@ -116,8 +116,12 @@ broker:
 		t.Fatal(err)
 	}
 	_, _ = io.Copy(io.Discard, bad)
-	if n, _ := part()["handler_panics"].(float64); n != 1 {
-		t.Errorf("broker status %v: want 1 handler panic recovered", part())
+	deadline := time.Now().Add(20 * time.Second)
+	for n, _ := part()["handler_panics"].(float64); n != 1; n, _ = part()["handler_panics"].(float64) {
+		if time.Now().After(deadline) {
+			t.Fatalf("broker status %v: want 1 handler panic recovered", part())
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 
 	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("s1").SetUsername("sensor1").SetPassword("change-me").

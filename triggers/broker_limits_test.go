@@ -186,9 +186,8 @@ func TestBrokerRetainedBudget(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		mosqPub(t, b.Addr(), fmt.Sprintf("r/%d", i), "v", 1, "-r")
 	}
-	kept := func() int { return len(b.srv.Topics.Messages("r/#")) }
-	if st := b.Status(); kept() != 3 || st.Retained != 3 || st.RetainedRefused != 2 {
-		t.Errorf("kept %d, status %+v; want 3 kept, 2 refused", kept(), st)
+	if st := b.Status(); st.Retained != 3 || st.RetainedRefused != 2 {
+		t.Errorf("status %+v; want 3 kept, 2 refused", st)
 	}
 	for _, ev := range sink.until(t, "r/5") {
 		if ev.Subject == "r/5" && ev.Meta["retain"] != "false" {
@@ -199,8 +198,27 @@ func TestBrokerRetainedBudget(t *testing.T) {
 	mosqPub(t, b.Addr(), "r/2", "", 1, "-r")         // deletes: frees one
 	mosqPub(t, b.Addr(), "r/6", "v", 1, "-r")
 	mosqPub(t, b.Addr(), "r/3", strings.Repeat("z", 995), 1, "-r") // 1004 bytes: over
-	if st := b.Status(); kept() != 3 || st.RetainedRefused != 3 || st.RetainedBytes != int64(len("replaced")+2) {
-		t.Errorf("kept %d, status %+v; want 3 kept, 3 refused, 10 bytes", kept(), st)
+	if st := b.Status(); st.Retained != 3 || st.RetainedRefused != 3 || st.RetainedBytes != int64(len("replaced")+2) {
+		t.Errorf("status %+v; want 3 kept, 3 refused, 10 bytes", st)
+	}
+	// What a new subscriber gets is what the budget says is kept.
+	got := make(chan string, 10)
+	c, err := userClient(t, "tcp://"+b.Addr(), "late", "", "", toChan(got))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subscribeResult(t, c, "r/#")
+	want := map[string]bool{"r/1 replaced": true, "r/3 v": true, "r/6 v": true}
+	for len(want) > 0 {
+		select {
+		case l := <-got:
+			if !want[l] {
+				t.Errorf("retained %q, want only %v", l, want)
+			}
+			delete(want, l)
+		case <-time.After(testTimeout):
+			t.Fatalf("retained messages missing: %v", want)
+		}
 	}
 	// The agent's own retained publishes count too.
 	if err := b.Publish(context.Background(), "r/7", []byte("v"), 0, true, 0); err != nil {
@@ -339,11 +357,12 @@ func TestBrokerMalformedSubscribe(t *testing.T) {
 			t.Errorf("%s: %v, want the broker to close the connection", tc.name, err)
 		}
 	}
-	waitFor(t, "clients gone", func() bool { return b.Status().Clients == 0 })
-	if st := b.Status(); st.HandlerPanics != 1 {
-		// mochi v2.7.9 panics on the MQTT 5 one; a fixed mochi makes this 0.
-		t.Errorf("status %+v: want 1 handler panic recovered", st)
-	}
+	// mochi v2.7.9 panics on the MQTT 5 one; a fixed mochi makes this 0.
+	// (The client sees the close before the recovery is done.)
+	waitFor(t, "1 handler panic recovered, its socket closed", func() bool {
+		st := b.Status()
+		return st.HandlerPanics == 1 && st.Sockets == 0
+	})
 	for _, id := range []string{"bad3", "r"} {
 		if _, ok := b.srv.Clients.Get(id); ok {
 			t.Errorf("session %q left behind", id)

@@ -23,11 +23,12 @@ var (
 
 // listenerStats counts what a guarded listener refused.
 type listenerStats struct {
-	open            atomic.Int64  // sockets accepted and not yet closed
-	overLimit       atomic.Uint64 // closed at accept: too many sockets open
-	badConnect      atomic.Uint64 // first packet not a CONNECT, or too large
-	connectTimeouts atomic.Uint64 // no complete CONNECT before the deadline
-	panics          atomic.Uint64 // connection handlers that panicked
+	open            atomic.Int64           // sockets accepted and not yet closed
+	overLimit       atomic.Uint64          // closed at accept: too many sockets open
+	badConnect      atomic.Uint64          // first packet not a CONNECT, or too large
+	connectTimeouts atomic.Uint64          // no complete CONNECT before the deadline
+	panics          atomic.Uint64          // connection handlers that panicked
+	lastPanic       atomic.Pointer[string] // the last one's value and stack
 }
 
 // guardListener is a mochi listener (TCP, optionally TLS) that protects
@@ -85,10 +86,6 @@ func (l *guardListener) Serve(establish listeners.EstablishFn) {
 		if err != nil {
 			return
 		}
-		if l.end.Load() {
-			c.Close()
-			return
-		}
 		if l.stats.open.Load() >= l.maxConns {
 			l.stats.overLimit.Add(1)
 			c.Close()
@@ -102,11 +99,18 @@ func (l *guardListener) Serve(establish listeners.EstablishFn) {
 		// The TLS handshake and the CONNECT must arrive by then; mochi
 		// replaces the deadline with the keepalive's once it has the CONNECT.
 		_ = nc.SetDeadline(time.Now().Add(l.connectTimeout))
-		l.stats.open.Add(1)
+		// Under mu, so that Close (which sets end, then takes mu) either
+		// sees this connection or this loop sees end.
 		l.mu.Lock()
+		if l.end.Load() {
+			l.mu.Unlock()
+			c.Close()
+			return
+		}
 		l.conns[gc] = struct{}{}
-		l.mu.Unlock()
 		l.served.Add(1)
+		l.mu.Unlock()
+		l.stats.open.Add(1)
 		go func() {
 			defer l.served.Done()
 			err := l.establish(establish, gc)
@@ -137,10 +141,12 @@ func (l *guardListener) Serve(establish listeners.EstablishFn) {
 func (l *guardListener) establish(establish listeners.EstablishFn, gc *guardConn) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
+			stack := string(debug.Stack())
+			l.stats.lastPanic.Store(&stack)
 			l.stats.panics.Add(1)
 			err = fmt.Errorf("mqtt connection handler panicked: %v", r)
 			l.log.Error("mqtt client sent a packet that crashed its handler; connection closed",
-				"remote", gc.RemoteAddr().String(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				"remote", gc.RemoteAddr().String(), "panic", fmt.Sprint(r), "stack", stack)
 			gc.Close()
 			if l.onPanic != nil {
 				l.onPanic(gc)
@@ -150,8 +156,8 @@ func (l *guardListener) establish(establish listeners.EstablishFn, gc *guardConn
 	return establish(l.id, gc)
 }
 
-// Close stops accepting, has mochi close its clients, and closes the
-// sockets that never became clients.
+// Close stops accepting, has mochi close its clients, closes the sockets
+// that never became clients, and waits for their handlers to return.
 func (l *guardListener) Close(closeClients listeners.CloseFn) {
 	if !l.end.CompareAndSwap(false, true) {
 		return
@@ -167,6 +173,7 @@ func (l *guardListener) Close(closeClients listeners.CloseFn) {
 		}
 	}
 	l.mu.Unlock()
+	l.served.Wait()
 }
 
 // guardConn checks the fixed header of the first packet as it is read.
