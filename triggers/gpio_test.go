@@ -52,7 +52,7 @@ func inject(t *testing.T, dev *devices.GPIO, pin string, levels ...bool) {
 func TestGPIOEndToEnd(t *testing.T) {
 	checkLeaks(t)
 	dev := simChip(t)
-	sink := newChanSink()
+	sink := newRecSink(nil)
 	g := NewGPIO(dev, sink, nil)
 	if err := g.Set([]GPIOWatch{GPIOWatchOf(edgefn.Trigger{GPIO: "GPIO17", Edge: edgefn.EdgeBoth, Pull: edgefn.PullDown})}); err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestGPIOEdgesAndDebounce(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = dev.Close() })
-			sink := newChanSink()
+			sink := newRecSink(nil)
 			g := NewGPIO(dev, sink, nil)
 			if err := g.Set([]GPIOWatch{tc.watch}); err != nil {
 				t.Fatal(err)
@@ -135,7 +135,7 @@ func (c *countingClock) Now() time.Time {
 func TestGPIOSetWhileRunning(t *testing.T) {
 	checkLeaks(t)
 	dev := simChip(t)
-	sink := newChanSink()
+	sink := newRecSink(nil)
 	g := NewGPIO(dev, sink, nil)
 	testutil.Run(t, g.Run)
 	a := GPIOWatch{Pin: "GPIO17", Edge: edgefn.EdgeBoth, Pull: edgefn.PullDown}
@@ -188,7 +188,7 @@ func TestGPIOSetWhileRunning(t *testing.T) {
 func TestGPIOWatchErrorReported(t *testing.T) {
 	checkLeaks(t)
 	dev := simChip(t)
-	sink := newChanSink()
+	sink := newRecSink(nil)
 	g := NewGPIO(dev, sink, nil)
 	if err := g.Set([]GPIOWatch{{Pin: "GPIO99"}, {Pin: "GPIO4"}}); err != nil {
 		t.Fatal(err)
@@ -237,7 +237,7 @@ func TestGPIODeliverFailuresAndDrops(t *testing.T) {
 }
 
 func TestGPIOSetValidates(t *testing.T) {
-	g := NewGPIO(nil, newChanSink(), nil)
+	g := NewGPIO(nil, newRecSink(nil), nil)
 	err := g.Set([]GPIOWatch{
 		{Pin: ""},
 		{Pin: "GPIO1", Edge: "sideways", Pull: "sticky", Debounce: -time.Millisecond},

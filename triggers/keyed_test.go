@@ -93,8 +93,8 @@ func TestKeyed(t *testing.T) {
 
 func TestKeyedRunTwice(t *testing.T) {
 	for name, run := range map[string]func(context.Context) error{
-		"gpio":   NewGPIO(nil, newChanSink(), nil).Run,
-		"timers": NewTimers(newChanSink(), nil).Run,
+		"gpio":   NewGPIO(nil, newRecSink(nil), nil).Run,
+		"timers": NewTimers(newRecSink(nil), nil).Run,
 	} {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()

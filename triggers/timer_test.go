@@ -19,31 +19,6 @@ import (
 // longWait is how long a test waits for something that should happen soon.
 const longWait = 5 * time.Second
 
-// chanSink records delivered events on a channel.
-type chanSink struct {
-	evs chan edgefn.Event
-	err error
-}
-
-func newChanSink() *chanSink { return &chanSink{evs: make(chan edgefn.Event, 1000)} }
-
-func (s *chanSink) Deliver(ctx context.Context, ev edgefn.Event) error {
-	s.evs <- ev
-	return s.err
-}
-
-// next returns the next event or fails.
-func (s *chanSink) next(t *testing.T) edgefn.Event {
-	t.Helper()
-	select {
-	case ev := <-s.evs:
-		return ev
-	case <-time.After(longWait):
-		t.Fatalf("no event within %s", longWait)
-	}
-	return edgefn.Event{}
-}
-
 func checkLeaks(t *testing.T) {
 	t.Helper()
 	opt := goleak.IgnoreCurrent()
@@ -94,7 +69,7 @@ func TestTimerSpecValidate(t *testing.T) {
 }
 
 func TestTimerSetInvalidChangesNothing(t *testing.T) {
-	tm := NewTimers(newChanSink(), nil)
+	tm := NewTimers(newRecSink(nil), nil)
 	if err := tm.Set([]TimerSpec{{Every: time.Hour}}); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +84,7 @@ func TestTimerSetInvalidChangesNothing(t *testing.T) {
 
 func TestTimerEvery(t *testing.T) {
 	checkLeaks(t)
-	sink := newChanSink()
+	sink := newRecSink(nil)
 	tm := NewTimers(sink, nil)
 	if err := tm.Set([]TimerSpec{{Every: 20 * time.Millisecond}, {Every: 20 * time.Millisecond}}); err != nil {
 		t.Fatal(err)
@@ -171,8 +146,7 @@ func TestTimerSkipsWhileDelivering(t *testing.T) {
 
 func TestTimerDeliverErrorsCounted(t *testing.T) {
 	checkLeaks(t)
-	sink := newChanSink()
-	sink.err = errors.New("queue full")
+	sink := newRecSink(func(edgefn.Event) error { return errors.New("queue full") })
 	tm := NewTimers(sink, nil)
 	if err := tm.Set([]TimerSpec{{Every: 20 * time.Millisecond}}); err != nil {
 		t.Fatal(err)
@@ -292,7 +266,7 @@ func idle(t *testing.T, tm *Timers, spec TimerSpec) {
 
 func TestTimerCron(t *testing.T) {
 	checkLeaks(t)
-	sink := newChanSink()
+	sink := newRecSink(nil)
 	t0 := time.Date(2025, 3, 1, 10, 59, 30, 0, time.UTC)
 	spec := TimerSpec{Cron: "CRON_TZ=UTC 0 * * * *"}
 	tm, clock := fakeTimers(t, sink, t0, spec)
@@ -330,7 +304,7 @@ func TestTimerCron(t *testing.T) {
 
 func TestTimerEveryFallsBehind(t *testing.T) {
 	checkLeaks(t)
-	sink := newChanSink()
+	sink := newRecSink(nil)
 	t0 := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
 	tm, clock := fakeTimers(t, sink, t0, TimerSpec{Every: time.Second})
 	r := clock.sleep(t)
