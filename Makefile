@@ -16,7 +16,7 @@ BENCHCOUNT ?= 6
 WASM :=
 -include $(sort $(wildcard scripts/mk/*.mk))
 
-.PHONY: all build test test-short run lint tidy-check wasm clean
+.PHONY: all build test test-short run lint tidy-check wasm clean fuzz
 
 all: build
 
@@ -32,13 +32,20 @@ wasm: $(WASM)
 
 ## test: check go.mod is tidy, lint (gofmt, vet, staticcheck), build the
 ## guests, then run every test (race detector on the concurrent packages),
-## the sandbox and outbox tests on arm64/armv7/armv6 under qemu, and the
-## .deb install test.
+## every fuzz target for 3 s, the sandbox and outbox tests on
+## arm64/armv7/armv6 under qemu, and the .deb install test.
 test: tidy-check lint wasm
 	$(GO) test -count=1 -timeout 30m $(PKGS)
 	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)
+	$(MAKE) fuzz FUZZTIME=3s
 	$(MAKE) test-arm
 	$(MAKE) test-deb
+
+## fuzz: every Fuzz* target of the module, FUZZTIME each (default 10s);
+## a crasher lands in the package's testdata/fuzz/ and fails the run.
+FUZZTIME ?= 10s
+fuzz: wasm
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(PKGS)
 
 test-short: wasm
 	$(GO) test -short -count=1 $(PKGS)
