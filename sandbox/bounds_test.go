@@ -92,6 +92,8 @@ func TestModuleBounds(t *testing.T) {
 		{"element segments", Bounds{}, func(*testing.T) []byte { return wasmgen.Reactor(0, 0, 1_001) }, BoundError{"element segments", 1_001, 1_000}},
 		{"data segments", Bounds{DataSegments: 1000}, func(t *testing.T) []byte { return fixture(t, "goreactor") }, BoundError{"data segments", 21942, 1000}},
 		{"code", Bounds{CodeBytes: edgefn.MiB}, func(t *testing.T) []byte { return fixture(t, "goreactor") }, BoundError{"bytes of code", 1158001, 1 << 20}},
+		{"element references", Bounds{Elements: 1000}, func(t *testing.T) []byte { return fixture(t, "goreactor") }, BoundError{"element references", 1285, 1000}},
+		{"imports", Bounds{Imports: 2}, func(t *testing.T) []byte { return fixture(t, "cmd") }, BoundError{"imports", 8, 2}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

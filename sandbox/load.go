@@ -259,7 +259,8 @@ func validate(info *wasmbin.Info, l edgefn.Limits) (Shape, bool, error) {
 // than Config.Bounds allow; it is returned before the module is compiled.
 type BoundError struct {
 	// What is counted: "functions", "bytes of code", "tables", "globals",
-	// "element segments" or "data segments".
+	// "element segments", "element references", "data segments", "types",
+	// "imports" or "exports".
 	What       string
 	Count, Max int
 }

@@ -72,14 +72,16 @@ type Bounds struct {
 	// code: compile time and memory grow with both.
 	Functions int
 	CodeBytes edgefn.Size
-	// Tables, Globals, ElementSegments and DataSegments bound the entries
-	// of those sections.
+	// Tables, Globals, ElementSegments, DataSegments, Types, Imports and
+	// Exports bound the entries of those sections; Elements the references
+	// of every element segment together.
 	Tables, Globals, ElementSegments, DataSegments int
+	Elements, Types, Imports, Exports              int
 }
 
 // DefaultBounds are generous for every toolchain edgefn supports: a Go
 // wasip1 reactor declares about 2,000 functions, 2 MiB of code, 1 table, 8
-// globals, 1 element segment and 37,000 data segments.
+// globals, 1 element segment of 2,000 references and 37,000 data segments.
 var DefaultBounds = Bounds{
 	Functions:       20_000,
 	CodeBytes:       16 * edgefn.MiB,
@@ -87,6 +89,10 @@ var DefaultBounds = Bounds{
 	Globals:         10_000,
 	ElementSegments: 1_000,
 	DataSegments:    100_000,
+	Elements:        100_000,
+	Types:           10_000,
+	Imports:         1_000,
+	Exports:         10_000,
 }
 
 // DefaultCompileTimeout is Config.CompileTimeout's default.
@@ -183,6 +189,7 @@ func (b Bounds) withDefaults() Bounds {
 	for _, f := range []struct{ v, def *int }{
 		{&b.Functions, &d.Functions}, {&b.Tables, &d.Tables}, {&b.Globals, &d.Globals},
 		{&b.ElementSegments, &d.ElementSegments}, {&b.DataSegments, &d.DataSegments},
+		{&b.Elements, &d.Elements}, {&b.Types, &d.Types}, {&b.Imports, &d.Imports}, {&b.Exports, &d.Exports},
 	} {
 		if *f.v <= 0 {
 			*f.v = *f.def
@@ -196,7 +203,8 @@ func (b Bounds) withDefaults() Bounds {
 
 func (b Bounds) wasmbin() wasmbin.Bounds {
 	return wasmbin.Bounds{Functions: b.Functions, CodeBytes: int(b.CodeBytes), Tables: b.Tables,
-		Globals: b.Globals, ElementSegments: b.ElementSegments, DataSegments: b.DataSegments}
+		Globals: b.Globals, ElementSegments: b.ElementSegments, DataSegments: b.DataSegments,
+		Elements: b.Elements, Types: b.Types, Imports: b.Imports, Exports: b.Exports}
 }
 
 func (r *Runtime) instantiateHost(ctx context.Context) error {

@@ -32,13 +32,15 @@ func FuzzInspect(f *testing.F) {
 		if (info == nil) == (err == nil) {
 			t.Fatalf("info %v and err %v", info, err)
 		}
-		b := Bounds{Functions: 2, CodeBytes: 64, Tables: 1, Globals: 1, ElementSegments: 1, DataSegments: 2}
+		b := Bounds{Functions: 2, CodeBytes: 64, Tables: 1, Globals: 1, ElementSegments: 1, DataSegments: 2,
+			Elements: 4, Types: 3, Imports: 2, Exports: 3}
 		within, errWithin := InspectWithin(wasm, b)
 		if (within == nil) == (errWithin == nil) || err != nil && errWithin == nil {
 			t.Fatalf("within: info %v and err %v (unbounded: %v)", within, errWithin, err)
 		}
 		if within != nil && (within.Functions > 2 || within.CodeBytes > 64 || len(within.Tables) > 1 ||
-			within.Globals > 1 || within.ElementSegments > 1 || within.DataSegments > 2) {
+			within.Globals > 1 || within.ElementSegments > 1 || within.DataSegments > 2 ||
+			within.Elements > 4 || len(within.Imports) > 2 || len(within.Exports) > 3) {
 			t.Fatalf("over the bounds: %+v", within)
 		}
 	})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // Section ids.
@@ -230,6 +231,9 @@ func parseWithin(wasm []byte, b Bounds) (*module, error) {
 				m.elemSegments++
 				n, err := d.element(len(m.types))
 				m.elements += uint64(n)
+				if err == nil && m.bounds.Elements > 0 && m.elements > uint64(m.bounds.Elements) {
+					err = &BoundError{What: "element references", Count: int(min(m.elements, math.MaxInt32)), Max: m.bounds.Elements}
+				}
 				return err
 			})
 		case secDataCount:
@@ -409,7 +413,7 @@ func (d *sectionDecoder) constExpr(ntypes int) ([]byte, error) {
 }
 
 func (m *module) decodeTypes(d *sectionDecoder) error {
-	return d.vec(func() error {
+	return d.boundedVec("types", 0, m.bounds.Types, func() error {
 		at := d.r.off()
 		form, err := d.r.byte()
 		if err != nil {
@@ -443,7 +447,7 @@ func (d *sectionDecoder) typeIndex(ntypes int) (uint32, error) {
 }
 
 func (m *module) decodeImports(d *sectionDecoder, secIdx int) error {
-	return d.vec(func() error {
+	return d.boundedVec("imports", 0, m.bounds.Imports, func() error {
 		var im Import
 		var err error
 		if im.Module, err = d.r.name(); err != nil {
@@ -514,7 +518,7 @@ func (m *module) decodeMemories(d *sectionDecoder, secIdx int) error {
 
 func (m *module) decodeExports(d *sectionDecoder) error {
 	seen := map[string]bool{}
-	return d.vec(func() error {
+	return d.boundedVec("exports", 0, m.bounds.Exports, func() error {
 		at := d.r.off()
 		var e Export
 		var err error

@@ -104,6 +104,10 @@ func TestInspectWithin(t *testing.T) {
 		{"tables.wasm", Bounds{Tables: 1}, BoundError{"tables", 2, 1}},
 		{"refs.wasm", Bounds{Globals: 1}, BoundError{"globals", 2, 1}},
 		{"refs.wasm", Bounds{ElementSegments: 4}, BoundError{"element segments", 8, 4}},
+		{"refs.wasm", Bounds{Elements: 10}, BoundError{"element references", 11, 10}},
+		{"control.wasm", Bounds{Types: 2}, BoundError{"types", 5, 2}},
+		{"cprog.wasm", Bounds{Imports: 2}, BoundError{"imports", 7, 2}},
+		{"control.wasm", Bounds{Exports: 3}, BoundError{"exports", 14, 3}},
 	}
 	for _, tt := range tests {
 		_, err := InspectWithin(fixture(t, tt.fixture), tt.b)

@@ -207,8 +207,11 @@ type Bounds struct {
 	Tables int
 	// Globals bounds the defined globals.
 	Globals int
-	// ElementSegments and DataSegments bound the entries of the element and data sections.
-	ElementSegments, DataSegments int
+	// ElementSegments and DataSegments bound the entries of the element and data sections,
+	// Elements the references of every element segment together.
+	ElementSegments, DataSegments, Elements int
+	// Types, Imports and Exports bound the entries of those sections.
+	Types, Imports, Exports int
 }
 
 // check returns a *BoundError when count is over max (a zero max is no bound).
@@ -221,8 +224,8 @@ func (Bounds) check(what string, count, max int) error {
 
 // BoundError reports a module with more of something than its Bounds allow.
 type BoundError struct {
-	// What is counted: "functions", "bytes of code", "tables", "globals", "element segments"
-	// or "data segments".
+	// What is counted: "functions", "bytes of code", "tables", "globals", "element segments",
+	// "element references", "data segments", "types", "imports" or "exports".
 	What       string
 	Count, Max int
 }
