@@ -310,7 +310,26 @@ func (g *Host) functions() []FunctionInfo {
 }
 
 func (g *Host) handleList(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, g.functions())
+	fns := g.functions()
+	// Functions stored but not loaded (refused at start: no valid signed
+	// statement, or a load error) are listed so that ls shows them.
+	loaded := make(map[string]bool, len(fns))
+	for _, fi := range fns {
+		loaded[fi.Name] = true
+	}
+	names, _ := g.reg.names()
+	for _, name := range names {
+		if !loaded[name] {
+			act, _ := g.reg.active(name)
+			fi := FunctionInfo{Name: name, Version: act, State: "not loaded"}
+			if m, err := g.reg.meta(name, act); err == nil {
+				fi.Hash, fi.Deployed = m.Hash, m.Deployed
+			}
+			fns = append(fns, fi)
+		}
+	}
+	sort.Slice(fns, func(i, j int) bool { return fns[i].Name < fns[j].Name })
+	writeJSON(w, http.StatusOK, fns)
 }
 
 func (g *Host) handleGet(w http.ResponseWriter, r *http.Request) {

@@ -222,9 +222,14 @@ func (g *Host) Rollback(ctx context.Context, name string, to int, sg *activation
 	if err := g.authorize(sg, activation.Rollback, name, sv.Manifest, sv.Wasm); err != nil {
 		return versionMeta{}, err
 	}
-	if to == act {
+	g.mu.RLock()
+	_, loaded := g.fns[name]
+	g.mu.RUnlock()
+	if to == act && loaded {
 		return sv.Meta, g.record(name, sg)
 	}
+	// Otherwise (another version, or the active one that was not loaded
+	// at start) load and activate it.
 	v, err := g.loadVersion(ctx, sv)
 	if err != nil {
 		return versionMeta{}, err
