@@ -31,10 +31,14 @@ type batch struct {
 	recRows []any
 	invRows []any
 	usage   map[usageKey]*usageAgg // successful invocations of this batch
-	added   bool
-	deleted bool
-	drops   bool
-	now     time.Time
+	// wroteUsage: the batch wrote the usage sums (its own and the pending
+	// ones of earlier batches).
+	wroteUsage bool
+	flush      bool // an opFlush is in the batch: write the usage sums
+	added      bool
+	deleted    bool
+	drops      bool
+	now        time.Time
 }
 
 func (b *batch) stmt(s *sql.Stmt) *sql.Stmt {
@@ -55,10 +59,10 @@ func (s *Store) commitBatch(reqs []*request, tick, retention bool) {
 		switch {
 		case r.kind == opExec:
 			r.err = r.exec(r.ctx, s.wdb)
-			close(r.done)
+			r.finish()
 		case r.ctx.Err() != nil:
 			r.err = r.ctx.Err()
-			close(r.done)
+			r.finish()
 		default:
 			live = append(live, r)
 		}
@@ -84,10 +88,19 @@ func (s *Store) commitBatch(reqs []*request, tick, retention bool) {
 		s.log.Error("outbox commit failed", "err", f, "invocations", len(live))
 		for _, r := range live {
 			r.out, r.err = nil, f
-			close(r.done)
+			r.finish()
 		}
 		return
 	}
+	if b.wroteUsage {
+		clear(s.usagePend)
+		s.usageWrote = b.now
+	} else {
+		mergeUsage(&s.usagePend, b.usage)
+	}
+	s.defMu.Lock()
+	s.usageDirty = len(s.usagePend) > 0
+	s.defMu.Unlock()
 	for name, id := range b.newNames {
 		s.names[name] = id
 	}
@@ -117,7 +130,7 @@ func (s *Store) commitBatch(reqs []*request, tick, retention bool) {
 		}
 	}
 	for _, r := range live {
-		close(r.done)
+		r.finish()
 	}
 }
 
@@ -144,6 +157,8 @@ func (s *Store) apply(ctx context.Context, b *batch, reqs []*request, tick, rete
 			if err = s.flush(ctx, b); err == nil {
 				err = s.applyDeadLetter(ctx, b, r)
 			}
+		case opFlush:
+			b.flush = true
 		}
 		if err != nil {
 			return err
@@ -152,8 +167,18 @@ func (s *Store) apply(ctx context.Context, b *batch, reqs []*request, tick, rete
 	if err := s.flush(ctx, b); err != nil {
 		return err
 	}
-	if err := s.writeUsage(ctx, b); err != nil {
-		return fmt.Errorf("usage: %w", err)
+	// Usage sums are written at most once per DeferFlush (a read-modify-
+	// write per function and minute), by the first transaction after it.
+	if b.flush || tick || b.now.Sub(s.usageWrote) >= DeferFlush {
+		if len(b.usage) > 0 || len(s.usagePend) > 0 {
+			all := map[usageKey]*usageAgg{}
+			mergeUsage(&all, s.usagePend)
+			mergeUsage(&all, b.usage)
+			if err := s.writeUsage(ctx, b, all); err != nil {
+				return fmt.Errorf("usage: %w", err)
+			}
+		}
+		b.wroteUsage = true
 	}
 	if s.cfg.OnFull == DropOldest && b.st.bytes > int64(s.cfg.MaxBytes) {
 		if err := s.dropOldest(ctx, b); err != nil {

@@ -36,6 +36,15 @@ type Invocation struct {
 // durable (as configured by Durability) or ctx is done. It returns the seqs
 // of the records it stored, in emit order.
 //
+// An invocation that emits no record and writes no kv key has nothing its
+// caller waits for: Commit returns (nil, nil) at once and its failure
+// record and logs go into the next transaction that commits records, or
+// within DeferFlush (1 s) if none does. Usage sums of every successful
+// invocation are kept in memory and written at most once per DeferFlush. A
+// crash can lose up to that much metering and those failure records and
+// logs; never a record or a kv write. Readers (Stats, Usage, Logs) see
+// them: they commit what waits first.
+//
 // A failed invocation (inv.Err != nil) stores only its invocation record and
 // logs, and Commit returns (nil, nil). Commit returns a *edgefn.Failure when
 // the store refuses the invocation: ReasonOutboxFull (budget full under
@@ -49,6 +58,9 @@ type Invocation struct {
 func (s *Store) Commit(ctx context.Context, inv *Invocation) ([]uint64, error) {
 	if inv == nil || inv.Function == "" {
 		return nil, errors.New("outbox: commit: invocation without a function name")
+	}
+	if deferrable(inv) {
+		return nil, s.deferInvocation(inv)
 	}
 	r := &request{kind: opInvoke, ctx: ctx, inv: inv, done: make(chan struct{})}
 	if err := s.enqueue(ctx, r); err != nil {
@@ -68,8 +80,77 @@ const (
 	opInvoke opKind = iota
 	opConfirm
 	opDeadLetter
-	opExec // test hook: runs a function on the writer connection
+	opExec  // test hook: runs a function on the writer connection
+	opFlush // commits the deferred invocations and the usage sums
 )
+
+// DeferFlush is the longest a deferred invocation (no record, no kv write)
+// and the usage sums wait for a transaction.
+const DeferFlush = time.Second
+
+// maxDeferred bounds the deferred invocations held in memory; past it the
+// committer is woken to commit them.
+const maxDeferred = 1024
+
+// deferrable reports whether inv stores nothing its caller must wait for:
+// no record and no kv write (a failed invocation stores neither).
+func deferrable(inv *Invocation) bool {
+	if inv.Err != nil {
+		return true
+	}
+	for i := range inv.Effects {
+		switch inv.Effects[i].Kind {
+		case edgefn.EffectEmit, edgefn.EffectKVSet, edgefn.EffectKVDelete:
+			return false
+		}
+	}
+	return true
+}
+
+// deferInvocation holds inv for the committer's next transaction.
+func (s *Store) deferInvocation(inv *Invocation) error {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.defMu.Lock()
+	s.deferred = append(s.deferred, &request{kind: opInvoke, ctx: context.Background(), inv: inv})
+	n := len(s.deferred)
+	s.defMu.Unlock()
+	if n >= maxDeferred {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// takeDeferred returns the deferred invocations and empties the list.
+func (s *Store) takeDeferred() []*request {
+	s.defMu.Lock()
+	defer s.defMu.Unlock()
+	d := s.deferred
+	s.deferred = nil
+	return d
+}
+
+// flushDeferred commits the deferred invocations and the usage sums, so a
+// reader sees them.
+func (s *Store) flushDeferred(ctx context.Context) error {
+	s.defMu.Lock()
+	pending := len(s.deferred) > 0 || s.usageDirty
+	s.defMu.Unlock()
+	if !pending {
+		return nil
+	}
+	err := s.do(ctx, &request{kind: opFlush})
+	if errors.Is(err, ErrClosed) {
+		return nil // Close committed them
+	}
+	return err
+}
 
 type request struct {
 	kind   opKind
@@ -82,6 +163,13 @@ type request struct {
 	out  []uint64
 	err  error
 	done chan struct{}
+}
+
+// finish answers the request's caller (a deferred invocation has none).
+func (r *request) finish() {
+	if r.done != nil {
+		close(r.done)
+	}
 }
 
 // rows estimates the rows a request adds, for FlushRecords.

@@ -1,6 +1,9 @@
 package outbox
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // run is the committer: the only goroutine that writes to the database. It
 // commits the queued requests in batches gathered by the batching rule, runs
@@ -16,21 +19,30 @@ func (s *Store) run() {
 		select {
 		case first := <-s.queue:
 			m.lastWrite = time.Now()
-			s.commitBatch(g.gather(first), false, false)
+			batch := g.gather(first)
+			if d := s.takeDeferred(); len(d) > 0 {
+				batch = append(d, batch...)
+			}
+			s.commitBatch(batch, false, false)
 			g.committed()
+		case <-s.kick:
+			s.commitBatch(s.takeDeferred(), false, false)
 		case <-tick.C:
 			s.maintain(&m, time.Now())
 		case <-s.stop:
-			s.commitQueued(g.batch[:0])
+			s.commitQueued(append(s.takeDeferred(), g.batch[:0]...))
 			return
 		}
 	}
 }
 
-// commitQueued commits every request still queued, up to 1024 a batch.
+// commitQueued commits every request still queued (after batch, the
+// deferred ones), up to 1024 a batch, and the usage sums.
 func (s *Store) commitQueued(batch []*request) {
-	for {
-		batch = batch[:0]
+	for first := true; ; first = false {
+		if !first {
+			batch = batch[:0]
+		}
 	take:
 		for len(batch) < 1024 {
 			select {
@@ -41,6 +53,9 @@ func (s *Store) commitQueued(batch []*request) {
 			}
 		}
 		if len(batch) == 0 {
+			if len(s.usagePend) > 0 {
+				s.commitBatch([]*request{{kind: opFlush, ctx: context.Background()}}, false, false)
+			}
 			return
 		}
 		s.commitBatch(batch, false, false)
@@ -67,8 +82,9 @@ type maintenance struct {
 // store, a WAL truncation and reclaiming of free pages.
 func (s *Store) maintain(m *maintenance, now time.Time) {
 	ckpt := now.Sub(m.lastCheckpoint) >= s.cfg.CheckpointInterval
-	if s.cfg.MaxAge > 0 || ckpt || s.streamsOver() {
-		s.commitBatch(nil, true, ckpt)
+	deferred := s.takeDeferred()
+	if s.cfg.MaxAge > 0 || ckpt || s.streamsOver() || len(deferred) > 0 || len(s.usagePend) > 0 {
+		s.commitBatch(deferred, true, ckpt)
 	}
 	if ckpt {
 		m.lastCheckpoint = now

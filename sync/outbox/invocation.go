@@ -148,10 +148,10 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// writeUsage adds the batch's successful invocations to their
+// writeUsage adds the sums of successful invocations to their
 // usage_minutes rows.
-func (s *Store) writeUsage(ctx context.Context, b *batch) error {
-	for k, add := range b.usage {
+func (s *Store) writeUsage(ctx context.Context, b *batch, usage map[usageKey]*usageAgg) error {
+	for k, add := range usage {
 		var a usageAgg
 		var hist []byte
 		err := b.stmt(s.stmts.usageGet).QueryRowContext(ctx, k.fn, k.minute).Scan(&a.count, &a.cold, &a.durUS, &a.maxUS, &a.gbs, &hist)

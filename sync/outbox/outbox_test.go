@@ -675,3 +675,58 @@ func TestCloseDrainsAndRefuses(t *testing.T) {
 		t.Fatalf("%d commits returned ok, %d records stored", ok, d)
 	}
 }
+
+// TestDeferredInvocations: an invocation with no record and no kv write
+// (a publish-only function, a failure) does not wait for a transaction:
+// Commit returns while the committer is busy. Readers see it, and a store
+// closed with invocations deferred commits them.
+func TestDeferredInvocations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	s := openStore(t, Config{Path: path})
+	hold, held := make(chan struct{}), make(chan struct{})
+	go func() {
+		_ = s.execWriter(context.Background(), func(context.Context, *sql.DB) error {
+			close(held)
+			<-hold
+			return nil
+		})
+	}()
+	<-held // the committer is busy until hold closes
+	pub := emitInv("pub")
+	pub.Effects = []edgefn.Effect{{Kind: edgefn.EffectPublish, Topic: "a/b", Payload: []byte("x")}}
+	for i := 0; i < 3; i++ {
+		if seqs := mustCommit(t, s, pub); seqs != nil {
+			t.Fatalf("publish-only commit returned seqs %v", seqs)
+		}
+	}
+	failed := emitInv("bad")
+	failed.Err = edgefn.Fail(edgefn.ReasonTrap, "boom")
+	failed.Logs = []edgefn.LogLine{{Level: edgefn.LogInfo, Message: "before the trap"}}
+	mustCommit(t, s, failed)
+	close(hold)
+
+	us, err := s.Usage(context.Background(), time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, u := range us {
+		got[u.Function] = u.Invocations
+	}
+	if got["pub"] != 3 || got["bad"] != 1 {
+		t.Errorf("usage %v, want pub 3 and bad 1", got)
+	}
+	logs, err := s.Logs(context.Background(), "bad", time.Time{}, 10)
+	if err != nil || len(logs) != 2 {
+		t.Errorf("logs of bad: %v, %v; want its line and its failure record", logs, err)
+	}
+
+	mustCommit(t, s, pub)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, Config{Path: path})
+	if st := stats(t, s2); st.Invocations != 5 {
+		t.Errorf("after close and reopen %d invocations, want 5 (the last deferred one committed by Close)", st.Invocations)
+	}
+}

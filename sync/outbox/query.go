@@ -68,6 +68,9 @@ type Backlog struct {
 // Stats returns a snapshot of the outbox. The counters come from memory;
 // the per-function backlog and the oldest age are read from the database.
 func (s *Store) Stats(ctx context.Context) (Stats, error) {
+	if err := s.flushDeferred(ctx); err != nil {
+		return Stats{}, err
+	}
 	s.mu.Lock()
 	st := s.seen
 	s.mu.Unlock()
@@ -119,6 +122,9 @@ type LogEntry struct {
 // Logs returns function's most recent log entries at or after since, at
 // most limit of them, oldest first. The ring keeps MaxLogLines per function.
 func (s *Store) Logs(ctx context.Context, function string, since time.Time, limit int) ([]LogEntry, error) {
+	if err := s.flushDeferred(ctx); err != nil {
+		return nil, err
+	}
 	out := []LogEntry{}
 	err := scanAll(ctx, s.rdb, `SELECT l.id, l.time, l.level, l.message, l.event_id, coalesce(l.reason, '')
 		FROM logs l WHERE l.fn = (SELECT id FROM names WHERE name = ?) AND l.time >= ? ORDER BY l.id DESC LIMIT ?`,
@@ -163,6 +169,9 @@ type Usage struct {
 // Invocations older than the retention (InvocationMaxAge, and
 // MaxInvocations for failure records) are gone and not counted.
 func (s *Store) Usage(ctx context.Context, since time.Time) ([]Usage, error) {
+	if err := s.flushDeferred(ctx); err != nil {
+		return nil, err
+	}
 	by := map[string]*Usage{}
 	durs := map[string][]durCount{}
 	get := func(name string) *Usage {

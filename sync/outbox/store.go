@@ -167,6 +167,16 @@ type Store struct {
 	// so streams may have become unused.
 	deletedSinceGC bool
 	lastDropLog    time.Time // committer only
+
+	// Deferred invocations (no record, no kv write) wait for the next
+	// transaction; usage sums of committed invocations are written at most
+	// once per DeferFlush (see Commit).
+	defMu      sync.Mutex
+	deferred   []*request
+	usageDirty bool                   // usagePend is not empty (read by flushDeferred)
+	kick       chan struct{}          // too many deferred: commit them now
+	usagePend  map[usageKey]*usageAgg // committer only
+	usageWrote time.Time              // committer only
 }
 
 // state is the in-memory accounting, loaded at open and updated after each
@@ -292,6 +302,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		wdb:    wdb,
 		rdb:    rdb,
 		queue:  make(chan *request, 4096),
+		kick:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		exited: make(chan struct{}),
 		notify: make(chan struct{}, 1),

@@ -79,6 +79,21 @@ func (a *usageAgg) merge(o *usageAgg) {
 	}
 }
 
+// mergeUsage adds the sums of from to *into (made when nil).
+func mergeUsage(into *map[usageKey]*usageAgg, from map[usageKey]*usageAgg) {
+	for k, a := range from {
+		if *into == nil {
+			*into = map[usageKey]*usageAgg{}
+		}
+		t := (*into)[k]
+		if t == nil {
+			t = &usageAgg{}
+			(*into)[k] = t
+		}
+		t.merge(a)
+	}
+}
+
 // encodeHist stores the non-empty buckets as uvarint (bucket, count) pairs
 // in bucket order.
 func encodeHist(h map[int]int64) []byte {
