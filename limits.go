@@ -145,14 +145,14 @@ func (f LimitField) Format(v int64) string {
 	case LimitSize:
 		return Size(v).String()
 	case LimitDuration:
-		return FormatDuration(time.Duration(v))
+		return formatDuration(time.Duration(v))
 	}
 	return strconv.FormatInt(v, 10)
 }
 
-// FormatDuration writes d as time.Duration does, without zero trailing
+// formatDuration writes d as time.Duration does, without zero trailing
 // units: 1h rather than 1h0m0s, 5m rather than 5m0s.
-func FormatDuration(d time.Duration) string {
+func formatDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")
@@ -179,19 +179,6 @@ func (l Limits) WithDefaults(d Limits) Limits {
 		}
 	}
 	return l
-}
-
-// CheckLimits reports every limit of l above the agent's maxima, naming the
-// field ("limits.memory 64MiB is over the agent's maximum 32MiB"). A zero
-// field of max sets no maximum.
-func CheckLimits(l, max Limits) []error {
-	var errs []error
-	for _, f := range LimitFields {
-		if m, v := f.Get(max), f.Get(l); m > 0 && v > m {
-			errs = append(errs, fmt.Errorf("limits.%s %s is over the agent's maximum %s", f.Key, f.Format(v), f.Format(m)))
-		}
-	}
-	return errs
 }
 
 // LimitsReference is the table of LimitFields in Markdown, as it appears in

@@ -5,18 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 )
-
-func TestCheckLimits(t *testing.T) {
-	errs := CheckLimits(Limits{Memory: 64 * MiB, Timeout: time.Second, Concurrency: 2}, Limits{Memory: 32 * MiB, Timeout: 500 * time.Millisecond})
-	if len(errs) != 2 {
-		t.Fatalf("errs = %v", errs)
-	}
-	if got := errs[0].Error(); got != "limits.memory 64MiB is over the agent's maximum 32MiB" {
-		t.Errorf("got %q", got)
-	}
-}
 
 // Every field of Limits has exactly one entry in LimitFields, in order, and
 // every entry's default lies within its range and under its ceiling.
@@ -33,9 +22,6 @@ func TestLimitFieldsCoverLimits(t *testing.T) {
 		if f.CheckRange(f.Default) != nil || f.CheckRange(f.Ceiling) != nil || f.Default > f.Ceiling {
 			t.Errorf("%s: default %s or ceiling %s out of range %s..%s", f.Key, f.Format(f.Default), f.Format(f.Ceiling), f.Format(f.Min), f.Format(f.Max))
 		}
-	}
-	if errs := CheckLimits(DefaultLimits, DefaultMaxLimits); errs != nil {
-		t.Errorf("defaults over the default maxima: %v", errs)
 	}
 	if DefaultMaxLimits.MaxOutput != 4*MiB || DefaultMaxLimits.MaxLog != 64*KiB || DefaultMaxLimits.MaxPublishes != 256 {
 		t.Errorf("default maxima = %+v", DefaultMaxLimits)
