@@ -95,7 +95,11 @@ func New(cfg Config) (*Console, error) {
 	}
 	static, _ := fs.Sub(staticFS, "static")
 	mux := http.NewServeMux()
-	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	files := http.StripPrefix("/static/", http.FileServerFS(static))
+	mux.Handle("GET /static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		files.ServeHTTP(w, r)
+	}))
 	mux.HandleFunc("GET /signin", c.signinPage)
 	mux.Handle("POST /signin", http.NewCrossOriginProtection().Handler(http.HandlerFunc(c.signin)))
 	mux.Handle("POST /signout", http.NewCrossOriginProtection().Handler(http.HandlerFunc(c.signout)))
