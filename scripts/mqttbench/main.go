@@ -78,7 +78,7 @@ func benchMain(args []string) error {
 	fs.BoolVar(&o.noNodeRed, "no-node-red", false, "skip Node-RED")
 	fs.BoolVar(&o.nodelay, "mosquitto-nodelay", false, "mosquitto set_tcp_nodelay (its default: false)")
 	fs.IntVar(&o.maxQueued, "mosquitto-max-queued", 100000, "mosquitto max_queued_messages (its default 1000 drops QoS 1 messages of a saturated subscriber)")
-	fs.IntVar(&o.inflight, "mosquitto-max-inflight", -1, "mosquitto max_inflight_messages (-1: not set, its default 20; 0: no limit)")
+	fs.IntVar(&o.inflight, "mosquitto-max-inflight", 0, "mosquitto max_inflight_messages (-1: not set, its default 20; 0: no limit; with a limit mosquitto 2.0.11 sends queued messages out of order, which the order column would blame on the path)")
 	fs.StringVar(&o.profile, "profile", "", "directory for profiles of the agent: CPU during each edgefn path's CPU scenario, heap after its saturation scenario")
 	fs.StringVar(&o.title, "title", "", "what kind of run this is (said under the title)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the scratch directory (configs, data, the processes' output in log)")

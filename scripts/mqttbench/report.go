@@ -163,6 +163,8 @@ func (rep *report) write(out, charts string) error {
 	w("- **Node-RED 4**: mqtt in (QoS 1, string payload) → function node (`msg.topic = '%s'; return msg;`) → mqtt out (QoS 1), against the same mosquitto. No durability.\n", outTopic)
 	w("- **edgefn**: `edgefn agent` with one function on `sensors/+/temperature` (QoS 1, default limits: concurrency 2): *emit+publish* (`gateway/testdata/relay.wat`) commits a record to the outbox and publishes the reading; *publish only* (`scripts/mqttbench/testdata/publish.wat`) publishes it. The device's PUBACK follows the commit. Embedded: its own broker; external: mosquitto beside it. Durability `normal` (WAL, synchronous=NORMAL) or `full` (fsync per commit).\n\n")
 	w("mosquitto's configuration (every path through mosquitto):\n\n```\n%s```\n\n", rep.MosquittoConf)
+	w("`max_queued_messages` is raised so mosquitto does not drop QoS 1 messages for the saturated subscriber; `max_inflight_messages 0` (no limit) because with its default of 20 mosquitto 2.0.11 delivers queued messages to the subscriber out of order, which the reordered column would then charge to the path under test. `set_tcp_nodelay` is mosquitto's default (Nagle on): it shows in the latency of every mosquitto path.\n\n")
+	w("Lost = published (and acknowledged by the broker) but no derived message within 10 s of the last progress; on an overloaded machine that includes messages a broker dropped for the slow subscriber.\n\n")
 	w("One core: every gateway-side process under `taskset -c 0` with `GOMAXPROCS=1` (the stand-in for a small board), the load tool pinned to the other core.\n\n")
 
 	for _, mode := range rep.Modes {
