@@ -315,7 +315,9 @@ func startAgent(e *env, n int, ext bool, fn, durability string) (*running, error
 			return nil, err
 		}
 		broker = addr
-		brokerConf = fmt.Sprintf("broker: { embedded: { listen: %q } }", addr)
+		// Per-client limits as mochi's defaults (the floor's): the
+		// saturated subscriber must not lose derived messages.
+		brokerConf = fmt.Sprintf("broker: { embedded: { listen: %q, max_queued: 100000, max_inflight: 65535 } }", addr)
 	}
 	conf := fmt.Sprintf("data_dir: %s\nfunctions_dir: %s\nlog_level: warn\n%s\nadmin: { listen: \"127.0.0.1:0\", tls: \"off\" }\ngpio: { backend: none }\noutbox: { durability: %s }\n",
 		filepath.Join(dir, "data"), fns, brokerConf, durability)
