@@ -84,15 +84,15 @@ func TestModuleBounds(t *testing.T) {
 		name   string
 		bounds Bounds
 		wasm   func(t *testing.T) []byte
-		want   BoundError
+		want   BoundError // Count 0: any count over Max (a Go-built fixture's counts vary with the toolchain and the build path)
 	}{
 		{"functions", Bounds{}, func(*testing.T) []byte { return wasmgen.Reactor(100_000, 0, 0) }, BoundError{"functions", 100_001, 20_000}},
 		{"tables", Bounds{}, func(t *testing.T) []byte { return fixture(t, "manytables") }, BoundError{"tables", 9, 8}},
 		{"globals", Bounds{}, func(*testing.T) []byte { return wasmgen.Reactor(0, 10_001, 0) }, BoundError{"globals", 10_001, 10_000}},
 		{"element segments", Bounds{}, func(*testing.T) []byte { return wasmgen.Reactor(0, 0, 1_001) }, BoundError{"element segments", 1_001, 1_000}},
-		{"data segments", Bounds{DataSegments: 1000}, func(t *testing.T) []byte { return fixture(t, "goreactor") }, BoundError{"data segments", 21942, 1000}},
-		{"code", Bounds{CodeBytes: edgefn.MiB}, func(t *testing.T) []byte { return fixture(t, "goreactor") }, BoundError{"bytes of code", 1158001, 1 << 20}},
-		{"element references", Bounds{Elements: 1000}, func(t *testing.T) []byte { return fixture(t, "goreactor") }, BoundError{"element references", 1285, 1000}},
+		{"data segments", Bounds{DataSegments: 1000}, func(t *testing.T) []byte { return fixture(t, "goreactor") }, BoundError{"data segments", 0, 1000}},
+		{"code", Bounds{CodeBytes: edgefn.MiB}, func(t *testing.T) []byte { return fixture(t, "goreactor") }, BoundError{"bytes of code", 0, 1 << 20}},
+		{"element references", Bounds{Elements: 1000}, func(t *testing.T) []byte { return fixture(t, "goreactor") }, BoundError{"element references", 0, 1000}},
 		{"imports", Bounds{Imports: 2}, func(t *testing.T) []byte { return fixture(t, "cmd") }, BoundError{"imports", 8, 2}},
 	}
 	for _, c := range cases {
@@ -103,7 +103,11 @@ func TestModuleBounds(t *testing.T) {
 			if !errors.As(err, &be) {
 				t.Fatalf("got %v, want a *BoundError", err)
 			}
-			if *be != c.want {
+			got := *be
+			if c.want.Count == 0 && got.Count > got.Max {
+				got.Count = 0
+			}
+			if got != c.want {
 				t.Errorf("got %+v, want %+v", *be, c.want)
 			}
 			if !strings.Contains(err.Error(), "over the agent's bound of") {
