@@ -308,6 +308,17 @@ func (c *cliEnv) ok(args ...string) string {
 	return out
 }
 
+// loggedIn starts a cloud receiver and an agent in a temporary data dir,
+// and returns them with a CLI logged in to the agent.
+func loggedIn(t *testing.T) (*receiver, *agentProc, *cliEnv) {
+	t.Helper()
+	cloud := newReceiver(t)
+	a := startAgent(t, t.TempDir(), cloud.srv.URL, agentOpts{})
+	c := newCLI(t)
+	c.login(a)
+	return cloud, a, c
+}
+
 func (c *cliEnv) login(a *agentProc) {
 	c.t.Helper()
 	c.ok("login", a.url, "--token", a.token, "--fingerprint", a.pin)
@@ -481,10 +492,7 @@ func TestE2EDeployEventsRedeployRollbackRemove(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end to end with event flow: skipped with -short")
 	}
-	cloud := newReceiver(t)
-	a := startAgent(t, t.TempDir(), cloud.srv.URL, agentOpts{})
-	c := newCLI(t)
-	c.login(a)
+	cloud, a, c := loggedIn(t)
 	fdir := filepath.Join(t.TempDir(), "echo")
 	manifest := writeFunction(t, fdir, fmt.Sprintf(echoManifest, "1MiB"), example(t, "wat-minimal"), "echo.wasm")
 
@@ -661,10 +669,7 @@ func TestE2ERestartKeepsFunctions(t *testing.T) {
 }
 
 func TestE2EInvalidManifests(t *testing.T) {
-	cloud := newReceiver(t)
-	a := startAgent(t, t.TempDir(), cloud.srv.URL, agentOpts{})
-	c := newCLI(t)
-	c.login(a)
+	_, _, c := loggedIn(t)
 	root := t.TempDir()
 	echo := example(t, "wat-minimal")
 	bad, err := filepath.Abs(filepath.Join("..", "..", "sandbox", "testdata", "bad.wasm"))
@@ -776,10 +781,7 @@ func TestE2ESignedDeploys(t *testing.T) {
 }
 
 func TestE2ELogsFollowAndUsage(t *testing.T) {
-	cloud := newReceiver(t)
-	a := startAgent(t, t.TempDir(), cloud.srv.URL, agentOpts{})
-	c := newCLI(t)
-	c.login(a)
+	cloud, a, c := loggedIn(t)
 	c.ok("deploy", writeFunction(t, t.TempDir(), "name: conv\nwasm: ./c.wasm\ntriggers:\n  - mqtt: e2e/celsius\n    qos: 1\nlimits: {memory: 2MiB, timeout: 2s}\n", example(t, "c-command"), "c.wasm"))
 
 	// Follow the log, then make the function log a line.
@@ -889,10 +891,7 @@ func TestE2ELogsFollowAndUsage(t *testing.T) {
 
 // A deploy whose body is cut off is refused and the active version stays.
 func TestE2ETruncatedUpload(t *testing.T) {
-	cloud := newReceiver(t)
-	a := startAgent(t, t.TempDir(), cloud.srv.URL, agentOpts{})
-	c := newCLI(t)
-	c.login(a)
+	_, a, c := loggedIn(t)
 	dir := t.TempDir()
 	c.ok("deploy", writeFunction(t, dir, fmt.Sprintf(echoManifest, "1MiB"), example(t, "wat-minimal"), "echo.wasm"))
 
@@ -962,10 +961,7 @@ func TestE2EDeployProgress(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles a Go module: skipped with -short")
 	}
-	cloud := newReceiver(t)
-	a := startAgent(t, t.TempDir(), cloud.srv.URL, agentOpts{})
-	c := newCLI(t)
-	c.login(a)
+	_, _, c := loggedIn(t)
 	src, err := os.ReadFile(filepath.Join("..", "..", "examples", "go-temp-alert", "function.yaml"))
 	if err != nil {
 		t.Fatal(err)
