@@ -1,0 +1,250 @@
+package fleet
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+)
+
+// Dial says how to reach the broker.
+type Dial struct {
+	Broker   string // tcp://, mqtt://, ssl://, tls://, mqtts://
+	ClientID string // default: random
+	Username string
+	Password string
+	TLS      *tls.Config
+	// Will, if set, is published retained by the broker when the
+	// connection is lost without a disconnect.
+	WillTopic   string
+	WillPayload []byte
+	// OnConnect runs on every (re)connection, before anything else is
+	// delivered; the agent subscribes there.
+	OnConnect func(*Conn)
+	// AutoReconnect keeps reconnecting after a lost connection (the agent);
+	// off for the CLI, which fails instead.
+	AutoReconnect bool
+}
+
+// Conn is a connection to the broker.
+type Conn struct {
+	c     paho.Client
+	topic Topics
+}
+
+// Connect connects, waiting at most until ctx is done.
+func Connect(ctx context.Context, d Dial, t Topics) (*Conn, error) {
+	if d.ClientID == "" {
+		d.ClientID = "edgefn-fleet-" + randomHex(6)
+	}
+	cn := &Conn{topic: t}
+	o := paho.NewClientOptions().AddBroker(d.Broker).SetClientID(d.ClientID).
+		SetCleanSession(true).SetOrderMatters(true).
+		SetAutoReconnect(d.AutoReconnect).SetConnectRetry(d.AutoReconnect).
+		SetMaxReconnectInterval(5 * time.Second).SetConnectTimeout(10 * time.Second).
+		SetKeepAlive(30 * time.Second)
+	if d.Username != "" {
+		o.SetUsername(d.Username).SetPassword(d.Password)
+	}
+	if d.TLS != nil {
+		o.SetTLSConfig(d.TLS)
+	}
+	if d.WillTopic != "" {
+		o.SetBinaryWill(d.WillTopic, d.WillPayload, 1, true)
+	}
+	if d.OnConnect != nil {
+		o.SetOnConnectHandler(func(paho.Client) { go d.OnConnect(cn) })
+	}
+	cn.c = paho.NewClient(o)
+	tok := cn.c.Connect()
+	if err := wait(ctx, tok); err != nil {
+		cn.c.Disconnect(0)
+		return nil, fmt.Errorf("connect %s: %w", d.Broker, err)
+	}
+	return cn, nil
+}
+
+// Close disconnects cleanly (no last will).
+func (cn *Conn) Close() { cn.c.Disconnect(250) }
+
+// Topics is the connection's topic layout.
+func (cn *Conn) Topics() Topics { return cn.topic }
+
+func wait(ctx context.Context, tok paho.Token) error {
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Publish publishes at QoS 1 and waits for the PUBACK.
+func (cn *Conn) Publish(ctx context.Context, topic string, payload []byte, retained bool) error {
+	if err := wait(ctx, cn.c.Publish(topic, 1, retained, payload)); err != nil {
+		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Subscribe subscribes at QoS 1; handler runs for each message, in order.
+func (cn *Conn) Subscribe(ctx context.Context, filter string, handler func(topic string, payload []byte, retained bool)) error {
+	tok := cn.c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {
+		handler(m.Topic(), m.Payload(), m.Retained())
+	})
+	if err := wait(ctx, tok); err != nil {
+		return fmt.Errorf("subscribe %s: %w", filter, err)
+	}
+	return nil
+}
+
+// Unsubscribe drops a subscription.
+func (cn *Conn) Unsubscribe(ctx context.Context, filter string) error {
+	return wait(ctx, cn.c.Unsubscribe(filter))
+}
+
+// DefaultChunkSize fits brokers that cap messages at 128 KiB (AWS IoT
+// Core) with room for the MQTT header and topic.
+const DefaultChunkSize = 96 * 1024
+
+// PublishBlob publishes b as retained chunks under its SHA-256 and returns
+// the Module that names them.
+func (cn *Conn) PublishBlob(ctx context.Context, b []byte, chunkSize int) (Module, error) {
+	if chunkSize <= 0 {
+		chunkSize = DefaultChunkSize
+	}
+	sum := sha256.Sum256(b)
+	m := Module{SHA256: hex.EncodeToString(sum[:]), Size: int64(len(b)), ChunkSize: chunkSize}
+	if len(b) == 0 {
+		return Module{}, errors.New("empty module")
+	}
+	toks := make([]paho.Token, 0, m.Chunks())
+	for i := range m.Chunks() {
+		end := min((i+1)*chunkSize, len(b))
+		toks = append(toks, cn.c.Publish(cn.topic.Chunk(m.SHA256, i), 1, true, b[i*chunkSize:end]))
+	}
+	for i, tok := range toks {
+		if err := wait(ctx, tok); err != nil {
+			return Module{}, fmt.Errorf("publish chunk %d of %d: %w", i, len(toks), err)
+		}
+	}
+	return m, nil
+}
+
+// ErrBlobMismatch says the fetched chunks do not hash to the module's
+// SHA-256 (a tampered or partly overwritten blob).
+var ErrBlobMismatch = errors.New("module bytes do not match their sha256")
+
+// FetchBlob collects the retained chunks of m and checks them against its
+// SHA-256 and size. It waits until every chunk arrived or ctx is done.
+func (cn *Conn) FetchBlob(ctx context.Context, m Module, maxSize int64) ([]byte, error) {
+	if m.Size > maxSize {
+		return nil, fmt.Errorf("module of %d bytes is above the %d this gateway fetches", m.Size, maxSize)
+	}
+	n := m.Chunks()
+	if n == 0 {
+		return nil, fmt.Errorf("module %s has no chunks", m.SHA256)
+	}
+	var mu sync.Mutex
+	chunks := make([][]byte, n)
+	have := 0
+	done := make(chan struct{})
+	prefix := cn.topic.Chunk(m.SHA256, 0)
+	prefix = prefix[:len(prefix)-1]
+	filter := cn.topic.Chunks(m.SHA256)
+	err := cn.Subscribe(ctx, filter, func(topic string, p []byte, _ bool) {
+		var i int
+		if _, err := fmt.Sscanf(topic[len(prefix):], "%d", &i); err != nil || i < 0 || i >= n {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if chunks[i] == nil {
+			have++
+		}
+		chunks[i] = append([]byte(nil), p...)
+		if have == n {
+			select {
+			case <-done:
+			default:
+				close(done)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = cn.Unsubscribe(context.Background(), filter) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		mu.Lock()
+		defer mu.Unlock()
+		return nil, fmt.Errorf("module %.12s: %d of %d chunks arrived: %w", m.SHA256, have, n, ctx.Err())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	out := make([]byte, 0, m.Size)
+	for _, c := range chunks {
+		out = append(out, c...)
+	}
+	sum := sha256.Sum256(out)
+	if int64(len(out)) != m.Size || hex.EncodeToString(sum[:]) != m.SHA256 {
+		return nil, fmt.Errorf("module %.12s: %w (%d bytes, sha256 %x...)", m.SHA256, ErrBlobMismatch, len(out), sum[:6])
+	}
+	return out, nil
+}
+
+// Retained returns the retained messages currently matching filter, by
+// topic. It knows it has them all once a probe it publishes after
+// subscribing comes back: the broker queues retained messages on
+// subscribe, before it handles the probe.
+func (cn *Conn) Retained(ctx context.Context, filter string) (map[string][]byte, error) {
+	var mu sync.Mutex
+	got := map[string][]byte{}
+	if err := cn.Subscribe(ctx, filter, func(topic string, p []byte, retained bool) {
+		if retained && len(p) > 0 {
+			mu.Lock()
+			got[topic] = append([]byte(nil), p...)
+			mu.Unlock()
+		}
+	}); err != nil {
+		return nil, err
+	}
+	defer func() { _ = cn.Unsubscribe(context.Background(), filter) }()
+	probe := cn.topic.prefix() + "/probe/" + randomHex(8)
+	back := make(chan struct{}, 1)
+	if err := cn.Subscribe(ctx, probe, func(string, []byte, bool) {
+		select {
+		case back <- struct{}{}:
+		default:
+		}
+	}); err != nil {
+		return nil, err
+	}
+	defer func() { _ = cn.Unsubscribe(context.Background(), probe) }()
+	if err := cn.Publish(ctx, probe, []byte("x"), false); err != nil {
+		return nil, err
+	}
+	select {
+	case <-back:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("retained %s: %w", filter, ctx.Err())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return got, nil
+}
