@@ -194,6 +194,12 @@ type gpioPayload struct {
 	Time  string `json:"time"`
 }
 
+// GPIOEvent is the event of an edge of pin to level high at at, as the
+// GPIO trigger delivers it (no ID); `edgefn run --pin` uses it.
+func GPIOEvent(pin string, e edgefn.Edge, high bool, at time.Time) edgefn.Event {
+	return gpioEvent(pin, e, high, at)
+}
+
 func gpioEvent(pin string, e edgefn.Edge, high bool, at time.Time) edgefn.Event {
 	level := "0"
 	p := gpioPayload{Pin: pin, Edge: string(e), Time: at.UTC().Format(time.RFC3339Nano)}

@@ -93,7 +93,7 @@ func newAction(c *cli.Context) error {
 	w := c.App.Writer
 	fmt.Fprintf(w, "wrote %s/ (%s): %s\n", dir, lang, strings.Join(paths, ", "))
 	fmt.Fprintf(w, "build:\n  cd %s && %s\n", dir, buildLine(lang, name))
-	fmt.Fprintf(w, "try it locally:\n  edgefn run %s/%s.wasm --data '...'\n", dir, name)
+	fmt.Fprintf(w, "try it locally:\n  edgefn run %s/function.yaml --data '...'\n", dir)
 	fmt.Fprintf(w, "deploy:\n  edgefn deploy %s/function.yaml\n", dir)
 	if lang == "go" && c.String("sdk") == "" {
 		fmt.Fprintf(w, "note: go.mod has a commented replace line for the SDK: point it at a checkout of\n"+

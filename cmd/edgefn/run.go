@@ -4,16 +4,25 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/devices"
+	"github.com/edgefn/edgefn/internal/manifest"
 	"github.com/edgefn/edgefn/sandbox"
+	"github.com/edgefn/edgefn/triggers"
 	"github.com/urfave/cli/v2"
 )
 
@@ -21,23 +30,227 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "run one event through a function locally, with no agent",
-		ArgsUsage: "MODULE.wasm",
-		Description: "Runs MODULE.wasm once in the sandbox with the given event and limits and prints\n" +
-			"the outcome, what it emitted, published and wrote to kv, and its logs. kv starts\n" +
-			"empty and lives in memory; there is no GPIO (gpio calls return -5).\n" +
+		ArgsUsage: "function.yaml|DIR|MODULE.wasm",
+		Description: "Runs the function once in the sandbox and prints the outcome, what it emitted,\n" +
+			"published, wrote to kv and to GPIO, and its logs. Given function.yaml (or the DIR\n" +
+			"holding it) the manifest's module, limits, grants, env and isolation apply, and the\n" +
+			"event is shaped like its first trigger's (override with --subject, --source, --pin);\n" +
+			"a bare MODULE.wasm runs with the flags' limits and grants. kv lives in memory unless\n" +
+			"--kv-file keeps it in a JSON file across runs (the writes of a failed invocation are\n" +
+			"dropped, as on the agent); GPIO is a simulated chip (GPIO0..GPIO27 plus the manifest's\n" +
+			"pins, all low unless --high), so gpio_read and gpio_write work.\n" +
 			"Exit status: 0 when the function succeeded, 1 when it failed, 2 on usage errors.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Usage: "event payload: a string, or @FILE to read it from FILE"},
-			&cli.StringFlag{Name: "subject", Value: "local", Usage: "event subject (MQTT topic, pin, timer spec…)"},
-			&cli.StringFlag{Name: "source", Value: string(edgefn.SourceHTTP), Usage: "event source: mqtt, gpio, timer or http"},
-			&cli.StringFlag{Name: "memory", Value: edgefn.DefaultLimits.Memory.String(), Usage: "memory limit (KiB, MiB)"},
-			&cli.DurationFlag{Name: "timeout", Value: edgefn.DefaultLimits.Timeout, Usage: "deadline of the invocation"},
-			&cli.StringSliceFlag{Name: "allow-publish", Usage: "MQTT topic filter the function may publish to (repeatable)"},
+			&cli.StringFlag{Name: "subject", Usage: "event subject (MQTT topic, pin, timer spec…; default from the manifest's trigger, else local)"},
+			&cli.StringFlag{Name: "source", Usage: "event source: mqtt, gpio, timer or http (default from the manifest's trigger, else http)"},
+			&cli.StringSliceFlag{Name: "meta", Usage: "K=V event metadata, read with the meta import (repeatable)"},
+			&cli.StringFlag{Name: "pin", Usage: "a GPIO edge on PIN: source gpio, subject PIN, the agent's gpio payload and meta"},
+			&cli.StringFlag{Name: "edge", Value: string(edgefn.EdgeRising), Usage: "with --pin: rising or falling"},
+			&cli.StringSliceFlag{Name: "high", Usage: "simulated GPIO input PIN that reads high (repeatable)"},
+			&cli.StringSliceFlag{Name: "env", Usage: "K=V added to (or replacing in) the manifest's env (repeatable)"},
+			&cli.StringFlag{Name: "kv-file", Usage: "keep kv in this JSON file across runs (created when missing)"},
+			&cli.StringFlag{Name: "memory", Value: edgefn.DefaultLimits.Memory.String(), Usage: "memory limit (KiB, MiB); overrides the manifest's"},
+			&cli.DurationFlag{Name: "timeout", Value: edgefn.DefaultLimits.Timeout, Usage: "deadline of the invocation; overrides the manifest's"},
+			&cli.StringSliceFlag{Name: "allow-publish", Usage: "MQTT topic filter the function may publish to (repeatable; added to the manifest's)"},
 			&cli.BoolFlag{Name: "allow-kv", Usage: "let the function use kv"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 		Action: runAction,
 	}
+}
+
+// runTarget is what `edgefn run` loads: a manifest's function, or a bare
+// module with the flags' limits and grants.
+type runTarget struct {
+	spec     sandbox.Spec
+	wasm     []byte
+	manifest *edgefn.Manifest // nil for a bare module
+}
+
+func loadRunTarget(c *cli.Context, arg string) (*runTarget, error) {
+	file := arg
+	if st, err := os.Stat(arg); err == nil && st.IsDir() {
+		file = filepath.Join(arg, "function.yaml")
+	}
+	t := &runTarget{}
+	if ext := strings.ToLower(filepath.Ext(file)); ext == ".yaml" || ext == ".yml" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, usagef("run: %v", err)
+		}
+		m, err := manifest.Parse(file, data)
+		if err != nil {
+			return nil, usagef("run: %v", err)
+		}
+		t.manifest = m
+		wasmPath := m.Wasm
+		if !filepath.IsAbs(wasmPath) {
+			wasmPath = filepath.Join(filepath.Dir(file), wasmPath)
+		}
+		if t.wasm, err = os.ReadFile(wasmPath); err != nil {
+			return nil, usagef("run: %s: wasm: %v (build it first: edgefn build %s)", file, err, arg)
+		}
+		env := maps.Clone(m.Env)
+		t.spec = sandbox.Spec{Name: m.Name, Version: 1, Limits: m.Limits, Grants: m.Allow, Env: env, Isolation: m.Isolation}
+	} else {
+		wasm, err := os.ReadFile(file)
+		if err != nil {
+			return nil, usagef("run: %v", err)
+		}
+		t.wasm = wasm
+		t.spec = sandbox.Spec{Name: strings.TrimSuffix(baseName(file), ".wasm"), Version: 1}
+	}
+	if t.manifest == nil || c.IsSet("memory") {
+		mem, err := edgefn.ParseSize(c.String("memory"))
+		if err != nil {
+			return nil, usagef("run: --memory: %v", err)
+		}
+		t.spec.Limits.Memory = mem
+	}
+	if t.manifest == nil || c.IsSet("timeout") {
+		if c.Duration("timeout") <= 0 {
+			return nil, usagef("run: --timeout %s: must be positive", c.Duration("timeout"))
+		}
+		t.spec.Limits.Timeout = c.Duration("timeout")
+	}
+	if t.manifest == nil {
+		t.spec.Limits.Concurrency = 1
+	}
+	t.spec.Limits = t.spec.Limits.WithDefaults(edgefn.DefaultLimits)
+	if c.Bool("allow-kv") {
+		t.spec.Grants.KV = true
+	}
+	for _, f := range c.StringSlice("allow-publish") {
+		if !edgefn.ValidTopicFilter(f) {
+			return nil, usagef("run: --allow-publish %q: not a valid MQTT topic filter", f)
+		}
+		t.spec.Grants.Publish = append(t.spec.Grants.Publish, f)
+	}
+	for _, kv := range c.StringSlice("env") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usagef("run: --env %q: want K=V", kv)
+		}
+		if t.spec.Env == nil {
+			t.spec.Env = map[string]string{}
+		}
+		t.spec.Env[k] = v
+	}
+	return t, nil
+}
+
+// runEvent builds the event: from --pin, else --source/--subject, else the
+// manifest's first trigger, else an HTTP invoke of the function.
+func runEvent(c *cli.Context, t *runTarget) (edgefn.Event, error) {
+	var payload []byte
+	if d := c.String("data"); strings.HasPrefix(d, "@") {
+		var err error
+		if payload, err = os.ReadFile(d[1:]); err != nil {
+			return edgefn.Event{}, usagef("run: --data: %v", err)
+		}
+	} else {
+		payload = []byte(d)
+	}
+	now := time.Now()
+	if pin := c.String("pin"); pin != "" {
+		e := edgefn.Edge(c.String("edge"))
+		if e != edgefn.EdgeRising && e != edgefn.EdgeFalling {
+			return edgefn.Event{}, usagef("run: --edge %q: use rising or falling", e)
+		}
+		ev := triggers.GPIOEvent(pin, e, e == edgefn.EdgeRising, now)
+		if c.IsSet("data") {
+			ev.Payload = payload
+		}
+		ev.ID = "run-1"
+		return ev, nil
+	}
+	src, subject, meta := edgefn.SourceHTTP, "local", map[string]string{}
+	if t.manifest != nil {
+		subject = t.manifest.Name
+		if len(t.manifest.Triggers) > 0 {
+			tr := t.manifest.Triggers[0]
+			src = tr.Kind()
+			switch src {
+			case edgefn.SourceMQTT:
+				subject = sampleTopic(tr.MQTT)
+				meta = map[string]string{"qos": strconv.Itoa(int(tr.QoS)), "retain": "false", "duplicate": "false"}
+			case edgefn.SourceGPIO:
+				subject = tr.GPIO
+			case edgefn.SourceTimer:
+				subject = tr.Cron
+				if subject == "" {
+					subject = "@every " + tr.Every.String()
+				}
+				meta = map[string]string{triggers.MetaScheduled: strconv.FormatInt(now.UnixMilli(), 10)}
+			}
+		}
+	}
+	if c.IsSet("source") {
+		src = edgefn.Source(c.String("source"))
+		if !src.Valid() {
+			return edgefn.Event{}, usagef("run: --source %q: use mqtt, gpio, timer or http", src)
+		}
+	}
+	if c.IsSet("subject") {
+		subject = c.String("subject")
+	}
+	for _, kv := range c.StringSlice("meta") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return edgefn.Event{}, usagef("run: --meta %q: want K=V", kv)
+		}
+		meta[k] = v
+	}
+	return edgefn.Event{ID: "run-1", Source: src, Subject: subject, Time: now, Payload: payload, Meta: meta}, nil
+}
+
+// sampleTopic turns a topic filter into a topic it matches: "+" levels
+// become "x", a trailing "#" becomes "run".
+func sampleTopic(filter string) string {
+	levels := strings.Split(filter, "/")
+	for i, l := range levels {
+		switch l {
+		case "+":
+			levels[i] = "x"
+		case "#":
+			levels[i] = "run"
+		}
+	}
+	return strings.Join(levels, "/")
+}
+
+// simulatedGPIO opens a simulated chip with the default pins plus those
+// the manifest names, with the --high inputs pulled up.
+func simulatedGPIO(c *cli.Context, t *runTarget) (*devices.GPIO, error) {
+	var pins []string
+	for i := range devices.DefaultSimulatedPins {
+		pins = append(pins, fmt.Sprintf("GPIO%d", i))
+	}
+	if t.manifest != nil {
+		for _, cl := range devices.ManifestClaims(t.manifest.Name, t.manifest) {
+			if !slices.Contains(pins, cl.Pin) {
+				pins = append(pins, cl.Pin)
+			}
+		}
+	}
+	high := c.StringSlice("high")
+	for _, p := range high {
+		if !slices.Contains(pins, p) {
+			pins = append(pins, p)
+		}
+	}
+	g, err := devices.Open(devices.Config{Backend: devices.BackendSimulated, Pins: pins})
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range high {
+		if err := g.Inject(p, true); err != nil {
+			g.Close()
+			return nil, usagef("run: --high %s: %v", p, err)
+		}
+	}
+	return g, nil
 }
 
 func runAction(c *cli.Context) error {
@@ -46,54 +259,42 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	if c.NArg() != 1 {
-		return usagef("run: want one MODULE.wasm argument, got %d", c.NArg())
+		return usagef("run: want one function.yaml, DIR or MODULE.wasm argument, got %d", c.NArg())
 	}
-	path := c.Args().First()
-	wasm, err := os.ReadFile(path)
+	t, err := loadRunTarget(c, c.Args().First())
 	if err != nil {
-		return usagef("run: %v", err)
+		return err
 	}
-	var payload []byte
-	if d := c.String("data"); strings.HasPrefix(d, "@") {
-		if payload, err = os.ReadFile(d[1:]); err != nil {
-			return usagef("run: --data: %v", err)
-		}
-	} else {
-		payload = []byte(d)
-	}
-	src := edgefn.Source(c.String("source"))
-	if !src.Valid() {
-		return usagef("run: --source %q: use mqtt, gpio, timer or http", src)
-	}
-	mem, err := edgefn.ParseSize(c.String("memory"))
+	ev, err := runEvent(c, t)
 	if err != nil {
-		return usagef("run: --memory: %v", err)
+		return err
 	}
-	if c.Duration("timeout") <= 0 {
-		return usagef("run: --timeout %s: must be positive", c.Duration("timeout"))
+	kv, err := openRunKV(c.String("kv-file"))
+	if err != nil {
+		return err
 	}
-	grants := edgefn.Grants{KV: c.Bool("allow-kv")}
-	for _, f := range c.StringSlice("allow-publish") {
-		if !edgefn.ValidTopicFilter(f) {
-			return usagef("run: --allow-publish %q: not a valid MQTT topic filter", f)
-		}
-		grants.Publish = append(grants.Publish, f)
+	gp, err := simulatedGPIO(c, t)
+	if err != nil {
+		return err
 	}
+	defer gp.Close()
 
 	ctx := c.Context
-	rt, err := sandbox.New(ctx, sandbox.Config{KV: &memoryKV{}})
+	rt, err := sandbox.New(ctx, sandbox.Config{KV: kv, GPIO: gp})
 	if err != nil {
 		return err
 	}
 	defer rt.Close(context.WithoutCancel(ctx))
-	name := strings.TrimSuffix(baseName(path), ".wasm")
-	limits := edgefn.Limits{Memory: mem, Timeout: c.Duration("timeout"), Concurrency: 1}.WithDefaults(edgefn.DefaultLimits)
-	fn, err := rt.Load(ctx, sandbox.Spec{Name: name, Version: 1, Limits: limits, Grants: grants}, wasm)
+	fn, err := rt.Load(ctx, t.spec, t.wasm)
 	if err != nil {
 		return err
 	}
-	ev := edgefn.Event{ID: "run-1", Source: src, Subject: c.String("subject"), Time: time.Now(), Payload: payload}
 	res := fn.Invoke(ctx, ev)
+	if res.Err == nil {
+		if err := kv.apply(t.spec.Name, res.Effects); err != nil {
+			return err
+		}
+	}
 
 	if c.Bool("json") {
 		err = printRunJSON(c.App.Writer, res)
@@ -116,18 +317,79 @@ func baseName(p string) string {
 	return p
 }
 
-// memoryKV is the in-memory kv of `edgefn run`: empty at start, and the
-// invocation's writes are only printed.
-type memoryKV struct {
+// runKV is the kv of `edgefn run`: a map, empty at start or read from
+// --kv-file, where a successful invocation's writes are applied (and
+// saved to the file). A JSON file rather than the agent's SQLite: it is
+// read and edited by hand to set up a test, and does not depend on the
+// outbox's schema.
+type runKV struct {
 	mu   sync.Mutex
-	data map[string][]byte
+	file string
+	// data maps function to key to value.
+	data map[string]map[string]jsonBytes
 }
 
-func (k *memoryKV) Get(_ context.Context, function, key string) ([]byte, bool, error) {
+func openRunKV(file string) (*runKV, error) {
+	k := &runKV{file: file, data: map[string]map[string]jsonBytes{}}
+	if file == "" {
+		return k, nil
+	}
+	b, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return k, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("run: --kv-file: %w", err)
+	}
+	if err := json.Unmarshal(b, &k.data); err != nil {
+		return nil, fmt.Errorf("run: --kv-file %s: %w", file, err)
+	}
+	if k.data == nil {
+		k.data = map[string]map[string]jsonBytes{}
+	}
+	return k, nil
+}
+
+func (k *runKV) Get(_ context.Context, function, key string) ([]byte, bool, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	v, ok := k.data[function+"\x00"+key]
-	return v, ok, nil
+	v, ok := k.data[function][key]
+	if !ok {
+		return nil, false, nil
+	}
+	b, err := v.bytes()
+	return b, true, err
+}
+
+// apply applies the kv writes of effects and saves the file.
+func (k *runKV) apply(function string, effects []edgefn.Effect) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	changed := false
+	for _, e := range effects {
+		switch e.Kind {
+		case edgefn.EffectKVSet:
+			if k.data[function] == nil {
+				k.data[function] = map[string]jsonBytes{}
+			}
+			k.data[function][e.Key] = toJSONBytes(e.Payload)
+			changed = true
+		case edgefn.EffectKVDelete:
+			delete(k.data[function], e.Key)
+			changed = true
+		}
+	}
+	if !changed || k.file == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(k.data, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := k.file + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("run: --kv-file: %w", err)
+	}
+	return os.Rename(tmp, k.file)
 }
 
 func outcome(res *sandbox.Result) (string, string) {
@@ -184,6 +446,13 @@ func show(b []byte) string {
 type jsonBytes struct {
 	Text   *string `json:"text,omitempty"`
 	Base64 string  `json:"base64,omitempty"`
+}
+
+func (j jsonBytes) bytes() ([]byte, error) {
+	if j.Text != nil {
+		return []byte(*j.Text), nil
+	}
+	return base64.StdEncoding.DecodeString(j.Base64)
 }
 
 func toJSONBytes(b []byte) jsonBytes {

@@ -30,10 +30,12 @@ func guest(t *testing.T, name string) string {
 	return p
 }
 
-func TestRunCommand(t *testing.T) {
-	bin := buildBinary(t)
-	run := func(args ...string) (string, int) {
-		out, err := exec.Command(bin, append([]string{"run"}, args...)...).CombinedOutput()
+// binRunner returns a function running `bin CMD args...` that returns the
+// combined output and the exit status.
+func binRunner(t *testing.T, bin, cmd string) func(args ...string) (string, int) {
+	return func(args ...string) (string, int) {
+		t.Helper()
+		out, err := exec.Command(bin, append([]string{cmd}, args...)...).CombinedOutput()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			return string(out), ee.ExitCode()
@@ -42,6 +44,11 @@ func TestRunCommand(t *testing.T) {
 		}
 		return string(out), 0
 	}
+}
+
+func TestRunCommand(t *testing.T) {
+	bin := buildBinary(t)
+	run := binRunner(t, bin, "run")
 
 	out, code := run(guest(t, "script"), "--data", "emit hi\nset a 1\npublish x/y z 1", "--allow-kv", "--allow-publish", "x/#", "--json")
 	if code != 0 {
@@ -102,5 +109,73 @@ func TestRunCommand(t *testing.T) {
 		if out, code := run(args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2: %s", args, code, out)
 		}
+	}
+}
+
+// TestRunManifest runs function.yaml: the manifest's grants, env and
+// trigger shape the run, --env overrides, the simulated GPIO reads --high
+// pins and takes writes, and --kv-file keeps kv across runs (not the
+// writes of a failed run).
+func TestRunManifest(t *testing.T) {
+	bin := buildBinary(t)
+	run := binRunner(t, bin, "run")
+	dir := t.TempDir()
+	wasm, err := os.ReadFile(guest(t, "script"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "script.wasm"), wasm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	man := filepath.Join(dir, "function.yaml")
+	if err := os.WriteFile(man, []byte(`name: scr
+wasm: script.wasm
+triggers:
+  - mqtt: scr/in/+
+    qos: 1
+allow:
+  kv: true
+  publish: [scr/out]
+  gpio_read: [GPIO4]
+  gpio_write: [GPIO17]
+env:
+  A: from-manifest
+  B: kept
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kv := filepath.Join(dir, "kv.json")
+	script := "meta subject\nmeta qos\nmeta env.A\nmeta env.B\nget n\nset n 1\ngpior GPIO4\ngpior GPIO5\ngpiow GPIO17 1\npublish scr/out hi\npublish other x\nfail"
+	out, code := run(man, "--env", "A=overridden", "--high", "GPIO4", "--kv-file", kv, "--data", script)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (fail): %s", code, out)
+	}
+	for _, want := range []string{"meta=8:scr/in/x", "meta=1:1", "meta=10:overridden", "meta=4:kept", "get=-3", "gpior=1", "gpior=-1", "gpiow=0", "publish=0", "publish=-1"} {
+		if !strings.Contains(out, "log info: "+want+"\n") {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(kv); err == nil {
+		t.Errorf("a failed run wrote %s", kv)
+	}
+	// The same without the forbidden publish, from the directory: kv kept.
+	script = "set n 1\ngpiow GPIO17 1"
+	if out, code := run(dir, "--kv-file", kv, "--data", script); code != 0 || !strings.Contains(out, "gpio_write GPIO17: true") {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if out, code := run(dir, "--kv-file", kv, "--data", "get n", "--pin", "GPIO4", "--edge", "falling"); code != 0 || !strings.Contains(out, "get=1:1") {
+		t.Errorf("kv not kept across runs: exit %d: %s", code, out)
+	}
+	// --pin shapes the gpio event (payload and meta) when --data is absent.
+	out, code = run(dir, "--pin", "GPIO4", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	// A module missing next to the manifest is a usage error naming build.
+	if err := os.Remove(filepath.Join(dir, "script.wasm")); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := run(man); code != 2 || !strings.Contains(out, "edgefn build") {
+		t.Errorf("missing module: exit %d: %s", code, out)
 	}
 }
