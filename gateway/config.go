@@ -10,6 +10,7 @@ import (
 
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/internal/strictyaml"
+	"github.com/edgefn/edgefn/sync/fleet"
 	"github.com/edgefn/edgefn/sync/uplink"
 	"github.com/edgefn/edgefn/triggers"
 )
@@ -33,10 +34,14 @@ type Config struct {
 	Broker  BrokerConfig   `yaml:"broker"`
 	Admin   AdminConfig    `yaml:"admin"`
 	Uplinks []UplinkConfig `yaml:"uplinks"`
-	Outbox  OutboxConfig   `yaml:"outbox"`
-	GPIO    GPIOConfig     `yaml:"gpio"`
-	Limits  LimitsConfig   `yaml:"limits"`
-	Grants  GrantsConfig   `yaml:"grants"`
+	// Fleet, when set, keeps the functions at the desired state that
+	// signed documents on the cloud broker name (docs/fleet.md). It
+	// requires admin.trusted_keys.
+	Fleet  *fleet.Config `yaml:"fleet"`
+	Outbox OutboxConfig  `yaml:"outbox"`
+	GPIO   GPIOConfig    `yaml:"gpio"`
+	Limits LimitsConfig  `yaml:"limits"`
+	Grants GrantsConfig  `yaml:"grants"`
 	// ShutdownGrace bounds each step of shutdown (drain, commit, sync).
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	// QueueSize is the bounded queue length per function.
@@ -324,6 +329,12 @@ func (c *Config) Validate() error {
 			d.Report(f+".mqtt", u.MQTT.Validate())
 		default:
 			bad(f, "set http or mqtt")
+		}
+	}
+	if c.Fleet != nil {
+		d.Report("fleet", c.Fleet.Validate())
+		if len(c.Admin.TrustedKeys) == 0 {
+			bad("fleet", "needs admin.trusted_keys: fleet documents are applied only when signed by a trusted key (edgefn keygen)")
 		}
 	}
 	switch c.Outbox.Durability {

@@ -142,6 +142,17 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	// the heap next doubles.
 	debug.FreeOSMemory()
 
+	if cfg.Fleet != nil {
+		fa, err := a.fleetAgent()
+		if err != nil {
+			return err
+		}
+		a.starts = append(a.starts, func(ctx context.Context, g *errgroup.Group) error {
+			g.Go(func() error { return fa.Run(ctx) })
+			return nil
+		})
+	}
+
 	srv, ready, err := a.adminServer()
 	if err != nil {
 		return err

@@ -59,6 +59,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			rmCommand(),
 			gpioCommand(),
 			keygenCommand(),
+			fleetCommand(),
 			newCommand(),
 			completionCommand(),
 		},

@@ -199,3 +199,21 @@ func Desired(docs ...Document) []Function {
 	}
 	return out
 }
+
+// Peek decodes a signed document's body without verifying it: what the CLI
+// reads to extend the current document of a target (the agents verify).
+func Peek(payload []byte) (Document, error) {
+	sd, err := ParseSigned(payload)
+	if err != nil {
+		return Document{}, err
+	}
+	js, ok := strings.CutPrefix(sd.Document, DocumentHeader+"\n")
+	if !ok {
+		return Document{}, fmt.Errorf("%w: first line is not %q", ErrMalformed, DocumentHeader)
+	}
+	var d Document
+	if err := json.Unmarshal([]byte(js), &d); err != nil {
+		return Document{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return d, nil
+}

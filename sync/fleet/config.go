@@ -1,0 +1,72 @@
+package fleet
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/edgefn/edgefn/internal/strictyaml"
+	"github.com/edgefn/edgefn/internal/tlsclient"
+)
+
+// Config is the agent config's fleet section. Credentials and TLS are as
+// in uplinks[].mqtt.
+type Config struct {
+	// Broker is the cloud broker URL: tcp:// or mqtt:// (plain), ssl://,
+	// tls:// or mqtts:// (TLS). Required.
+	Broker string `yaml:"broker"`
+	// Groups are this gateway's groups, besides its own gateway_id; their
+	// documents apply in this order, the gateway's own last.
+	Groups []string `yaml:"groups"`
+	// TopicPrefix defaults to DefaultPrefix.
+	TopicPrefix string `yaml:"topic_prefix"`
+	// ClientID defaults to "edgefn-fleet-<gateway_id>".
+	ClientID string           `yaml:"client_id"`
+	Username string           `yaml:"username"`
+	Password string           `yaml:"password"`
+	TLS      tlsclient.Config `yaml:"tls"`
+}
+
+func fieldErr(field, format string, args ...any) error {
+	return &strictyaml.FieldError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}
+
+// Validate checks the config without I/O beyond checking that TLS files
+// exist, returning every problem, each a *strictyaml.FieldError.
+func (c Config) Validate() error {
+	var errs []error
+	switch u, err := url.Parse(c.Broker); {
+	case c.Broker == "":
+		errs = append(errs, fieldErr("broker", "required, e.g. mqtts://broker.example.com:8883"))
+	case err != nil:
+		errs = append(errs, fieldErr("broker", "%q: %v", c.Broker, err))
+	case !map[string]bool{"tcp": true, "mqtt": true, "ssl": true, "tls": true, "mqtts": true}[u.Scheme]:
+		errs = append(errs, fieldErr("broker", "%q: scheme must be tcp, mqtt, ssl, tls or mqtts", c.Broker))
+	case u.Host == "":
+		errs = append(errs, fieldErr("broker", "%q: no host", c.Broker))
+	}
+	seen := map[string]bool{}
+	for i, g := range c.Groups {
+		if err := CheckName(g); err != nil {
+			errs = append(errs, fieldErr(fmt.Sprintf("groups[%d]", i), "%v", err))
+		}
+		if seen[g] {
+			errs = append(errs, fieldErr(fmt.Sprintf("groups[%d]", i), "%q listed twice", g))
+		}
+		seen[g] = true
+	}
+	if p := c.TopicPrefix; p != "" && (strings.ContainsAny(p, "+#") || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/")) {
+		errs = append(errs, fieldErr("topic_prefix", "%q: no wildcards, no leading or trailing '/'", p))
+	}
+	if c.Password != "" && c.Username == "" {
+		errs = append(errs, fieldErr("password", "set without username"))
+	}
+	for _, e := range c.TLS.Problems() {
+		var p *tlsclient.Problem
+		if errors.As(e, &p) {
+			errs = append(errs, fieldErr("tls."+p.Field, "%s", p.Msg))
+		}
+	}
+	return errors.Join(errs...)
+}
