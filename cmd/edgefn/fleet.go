@@ -33,8 +33,8 @@ func fleetCommand() *cli.Command {
 					"module active, printing a line per gateway, and exits 1 if one refused it or did not\n" +
 					"report in time.",
 				Flags: fleetFlags(jsonFlag(),
-					&cli.StringFlag{Name: "group", Required: true, Usage: "the group whose document is written"},
-					&cli.StringFlag{Name: "key", Required: true, Usage: "ed25519 private key file (edgefn keygen)"},
+					&cli.StringFlag{Name: "group", Usage: "the group whose document is written"},
+					&cli.StringFlag{Name: "key", Usage: "ed25519 private key file (edgefn keygen)"},
 					&cli.StringFlag{Name: "canary", Usage: "N or P%: gateways to try first (not implemented yet)"},
 					&cli.DurationFlag{Name: "watch", Usage: "wait this long for the group's gateways to report"},
 					&cli.StringFlag{Name: "max-error-rate", Usage: "canary failure threshold, P% (not implemented yet)"},
@@ -55,7 +55,7 @@ func fleetCommand() *cli.Command {
 // fleetFlags are the broker flags of every fleet subcommand.
 func fleetFlags(extra ...cli.Flag) []cli.Flag {
 	return append([]cli.Flag{
-		&cli.StringFlag{Name: "broker", Required: true, EnvVars: []string{"EDGEFN_FLEET_BROKER"}, Usage: "cloud broker URL (tcp://, mqtts://...)"},
+		&cli.StringFlag{Name: "broker", EnvVars: []string{"EDGEFN_FLEET_BROKER"}, Usage: "cloud broker URL (tcp://, mqtts://...)"},
 		&cli.StringFlag{Name: "topic-prefix", Value: fleet.DefaultPrefix, Usage: "topic prefix of the fleet"},
 		&cli.StringFlag{Name: "username", EnvVars: []string{"EDGEFN_FLEET_USERNAME"}},
 		&cli.StringFlag{Name: "password", EnvVars: []string{"EDGEFN_FLEET_PASSWORD"}},
@@ -101,6 +101,11 @@ func fleetDeployAction(c *cli.Context) error {
 	}
 	if c.String("canary") != "" || c.String("max-error-rate") != "" {
 		return usagef("fleet deploy: --canary and --max-error-rate are not implemented yet")
+	}
+	for _, f := range []string{"broker", "group", "key"} {
+		if c.String(f) == "" {
+			return usagef("fleet deploy: --%s is required", f)
+		}
 	}
 	group := c.String("group")
 	if err := fleet.CheckName(group); err != nil {
@@ -278,7 +283,7 @@ func watchGroup(ctx context.Context, cn *fleet.Conn, group, name, sha string, pr
 				}
 			}
 			for _, e := range st.Errors {
-				if s.done == "" && strings.Contains(e, "function "+name+":") {
+				if s.done == "" && (strings.HasPrefix(e, "function "+name+":") || strings.HasPrefix(e, fleet.Target(fleet.KindGroup, group)+":")) {
 					s.done = "failed"
 					failed[st.Gateway] = e
 					progress(st.Gateway, "refused: "+e)
@@ -291,6 +296,9 @@ func watchGroup(ctx context.Context, cn *fleet.Conn, group, name, sha string, pr
 }
 
 func fleetLsAction(c *cli.Context) error {
+	if c.String("broker") == "" {
+		return usagef("fleet ls: --broker is required")
+	}
 	cn, err := fleetConnect(c)
 	if err != nil {
 		return err
