@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	mqttsrv "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -122,6 +123,9 @@ type brokerUser struct {
 type aclEntry struct {
 	cl  *mqttsrv.Client
 	acl *clientACL
+	// stopped orders the disconnects of persistent sessions (authHook.stops;
+	// 0 while connected): mochi's StopTime has whole seconds only.
+	stopped atomic.Uint64
 }
 
 // authHook is the embedded broker's mochi hook for connection
@@ -139,7 +143,8 @@ type authHook struct {
 	srv            *mqttsrv.Server // for session ownership; nil in unit tests
 	stats          *brokerStats
 
-	acls sync.Map // client id → *aclEntry
+	acls  sync.Map // client id → *aclEntry
+	stops atomic.Uint64
 }
 
 func (h *authHook) ID() string { return "edgefn-auth" }
@@ -242,9 +247,13 @@ func (h *authHook) OnConnectAuthenticate(cl *mqttsrv.Client, pk packets.Packet) 
 // new devices out; it reports whether there was one.
 func (h *authHook) evictOldestSession() bool {
 	var oldest *mqttsrv.Client
+	var oldestAt uint64
 	for _, c := range h.srv.Clients.GetAll() {
-		if t := c.StopTime(); t > 0 && !c.Net.Inline && (oldest == nil || t < oldest.StopTime()) {
-			oldest = c
+		if c.StopTime() == 0 || c.Net.Inline {
+			continue
+		}
+		if at := h.stoppedAt(c); oldest == nil || at < oldestAt {
+			oldest, oldestAt = c, at
 		}
 	}
 	if oldest == nil {
@@ -288,10 +297,25 @@ func (h *authHook) OnACLCheck(cl *mqttsrv.Client, topic string, write bool) bool
 }
 
 // OnDisconnect forgets the ACL of a session that ends with its connection.
+// A session kept for later is stamped with its place in the order of
+// disconnects, for evictOldestSession.
 func (h *authHook) OnDisconnect(cl *mqttsrv.Client, _ error, expire bool) {
 	if expire && !cl.IsTakenOver() {
 		h.forget(cl)
+		return
 	}
+	if e, ok := h.acls.Load(cl.ID); ok && e.(*aclEntry).cl == cl {
+		e.(*aclEntry).stopped.Store(h.stops.Add(1))
+	}
+}
+
+// stoppedAt returns the disconnect stamp of cl's session; 0 (oldest) for a
+// session the hook has no stamp of.
+func (h *authHook) stoppedAt(cl *mqttsrv.Client) uint64 {
+	if e, ok := h.acls.Load(cl.ID); ok && e.(*aclEntry).cl == cl {
+		return e.(*aclEntry).stopped.Load()
+	}
+	return 0
 }
 
 // OnClientExpired forgets the ACL of an expired persistent session.
