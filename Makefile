@@ -6,6 +6,9 @@
 GO        ?= go
 GOFLAGS   ?=
 BIN       ?= bin/edgefn
+# The commit edgefn version prints when the build carries no VCS stamp
+# (GOFLAGS=-buildvcs=false, a git worktree).
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 PKGS      ?= ./...
 # Packages whose concurrency matters run under the race detector.
 RACE_PKGS ?= ./sync/... ./gateway/... ./triggers/... ./devices/...
@@ -23,7 +26,7 @@ all: build
 build: $(BIN)
 
 $(BIN): FORCE
-	$(GO) build $(GOFLAGS) -o $(BIN) ./cmd/edgefn
+	$(GO) build $(GOFLAGS) -ldflags "-X main.commit=$(COMMIT)" -o $(BIN) ./cmd/edgefn
 
 FORCE:
 

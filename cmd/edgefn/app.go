@@ -41,8 +41,16 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Reader:               stdin,
 		Writer:               stdout,
 		ErrWriter:            stderr,
+		Version:              version,
 		EnableBashCompletion: true,
-		HideHelpCommand:      true,
+		// With no command: the help; with an unknown one, a usage error
+		// that names the closest command.
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return cli.ShowAppHelp(c)
+			}
+			return unknownCommand(c.App, c.Args().First())
+		},
 		Commands: []*cli.Command{
 			versionCommand(),
 			runCommand(),
@@ -68,7 +76,78 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
+	var setUsage func([]*cli.Command)
+	setUsage = func(cmds []*cli.Command) {
+		for _, cmd := range cmds {
+			cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error {
+				return usageError{fmt.Errorf("%s: %v", c.Command.Name, err)}
+			}
+			setUsage(cmd.Subcommands)
+		}
+	}
+	setUsage(app.Commands)
 	return app
+}
+
+func init() {
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version of this binary"}
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, versionInfo().String()) }
+}
+
+// unknownCommand is the usage error for a command name the app does not
+// have, with the closest one when it is close enough to be a typo.
+func unknownCommand(app *cli.App, name string) error {
+	best, dist := "", len(name)/2+2
+	for _, cmd := range app.Commands {
+		if cmd.Hidden {
+			continue
+		}
+		for _, n := range cmd.Names() {
+			if d := editDistance(name, n); d < dist {
+				best, dist = cmd.Name, d
+			}
+		}
+	}
+	if best != "" {
+		return usagef("unknown command %s, did you mean %s?", name, best)
+	}
+	return usagef("unknown command %s (edgefn help lists them)", name)
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// wantsJSON reports whether the command line asks for JSON output, so that
+// errors come as JSON too.
+func wantsJSON(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		switch a {
+		case "--json", "-json", "--json=true", "-json=true":
+			return true
+		}
+	}
+	return false
 }
 
 // run runs the CLI and returns the process exit code.
@@ -78,16 +157,27 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return exitOK
 	}
+	code := exitFailed
 	var ue usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "edgefn: %v\n", err)
-		return exitUsage
+		code = exitUsage
 	}
 	var fe failedError
-	if !errors.As(err, &fe) {
-		fmt.Fprintf(stderr, "edgefn: %v\n", err)
+	if errors.As(err, &fe) {
+		// Already reported (as JSON under --json).
+		return code
 	}
-	return exitFailed
+	if wantsJSON(args) {
+		// One JSON object on stdout, as for a success; the exit status
+		// is the same as without --json.
+		_ = printJSON(stdout, struct {
+			Error string `json:"error"`
+			Code  int    `json:"code"`
+		}{err.Error(), code})
+		return code
+	}
+	fmt.Fprintf(stderr, "edgefn: %v\n", err)
+	return code
 }
 
 // interleaved lets flags follow positional arguments (urfave/cli v2 stops

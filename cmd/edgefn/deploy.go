@@ -347,7 +347,7 @@ func rollbackCommand() *cli.Command {
 		Description: "Activates a stored version again (the agent keeps the last 5). With --key the\n" +
 			"rollback is signed (edgefn keygen): agents with admin.trusted_keys refuse unsigned ones.\n" +
 			"The statement names the content of the target version as the agent reports it.",
-		Flags: remoteFlags(jsonFlag(), &cli.IntFlag{Name: "to", Usage: "version to activate (default: the one before the active one)"},
+		Flags: remoteFlags(jsonFlag(), &cli.IntFlag{Name: "to", Usage: "version to activate", DefaultText: "the one before the active one"},
 			&cli.StringFlag{Name: "key", Usage: "sign with this ed25519 private key file (from edgefn keygen)"}),
 		Action: func(c *cli.Context) error {
 			c, err := interleaved(c)
@@ -402,7 +402,7 @@ func rmCommand() *cli.Command {
 		Name:      "rm",
 		Usage:     "remove a function: stop its triggers, drain its queue, delete its versions",
 		ArgsUsage: "NAME",
-		Flags:     remoteFlags(),
+		Flags:     remoteFlags(jsonFlag()),
 		Action: func(c *cli.Context) error {
 			c, err := interleaved(c)
 			if err != nil {
@@ -417,6 +417,11 @@ func rmCommand() *cli.Command {
 			}
 			if err := r.do(c.Context, "DELETE", "/v1/functions/"+url.PathEscape(c.Args().First()), nil, "", nil); err != nil {
 				return fmt.Errorf("rm %s: %w", c.Args().First(), err)
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, struct {
+					Removed string `json:"removed"`
+				}{c.Args().First()})
 			}
 			fmt.Fprintf(c.App.Writer, "removed %s\n", c.Args().First())
 			return nil

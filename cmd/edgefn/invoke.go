@@ -104,10 +104,7 @@ func printInvoke(c *cli.Context, r gateway.InvokeResponse) {
 	if r.Cold {
 		start = "cold"
 	}
-	o := r.Outcome
-	if r.Message != "" {
-		o += ": " + r.Message
-	}
+	o := failText(r.Outcome, r.Message)
 	d := time.Duration(r.DurationMS * float64(time.Millisecond))
 	fmt.Fprintf(w, "%s version %d: %s (%s, %s start)\n", r.Function, r.Version, o, roundDur(d), start)
 	tw := newTable(w)

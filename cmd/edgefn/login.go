@@ -28,6 +28,7 @@ func loginCommand() *cli.Command {
 			&cli.StringFlag{Name: "token-file", Usage: "read the token from this file"},
 			&cli.StringFlag{Name: "fingerprint", Usage: "the certificate fingerprint the agent printed, sha256:<hex>"},
 			&cli.BoolFlag{Name: "accept-fingerprint", Usage: "trust the certificate presented now without asking"},
+			jsonFlag(),
 		},
 		Action: loginAction,
 	}
@@ -107,6 +108,14 @@ func loginAction(c *cli.Context) error {
 	creds.Default = base
 	if err := creds.save(); err != nil {
 		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, struct {
+			URL         string `json:"url"`
+			Gateway     string `json:"gateway"`
+			Fingerprint string `json:"fingerprint,omitempty"`
+			Credentials string `json:"credentials"`
+		}{base, st.Gateway, seen, creds.path})
 	}
 	fmt.Fprintf(c.App.Writer, "logged in to %s (gateway %s)\n", base, st.Gateway)
 	if seen != "" {

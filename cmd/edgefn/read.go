@@ -371,7 +371,7 @@ func printLogEntry(w io.Writer, e gateway.LogEntry, asJSON bool) error {
 	}
 	ts := e.Time.Local().Format("2006-01-02 15:04:05.000")
 	if e.Reason != "" {
-		_, err := fmt.Fprintf(w, "%s  FAIL   %s: %s (event %s)\n", ts, e.Reason, e.Message, e.EventID)
+		_, err := fmt.Fprintf(w, "%s  FAIL   %s (event %s)\n", ts, failText(e.Reason, e.Message), e.EventID)
 		return err
 	}
 	_, err := fmt.Fprintf(w, "%s  %-5s  %s\n", ts, e.Level, e.Message)
@@ -469,4 +469,13 @@ func outboxCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// failText is "reason: message" once: stored failure messages already begin
+// with their reason ("exit: edgefn_handle returned 1").
+func failText(reason, msg string) string {
+	if msg == "" {
+		return reason
+	}
+	return reason + ": " + strings.TrimPrefix(msg, reason+": ")
 }
