@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgefn/edgefn/internal/activation"
 	"github.com/edgefn/edgefn/internal/mosquittotest"
 	"github.com/edgefn/edgefn/sync/fleet"
 )
@@ -24,6 +26,12 @@ import (
 // fleetKey writes an ed25519 private key as edgefn keygen does and returns
 // its path and the public key in base64.
 func fleetKey(t *testing.T) (string, string) {
+	t.Helper()
+	path, pub, _ := fleetKeyPair(t)
+	return path, pub
+}
+
+func fleetKeyPair(t *testing.T) (string, string, ed25519.PrivateKey) {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -37,7 +45,7 @@ func fleetKey(t *testing.T) (string, string) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return path, base64.StdEncoding.EncodeToString(pub)
+	return path, base64.StdEncoding.EncodeToString(pub), priv
 }
 
 // fleetGatewayConfig writes the config of a fleet gateway using broker as
@@ -99,7 +107,7 @@ func TestFleetGatewaysConverge(t *testing.T) {
 		t.Skip("builds the agent and runs gateways as child processes")
 	}
 	broker := mosquittotest.Start(t)
-	key, pub := fleetKey(t)
+	key, pub, priv := fleetKeyPair(t)
 	const n = 4
 	groups := map[string]string{}
 	dirs := map[string]string{}
@@ -168,6 +176,74 @@ func TestFleetGatewaysConverge(t *testing.T) {
 		if st.Gateway == "gw-0" && (!runsFleet(st, "echo", sha) || len(st.Errors) == 0) {
 			t.Errorf("gw-0 after an untrusted document: %+v", st)
 		}
+	}
+
+	// gw-2's own document, written straight to the broker: a tampered
+	// blob and limits above the gateway's maxima are refused function by
+	// function and reported; then a replay of an older document is
+	// refused.
+	cn, err := fleet.Connect(context.Background(), fleet.Dial{Broker: broker.URL()}, fleet.Topics{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cn.Close()
+	ctx := context.Background()
+	wasm := fixture(t, "echo.wasm")
+	entry := func(name, manifest string, mod fleet.Module, wasm []byte) fleet.Function {
+		return fleet.Function{Name: name, Manifest: []byte(manifest), Module: mod,
+			Activation: activation.Sign(activation.New(activation.Deploy, name, []byte(manifest), wasm, uint64(time.Now().UnixMilli())), priv)}
+	}
+	good, err := cn.PublishBlob(ctx, wasm, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The tampered function names a blob whose chunk 1 is overwritten.
+	loop := fixture(t, "loop.wasm")
+	tampered, err := cn.PublishBlob(ctx, loop, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cn.Publish(ctx, cn.Topics().Chunk(tampered.SHA256, 1), make([]byte, 16), true); err != nil {
+		t.Fatal(err)
+	}
+	own := func(seq uint64, fns ...fleet.Function) []byte {
+		sd, err := fleet.Sign(fleet.Document{Target: fleet.Target(fleet.KindGateway, "gw-2"), Sequence: seq, Functions: fns}, priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := json.Marshal(sd)
+		if err := cn.Publish(ctx, cn.Topics().Desired(fleet.KindGateway, "gw-2"), p, true); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	own(100,
+		entry("tamp", "name: tamp\nwasm: x.wasm\ntriggers:\n  - mqtt: fleet-t/#\n", tampered, loop),
+		entry("big", "name: big\nwasm: x.wasm\nlimits: {memory: 1GiB}\ntriggers:\n  - mqtt: fleet-b/#\n", good, wasm),
+		entry("fine", "name: fine\nwasm: x.wasm\ntriggers:\n  - mqtt: fleet-f/#\n", good, wasm))
+	gw2 := func() fleet.StatusDoc {
+		for _, st := range fleetLs(t, broker.URL()) {
+			if st.Gateway == "gw-2" {
+				return st
+			}
+		}
+		return fleet.StatusDoc{}
+	}
+	waitFor(t, func() bool { st := gw2(); return runsFleet(st, "fine", good.SHA256) && len(st.Errors) >= 2 })
+	st := gw2()
+	errs := strings.Join(st.Errors, "\n")
+	if !strings.Contains(errs, "function tamp:") || !strings.Contains(errs, "do not match their sha256") ||
+		!strings.Contains(errs, "function big:") || !strings.Contains(errs, "memory") ||
+		slices.ContainsFunc(st.Functions, func(f fleet.StatusFunction) bool { return f.Name == "tamp" || f.Name == "big" }) ||
+		!runsFleet(st, "echo", sha) {
+		t.Errorf("gw-2 after a tampered blob and limits above its maxima: %+v", st)
+	}
+	own(99, entry("late", "name: late\nwasm: x.wasm\ntriggers:\n  - mqtt: fleet-l/#\n", good, wasm))
+	waitFor(t, func() bool {
+		return strings.Contains(strings.Join(gw2().Errors, "\n"), "not newer than the last accepted")
+	})
+	if st := gw2(); !runsFleet(st, "fine", good.SHA256) || slices.ContainsFunc(st.Functions, func(f fleet.StatusFunction) bool { return f.Name == "late" }) {
+		t.Errorf("gw-2 after an older document: %+v", st)
 	}
 
 	// A gateway stopped cleanly reports itself offline; one killed is
