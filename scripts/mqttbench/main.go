@@ -27,6 +27,7 @@ type options struct {
 	nodelay              bool
 	maxQueued            int
 	inflight             int
+	noBrokerLimits       bool
 	profile              string
 	title                string
 	keep                 bool
@@ -79,6 +80,7 @@ func benchMain(args []string) error {
 	fs.BoolVar(&o.nodelay, "mosquitto-nodelay", false, "mosquitto set_tcp_nodelay (its default: false)")
 	fs.IntVar(&o.maxQueued, "mosquitto-max-queued", 100000, "mosquitto max_queued_messages (its default 1000 drops QoS 1 messages of a saturated subscriber)")
 	fs.IntVar(&o.inflight, "mosquitto-max-inflight", 0, "mosquitto max_inflight_messages (-1: not set, its default 20; 0: no limit; with a limit mosquitto 2.0.11 sends queued messages out of order, which the order column would blame on the path)")
+	fs.BoolVar(&o.noBrokerLimits, "no-broker-limits", false, "leave the embedded broker's per-client limits out of the agent config (agents before max_queued/max_inflight existed)")
 	fs.StringVar(&o.profile, "profile", "", "directory for profiles of the agent: CPU during each edgefn path's CPU scenario, heap after its saturation scenario")
 	fs.StringVar(&o.title, "title", "", "what kind of run this is (said under the title)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the scratch directory (configs, data, the processes' output in log)")
@@ -105,7 +107,7 @@ func benchMain(args []string) error {
 		return err
 	}
 	defer logf.Close()
-	e := &env{dir: dir, self: self, nodelay: o.nodelay, maxQueued: o.maxQueued, inflight: o.inflight, logs: logf}
+	e := &env{dir: dir, self: self, nodelay: o.nodelay, maxQueued: o.maxQueued, inflight: o.inflight, brokerLimits: !o.noBrokerLimits, logs: logf}
 	for _, p := range []*string{&o.edgefn, &o.relayWasm, &o.pubWasm} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			return err

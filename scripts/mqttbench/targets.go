@@ -28,7 +28,10 @@ type env struct {
 	nodelay   bool   // mosquitto set_tcp_nodelay
 	maxQueued int    // mosquitto max_queued_messages
 	inflight  int    // mosquitto max_inflight_messages (-1: its default)
-	logs      io.Writer
+	// brokerLimits sets the embedded broker's per-client limits (off for
+	// agents older than those settings, whose broker had mochi's defaults).
+	brokerLimits bool
+	logs         io.Writer
 }
 
 // path is one row of the table: how to start the gateway side.
@@ -317,7 +320,10 @@ func startAgent(e *env, n int, ext bool, fn, durability string) (*running, error
 		broker = addr
 		// Per-client limits as mochi's defaults (the floor's): the
 		// saturated subscriber must not lose derived messages.
-		brokerConf = fmt.Sprintf("broker: { embedded: { listen: %q, max_queued: 100000, max_inflight: 65535 } }", addr)
+		brokerConf = fmt.Sprintf("broker: { embedded: { listen: %q, max_queued: 8192, max_inflight: 65535 } }", addr)
+		if !e.brokerLimits {
+			brokerConf = fmt.Sprintf("broker: { embedded: { listen: %q } }", addr)
+		}
 	}
 	conf := fmt.Sprintf("data_dir: %s\nfunctions_dir: %s\nlog_level: warn\n%s\nadmin: { listen: \"127.0.0.1:0\", tls: \"off\" }\ngpio: { backend: none }\noutbox: { durability: %s }\n",
 		filepath.Join(dir, "data"), fns, brokerConf, durability)
