@@ -15,6 +15,9 @@ type Manifest struct {
 	Allow     Grants            `json:"allow,omitempty" yaml:"allow"`
 	Env       map[string]string `json:"env,omitempty" yaml:"env"`
 	Isolation Isolation         `json:"isolation,omitempty" yaml:"isolation"`
+	// Build is the shell command that builds Wasm from the sources, run
+	// by `edgefn build` in the manifest's directory; the agent ignores it.
+	Build string `json:"build,omitempty" yaml:"build"`
 }
 
 // Edge selects which GPIO transitions trigger a function.

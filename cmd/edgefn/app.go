@@ -54,6 +54,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			versionCommand(),
 			runCommand(),
+			buildCommand(),
 			agentCommand(),
 			loginCommand(),
 			deployCommand(),

@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/examples"
+	guestsdk "github.com/edgefn/edgefn/sandbox/guest"
 )
 
 // templateLangs maps each --lang to the example it copies (the examples
@@ -92,13 +93,9 @@ func newAction(c *cli.Context) error {
 	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "wrote %s/ (%s): %s\n", dir, lang, strings.Join(paths, ", "))
-	fmt.Fprintf(w, "build:\n  cd %s && %s\n", dir, buildLine(lang, name))
+	fmt.Fprintf(w, "build (the manifest's build: line):\n  edgefn build %s\n", dir)
 	fmt.Fprintf(w, "try it locally:\n  edgefn run %s/function.yaml --data '...'\n", dir)
 	fmt.Fprintf(w, "deploy:\n  edgefn deploy %s/function.yaml\n", dir)
-	if lang == "go" && c.String("sdk") == "" {
-		fmt.Fprintf(w, "note: go.mod has a commented replace line for the SDK: point it at a checkout of\n"+
-			"github.com/edgefn/edgefn (or pass --sdk DIR) until the module is published\n")
-	}
 	return nil
 }
 
@@ -132,16 +129,23 @@ func renderTemplate(lang, ex, name, sdk string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("new: template %s is empty in this binary", lang)
 	}
 	if lang == "go" {
-		replace := "// replace github.com/edgefn/edgefn => ../edgefn"
-		if sdk != "" {
-			abs, err := filepath.Abs(sdk)
-			if err != nil {
-				return nil, err
-			}
-			replace = "replace github.com/edgefn/edgefn => " + filepath.ToSlash(abs)
+		if err := addGoSDK(files, name, sdk); err != nil {
+			return nil, err
 		}
-		files["go.mod"] = []byte(fmt.Sprintf("module %s\n\ngo 1.26\n\nrequire github.com/edgefn/edgefn v0.0.0\n\n"+
-			"// The SDK (github.com/edgefn/edgefn/sandbox/guest) from a checkout:\n%s\n", name, replace))
+	}
+	// The manifest gets its build: line, and the project's topics are its
+	// own (NAME/...), so that two projects from one template deploy side
+	// by side.
+	for p, b := range files {
+		s := string(b)
+		for _, prefix := range []string{"sensors/", "actuators/", "alerts/"} {
+			s = strings.ReplaceAll(s, `"`+prefix, `"`+name+"/"+strings.TrimSuffix(prefix, "s/")+"/")
+			s = strings.ReplaceAll(s, " "+prefix, " "+name+"/"+strings.TrimSuffix(prefix, "s/")+"/")
+		}
+		if p == "function.yaml" {
+			s = strings.TrimRight(s, "\n") + "\nbuild: " + buildLine(lang, name) + "\n"
+		}
+		files[p] = []byte(s)
 	}
 	if lang == "as" {
 		files[path.Join(".gitignore")] = []byte("node_modules/\n*.wasm\n")
@@ -153,14 +157,46 @@ func renderTemplate(lang, ex, name, sdk string) (map[string][]byte, error) {
 func buildLine(lang, name string) string {
 	switch lang {
 	case "go":
-		return "go mod tidy && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o " + name + ".wasm ."
+		return "GOOS=wasip1 GOARCH=wasm GOFLAGS=-mod=mod GOPROXY=off go build -buildmode=c-shared -o " + name + ".wasm ."
 	case "c":
 		return "clang --target=wasm32-wasi --sysroot=/usr -O2 -fuse-ld=lld -Wl,--strip-all -o " + name + ".wasm convert.c"
 	case "rust":
-		return "rustc --edition 2021 --target wasm32-unknown-unknown --crate-type cdylib -O -C strip=symbols -o " + name + ".wasm lib.rs"
+		return "PATH=/usr/bin:$PATH rustc --edition 2021 --target wasm32-unknown-unknown --crate-type cdylib -O -C strip=symbols -o " + name + ".wasm lib.rs"
 	case "as":
-		return "npm ci && ./node_modules/.bin/asc assembly/index.ts --config asconfig.json --target release"
+		return "npm ci --prefer-offline --no-audit --no-fund && ./node_modules/.bin/asc assembly/index.ts --config asconfig.json --target release"
 	default:
 		return "wat2wasm -o " + name + ".wasm minimal.wat"
 	}
+}
+
+// addGoSDK writes the Go SDK into the project (sdk/, a module
+// github.com/edgefn/edgefn holding sandbox/guest, copied from this
+// binary) and a go.mod that replaces the module with it, so that the
+// project builds with no network; --sdk DIR points the replace at a
+// checkout instead.
+func addGoSDK(files map[string][]byte, name, sdk string) error {
+	replace := "./sdk"
+	if sdk != "" {
+		abs, err := filepath.Abs(sdk)
+		if err != nil {
+			return err
+		}
+		replace = filepath.ToSlash(abs)
+	} else {
+		ents, err := fs.ReadDir(guestsdk.Sources, ".")
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			b, err := guestsdk.Sources.ReadFile(e.Name())
+			if err != nil {
+				return err
+			}
+			files["sdk/sandbox/guest/"+e.Name()] = b
+		}
+		files["sdk/go.mod"] = []byte("module github.com/edgefn/edgefn\n\ngo 1.26\n")
+	}
+	files["go.mod"] = []byte(fmt.Sprintf("module %s\n\ngo 1.26\n\nrequire github.com/edgefn/edgefn v0.0.0\n\n"+
+		"// The SDK (github.com/edgefn/edgefn/sandbox/guest), written by edgefn new:\nreplace github.com/edgefn/edgefn => %s\n", name, replace))
+	return nil
 }

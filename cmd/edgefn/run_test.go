@@ -179,3 +179,37 @@ env:
 		t.Errorf("missing module: exit %d: %s", code, out)
 	}
 }
+
+// TestBuildCommand runs the manifest's build: line and checks the module
+// against the manifest's limits: a failing command, a module over
+// limits.memory and a manifest with no build: are refused.
+func TestBuildCommand(t *testing.T) {
+	if _, err := exec.LookPath("wat2wasm"); err != nil {
+		t.Skip("wat2wasm not installed")
+	}
+	build := binRunner(t, buildBinary(t), "build")
+	dir := t.TempDir()
+	write := func(name, s string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("m.wat", `(module (memory (export "memory") 2) (func (export "edgefn_handle") (param i32) (result i32) i32.const 0))`)
+	write("function.yaml", "name: m\nwasm: m.wasm\nbuild: wat2wasm -o m.wasm m.wat\n")
+	if out, code := build(dir); code != 0 || !strings.Contains(out, "reactor, ABI v1 ok") || !strings.Contains(out, "edgefn_handle") {
+		t.Errorf("exit %d: %s", code, out)
+	}
+	write("function.yaml", "name: m\nwasm: m.wasm\nbuild: wat2wasm -o m.wasm m.wat\nlimits: { memory: 64KiB }\n")
+	if out, code := build(filepath.Join(dir, "function.yaml")); code != 1 || !strings.Contains(out, "limits.memory") {
+		t.Errorf("over limits.memory: exit %d: %s", code, out)
+	}
+	write("function.yaml", "name: m\nwasm: m.wasm\nbuild: wat2wasm -o m.wasm missing.wat\n")
+	if out, code := build(dir); code != 1 {
+		t.Errorf("failing build: exit %d: %s", code, out)
+	}
+	write("function.yaml", "name: m\nwasm: m.wasm\n")
+	if out, code := build(dir); code != 2 || !strings.Contains(out, "no build:") {
+		t.Errorf("no build: exit %d: %s", code, out)
+	}
+}

@@ -25,13 +25,14 @@ triggers:
 limits: { memory: 8MiB, timeout: 50ms, concurrency: 4, max_output: 64KiB }
 allow: { publish: ["actuators/fan/#"], gpio_write: [GPIO18], gpio_read: [GPIO27], kv: true }
 env: { THRESHOLD: "30" }
+build: wat2wasm -o temp_alert.wasm main.wat
 `
 	m, err := Parse("function.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Name != "temp-alert" || m.Wasm != "./temp_alert.wasm" {
-		t.Errorf("name/wasm = %q %q", m.Name, m.Wasm)
+	if m.Name != "temp-alert" || m.Wasm != "./temp_alert.wasm" || m.Build != "wat2wasm -o temp_alert.wasm main.wat" {
+		t.Errorf("name/wasm/build = %q %q %q", m.Name, m.Wasm, m.Build)
 	}
 	if len(m.Triggers) != 4 {
 		t.Fatalf("triggers = %d, want 4", len(m.Triggers))

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/urfave/cli/v2"
+
+	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/manifest"
+	"github.com/edgefn/edgefn/sandbox"
+)
+
+func buildCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "build",
+		Usage:     "build a function with its manifest's build: command and check the module",
+		ArgsUsage: "[DIR|function.yaml]",
+		Description: "Runs the manifest's build: command with sh in the manifest's directory, then loads\n" +
+			"the module it names as the agent would (ABI v1, the manifest's limits, the size\n" +
+			"bounds) and prints its size, shape and exports. DIR defaults to the current directory.\n" +
+			"Exit status: 0 when the module builds and loads, 1 when not, 2 on usage errors.",
+		Action: buildAction,
+	}
+}
+
+func buildAction(c *cli.Context) error {
+	c, err := interleaved(c)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(c, 0, 1, "DIR or function.yaml"); err != nil {
+		return err
+	}
+	file := "function.yaml"
+	if c.NArg() == 1 {
+		file = c.Args().First()
+	}
+	if st, err := os.Stat(file); err == nil && st.IsDir() {
+		file = filepath.Join(file, "function.yaml")
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return usagef("build: %v", err)
+	}
+	m, err := manifest.Parse(file, data)
+	if err != nil {
+		return usagef("build: %v", err)
+	}
+	if m.Build == "" {
+		return usagef("build: %s has no build: command (add one, e.g. build: wat2wasm -o %s main.wat)", file, m.Wasm)
+	}
+	dir := filepath.Dir(file)
+	fmt.Fprintf(c.App.ErrWriter, "build: (cd %s && %s)\n", dir, m.Build)
+	cmd := exec.CommandContext(c.Context, "sh", "-c", m.Build)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = c.App.ErrWriter, c.App.ErrWriter
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "edgefn: build: %s: %v\n", m.Build, err)
+		return failedError{}
+	}
+	wasmPath := m.Wasm
+	if !filepath.IsAbs(wasmPath) {
+		wasmPath = filepath.Join(dir, wasmPath)
+	}
+	wasm, err := os.ReadFile(wasmPath)
+	if err != nil {
+		return fmt.Errorf("build: the build: command succeeded but %w", err)
+	}
+	shape, exports, err := checkModule(c.Context, m, wasm)
+	if err != nil {
+		return fmt.Errorf("build: %s: %w", wasmPath, err)
+	}
+	fmt.Fprintf(c.App.Writer, "%s: %s, %s, ABI v1 ok within limits.memory %s\nexports: %v\n",
+		wasmPath, edgefn.Size(len(wasm)), shape, m.Limits.WithDefaults(edgefn.DefaultLimits).Memory, exports)
+	return nil
+}
+
+// checkModule loads wasm as the agent would for m and returns its shape
+// and exported functions.
+func checkModule(ctx context.Context, m *edgefn.Manifest, wasm []byte) (sandbox.Shape, []string, error) {
+	rt, err := sandbox.New(ctx, sandbox.Config{})
+	if err != nil {
+		return 0, nil, err
+	}
+	defer rt.Close(context.WithoutCancel(ctx))
+	spec := sandbox.Spec{Name: m.Name, Version: 1, Limits: m.Limits.WithDefaults(edgefn.DefaultLimits), Grants: m.Allow, Env: m.Env, Isolation: m.Isolation}
+	fn, err := rt.Load(ctx, spec, wasm)
+	if err != nil {
+		return 0, nil, err
+	}
+	// The exports, from wazero's interpreter (no code generated).
+	w := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer w.Close(context.WithoutCancel(ctx))
+	cm, err := w.CompileModule(ctx, wasm)
+	if err != nil {
+		return 0, nil, err
+	}
+	var exports []string
+	for name := range cm.ExportedFunctions() {
+		exports = append(exports, name)
+	}
+	for name := range cm.ExportedMemories() {
+		exports = append(exports, name+" (memory)")
+	}
+	sort.Strings(exports)
+	return fn.Shape(), exports, nil
+}
