@@ -61,7 +61,22 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	for _, u := range g.uplinkStates() {
+	ups := g.uplinkStates()
+	if len(ups) == 0 {
+		// No uplink configured: the series exist anyway (offline, with
+		// the outbox's backlog), so dashboards show the records piling up.
+		var depth int64
+		if g.store != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if st, err := g.store.Stats(ctx); err == nil {
+				depth = st.Depth
+			}
+			cancel()
+		}
+		ch <- prometheus.MustNewConstMetric(c.uplinkOnline, prometheus.GaugeValue, 0, "none")
+		ch <- prometheus.MustNewConstMetric(c.uplinkBacklog, prometheus.GaugeValue, float64(depth), "none")
+	}
+	for _, u := range ups {
 		online := 0.0
 		if u.Online {
 			online = 1

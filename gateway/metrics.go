@@ -96,6 +96,8 @@ type fnStats struct {
 }
 
 func newFnStats(m *metrics, name string) *fnStats {
+	// Series a dashboard panel plots exist from the start, at zero.
+	m.drops.WithLabelValues(name, string(edgefn.ReasonQueueFull))
 	return &fnStats{
 		m: m, name: name, errors: map[edgefn.Reason]int64{},
 		ok:         m.invocations.WithLabelValues(name, "ok"),

@@ -161,6 +161,7 @@ type agentOpts struct {
 	trustedKeys []string
 	extra       string // more top-level YAML
 	limits      string // the limits section, default {max: {memory: 64MiB}}
+	noUplink    bool   // no uplinks section: records stay in the outbox
 }
 
 // startAgent writes a config in dir (reused across restarts) and starts the
@@ -169,6 +170,10 @@ func startAgent(t *testing.T, dir, cloudURL string, o agentOpts) *agentProc {
 	t.Helper()
 	if o.limits == "" {
 		o.limits = "{max: {memory: 64MiB}}"
+	}
+	uplinks := fmt.Sprintf("uplinks:\n  - http: {url: %q}", cloudURL)
+	if o.noUplink {
+		uplinks = ""
 	}
 	cfg := fmt.Sprintf(`gateway_id: gw-e2e
 data_dir: %s
@@ -179,9 +184,8 @@ admin:
   trusted_keys: [%s]
 limits: %s
 shutdown_grace: 5s
-uplinks:
-  - http: {url: %q}
-%s`, filepath.Join(dir, "data"), strings.Join(o.trustedKeys, ", "), o.limits, cloudURL, o.extra)
+%s
+%s`, filepath.Join(dir, "data"), strings.Join(o.trustedKeys, ", "), o.limits, uplinks, o.extra)
 	path := filepath.Join(dir, "agent.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -1,9 +1,15 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The CLI habits of issue 12, with the real binary: help, version,
@@ -74,4 +80,51 @@ func TestE2EUsageErrors(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &e); err != nil || code != 1 || e.Code != 1 {
 		t.Errorf("ls --json without an agent: exit %d, %q", code, out)
 	}
+}
+
+// With no uplink configured, status says so and how many records wait, and
+// the dashboard series exist from the start at zero.
+func TestE2EStatusWithoutUplinkAndMetricsAtZero(t *testing.T) {
+	dir := t.TempDir()
+	a := startAgent(t, dir, "", agentOpts{noUplink: true})
+	c := newCLI(t)
+	c.login(a)
+	c.ok("deploy", writeFunction(t, filepath.Join(dir, "fn"), fmt.Sprintf(echoManifest, "2MiB"), example(t, "wat-minimal"), "echo.wasm"))
+
+	body := scrape(t, a)
+	for _, want := range []string{
+		`edgefn_uplink_online{uplink="none"} 0`,
+		`edgefn_drops_total{function="echo",reason="queue_full"} 0`,
+		`edgefn_chain_drops_total{function="echo"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	c.ok("invoke", "echo", "--data", "one")
+	c.ok("invoke", "echo", "--data", "two")
+	if out := c.ok("status"); !strings.Contains(out, "no uplink configured: 2 records waiting") {
+		t.Errorf("status:\n%s", out)
+	}
+	if body := scrape(t, a); !strings.Contains(body, `edgefn_uplink_backlog_records{uplink="none"} 2`) {
+		t.Errorf("/metrics: no backlog of 2 for uplink none")
+	}
+}
+
+// scrape reads the agent's /metrics with its token.
+func scrape(t *testing.T, a *agentProc) string {
+	t.Helper()
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 10 * time.Second}
+	req, _ := http.NewRequest("GET", a.url+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %d %v", resp.StatusCode, err)
+	}
+	return string(b)
 }

@@ -132,6 +132,9 @@ func statusCommand() *cli.Command {
 			for _, n := range names {
 				fmt.Fprintf(tw, "%s\t%s\n", n, describePart(n, st.Parts[n]))
 			}
+			if _, ok := st.Parts["uplink"]; !ok && st.Outbox != nil {
+				fmt.Fprintf(tw, "uplink\tno uplink configured: %d records waiting\n", st.Outbox.Depth)
+			}
 			switch {
 			case st.Outbox != nil:
 				o := st.Outbox
