@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -127,4 +128,46 @@ func scrape(t *testing.T, a *agentProc) string {
 		t.Fatalf("/metrics: %d %v", resp.StatusCode, err)
 	}
 	return string(b)
+}
+
+// edgefn tail prints the MQTT traffic matching its filter, through the
+// agent with the token (no broker login), real mosquitto_pub messages.
+func TestE2ETail(t *testing.T) {
+	_, a, c := loggedIn(t)
+	publish(t, a.broker, "sensors/kitchen/temp", []string{"before"})
+
+	var out lockedBuffer
+	cmd := exec.Command(e2eBin, "tail", "sensors/#", "--json", "-n", "5")
+	cmd.Env = c.env
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, 10*time.Second, "the message from before", func() bool { return strings.Contains(out.String(), `"before"`) })
+	publish(t, a.broker, "sensors/hall/temp", []string{"21.5"})
+	publish(t, a.broker, "other/topic", []string{"not me"})
+	waitFor(t, 10*time.Second, "the new message", func() bool { return strings.Contains(out.String(), `"21.5"`) })
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var m struct {
+			Topic   string `json:"topic"`
+			Payload string `json:"payload"`
+		}
+		if err := json.Unmarshal([]byte(l), &m); err != nil || !strings.HasPrefix(m.Topic, "sensors/") {
+			t.Errorf("tail --json line %q: %v", l, err)
+		}
+	}
+	// The table form, and a bad filter is an error naming it.
+	var tbl lockedBuffer
+	cmd2 := exec.Command(e2eBin, "tail", "sensors/+/temp")
+	cmd2.Env = c.env
+	cmd2.Stdout, cmd2.Stderr = &tbl, &tbl
+	if err := cmd2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd2.Process.Kill(); cmd2.Wait() })
+	waitFor(t, 10*time.Second, "the table line", func() bool { return strings.Contains(tbl.String(), "sensors/hall/temp (qos 1)  21.5") })
+	if _, errOut, code := c.run("tail", "a/#/b"); code != 1 || !strings.Contains(errOut, "a/#/b") {
+		t.Errorf("tail a/#/b: exit %d, %q", code, errOut)
+	}
 }

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/edgefn/edgefn/gateway"
+)
+
+func tailCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "tail",
+		Usage:     "print the MQTT messages matching FILTER as they pass through the agent",
+		ArgsUsage: "[FILTER]",
+		Description: "Streams the agent's traffic tap (GET /v1/traffic) with the API token: no broker\n" +
+			"login needed. FILTER is an MQTT topic filter (default #). First the last -n messages the\n" +
+			"agent kept, then every new one until Ctrl-C. --json prints one JSON object a line.",
+		Flags: remoteFlags(jsonFlag(),
+			&cli.IntFlag{Name: "n", Value: 10, Usage: "messages from before to print first (0 to 256)"}),
+		Action: tailAction,
+	}
+}
+
+func tailAction(c *cli.Context) error {
+	c, err := interleaved(c)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(c, 0, 1, "at most one topic FILTER"); err != nil {
+		return err
+	}
+	filter := c.Args().First()
+	if filter == "" {
+		filter = "#"
+	}
+	n := c.Int("n")
+	if n < 0 || n > 256 {
+		return usagef("tail: -n %d: want 0 to 256", n)
+	}
+	r, err := connect(c)
+	if err != nil {
+		return err
+	}
+	q := url.Values{"filter": {filter}, "n": {strconv.Itoa(n)}}
+	req, err := http.NewRequestWithContext(c.Context, "GET", r.url+"/v1/traffic?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		if c.Context.Err() != nil {
+			return nil
+		}
+		var pe *pinError
+		if errors.As(err, &pe) {
+			return pe
+		}
+		return fmt.Errorf("cannot reach the agent at %s: %w (is it running? is --gateway right?)", r.url, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("tail %s: %w", filter, decodeAnswer(resp, r.url, nil))
+	}
+	err = readEvents(c.Context, resp, func(event, data string) error {
+		switch event {
+		case "message":
+			if c.Bool("json") {
+				_, err := fmt.Fprintln(c.App.Writer, data)
+				return err
+			}
+			var m gateway.TrafficMessage
+			if err := json.Unmarshal([]byte(data), &m); err != nil {
+				return fmt.Errorf("tail: the agent sent something that is not a message: %v", err)
+			}
+			return printTraffic(c, m)
+		case "missed":
+			fmt.Fprintf(c.App.ErrWriter, "edgefn: tail: %s messages missed (printing too slowly)\n", data)
+		}
+		return nil
+	})
+	if c.Context.Err() != nil {
+		return nil // Ctrl-C: a normal end
+	}
+	if err == nil {
+		err = fmt.Errorf("tail: the agent at %s closed the stream", r.url)
+	}
+	return err
+}
+
+// readEvents reads a text/event-stream and calls fn for each event.
+func readEvents(ctx context.Context, resp *http.Response, fn func(event, data string) error) error {
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	event, data := "", []string{}
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if len(data) > 0 {
+				if event == "" {
+					event = "message"
+				}
+				if err := fn(event, strings.Join(data, "\n")); err != nil {
+					return err
+				}
+			}
+			event, data = "", data[:0]
+		case strings.HasPrefix(line, ":"):
+			// comment (keep-alive)
+		case strings.HasPrefix(line, "event:"):
+			event = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
+		case strings.HasPrefix(line, "data:"):
+			data = append(data, strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return sc.Err()
+}
+
+func printTraffic(c *cli.Context, m gateway.TrafficMessage) error {
+	p := m.Payload
+	if m.PayloadB64 != "" {
+		p = "base64:" + m.PayloadB64
+	}
+	if m.Truncated {
+		p += fmt.Sprintf(" … (%d bytes)", m.Size)
+	}
+	flags := ""
+	if m.Retain {
+		flags += " retained"
+	}
+	if m.Origin != "" {
+		flags += " from " + m.Origin
+	}
+	_, err := fmt.Fprintf(c.App.Writer, "%s  %s (qos %d%s)  %s\n", m.Time.Local().Format("15:04:05.000"), m.Topic, m.QoS, flags, p)
+	return err
+}
