@@ -3,11 +3,11 @@ package fleet
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 
 	"github.com/edgefn/edgefn/internal/strictyaml"
 	"github.com/edgefn/edgefn/internal/tlsclient"
+	"github.com/edgefn/edgefn/sync/uplink"
 )
 
 // Config is the agent config's fleet section. Credentials and TLS are as
@@ -36,15 +36,8 @@ func fieldErr(field, format string, args ...any) error {
 // exist, returning every problem, each a *strictyaml.FieldError.
 func (c Config) Validate() error {
 	var errs []error
-	switch u, err := url.Parse(c.Broker); {
-	case c.Broker == "":
-		errs = append(errs, fieldErr("broker", "required, e.g. mqtts://broker.example.com:8883"))
-	case err != nil:
-		errs = append(errs, fieldErr("broker", "%q: %v", c.Broker, err))
-	case !map[string]bool{"tcp": true, "mqtt": true, "ssl": true, "tls": true, "mqtts": true}[u.Scheme]:
-		errs = append(errs, fieldErr("broker", "%q: scheme must be tcp, mqtt, ssl, tls or mqtts", c.Broker))
-	case u.Host == "":
-		errs = append(errs, fieldErr("broker", "%q: no host", c.Broker))
+	if err := uplink.CheckBroker(c.Broker); err != nil {
+		errs = append(errs, err)
 	}
 	seen := map[string]bool{}
 	for i, g := range c.Groups {
@@ -62,11 +55,6 @@ func (c Config) Validate() error {
 	if c.Password != "" && c.Username == "" {
 		errs = append(errs, fieldErr("password", "set without username"))
 	}
-	for _, e := range c.TLS.Problems() {
-		var p *tlsclient.Problem
-		if errors.As(e, &p) {
-			errs = append(errs, fieldErr("tls."+p.Field, "%s", p.Msg))
-		}
-	}
+	errs = append(errs, uplink.TLSProblems(c.TLS, "tls.")...)
 	return errors.Join(errs...)
 }

@@ -251,15 +251,8 @@ type MQTTConfig struct {
 // exist, and returns every problem at once, each a *FieldError.
 func (c MQTTConfig) Validate() error {
 	var errs []error
-	switch u, err := url.Parse(c.Broker); {
-	case c.Broker == "":
-		errs = append(errs, fieldErr("broker", "required, e.g. mqtts://broker.example.com:8883"))
-	case err != nil:
-		errs = append(errs, fieldErr("broker", "%q: %v", c.Broker, err))
-	case !map[string]bool{"tcp": true, "mqtt": true, "ssl": true, "tls": true, "mqtts": true}[u.Scheme]:
-		errs = append(errs, fieldErr("broker", "%q: scheme must be tcp, mqtt, ssl, tls or mqtts", c.Broker))
-	case u.Host == "":
-		errs = append(errs, fieldErr("broker", "%q: no host", c.Broker))
+	if err := CheckBroker(c.Broker); err != nil {
+		errs = append(errs, err)
 	}
 	if err := checkTopic(c.Topic); err != nil {
 		errs = append(errs, fieldErr("topic", "%q: %v", c.Topic, err))
@@ -285,6 +278,26 @@ func (c MQTTConfig) Validate() error {
 	errs = append(errs, c.Backoff.validate("backoff.")...)
 	return errors.Join(errs...)
 }
+
+// CheckBroker checks an MQTT broker URL (the "broker" field): tcp:// or
+// mqtt:// (plain), ssl://, tls:// or mqtts:// (TLS), with a host.
+func CheckBroker(broker string) error {
+	switch u, err := url.Parse(broker); {
+	case broker == "":
+		return fieldErr("broker", "required, e.g. mqtts://broker.example.com:8883")
+	case err != nil:
+		return fieldErr("broker", "%q: %v", broker, err)
+	case !map[string]bool{"tcp": true, "mqtt": true, "ssl": true, "tls": true, "mqtts": true}[u.Scheme]:
+		return fieldErr("broker", "%q: scheme must be tcp, mqtt, ssl, tls or mqtts", broker)
+	case u.Host == "":
+		return fieldErr("broker", "%q: no host", broker)
+	}
+	return nil
+}
+
+// TLSProblems are the problems of a TLS client config, each a *FieldError
+// named prefix+field.
+func TLSProblems(c TLS, prefix string) []error { return tlsProblems(c, prefix) }
 
 // checkTopic accepts an empty template (the default) or one whose
 // placeholders are known and that has no wildcards.
