@@ -114,6 +114,12 @@ func TestNewProjects(t *testing.T) {
 			if code != 0 || !strings.Contains(out, tc.want) {
 				t.Errorf("run: exit %d: %s %s", code, out, errOut)
 			}
+			if tc.lang == "go" { // guest.Env reads the manifest's env (--env here)
+				out, errOut, code = c.runIn(proj, nil, append(args, "--env", "THRESHOLD=40")...)
+				if code != 0 || !strings.Contains(out, `"threshold":40,"alert":false`) {
+					t.Errorf("run --env THRESHOLD=40: exit %d: %s %s", code, out, errOut)
+				}
+			}
 		})
 	}
 	if _, errOut, code := c.runIn(dir, nil, "new", "my-wat", "--lang", "wat"); code != 1 || !strings.Contains(errOut, "not empty") {

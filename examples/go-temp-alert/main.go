@@ -12,9 +12,9 @@ import (
 	"github.com/edgefn/edgefn/sandbox/guest"
 )
 
-// threshold is hard-coded: a manifest's env reaches command modules only,
-// and a reactor that wants it configurable reads it from kv or the payload.
-const threshold = 30.0
+// defaultThreshold applies when the manifest's env sets no THRESHOLD (a
+// reactor reads env with guest.Env).
+const defaultThreshold = 30.0
 
 type reading struct {
 	Sensor  string  `json:"sensor,omitempty"`
@@ -43,6 +43,14 @@ func handle(ev guest.Event) error {
 	if r.Sensor == "" { // from the topic: sensors/<sensor>/temperature
 		parts := strings.Split(ev.Subject(), "/")
 		r.Sensor = parts[min(1, len(parts)-1)]
+	}
+	threshold := defaultThreshold
+	if v, ok := guest.Env("THRESHOLD"); ok {
+		t, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("env THRESHOLD %q: %w", v, err)
+		}
+		threshold = t
 	}
 	out := enriched{Sensor: r.Sensor, Celsius: r.Celsius, Max: r.Celsius, Threshold: threshold,
 		Alert: r.Celsius > threshold, EventID: ev.ID()}

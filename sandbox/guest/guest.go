@@ -119,6 +119,18 @@ func (ev Event) LookupMeta(key string) (string, error) {
 	return string(b), nil
 }
 
+// Env returns the manifest's env variable name (a reactor has no WASI
+// environment: the agent serves env as the metadata "env.NAME"); ok is
+// false when the manifest does not set it.
+func Env(name string) (value string, ok bool) {
+	b, err := fetch("meta", "env."+name, scratch[:0], hostMeta)
+	scratch = b[:0]
+	if err != nil {
+		return "", false
+	}
+	return string(b), true
+}
+
 // Source returns the kind of trigger that raised the event: "mqtt", "gpio",
 // "timer" or "http".
 func (ev Event) Source() string { return ev.Meta("source") }

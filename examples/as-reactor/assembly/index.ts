@@ -5,7 +5,8 @@
 import * as edgefn from "./edgefn";
 
 // How far from the average a value counts as a spike, and the weight of a new
-// value in the average. Constants: env reaches command modules only.
+// value in the average. Constants here; a reactor can read the manifest's env
+// with edgefn.meta("env.NAME").
 const SPIKE: f64 = 5.0;
 const ALPHA: f64 = 0.2;
 
