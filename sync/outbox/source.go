@@ -15,14 +15,21 @@ import (
 // stall the queue. Nothing pending gives an empty slice. It reads committed
 // data only and never blocks commits.
 func (s *Store) Pending(ctx context.Context, after uint64, max, maxBytes int) ([]edgefn.Record, error) {
+	return s.pending(ctx, "", nil, after, max, maxBytes)
+}
+
+// pending is Pending with an extra SQL condition on r (records) and st
+// (streams), ANDed to the seq bound, and its arguments.
+func (s *Store) pending(ctx context.Context, where string, args []any, after uint64, max, maxBytes int) ([]edgefn.Record, error) {
 	if max <= 0 {
 		return []edgefn.Record{}, nil
 	}
 	out := []edgefn.Record{}
 	size := 0
-	err := scanAll(ctx, s.rdb, `SELECT r.seq, f.name, st.version, src.name, st.subject, r.time, r.payload
+	q := `SELECT r.seq, f.name, st.version, src.name, st.subject, r.time, r.payload
 		FROM records r JOIN streams st ON st.id = r.stream JOIN names f ON f.id = st.fn JOIN names src ON src.id = st.source
-		WHERE r.seq > ? ORDER BY r.seq LIMIT ?`, func(rows *sql.Rows) error {
+		WHERE r.seq > ?` + where + ` ORDER BY r.seq LIMIT ?`
+	err := scanAll(ctx, s.rdb, q, func(rows *sql.Rows) error {
 		if size < 0 {
 			return nil // budget reached, skip the rest
 		}
@@ -40,7 +47,7 @@ func (s *Store) Pending(ctx context.Context, after uint64, max, maxBytes int) ([
 		rec.Seq, rec.Gateway, rec.Source, rec.Time = uint64(seq), s.cfg.Gateway, edgefn.Source(src), time.UnixMilli(t)
 		out = append(out, rec)
 		return nil
-	}, int64(after), max)
+	}, append(append([]any{int64(after)}, args...), max)...)
 	if err != nil {
 		return nil, fmt.Errorf("outbox %s: pending: %w", s.cfg.Path, err)
 	}

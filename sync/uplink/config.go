@@ -153,6 +153,11 @@ type HTTPConfig struct {
 	TLS     TLS     `yaml:"tls"`
 	Batch   Batch   `yaml:"batch"`
 	Backoff Backoff `yaml:"backoff"`
+	// StrictOrder, when set, lists the functions whose records keep the
+	// strict seq order while a backlog drains (manifest uplink.order:
+	// strict); the other functions' new records take the live lane (see
+	// LaneSource). It is asked at each drain point. Set by the agent.
+	StrictOrder func() []string `yaml:"-"`
 }
 
 // Validate checks the config without I/O beyond checking that TLS files
@@ -245,6 +250,11 @@ type MQTTConfig struct {
 	AckTimeout time.Duration `yaml:"ack_timeout"`
 	TLS        TLS           `yaml:"tls"`
 	Backoff    Backoff       `yaml:"backoff"`
+	// StrictOrder, when set, lists the functions whose records keep the
+	// strict seq order while a backlog drains (manifest uplink.order:
+	// strict); the other functions' new records take the live lane (see
+	// LaneSource). It is asked at each drain point. Set by the agent.
+	StrictOrder func() []string `yaml:"-"`
 }
 
 // Validate checks the config without I/O beyond checking that TLS files

@@ -44,7 +44,8 @@ func TestCrashChild(t *testing.T) {
 	}
 	u, err := uplink.NewHTTP(uplink.HTTPConfig{URL: os.Getenv(envURL), Timeout: 2 * time.Second,
 		Batch:   uplink.Batch{MaxRecords: 40, Linger: 2 * time.Millisecond},
-		Backoff: uplink.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}}, st, nil)
+		Backoff:     uplink.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond},
+		StrictOrder: strictOrder}, st, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: uplink:", err)
 		os.Exit(3)

@@ -11,6 +11,9 @@ type feeder interface {
 	uplink.Source
 	// add commits one record and returns its seq.
 	add(t testing.TB, function string, payload []byte) uint64
+	// addMany commits n records of function in a few invocations and
+	// returns their seqs.
+	addMany(t testing.TB, function string, n int) []uint64
 	// pending counts records neither confirmed nor dead-lettered.
 	pending(t testing.TB) int
 	// deadLetters returns the dead-lettered seqs and their reasons.

@@ -36,6 +36,11 @@ type HTTP struct {
 	client *http.Client
 	st     *tracker
 
+	lanes *lanes
+	// down is set when a batch needed retries: the backlog built up
+	// meanwhile gets a new drain point.
+	down bool
+
 	enc  encoder
 	line []byte
 	body bytes.Buffer
@@ -85,6 +90,7 @@ func NewHTTP(cfg HTTPConfig, src Source, logger *slog.Logger) (*HTTP, error) {
 		client: &http.Client{Transport: tr, Timeout: cfg.Timeout},
 		st:     newTracker(cfg.Name, "http"),
 		zw:     zw,
+		lanes:  newLanes(src, cfg.StrictOrder),
 	}, nil
 }
 
@@ -99,10 +105,22 @@ func (h *HTTP) Run(ctx context.Context) error {
 	defer h.st.running(false)
 	defer h.client.CloseIdleConnections()
 	notify := h.src.Notify()
-	var after uint64
 	failures := 0
+	reset := true
 	for ctx.Err() == nil {
-		batch, err := h.collect(ctx, after, notify)
+		if reset {
+			if err := h.lanes.reset(ctx); err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				failures++
+				h.st.failure(time.Now(), fmt.Errorf("read outbox: %w", err), false)
+				sleep(ctx, h.cfg.Backoff.delay(failures))
+				continue
+			}
+			reset = false
+		}
+		batch, lane, err := h.collect(ctx, notify)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -114,35 +132,39 @@ func (h *HTTP) Run(ctx context.Context) error {
 			continue
 		}
 		failures = 0
+		h.down = false
 		if err := h.deliver(ctx, batch); err != nil {
 			break // only ctx ends deliver
 		}
-		after = batch[len(batch)-1].Seq
+		h.lanes.advance(lane, batch[len(batch)-1].Seq)
+		reset = h.down
 		h.st.held(0, time.Time{})
 	}
 	return nil
 }
 
-// collect returns the next batch after seq after: it waits for records
-// (waking on Notify), then lingers while the batch is not full.
-func (h *HTTP) collect(ctx context.Context, after uint64, notify <-chan struct{}) ([]edgefn.Record, error) {
+// collect returns the next batch and its lane: it waits for records
+// (waking on Notify), then lingers while the batch is not full, topping up
+// from the same lane.
+func (h *HTTP) collect(ctx context.Context, notify <-chan struct{}) ([]edgefn.Record, int, error) {
 	maxRec, maxBytes := h.cfg.Batch.MaxRecords, int(h.cfg.Batch.MaxBytes)
 	var recs []edgefn.Record
+	var lane int
 	idle := time.NewTimer(idlePoll)
 	defer idle.Stop()
 	for {
 		h.st.refreshBacklog(ctx, h.src, time.Now())
 		var err error
-		recs, err = h.src.Pending(ctx, after, maxRec, maxBytes)
+		recs, lane, err = h.lanes.next(ctx, maxRec, maxBytes)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if len(recs) > 0 {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, 0, ctx.Err()
 		case <-notify:
 		case <-idle.C:
 			idle.Reset(idlePoll)
@@ -150,19 +172,19 @@ func (h *HTTP) collect(ctx context.Context, after uint64, notify <-chan struct{}
 	}
 	size := payloadBytes(recs)
 	if h.cfg.Batch.Linger <= 0 {
-		return recs, nil
+		return recs, lane, nil
 	}
 	linger := time.NewTimer(h.cfg.Batch.Linger)
 	defer linger.Stop()
 	for last := false; !last && len(recs) < maxRec && size < maxBytes; {
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, 0, ctx.Err()
 		case <-notify:
 		case <-linger.C:
 			last = true // top up once more, then send
 		}
-		more, err := h.src.Pending(ctx, recs[len(recs)-1].Seq, maxRec-len(recs), maxBytes-size)
+		more, err := h.lanes.read(ctx, lane, recs[len(recs)-1].Seq, maxRec-len(recs), maxBytes-size)
 		if err != nil {
 			break // send what we have; the next read reports the error
 		}
@@ -175,7 +197,7 @@ func (h *HTTP) collect(ctx context.Context, after uint64, notify <-chan struct{}
 			size += len(r.Payload)
 		}
 	}
-	return recs, nil
+	return recs, lane, nil
 }
 
 func payloadBytes(recs []edgefn.Record) int {
@@ -255,6 +277,7 @@ func (h *HTTP) deliver(ctx context.Context, batch []edgefn.Record) error {
 			h.log.Debug("retrying", "err", err, "attempt", attempt, "retry_in", wait)
 		}
 		h.st.failure(now, err, true)
+		h.down = true
 		if !sleep(ctx, wait) {
 			return ctx.Err()
 		}

@@ -20,6 +20,7 @@ func newHTTP(t *testing.T, cfg uplink.HTTPConfig, src uplink.Source) *uplink.HTT
 	if cfg.Backoff == (uplink.Backoff{}) {
 		cfg.Backoff = fastBackoff
 	}
+	cfg.StrictOrder = strictOrder
 	u, err := uplink.NewHTTP(cfg, src, testLogger(t))
 	if err != nil {
 		t.Fatal(err)

@@ -159,7 +159,12 @@ func (m *MQTT) session(ctx context.Context, notify <-chan struct{}) (progressed 
 
 	window := m.cfg.InFlight
 	queue := make([]inflight, 0, window)
-	var cursor uint64 // last published seq; 0 = start from the oldest unconfirmed
+	// A new session is a new drain point: what piled up while the link was
+	// down is the backlog lane, newer records take the live lane.
+	lanes := newLanes(m.src, m.cfg.StrictOrder)
+	if err := lanes.reset(ctx); err != nil {
+		return false, fmt.Errorf("read outbox: %w", err)
+	}
 	ackTimer := time.NewTimer(time.Hour)
 	defer ackTimer.Stop()
 	idle := time.NewTimer(idlePoll)
@@ -170,7 +175,7 @@ func (m *MQTT) session(ctx context.Context, notify <-chan struct{}) (progressed 
 		for len(queue) < window {
 			m.st.refreshBacklog(ctx, m.src, time.Now())
 			want := window - len(queue)
-			recs, err := m.src.Pending(ctx, cursor, want, int(m.cfg.MaxBytes))
+			recs, lane, err := lanes.next(ctx, want, int(m.cfg.MaxBytes))
 			if err != nil {
 				return progressed, fmt.Errorf("read outbox: %w", err)
 			}
@@ -180,11 +185,11 @@ func (m *MQTT) session(ctx context.Context, notify <-chan struct{}) (progressed 
 				// paho keeps the slice until the PUBACK: give it its own.
 				t := c.Publish(topicFor(m.cfg.Topic, r), 1, false, append([]byte(nil), payload...))
 				queue = append(queue, inflight{seq: r.Seq, time: r.Time, tok: t, sent: time.Now()})
-				cursor = r.Seq
 			}
-			if len(recs) < want {
-				break
+			if len(recs) == 0 {
+				break // both lanes are empty
 			}
+			lanes.advance(lane, recs[len(recs)-1].Seq)
 		}
 		m.holdState(queue)
 

@@ -2,6 +2,7 @@ package uplink_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -44,6 +45,24 @@ func (s *outboxSource) add(t testing.TB, fn string, payload []byte) uint64 {
 		return 0
 	}
 	return seqs[0]
+}
+
+func (s *outboxSource) addMany(t testing.TB, fn string, n int) []uint64 {
+	t.Helper()
+	var out []uint64
+	for len(out) < n {
+		effects := make([]edgefn.Effect, min(n-len(out), 500))
+		for i := range effects {
+			effects[i] = edgefn.Effect{Kind: edgefn.EffectEmit, Payload: fmt.Appendf(nil, `{"i":%d,"fn":%q}`, len(out)+i, fn)}
+		}
+		seqs, err := s.Commit(context.Background(), &outbox.Invocation{Function: fn, Version: 1, EventID: "e", Source: edgefn.SourceMQTT,
+			Subject: "sensors/" + fn, Time: time.Now(), Effects: effects})
+		if err != nil || len(seqs) != len(effects) {
+			t.Fatalf("commit: %d seqs, %v", len(seqs), err)
+		}
+		out = append(out, seqs...)
+	}
+	return out
 }
 
 func (s *outboxSource) pending(t testing.TB) int {
