@@ -43,7 +43,7 @@ func TestCrashChild(t *testing.T) {
 		os.Exit(3)
 	}
 	u, err := uplink.NewHTTP(uplink.HTTPConfig{URL: os.Getenv(envURL), Timeout: 2 * time.Second,
-		Batch:   uplink.Batch{MaxRecords: 40, Linger: 2 * time.Millisecond},
+		Batch:       uplink.Batch{MaxRecords: 40, Linger: 2 * time.Millisecond},
 		Backoff:     uplink.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond},
 		StrictOrder: strictOrder}, st, nil)
 	if err != nil {

@@ -145,7 +145,7 @@ func (h *HTTP) Run(ctx context.Context) error {
 
 // collect returns the next batch and its lane: it waits for records
 // (waking on Notify), then lingers while the batch is not full, topping up
-// from the same lane.
+// from the same lane; it does not linger while the other lane waits.
 func (h *HTTP) collect(ctx context.Context, notify <-chan struct{}) ([]edgefn.Record, int, error) {
 	maxRec, maxBytes := h.cfg.Batch.MaxRecords, int(h.cfg.Batch.MaxBytes)
 	var recs []edgefn.Record
@@ -171,7 +171,7 @@ func (h *HTTP) collect(ctx context.Context, notify <-chan struct{}) ([]edgefn.Re
 		}
 	}
 	size := payloadBytes(recs)
-	if h.cfg.Batch.Linger <= 0 {
+	if h.cfg.Batch.Linger <= 0 || len(recs) < maxRec && h.lanes.othersWaiting(ctx, lane) {
 		return recs, lane, nil
 	}
 	linger := time.NewTimer(h.cfg.Batch.Linger)

@@ -99,3 +99,15 @@ func (l *lanes) advance(lane int, seq uint64) {
 	l.cursor[lane] = seq
 	l.liveFirst = lane == backlogLane
 }
+
+// othersWaiting reports whether the lane other than lane has a record
+// pending: a batch then goes out without lingering, so the two lanes take
+// turns at full speed.
+func (l *lanes) othersWaiting(ctx context.Context, lane int) bool {
+	if l.ls == nil {
+		return false
+	}
+	other := 1 - lane
+	recs, err := l.read(ctx, other, l.cursor[other], 1, 1)
+	return err == nil && len(recs) > 0
+}

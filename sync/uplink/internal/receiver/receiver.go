@@ -45,6 +45,7 @@ type Receiver struct {
 	t    testing.TB
 	tls  *tls.Config
 	addr string
+	on   func([]Line)
 
 	mu       sync.Mutex
 	srv      *http.Server
@@ -65,6 +66,10 @@ type Option func(*Receiver)
 
 // WithTLS serves HTTPS with cfg (which must hold the server certificate).
 func WithTLS(cfg *tls.Config) Option { return func(r *Receiver) { r.tls = cfg } }
+
+// OnRecord calls f with each accepted request's lines as they are recorded
+// (under the receiver's lock: f must be quick and must not call back).
+func OnRecord(f func([]Line)) Option { return func(r *Receiver) { r.on = f } }
 
 // Start listens on a free loopback port and serves until the test ends.
 func Start(t testing.TB, opts ...Option) *Receiver {
@@ -302,6 +307,9 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
 // record must be called with r.mu held.
 func (r *Receiver) record(lines []Line) {
 	r.lines = append(r.lines, lines...)
+	if r.on != nil {
+		r.on(lines)
+	}
 	for _, l := range lines {
 		r.seen[l.ID]++
 	}
