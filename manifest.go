@@ -18,7 +18,26 @@ type Manifest struct {
 	// Build is the shell command that builds Wasm from the sources, run
 	// by `edgefn build` in the manifest's directory; the agent ignores it.
 	Build string `json:"build,omitempty" yaml:"build"`
+	// Uplink is how the function's records travel to the cloud.
+	Uplink UplinkPolicy `json:"uplink,omitempty" yaml:"uplink"`
 }
+
+// UplinkPolicy is how a function's records travel to the cloud.
+type UplinkPolicy struct {
+	// Order is live (the default: while a backlog drains, new records go
+	// out in their own batches alongside it) or strict (new records wait
+	// behind the backlog, so the cloud sees them in seq order).
+	Order UplinkOrder `json:"order,omitempty" yaml:"order"`
+}
+
+// UplinkOrder is the order a function's records reach the cloud in.
+type UplinkOrder string
+
+// Uplink orders.
+const (
+	UplinkOrderLive   UplinkOrder = "live"
+	UplinkOrderStrict UplinkOrder = "strict"
+)
 
 // Edge selects which GPIO transitions trigger a function.
 type Edge string

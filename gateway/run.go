@@ -124,9 +124,13 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		var up uplink.Link
 		switch {
 		case u.HTTP != nil:
-			up, err = uplink.NewHTTP(*u.HTTP, backlogSource{store}, log.With("part", "uplink"))
+			hc := *u.HTTP
+			hc.StrictOrder = g.strictUplinkOrder
+			up, err = uplink.NewHTTP(hc, backlogSource{store}, log.With("part", "uplink"))
 		case u.MQTT != nil:
-			up, err = uplink.NewMQTT(*u.MQTT, backlogSource{store}, log.With("part", "uplink"))
+			mc := *u.MQTT
+			mc.StrictOrder = g.strictUplinkOrder
+			up, err = uplink.NewMQTT(mc, backlogSource{store}, log.With("part", "uplink"))
 		}
 		if err != nil {
 			return err

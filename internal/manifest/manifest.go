@@ -116,6 +116,11 @@ func check(d *strictyaml.Doc, m *edgefn.Manifest) {
 	default:
 		d.Errorf("isolation", "%s: use warm or fresh", q(string(m.Isolation)))
 	}
+	switch m.Uplink.Order {
+	case "", edgefn.UplinkOrderLive, edgefn.UplinkOrderStrict:
+	default:
+		d.Errorf("uplink.order", "%s: use live or strict", q(string(m.Uplink.Order)))
+	}
 }
 
 func checkTrigger(d *strictyaml.Doc, f string, t *edgefn.Trigger) {

@@ -87,6 +87,7 @@ func TestParseBad(t *testing.T) {
 		{"bad kv", "name: a\nwasm: a.wasm\nallow:\n  kv: maybe\n", []string{`f.yaml:4: allow.kv: "maybe": expected true or false`}},
 		{"reserved env", "name: a\nwasm: a.wasm\nenv:\n  EDGEFN_SOURCE: x\n", []string{"env.EDGEFN_SOURCE: names starting with EDGEFN_ are set by the agent"}},
 		{"bad isolation", "name: a\nwasm: a.wasm\nisolation: cold\n", []string{`f.yaml:3: isolation: "cold": use warm or fresh`}},
+		{"bad uplink order", "name: a\nwasm: a.wasm\nuplink: { order: fifo }\n", []string{`f.yaml:3: uplink.order: "fifo": use live or strict`}},
 		{"duplicate key", "name: a\nname: b\nwasm: a.wasm\n", []string{`f.yaml:2: name: duplicate key "name"`}},
 		{"not yaml", "name: [a\n", []string{"f.yaml:", "invalid YAML"}},
 		{"not a mapping", "- a\n- b\n", []string{"expected a mapping of fields at the top level"}},

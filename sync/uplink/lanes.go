@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"context"
+	"time"
 
 	"github.com/edgefn/edgefn"
 )
@@ -29,6 +30,11 @@ const (
 	liveLane    = 1
 )
 
+// liveEvery paces the live lane while the backlog lane has records: one
+// live batch at most this often, so its round trips cost the drain little,
+// and a new record waits at most this plus one backlog batch.
+const liveEvery = 100 * time.Millisecond
+
 // lanes reads a Source as a backlog lane and a live lane around a drain
 // point, taking turns; without a LaneSource it is one lane (Pending).
 type lanes struct {
@@ -40,6 +46,7 @@ type lanes struct {
 	strictFns []string
 	cursor    [2]uint64 // last seq read per lane
 	liveFirst bool      // the live lane's turn
+	lastLive  time.Time // when the live lane last had its turn
 }
 
 func newLanes(src Source, strict func() []string) *lanes {
@@ -79,10 +86,11 @@ func (l *lanes) read(ctx context.Context, lane int, after uint64, max, maxBytes 
 }
 
 // next reads the lane whose turn it is past its cursor, or the other lane
-// when that one has nothing. It does not move the cursors (advance does).
+// when that one has nothing. The live lane's turn comes at most every
+// liveEvery, unless the backlog lane is empty. It does not move the cursors (advance does).
 func (l *lanes) next(ctx context.Context, max, maxBytes int) ([]edgefn.Record, int, error) {
 	first := backlogLane
-	if l.liveFirst {
+	if l.liveFirst && time.Since(l.lastLive) >= liveEvery {
 		first = liveLane
 	}
 	for _, lane := range [2]int{first, 1 - first} {
@@ -98,6 +106,9 @@ func (l *lanes) next(ctx context.Context, max, maxBytes int) ([]edgefn.Record, i
 func (l *lanes) advance(lane int, seq uint64) {
 	l.cursor[lane] = seq
 	l.liveFirst = lane == backlogLane
+	if lane == liveLane {
+		l.lastLive = time.Now()
+	}
 }
 
 // othersWaiting reports whether the lane other than lane has a record
