@@ -438,7 +438,19 @@ func (g *Host) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	for k, v := range r.URL.Query() {
 		meta[k] = v[0]
 	}
-	res, err := g.Invoke(r.Context(), name, body, meta)
+	// The event may pose as another trigger's: X-Edgefn-Source (mqtt, gpio,
+	// timer, http) and X-Edgefn-Subject (the topic, pin or spec).
+	source, subject := edgefn.SourceHTTP, name
+	if s := r.Header.Get("X-Edgefn-Source"); s != "" {
+		if source = edgefn.Source(s); !source.Valid() {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("source %q: want mqtt, gpio, timer or http", s))
+			return
+		}
+	}
+	if s := r.Header.Get("X-Edgefn-Subject"); s != "" {
+		subject = s
+	}
+	res, err := g.InvokeAs(r.Context(), name, source, subject, body, meta)
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return

@@ -213,6 +213,12 @@ func (g *Host) Deliver(ctx context.Context, ev edgefn.Event) error {
 // Invoke runs one function synchronously for an HTTP invoke and returns its
 // result once durable.
 func (g *Host) Invoke(ctx context.Context, name string, payload []byte, meta map[string]string) (*invocationResult, error) {
+	return g.InvokeAs(ctx, name, edgefn.SourceHTTP, name, payload, meta)
+}
+
+// InvokeAs is Invoke with the event shaped like another trigger's: its
+// source and subject (an MQTT topic, a pin), for functions that read them.
+func (g *Host) InvokeAs(ctx context.Context, name string, source edgefn.Source, subject string, payload []byte, meta map[string]string) (*invocationResult, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
@@ -222,7 +228,7 @@ func (g *Host) Invoke(ctx context.Context, name string, payload []byte, meta map
 	if d == nil {
 		return nil, &NotFoundError{What: fmt.Sprintf("function %q", name)}
 	}
-	ev := edgefn.Event{ID: g.NewEventID(), Source: edgefn.SourceHTTP, Subject: name, Time: time.Now(), Payload: payload, Meta: meta}
+	ev := edgefn.Event{ID: g.NewEventID(), Source: source, Subject: subject, Time: time.Now(), Payload: payload, Meta: meta}
 	j := &job{ev: ev, done: make(chan outcome, 1)}
 	if err := d.q.offer(ctx, j, false); err != nil {
 		if f := (*edgefn.Failure)(nil); errors.As(err, &f) {

@@ -38,9 +38,10 @@ func jsonFlag() cli.Flag {
 
 // remote is a connection to one agent's admin API.
 type remote struct {
-	url   string
-	token string
-	hc    *http.Client
+	url    string
+	token  string
+	hc     *http.Client
+	header http.Header // more request headers (invoke --subject/--source)
 }
 
 // pinError says the agent presented another certificate than the pinned one.
@@ -149,6 +150,9 @@ func (r *remote) do(ctx context.Context, method, path string, body io.Reader, co
 	req, err := http.NewRequestWithContext(ctx, method, r.url+path, body)
 	if err != nil {
 		return err
+	}
+	for k, v := range r.header {
+		req.Header[k] = v
 	}
 	req.Header.Set("Authorization", "Bearer "+r.token)
 	if contentType != "" {

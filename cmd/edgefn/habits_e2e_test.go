@@ -171,3 +171,20 @@ func TestE2ETail(t *testing.T) {
 		t.Errorf("tail a/#/b: exit %d, %q", code, errOut)
 	}
 }
+
+// invoke --subject/--source: the event poses as an MQTT message, for a
+// function that reads its topic (the C example prints EDGEFN_SUBJECT).
+func TestE2EInvokeSubjectSource(t *testing.T) {
+	_, _, c := loggedIn(t)
+	c.ok("deploy", writeFunction(t, t.TempDir(), "name: conv\nwasm: ./c.wasm\ntriggers:\n  - mqtt: e2e/celsius\n    qos: 1\nlimits: {memory: 2MiB, timeout: 2s}\n", example(t, "c-command"), "c.wasm"))
+	out := c.ok("invoke", "conv", "--data", "21.5", "--subject", "sensors/hall/celsius", "--source", "mqtt")
+	if !strings.Contains(out, `sensors/hall/celsius`) {
+		t.Errorf("invoke --subject: the function did not see the topic:\n%s", out)
+	}
+	if out := c.ok("invoke", "conv", "--data", "21.5"); !strings.Contains(out, `"subject":"conv"`) {
+		t.Errorf("invoke without --subject: want the function name as subject:\n%s", out)
+	}
+	if _, errOut, code := c.run("invoke", "conv", "--source", "smtp"); code != 2 || !strings.Contains(errOut, "smtp") {
+		t.Errorf("invoke --source smtp: exit %d %q", code, errOut)
+	}
+}

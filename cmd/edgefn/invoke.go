@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/gateway"
 )
 
@@ -25,6 +27,8 @@ func invokeCommand() *cli.Command {
 		Flags: remoteFlags(jsonFlag(),
 			&cli.StringFlag{Name: "data", Aliases: []string{"d"}, Usage: "payload: a string, or @FILE to send FILE's content (@- for stdin)"},
 			&cli.StringSliceFlag{Name: "meta", Usage: "event metadata KEY=VALUE (repeatable)"},
+			&cli.StringFlag{Name: "subject", Usage: "the event's subject, as a trigger would set it: an MQTT topic, a pin name", DefaultText: "the function name"},
+			&cli.StringFlag{Name: "source", Usage: "the event's source: mqtt, gpio, timer or http", DefaultText: "http"},
 		),
 		Action: invokeAction,
 	}
@@ -62,6 +66,16 @@ func invokeAction(c *cli.Context) error {
 	r, err := connect(c)
 	if err != nil {
 		return err
+	}
+	r.header = http.Header{}
+	if s := c.String("source"); s != "" {
+		if !edgefn.Source(s).Valid() {
+			return usagef("invoke: --source %q: want mqtt, gpio, timer or http", s)
+		}
+		r.header.Set("X-Edgefn-Source", s)
+	}
+	if s := c.String("subject"); s != "" {
+		r.header.Set("X-Edgefn-Subject", s)
 	}
 	name := c.Args().First()
 	path := "/v1/functions/" + url.PathEscape(name) + "/invoke"
