@@ -37,20 +37,13 @@ func buildAction(c *cli.Context) error {
 	if err := wantArgs(c, 0, 1, "DIR or function.yaml"); err != nil {
 		return err
 	}
-	file := "function.yaml"
+	arg := "."
 	if c.NArg() == 1 {
-		file = c.Args().First()
+		arg = c.Args().First()
 	}
-	if st, err := os.Stat(file); err == nil && st.IsDir() {
-		file = filepath.Join(file, "function.yaml")
-	}
-	data, err := os.ReadFile(file)
+	m, file, err := readManifestArg("build", arg)
 	if err != nil {
-		return usagef("build: %v", err)
-	}
-	m, err := manifest.Parse(file, data)
-	if err != nil {
-		return usagef("build: %v", err)
+		return err
 	}
 	if m.Build == "" {
 		return usagef("build: %s has no build: command (add one, e.g. build: wat2wasm -o %s main.wat)", file, m.Wasm)
@@ -64,10 +57,7 @@ func buildAction(c *cli.Context) error {
 		fmt.Fprintf(c.App.ErrWriter, "edgefn: build: %s: %v\n", m.Build, err)
 		return failedError{}
 	}
-	wasmPath := m.Wasm
-	if !filepath.IsAbs(wasmPath) {
-		wasmPath = filepath.Join(dir, wasmPath)
-	}
+	wasmPath := manifestWasm(file, m)
 	wasm, err := os.ReadFile(wasmPath)
 	if err != nil {
 		return fmt.Errorf("build: the build: command succeeded but %w", err)
@@ -110,4 +100,30 @@ func checkModule(ctx context.Context, m *edgefn.Manifest, wasm []byte) (sandbox.
 	}
 	sort.Strings(exports)
 	return fn.Shape(), exports, nil
+}
+
+// readManifestArg reads and parses the manifest arg names: a
+// function.yaml, or a directory holding one.
+func readManifestArg(cmd, arg string) (*edgefn.Manifest, string, error) {
+	file := arg
+	if st, err := os.Stat(arg); err == nil && st.IsDir() {
+		file = filepath.Join(arg, "function.yaml")
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, "", usagef("%s: %v", cmd, err)
+	}
+	m, err := manifest.Parse(file, data)
+	if err != nil {
+		return nil, "", usagef("%s: %v", cmd, err)
+	}
+	return m, file, nil
+}
+
+// manifestWasm is the path of the module of the manifest in file.
+func manifestWasm(file string, m *edgefn.Manifest) string {
+	if filepath.IsAbs(m.Wasm) {
+		return m.Wasm
+	}
+	return filepath.Join(filepath.Dir(file), m.Wasm)
 }

@@ -20,7 +20,6 @@ import (
 
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/devices"
-	"github.com/edgefn/edgefn/internal/manifest"
 	"github.com/edgefn/edgefn/sandbox"
 	"github.com/edgefn/edgefn/triggers"
 	"github.com/urfave/cli/v2"
@@ -69,37 +68,29 @@ type runTarget struct {
 }
 
 func loadRunTarget(c *cli.Context, arg string) (*runTarget, error) {
-	file := arg
-	if st, err := os.Stat(arg); err == nil && st.IsDir() {
-		file = filepath.Join(arg, "function.yaml")
-	}
 	t := &runTarget{}
-	if ext := strings.ToLower(filepath.Ext(file)); ext == ".yaml" || ext == ".yml" {
-		data, err := os.ReadFile(file)
+	isDir := false
+	if st, err := os.Stat(arg); err == nil && st.IsDir() {
+		isDir = true
+	}
+	if ext := strings.ToLower(filepath.Ext(arg)); isDir || ext == ".yaml" || ext == ".yml" {
+		m, file, err := readManifestArg("run", arg)
 		if err != nil {
-			return nil, usagef("run: %v", err)
-		}
-		m, err := manifest.Parse(file, data)
-		if err != nil {
-			return nil, usagef("run: %v", err)
+			return nil, err
 		}
 		t.manifest = m
-		wasmPath := m.Wasm
-		if !filepath.IsAbs(wasmPath) {
-			wasmPath = filepath.Join(filepath.Dir(file), wasmPath)
-		}
-		if t.wasm, err = os.ReadFile(wasmPath); err != nil {
+		if t.wasm, err = os.ReadFile(manifestWasm(file, m)); err != nil {
 			return nil, usagef("run: %s: wasm: %v (build it first: edgefn build %s)", file, err, arg)
 		}
 		env := maps.Clone(m.Env)
 		t.spec = sandbox.Spec{Name: m.Name, Version: 1, Limits: m.Limits, Grants: m.Allow, Env: env, Isolation: m.Isolation}
 	} else {
-		wasm, err := os.ReadFile(file)
+		wasm, err := os.ReadFile(arg)
 		if err != nil {
 			return nil, usagef("run: %v", err)
 		}
 		t.wasm = wasm
-		t.spec = sandbox.Spec{Name: strings.TrimSuffix(baseName(file), ".wasm"), Version: 1}
+		t.spec = sandbox.Spec{Name: strings.TrimSuffix(baseName(arg), ".wasm"), Version: 1}
 	}
 	if t.manifest == nil || c.IsSet("memory") {
 		mem, err := edgefn.ParseSize(c.String("memory"))
