@@ -8,6 +8,8 @@ import (
 	"io"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/edgefn/edgefn/internal/strictyaml"
 )
 
 // Exit codes that mean something to scripts.
@@ -105,7 +107,7 @@ func unknownCommand(app *cli.App, name string) error {
 			continue
 		}
 		for _, n := range cmd.Names() {
-			if d := editDistance(name, n); d < dist {
+			if d := strictyaml.EditDistance(name, n); d < dist {
 				best, dist = cmd.Name, d
 			}
 		}
@@ -114,27 +116,6 @@ func unknownCommand(app *cli.App, name string) error {
 		return usagef("unknown command %s, did you mean %s?", name, best)
 	}
 	return usagef("unknown command %s (edgefn help lists them)", name)
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // wantsJSON reports whether the command line asks for JSON output, so that

@@ -580,14 +580,16 @@ func closest(s string, known []string) string {
 	}
 	best, bestD := "", 3
 	for _, k := range known {
-		if dd := editDistance(s, k); dd < bestD {
+		if dd := EditDistance(s, k); dd < bestD {
 			best, bestD = k, dd
 		}
 	}
 	return best
 }
 
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b (the "did you
+// mean" of config keys and of the CLI's commands).
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
