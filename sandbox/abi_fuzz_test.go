@@ -97,8 +97,7 @@ func FuzzHostABI(f *testing.F) {
 
 // The abifuzz guest does call the imports with its payload's words.
 func TestABIFuzzGuest(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "abifuzz", func(s *Spec) { s.Grants.Publish = []string{"#"} })
+	f := loadAlone(t, "abifuzz", func(s *Spec) { s.Grants.Publish = []string{"#"} })
 	res := f.Invoke(context.Background(), event(string(append(abiCall(2, 0x10, 15), abiCall(3, 0x10, 15, 0x30, 6, 1)...))))
 	wantOK(t, res)
 	if len(res.Effects) != 2 || string(res.Effects[0].Payload) != "actuators/fan/x" ||

@@ -17,8 +17,7 @@ import (
 )
 
 func TestRunawayRecursionHostMemory(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "deep", func(s *Spec) { s.Limits.Timeout = 10 * time.Second })
+	f := loadAlone(t, "deep", func(s *Spec) { s.Limits.Timeout = 10 * time.Second })
 	wantFailure(t, f.Invoke(context.Background(), event("")), edgefn.ReasonTrap) // warm up wazero's pools
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)

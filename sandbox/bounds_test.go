@@ -51,8 +51,7 @@ func filled(t *testing.T, res *Result) (size, grow int32) {
 
 // A memory.grow leaves room for the tables' elements.
 func TestMemoryGrowCountsTables(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "tablegrow", func(s *Spec) { s.Limits.Memory = edgefn.MiB + 8*edgefn.KiB })
+	f := loadAlone(t, "tablegrow", func(s *Spec) { s.Limits.Memory = edgefn.MiB + 8*edgefn.KiB })
 	res := f.Invoke(context.Background(), event("fill"))
 	wantOK(t, res)
 	// 1 MiB + 8 KiB - 64 KiB is 124,928 elements; the loop stops at 122,880 (a multiple of
@@ -137,8 +136,7 @@ func TestCompileTimeout(t *testing.T) {
 }
 
 func TestInitializeWithinDeadline(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "initloop", func(s *Spec) { s.Limits.Timeout = 20 * time.Millisecond })
+	f := loadAlone(t, "initloop", func(s *Spec) { s.Limits.Timeout = 20 * time.Millisecond })
 	fl := wantFailure(t, f.Invoke(context.Background(), event("")), edgefn.ReasonTimeout)
 	if !strings.HasPrefix(fl.Message, "_initialize: deadline of 20ms exceeded") {
 		t.Errorf("message %q", fl.Message)

@@ -25,8 +25,7 @@ func TestMemPoolHonoursCapHint(t *testing.T) {
 // New instances reserve the memory earlier instances ended with, capped by
 // limits.memory, and still start at the module's initial size.
 func TestInstanceStartsWithPeakCapacity(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "echo", func(s *Spec) { s.Isolation = edgefn.IsolationFresh })
+	f := loadAlone(t, "echo", func(s *Spec) { s.Isolation = edgefn.IsolationFresh })
 	res := f.Invoke(context.Background(), event("x"))
 	wantOK(t, res)
 	if got := f.memPeak.Load(); got != res.MemoryBytes {

@@ -59,6 +59,13 @@ func load(t testing.TB, r *Runtime, fixtureName string, edit func(*Spec)) *Funct
 	return f
 }
 
+// loadAlone loads a fixture on a runtime of its own with the default
+// Config: the start of most tests that need one function and no more.
+func loadAlone(t testing.TB, fixtureName string, edit func(*Spec)) *Function {
+	t.Helper()
+	return load(t, newRuntime(t, Config{}), fixtureName, edit)
+}
+
 func event(payload string) edgefn.Event {
 	return edgefn.Event{ID: "ev-1", Source: edgefn.SourceMQTT, Subject: "sensors/a/temp",
 		Time: time.UnixMilli(1700000000123), Payload: []byte(payload), Meta: map[string]string{"qos": "1"}}

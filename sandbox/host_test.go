@@ -9,8 +9,7 @@ import (
 )
 
 func TestPublishGrants(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "script", func(s *Spec) { s.Grants.Publish = []string{"actuators/fan/#"} })
+	f := loadAlone(t, "script", func(s *Spec) { s.Grants.Publish = []string{"actuators/fan/#"} })
 	res := f.Invoke(context.Background(), event("publish actuators/fan/1 on 1\npublish sensors/x off\npublish bad/+ x\npublish actuators/fan/2 x 3"))
 	wantOK(t, res)
 	logs := logText(res)
@@ -66,8 +65,7 @@ func TestKVReadYourWritesAndRollback(t *testing.T) {
 	if got := logText(g.Invoke(context.Background(), event("set a 1\nget a\ndel a"))); got != "set=-1\nget=-1\ndel=-1\n" {
 		t.Errorf("without the grant: %q", got)
 	}
-	r2 := newRuntime(t, Config{})
-	h := load(t, r2, "script", func(s *Spec) { s.Grants.KV = true })
+	h := loadAlone(t, "script", func(s *Spec) { s.Grants.KV = true })
 	if got := logText(h.Invoke(context.Background(), event("get a\nset a 1\nget a"))); got != "get=-5\nset=0\nget=1:1\n" {
 		t.Errorf("without a store: %q", got)
 	}
@@ -88,16 +86,14 @@ func TestGPIO(t *testing.T) {
 	if len(res.Effects) != 1 || res.Effects[0].Kind != edgefn.EffectGPIOWrite || res.Effects[0].Pin != "GPIO18" || !res.Effects[0].High {
 		t.Errorf("effects %+v", res.Effects)
 	}
-	r2 := newRuntime(t, Config{})
-	g := load(t, r2, "script", func(s *Spec) { s.Grants.GPIOWrite = []string{"GPIO18"} })
+	g := loadAlone(t, "script", func(s *Spec) { s.Grants.GPIOWrite = []string{"GPIO18"} })
 	if got := logText(g.Invoke(context.Background(), event("gpiow GPIO18 1\ngpior GPIO18"))); got != "gpiow=-5\ngpior=-5\n" {
 		t.Errorf("no GPIO: %q", got)
 	}
 }
 
 func TestMetaAndEmitOrder(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "script", func(s *Spec) {
+	f := loadAlone(t, "script", func(s *Spec) {
 		s.Version = 3
 		s.Grants.Publish = []string{"#"}
 		s.Env = map[string]string{"THRESHOLD": "30"}
@@ -118,8 +114,7 @@ func TestMetaAndEmitOrder(t *testing.T) {
 }
 
 func TestCommandModule(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "cmd", func(s *Spec) {
+	f := loadAlone(t, "cmd", func(s *Spec) {
 		s.Env = map[string]string{"GREETING": "hi"}
 		s.Limits.MaxOutput = 64 * edgefn.KiB
 	})

@@ -60,8 +60,7 @@ func TestDeadlineStopsEveryGuest(t *testing.T) {
 }
 
 func TestCancelStopsGuest(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "loop", func(s *Spec) { s.Limits.Timeout = time.Minute })
+	f := loadAlone(t, "loop", func(s *Spec) { s.Limits.Timeout = time.Minute })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	res := f.Invoke(ctx, event(""))
@@ -72,8 +71,7 @@ func TestCancelStopsGuest(t *testing.T) {
 }
 
 func TestDeepRecursionTraps(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "deep", func(s *Spec) { s.Limits.Timeout = 10 * time.Second })
+	f := loadAlone(t, "deep", func(s *Spec) { s.Limits.Timeout = 10 * time.Second })
 	fl := wantFailure(t, f.Invoke(context.Background(), event("")), edgefn.ReasonTrap)
 	want := "call depth exceeded"
 	if !compiled() {
@@ -91,8 +89,7 @@ func TestDeepRecursionTraps(t *testing.T) {
 func compiled() bool { return runtime.GOARCH == "amd64" || runtime.GOARCH == "arm64" }
 
 func TestMemoryCap(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "grow", func(s *Spec) { s.Limits.Memory = 2 * edgefn.MiB })
+	f := loadAlone(t, "grow", func(s *Spec) { s.Limits.Memory = 2 * edgefn.MiB })
 	res := f.Invoke(context.Background(), event(""))
 	fl := wantFailure(t, res, edgefn.ReasonMemory)
 	if res.MemoryBytes > uint64(2*edgefn.MiB) {
@@ -142,8 +139,7 @@ func TestWildPointerTrapsInEveryImport(t *testing.T) {
 }
 
 func TestAssemblyScriptAbort(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "abort", nil)
+	f := loadAlone(t, "abort", nil)
 	fl := wantFailure(t, f.Invoke(context.Background(), event("")), edgefn.ReasonTrap)
 	if fl.Message != "abort: boom! at assembly/x:7:3" {
 		t.Errorf("message %q", fl.Message)
@@ -183,8 +179,7 @@ func TestOutputLimits(t *testing.T) {
 }
 
 func TestLogLimit(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "script", func(s *Spec) { s.Limits.MaxLog = 40 })
+	f := loadAlone(t, "script", func(s *Spec) { s.Limits.MaxLog = 40 })
 	res := f.Invoke(context.Background(), event("log 1 0123456789012345678901234567890123456789\nlog 1 short"))
 	wantOK(t, res)
 	if res.LogsDropped == 0 {

@@ -14,8 +14,7 @@ import (
 )
 
 func TestWarmReuseKeepsMemoryFlat(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "memstable", nil)
+	f := loadAlone(t, "memstable", nil)
 	var first uint64
 	for i := 0; i < 10000; i++ {
 		res := f.Invoke(context.Background(), event("payload"))
@@ -46,8 +45,7 @@ func heapInUse() uint64 {
 }
 
 func TestFreshInstancesLeakNothing(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "echo", func(s *Spec) { s.Isolation = edgefn.IsolationFresh })
+	f := loadAlone(t, "echo", func(s *Spec) { s.Isolation = edgefn.IsolationFresh })
 	run := func(n int) {
 		for i := 0; i < n; i++ {
 			res := f.Invoke(context.Background(), event("x"))
@@ -112,8 +110,7 @@ func TestConcurrencyLimit(t *testing.T) {
 }
 
 func TestKeepWarmScalesToZero(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "trivial", func(s *Spec) { s.Limits.KeepWarm = 20 * time.Millisecond })
+	f := loadAlone(t, "trivial", func(s *Spec) { s.Limits.KeepWarm = 20 * time.Millisecond })
 	wantOK(t, f.Invoke(context.Background(), event("")))
 	deadline := time.Now().Add(5 * time.Second)
 	for f.Stats().Alive != 0 {
@@ -182,8 +179,7 @@ func TestGoReactor(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles a 1.9 MB Go module")
 	}
-	r := newRuntime(t, Config{})
-	f := load(t, r, "goreactor", func(s *Spec) {
+	f := loadAlone(t, "goreactor", func(s *Spec) {
 		s.Limits.Memory = 64 * edgefn.MiB
 		s.Limits.Timeout = 2 * time.Second
 	})

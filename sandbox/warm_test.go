@@ -12,8 +12,7 @@ import (
 // A warm invocation allocates only its Result (which holds the invocation
 // state): no timer, context or event copy of its own.
 func TestWarmInvocationAllocatesOnce(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "trivial", nil)
+	f := loadAlone(t, "trivial", nil)
 	ev := event("")
 	ctx := context.Background()
 	wantOK(t, f.Invoke(ctx, ev)) // the cold start
@@ -46,8 +45,7 @@ var spin = strings.Repeat("x", 2_000_000)
 // The timer is left armed after a warm call; a later call with an earlier
 // deadline must re-arm it.
 func TestWarmTimerRearmsForEarlierDeadline(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "count", func(s *Spec) { s.Limits.Timeout = time.Minute })
+	f := loadAlone(t, "count", func(s *Spec) { s.Limits.Timeout = time.Minute })
 	wantOK(t, f.Invoke(context.Background(), event("x"))) // arms the timer a minute ahead
 	ctx := deadlineOnly{context.Background(), time.Now().Add(50 * time.Millisecond)}
 	res := f.Invoke(ctx, event(spin))
@@ -64,8 +62,7 @@ func TestWarmTimerRearmsForEarlierDeadline(t *testing.T) {
 // it must re-arm itself, not stop the later call early.
 func TestWarmTimerRearmsForLaterDeadline(t *testing.T) {
 	const timeout = 150 * time.Millisecond
-	r := newRuntime(t, Config{})
-	f := load(t, r, "count", func(s *Spec) { s.Limits.Timeout = timeout })
+	f := loadAlone(t, "count", func(s *Spec) { s.Limits.Timeout = timeout })
 	first := time.Now()
 	wantOK(t, f.Invoke(context.Background(), event("x"))) // arms the timer for first+timeout
 	// Start the spinning call late enough that its deadline is well after
@@ -83,8 +80,7 @@ func TestWarmTimerRearmsForLaterDeadline(t *testing.T) {
 // A deadline already past when the guest would start is a timeout, not the
 // guest's return code (its results were never written).
 func TestDeadlinePassedBeforeCallIsTimeout(t *testing.T) {
-	r := newRuntime(t, Config{})
-	f := load(t, r, "echo", nil)
+	f := loadAlone(t, "echo", nil)
 	for _, warm := range []bool{false, true} {
 		if warm {
 			wantOK(t, f.Invoke(context.Background(), event("x")))

@@ -89,12 +89,8 @@ func TestBrokerACLIsolation(t *testing.T) {
 	mosqPub(t, b.Addr(), "actuators/sensor2/led", "on", 1)
 	mosqPub(t, b.Addr(), "actuators/sensor1/led", "blink", 1)
 	// Functions publish under their grants, not the users' ACLs.
-	if err := b.Publish(context.Background(), "actuators/sensor1/agent", []byte("a"), 1, false, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Publish(context.Background(), "out/x", []byte("secret"), 1, false, 0); err != nil {
-		t.Fatal(err)
-	}
+	agentPublish(t, b, "actuators/sensor1/agent", "a", 1, 0)
+	agentPublish(t, b, "out/x", "secret", 1, 0)
 	want := map[string]bool{"sensors/sensor2/temp 19": true, "actuators/fan/kitchen on": true, "actuators/sensor2/led on": true,
 		"actuators/sensor1/led blink": true, "actuators/sensor1/agent a": true, "out/x secret": true}
 	sawSys := false
@@ -131,9 +127,7 @@ func TestBrokerACLIsolation(t *testing.T) {
 func TestBrokerACLPublishRefused(t *testing.T) {
 	sink := newRecSink(nil)
 	b := startBroker(t, BrokerConfig{Users: deviceUsers}, sink)
-	if err := b.SetSubscriptions([]Subscription{{"#", 1}}); err != nil {
-		t.Fatal(err)
-	}
+	subscribe(t, b, []Subscription{{"#", 1}})
 	host, port, _ := strings.Cut(b.Addr(), ":")
 	local := mosqSub(t, b.Addr(), nil, "actuators/#", "sensors/#")
 	waitSubReady(t, local, "sensors/probe", func() { mosqPub(t, b.Addr(), "sensors/probe", "p", 0) })

@@ -80,9 +80,7 @@ func TestBrokerBigConnectRefused(t *testing.T) {
 func TestBrokerBigPublishRefused(t *testing.T) {
 	sink := newRecSink(nil)
 	b := startBroker(t, BrokerConfig{}, sink)
-	if err := b.SetSubscriptions([]Subscription{{"big/#", 0}}); err != nil {
-		t.Fatal(err)
-	}
+	subscribe(t, b, []Subscription{{"big/#", 0}})
 	c, err := net.Dial("tcp", b.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -180,9 +178,7 @@ func TestBrokerMaxClients(t *testing.T) {
 func TestBrokerRetainedBudget(t *testing.T) {
 	sink := newRecSink(nil)
 	b := startBroker(t, BrokerConfig{MaxRetained: 3, MaxRetainedBytes: 1000}, sink)
-	if err := b.SetSubscriptions([]Subscription{{"r/#", 1}}); err != nil {
-		t.Fatal(err)
-	}
+	subscribe(t, b, []Subscription{{"r/#", 1}})
 	for i := 1; i <= 5; i++ {
 		mosqPub(t, b.Addr(), fmt.Sprintf("r/%d", i), "v", 1, "-r")
 	}

@@ -61,9 +61,7 @@ func TestBrokerConfigValidate(t *testing.T) {
 func TestBrokerRoutingQoS(t *testing.T) {
 	sink := newRecSink(nil)
 	b := startBroker(t, BrokerConfig{}, sink)
-	if err := b.SetSubscriptions([]Subscription{{"sensors/+/temp", 1}, {"alarms/#", 0}, {"end", 0}}); err != nil {
-		t.Fatal(err)
-	}
+	subscribe(t, b, []Subscription{{"sensors/+/temp", 1}, {"alarms/#", 0}, {"end", 0}})
 	mosqPub(t, b.Addr(), "sensors/a/temp", "21.5", 1)
 	mosqPub(t, b.Addr(), "sensors/a/b/temp", "no", 1)
 	mosqPub(t, b.Addr(), "alarms/x/y", "fire", 0)
@@ -100,9 +98,7 @@ func TestBrokerPubackAfterCommit(t *testing.T) {
 		return nil
 	})
 	b := startBroker(t, BrokerConfig{}, sink)
-	if err := b.SetSubscriptions([]Subscription{{"in/#", 1}}); err != nil {
-		t.Fatal(err)
-	}
+	subscribe(t, b, []Subscription{{"in/#", 1}})
 	dev := device(t, "tcp://"+b.Addr(), "dev-puback", true)
 	tok := dev.Publish("in/x", 1, false, "v")
 	select {
@@ -136,9 +132,7 @@ func TestBrokerFailedDeliverNotAcked(t *testing.T) {
 		return nil
 	})
 	b := startBroker(t, BrokerConfig{}, sink)
-	if err := b.SetSubscriptions([]Subscription{{"in/#", 1}}); err != nil {
-		t.Fatal(err)
-	}
+	subscribe(t, b, []Subscription{{"in/#", 1}})
 	lines := mosqSub(t, b.Addr(), nil, "in/#")
 	waitSubReady(t, lines, "in/probe", func() { mosqPub(t, b.Addr(), "in/probe", "p", 0) })
 
@@ -179,9 +173,7 @@ func TestBrokerQoS0FailureStillForwarded(t *testing.T) {
 		return nil
 	})
 	b := startBroker(t, BrokerConfig{}, sink)
-	if err := b.SetSubscriptions([]Subscription{{"in/#", 0}}); err != nil {
-		t.Fatal(err)
-	}
+	subscribe(t, b, []Subscription{{"in/#", 0}})
 	lines := mosqSub(t, b.Addr(), nil, "in/#")
 	waitSubReady(t, lines, "in/probe", func() { mosqPub(t, b.Addr(), "in/probe", "p", 0) })
 	mosqPub(t, b.Addr(), "in/x", "v", 0)
@@ -315,9 +307,7 @@ func TestBrokerPublishChaining(t *testing.T) {
 	})
 	b = startBroker(t, BrokerConfig{}, sink)
 	bReady.Done()
-	if err := b.SetSubscriptions([]Subscription{{"in/#", 1}, {"out/#", 1}}); err != nil {
-		t.Fatal(err)
-	}
+	subscribe(t, b, []Subscription{{"in/#", 1}, {"out/#", 1}})
 	lines := mosqSub(t, b.Addr(), nil, "out/#")
 	waitSubReady(t, lines, "out/probe", func() {
 		if err := b.Publish(context.Background(), "out/probe", []byte("p"), 0, false, 0); err != nil {
@@ -393,9 +383,7 @@ func TestBrokerCloseCancelsDeliver(t *testing.T) {
 	if err := b.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.SetSubscriptions([]Subscription{{"#", 1}}); err != nil {
-		t.Fatal(err)
-	}
+	subscribe(t, b, []Subscription{{"#", 1}})
 	o := mqtt.NewClientOptions().AddBroker("tcp://" + b.Addr()).SetClientID("dev-close").SetAutoReconnect(false)
 	dev := mqtt.NewClient(o)
 	if tok := dev.Connect(); !tok.WaitTimeout(testTimeout) || tok.Error() != nil {

@@ -29,9 +29,7 @@ func TestBrokerTLSListener(t *testing.T) {
 	users := append([]BrokerUser{{Username: "certonly", Publish: []string{"sensors/%u/#"}}}, deviceUsers...)
 	sink := newRecSink(nil)
 	b := startBroker(t, BrokerConfig{Users: users, TLS: BrokerTLS{Listen: "127.0.0.1:0", CertFile: pki.ServerCert, KeyFile: pki.ServerKey, ClientCAFile: pki.CAFile}}, sink)
-	if err := b.SetSubscriptions([]Subscription{{"#", 1}}); err != nil {
-		t.Fatal(err)
-	}
+	subscribe(t, b, []Subscription{{"#", 1}})
 	s1Cert, s1Key := pki.ClientFor(t, "sensor1")
 	strangerCert, strangerKey := pki.ClientFor(t, "stranger")
 	coCert, coKey := pki.ClientFor(t, "certonly")

@@ -72,18 +72,14 @@ func TestChainMarks(t *testing.T) {
 func TestBrokerCarriesChainDepth(t *testing.T) {
 	sink := newRecSink(nil)
 	b := startBroker(t, BrokerConfig{}, sink)
-	if err := b.SetSubscriptions([]Subscription{{"out/#", 1}}); err != nil {
-		t.Fatal(err)
-	}
+	subscribe(t, b, []Subscription{{"out/#", 1}})
 	lines := mosqSub(t, b.Addr(), []string{"-V", "5", "-F", "%t %p|%P"}, "out/#")
 	waitSubReady(t, lines, "out/probe", func() {
 		if err := b.Publish(context.Background(), "out/probe", []byte("p"), 0, false, 0); err != nil {
 			t.Errorf("publish probe: %v", err)
 		}
 	})
-	if err := b.Publish(context.Background(), "out/fan", []byte("on"), 1, false, 4); err != nil {
-		t.Fatal(err)
-	}
+	agentPublish(t, b, "out/fan", "on", 1, 4)
 	for _, ev := range sink.until(t, "out/fan") {
 		if ev.Subject == "out/fan" && ev.Depth != 4 {
 			t.Errorf("agent publish at depth 4 reached the sink at depth %d", ev.Depth)
@@ -113,22 +109,12 @@ func TestMQTTCarriesChainDepth(t *testing.T) {
 	broker := mosquittotest.Start(t)
 	sink := newRecSink(nil)
 	m := newTestMQTT(t, broker.URL(), sink, nil)
-	if err := m.SetSubscriptions([]Subscription{{"loop/#", 1}}); err != nil {
-		t.Fatal(err)
-	}
-	runMQTT(t, m)
-	waitSubscribed(t, m, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	if err := m.Publish(ctx, "elsewhere/x", []byte("x"), 1, false, 2); err != nil {
-		t.Fatal(err)
-	}
+	runSubscribed(t, m, []Subscription{{"loop/#", 1}})
+	agentPublish(t, m, "elsewhere/x", "x", 1, 2)
 	if st := m.Status(); st.ChainMarks != 0 {
 		t.Errorf("a publish to an unsubscribed topic left %d marks", st.ChainMarks)
 	}
-	if err := m.Publish(ctx, "loop/a", []byte("x"), 1, false, 3); err != nil {
-		t.Fatal(err)
-	}
+	agentPublish(t, m, "loop/a", "x", 1, 3)
 	if ev := sink.next(t); ev.Subject != "loop/a" || ev.Depth != 3 {
 		t.Fatalf("own publish came back as %s at depth %d, want loop/a at 3", ev.Subject, ev.Depth)
 	}
@@ -150,16 +136,8 @@ func TestMQTTChainDepthSurvivesRedelivery(t *testing.T) {
 		return nil
 	})
 	m := newTestMQTT(t, broker.URL(), sink, nil)
-	if err := m.SetSubscriptions([]Subscription{{"loop/#", 1}}); err != nil {
-		t.Fatal(err)
-	}
-	runMQTT(t, m)
-	waitSubscribed(t, m, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	if err := m.Publish(ctx, "loop/b", []byte("y"), 1, false, 5); err != nil {
-		t.Fatal(err)
-	}
+	runSubscribed(t, m, []Subscription{{"loop/#", 1}})
+	agentPublish(t, m, "loop/b", "y", 1, 5)
 	if ev := sink.next(t); ev.Depth != 5 || !refused.Load() {
 		t.Fatalf("redelivered own publish at depth %d (refused once: %v), want 5", ev.Depth, refused.Load())
 	}

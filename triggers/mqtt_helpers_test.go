@@ -84,6 +84,42 @@ func waitSubscribed(t *testing.T, m *MQTT, n int) {
 	})
 }
 
+// subscribe sets the filters of m (an MQTT trigger or the embedded broker),
+// failing the test if they are refused.
+func subscribe(t *testing.T, m interface{ SetSubscriptions([]Subscription) error }, subs []Subscription) {
+	t.Helper()
+	if err := m.SetSubscriptions(subs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runSubscribed sets m's filters, runs m and waits until all of them are
+// subscribed; stop is runMQTT's.
+func runSubscribed(t *testing.T, m *MQTT, subs []Subscription) (stop func()) {
+	t.Helper()
+	subscribe(t, m, subs)
+	stop = runMQTT(t, m)
+	waitSubscribed(t, m, len(subs))
+	return stop
+}
+
+// publisher is what the MQTT trigger and the embedded broker share for the
+// agent's own publishes.
+type publisher interface {
+	Publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool, depth int) error
+}
+
+// agentPublish publishes through p as a function's effect does (not
+// retained) at chain depth depth, failing the test on an error.
+func agentPublish(t *testing.T, p publisher, topic, payload string, qos byte, depth int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := p.Publish(ctx, topic, []byte(payload), qos, false, depth); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // mosqPub publishes one message with mosquitto_pub.
 func mosqPub(t *testing.T, addr, topic, payload string, qos int, extra ...string) {
 	t.Helper()

@@ -81,11 +81,7 @@ func TestMQTTWildcardRoutingQoS(t *testing.T) {
 	b := mosquittotest.Start(t)
 	sink := newRecSink(nil)
 	m := newTestMQTT(t, b.URL(), sink, nil)
-	if err := m.SetSubscriptions([]Subscription{{"sensors/+/temp", 1}, {"alarms/#", 1}, {"end", 1}}); err != nil {
-		t.Fatal(err)
-	}
-	runMQTT(t, m)
-	waitSubscribed(t, m, 3)
+	runSubscribed(t, m, []Subscription{{"sensors/+/temp", 1}, {"alarms/#", 1}, {"end", 1}})
 
 	mosqPub(t, b.Addr(), "sensors/a/temp", "21.5", 1)
 	mosqPub(t, b.Addr(), "sensors/a/b/temp", "no", 1) // + is one level
@@ -119,9 +115,7 @@ func TestMQTTWildcardRoutingQoS(t *testing.T) {
 	}
 
 	// Removing a filter while running unsubscribes it.
-	if err := m.SetSubscriptions([]Subscription{{"alarms/#", 1}, {"end", 1}}); err != nil {
-		t.Fatal(err)
-	}
+	subscribe(t, m, []Subscription{{"alarms/#", 1}, {"end", 1}})
 	waitSubscribed(t, m, 2)
 	mosqPub(t, b.Addr(), "sensors/a/temp", "gone", 1)
 	mosqPub(t, b.Addr(), "end", "", 1)
@@ -150,11 +144,7 @@ func TestMQTTOverlappingSubscriptions(t *testing.T) {
 	b := mosquittotest.Start(t, mosquittotest.WithMaxInflightMessages(1))
 	sink := newRecSink(nil)
 	m := newTestMQTT(t, b.URL(), sink, nil)
-	if err := m.SetSubscriptions([]Subscription{{"a/#", 1}, {"a/+", 1}, {"+/b", 0}, {"end", 1}}); err != nil {
-		t.Fatal(err)
-	}
-	runMQTT(t, m)
-	waitSubscribed(t, m, 4)
+	runSubscribed(t, m, []Subscription{{"a/#", 1}, {"a/+", 1}, {"+/b", 0}, {"end", 1}})
 	mosqPub(t, b.Addr(), "a/b", "x", 1)
 	mosqPub(t, b.Addr(), "end", "", 1)
 	evs := sink.until(t, "end")
@@ -179,11 +169,7 @@ func TestMQTTAckOnlyAfterDeliver(t *testing.T) {
 		return nil
 	})
 	m := newTestMQTT(t, b.URL(), sink, nil)
-	if err := m.SetSubscriptions([]Subscription{{"in/#", 1}}); err != nil {
-		t.Fatal(err)
-	}
-	stop := runMQTT(t, m)
-	waitSubscribed(t, m, 1)
+	stop := runSubscribed(t, m, []Subscription{{"in/#", 1}})
 	mosqPub(t, b.Addr(), "in/x", "payload", 1)
 	ev := sink.next(t)
 	if ev.Subject != "in/x" || ev.Meta["duplicate"] != "true" {
@@ -200,11 +186,7 @@ func TestMQTTAckOnlyAfterDeliver(t *testing.T) {
 
 	// A new run of the same client id: the acked message is not redelivered.
 	m2 := newTestMQTT(t, b.URL(), sink, nil)
-	if err := m2.SetSubscriptions([]Subscription{{"in/#", 1}}); err != nil {
-		t.Fatal(err)
-	}
-	runMQTT(t, m2)
-	waitSubscribed(t, m2, 1)
+	runSubscribed(t, m2, []Subscription{{"in/#", 1}})
 	mosqPub(t, b.Addr(), "in/end", "", 1)
 	for _, ev := range sink.until(t, "in/end") {
 		if ev.Subject != "in/end" {
@@ -224,11 +206,7 @@ func TestMQTTUnackedRedeliveredAfterRestart(t *testing.T) {
 		return errors.New("disk full")
 	})
 	m := newTestMQTT(t, b.URL(), sink, func(c *MQTTConfig) { c.RedeliveryDelay = time.Hour })
-	if err := m.SetSubscriptions([]Subscription{{"in/#", 1}}); err != nil {
-		t.Fatal(err)
-	}
-	stop := runMQTT(t, m)
-	waitSubscribed(t, m, 1)
+	stop := runSubscribed(t, m, []Subscription{{"in/#", 1}})
 	mosqPub(t, b.Addr(), "in/x", "keep me", 1)
 	select {
 	case <-failed:
@@ -239,9 +217,7 @@ func TestMQTTUnackedRedeliveredAfterRestart(t *testing.T) {
 
 	sink2 := newRecSink(nil)
 	m2 := newTestMQTT(t, b.URL(), sink2, nil)
-	if err := m2.SetSubscriptions([]Subscription{{"in/#", 1}}); err != nil {
-		t.Fatal(err)
-	}
+	subscribe(t, m2, []Subscription{{"in/#", 1}})
 	runMQTT(t, m2)
 	ev := sink2.next(t)
 	if ev.Subject != "in/x" || string(ev.Payload) != "keep me" {
@@ -255,11 +231,7 @@ func TestMQTTPersistentSessionCatchUp(t *testing.T) {
 	b := mosquittotest.Start(t)
 	sink := newRecSink(nil)
 	m := newTestMQTT(t, b.URL(), sink, nil)
-	if err := m.SetSubscriptions([]Subscription{{"s/+", 1}}); err != nil {
-		t.Fatal(err)
-	}
-	stop := runMQTT(t, m)
-	waitSubscribed(t, m, 1)
+	stop := runSubscribed(t, m, []Subscription{{"s/+", 1}})
 	stop()
 
 	dev := device(t, b.URL(), "sensor-1", true)
@@ -268,9 +240,7 @@ func TestMQTTPersistentSessionCatchUp(t *testing.T) {
 		devicePublish(t, dev, "s/t", fmt.Sprint(i), 1)
 	}
 	m2 := newTestMQTT(t, b.URL(), sink, nil)
-	if err := m2.SetSubscriptions([]Subscription{{"s/+", 1}}); err != nil {
-		t.Fatal(err)
-	}
+	subscribe(t, m2, []Subscription{{"s/+", 1}})
 	runMQTT(t, m2)
 	seen := map[string]bool{}
 	for len(seen) < n {
@@ -287,11 +257,7 @@ func TestMQTTBrokerRestartNoLoss(t *testing.T) {
 	b := mosquittotest.Start(t)
 	sink := newRecSink(nil)
 	m := newTestMQTT(t, b.URL(), sink, nil)
-	if err := m.SetSubscriptions([]Subscription{{"s/#", 1}}); err != nil {
-		t.Fatal(err)
-	}
-	runMQTT(t, m)
-	waitSubscribed(t, m, 1)
+	runSubscribed(t, m, []Subscription{{"s/#", 1}})
 
 	dev := device(t, b.URL(), "sensor-restart", false)
 	const n = 300
@@ -366,11 +332,7 @@ func TestMQTTTLS(t *testing.T) {
 	m := newTestMQTT(t, b.TLSURL(), sink, func(c *MQTTConfig) {
 		c.TLS = TLSConfig{CAFile: b.CAFile(), ServerName: "localhost"}
 	})
-	if err := m.SetSubscriptions([]Subscription{{"tls/#", 1}}); err != nil {
-		t.Fatal(err)
-	}
-	runMQTT(t, m)
-	waitSubscribed(t, m, 1)
+	runSubscribed(t, m, []Subscription{{"tls/#", 1}})
 	mosqPub(t, b.Addr(), "tls/x", "secure", 1)
 	if ev := sink.next(t); string(ev.Payload) != "secure" {
 		t.Fatalf("got %+v", ev)
@@ -431,11 +393,7 @@ func TestMQTTPerTopicOrder(t *testing.T) {
 		return nil
 	})
 	m := newTestMQTT(t, b.URL(), sink, nil)
-	if err := m.SetSubscriptions([]Subscription{{"in/#", 1}}); err != nil {
-		t.Fatal(err)
-	}
-	runMQTT(t, m)
-	waitSubscribed(t, m, 1)
+	runSubscribed(t, m, []Subscription{{"in/#", 1}})
 	dev := device(t, b.URL(), "order-dev", true)
 	var toks []mqtt.Token
 	for _, p := range []struct{ topic, payload string }{{"in/a", "1"}, {"in/a", "2"}, {"in/a", "3"}, {"in/b", "1"}, {"in/a", "4"}} {
@@ -476,11 +434,7 @@ func TestMQTTOrderKeptAcrossRedelivery(t *testing.T) {
 		return nil
 	})
 	m := newTestMQTT(t, b.URL(), sink, nil)
-	if err := m.SetSubscriptions([]Subscription{{"in/#", 1}}); err != nil {
-		t.Fatal(err)
-	}
-	runMQTT(t, m)
-	waitSubscribed(t, m, 1)
+	runSubscribed(t, m, []Subscription{{"in/#", 1}})
 	dev := device(t, b.URL(), "redeliver-dev", true)
 	for _, p := range []string{"1", "2", "3"} {
 		devicePublish(t, dev, "in/a", p, 1)
