@@ -25,18 +25,11 @@ func buildCommand() *cli.Command {
 			"the module it names as the agent would (ABI v1, the manifest's limits, the size\n" +
 			"bounds) and prints its size, shape and exports. DIR defaults to the current directory.\n" +
 			"Exit status: 0 when the module builds and loads, 1 when not, 2 on usage errors.",
-		Action: buildAction,
+		Action: withArgs(0, 1, "DIR or function.yaml", buildAction),
 	}
 }
 
 func buildAction(c *cli.Context) error {
-	c, err := interleaved(c)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(c, 0, 1, "DIR or function.yaml"); err != nil {
-		return err
-	}
 	arg := "."
 	if c.NArg() == 1 {
 		arg = c.Args().First()

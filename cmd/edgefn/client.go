@@ -216,6 +216,37 @@ func wantArgs(c *cli.Context, min, max int, what string) error {
 	return nil
 }
 
+// withArgs is the start of a command that takes arguments: flags may
+// follow them (interleaved), then their number is checked as by wantArgs.
+func withArgs(min, max int, what string, action cli.ActionFunc) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		c, err := interleaved(c)
+		if err != nil {
+			return err
+		}
+		if err := wantArgs(c, min, max, what); err != nil {
+			return err
+		}
+		return action(c)
+	}
+}
+
+// countArgs checks the number of arguments (wantArgs) before action runs,
+// without re-reading flags that follow them.
+func countArgs(min, max int, what string, action cli.ActionFunc) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if err := wantArgs(c, min, max, what); err != nil {
+			return err
+		}
+		return action(c)
+	}
+}
+
+// noArgs is countArgs for a command that takes no arguments.
+func noArgs(action cli.ActionFunc) cli.ActionFunc {
+	return countArgs(0, 0, "no arguments", action)
+}
+
 func newTable(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 }

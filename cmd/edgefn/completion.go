@@ -51,10 +51,7 @@ func completionCommand() *cli.Command {
 		ArgsUsage: "bash|zsh",
 		Description: "bash: source <(edgefn completion bash)   (add it to ~/.bashrc)\n" +
 			"zsh:  source <(edgefn completion zsh)    (add it to ~/.zshrc, after compinit)",
-		Action: func(c *cli.Context) error {
-			if err := wantArgs(c, 1, 1, "bash or zsh"); err != nil {
-				return err
-			}
+		Action: countArgs(1, 1, "bash or zsh", func(c *cli.Context) error {
 			switch c.Args().First() {
 			case "bash":
 				fmt.Fprint(c.App.Writer, bashCompletion)
@@ -64,6 +61,6 @@ func completionCommand() *cli.Command {
 				return usagef("completion: %q: want bash or zsh", c.Args().First())
 			}
 			return nil
-		},
+		}),
 	}
 }

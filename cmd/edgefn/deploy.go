@@ -43,7 +43,7 @@ func deployCommand() *cli.Command {
 			"problem at once; nothing changes then. With --key the deploy is signed (edgefn keygen);\n" +
 			"agents with admin.trusted_keys refuse unsigned deploys.",
 		Flags:  remoteFlags(jsonFlag(), &cli.StringFlag{Name: "key", Usage: "sign with this ed25519 private key file (from edgefn keygen)"}),
-		Action: deployAction,
+		Action: withArgs(0, 1, "at most one manifest file", deployAction),
 	}
 }
 
@@ -57,13 +57,6 @@ type uploadedVersion struct {
 }
 
 func deployAction(c *cli.Context) error {
-	c, err := interleaved(c)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(c, 0, 1, "at most one manifest file"); err != nil {
-		return err
-	}
 	path := "function.yaml"
 	if c.NArg() == 1 {
 		path = c.Args().First()
@@ -349,14 +342,7 @@ func rollbackCommand() *cli.Command {
 			"The statement names the content of the target version as the agent reports it.",
 		Flags: remoteFlags(jsonFlag(), &cli.IntFlag{Name: "to", Usage: "version to activate", DefaultText: "the one before the active one"},
 			&cli.StringFlag{Name: "key", Usage: "sign with this ed25519 private key file (from edgefn keygen)"}),
-		Action: func(c *cli.Context) error {
-			c, err := interleaved(c)
-			if err != nil {
-				return err
-			}
-			if err := wantArgs(c, 1, 1, "a function NAME"); err != nil {
-				return err
-			}
+		Action: withArgs(1, 1, "a function NAME", func(c *cli.Context) error {
 			q := ""
 			if to := c.Int("to"); c.IsSet("to") {
 				if to < 1 {
@@ -366,6 +352,7 @@ func rollbackCommand() *cli.Command {
 			}
 			var priv ed25519.PrivateKey
 			if k := c.String("key"); k != "" {
+				var err error
 				if priv, err = readPrivateKey(k); err != nil {
 					return usagef("rollback: --key: %v", err)
 				}
@@ -393,7 +380,7 @@ func rollbackCommand() *cli.Command {
 			}
 			fmt.Fprintf(c.App.Writer, "%s: version %d active (sha256 %s%s)\n", meta.Name, meta.Version, meta.Hash, signed)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -403,14 +390,7 @@ func rmCommand() *cli.Command {
 		Usage:     "remove a function: stop its triggers, drain its queue, delete its versions",
 		ArgsUsage: "NAME",
 		Flags:     remoteFlags(jsonFlag()),
-		Action: func(c *cli.Context) error {
-			c, err := interleaved(c)
-			if err != nil {
-				return err
-			}
-			if err := wantArgs(c, 1, 1, "a function NAME"); err != nil {
-				return err
-			}
+		Action: withArgs(1, 1, "a function NAME", func(c *cli.Context) error {
 			r, err := connect(c)
 			if err != nil {
 				return err
@@ -425,7 +405,7 @@ func rmCommand() *cli.Command {
 			}
 			fmt.Fprintf(c.App.Writer, "removed %s\n", c.Args().First())
 			return nil
-		},
+		}),
 	}
 }
 
@@ -437,10 +417,7 @@ func keygenCommand() *cli.Command {
 		Description: "Writes the private key to KEYFILE (default edgefn-deploy.key, mode 0600, PKCS#8 PEM)\n" +
 			"and the public key, base64, to KEYFILE.pub, and prints the public key. Add it to the\n" +
 			"agent's config under admin.trusted_keys, then deploy and roll back with --key KEYFILE.",
-		Action: func(c *cli.Context) error {
-			if err := wantArgs(c, 0, 1, "at most one KEYFILE"); err != nil {
-				return err
-			}
+		Action: countArgs(0, 1, "at most one KEYFILE", func(c *cli.Context) error {
 			path := "edgefn-deploy.key"
 			if c.NArg() == 1 {
 				path = c.Args().First()
@@ -477,7 +454,7 @@ func keygenCommand() *cli.Command {
 			fmt.Fprintf(w, "trust it on the agent (config file):\n  admin:\n    trusted_keys: [%q]\n", pubB64)
 			fmt.Fprintf(w, "deploy with: edgefn deploy --key %s (and edgefn rollback --key %s)\n", path, path)
 			return nil
-		},
+		}),
 	}
 }
 

@@ -40,7 +40,7 @@ func fleetCommand() *cli.Command {
 					&cli.StringFlag{Name: "max-error-rate", Usage: "canary failure threshold, P% (not implemented yet)"},
 					&cli.IntFlag{Name: "chunk-size", Value: fleet.DefaultChunkSize, Usage: "bytes per retained blob chunk"},
 				),
-				Action: fleetDeployAction,
+				Action: withArgs(1, 1, "one manifest file", fleetDeployAction),
 			},
 			{
 				Name:   "ls",
@@ -92,13 +92,6 @@ type fleetResult struct {
 }
 
 func fleetDeployAction(c *cli.Context) error {
-	c, err := interleaved(c)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(c, 1, 1, "one manifest file"); err != nil {
-		return err
-	}
 	if c.String("canary") != "" || c.String("max-error-rate") != "" {
 		return usagef("fleet deploy: --canary and --max-error-rate are not implemented yet")
 	}

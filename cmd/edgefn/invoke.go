@@ -30,19 +30,13 @@ func invokeCommand() *cli.Command {
 			&cli.StringFlag{Name: "subject", Usage: "the event's subject, as a trigger would set it: an MQTT topic, a pin name", DefaultText: "the function name"},
 			&cli.StringFlag{Name: "source", Usage: "the event's source: mqtt, gpio, timer or http", DefaultText: "http"},
 		),
-		Action: invokeAction,
+		Action: withArgs(1, 1, "a function NAME", invokeAction),
 	}
 }
 
 func invokeAction(c *cli.Context) error {
-	c, err := interleaved(c)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(c, 1, 1, "a function NAME"); err != nil {
-		return err
-	}
 	var payload []byte
+	var err error
 	switch d := c.String("data"); {
 	case d == "@-":
 		if payload, err = readAll(c); err != nil {
@@ -147,10 +141,7 @@ func gpioCommand() *cli.Command {
 				Name:  "ls",
 				Usage: "list the pins and their levels",
 				Flags: remoteFlags(jsonFlag()),
-				Action: func(c *cli.Context) error {
-					if err := wantArgs(c, 0, 0, "no arguments"); err != nil {
-						return err
-					}
+				Action: noArgs(func(c *cli.Context) error {
 					var g struct {
 						Backend string `json:"backend"`
 						Pins    []struct {
@@ -172,41 +163,27 @@ func gpioCommand() *cli.Command {
 						fmt.Fprintf(tw, "%s\t%s\n", p.Name, lv)
 					}
 					return tw.Flush()
-				},
+				}),
 			},
 			{
 				Name:      "pulse",
 				Usage:     "drive a pin to the opposite level for --width, then back (two edges)",
 				ArgsUsage: "PIN",
 				Flags:     remoteFlags(&cli.DurationFlag{Name: "width", Value: 10 * time.Millisecond, Usage: "how long the pulse lasts (up to 10s)"}),
-				Action: func(c *cli.Context) error {
-					c, err := interleaved(c)
-					if err != nil {
-						return err
-					}
-					if err := wantArgs(c, 1, 1, "a PIN such as GPIO17"); err != nil {
-						return err
-					}
+				Action: withArgs(1, 1, "a PIN such as GPIO17", func(c *cli.Context) error {
 					if w := c.Duration("width"); w <= 0 || w > 10*time.Second {
 						return usagef("gpio pulse: --width %s: want more than 0 and up to 10s", w)
 					}
 					return gpioPost(c, "/pulse?width="+url.QueryEscape(c.Duration("width").String()),
 						fmt.Sprintf("pulsed %s for %s", c.Args().First(), c.Duration("width")))
-				},
+				}),
 			},
 			{
 				Name:      "set",
 				Usage:     "drive a simulated input pin high or low (an edge when it changes)",
 				ArgsUsage: "PIN high|low",
 				Flags:     remoteFlags(),
-				Action: func(c *cli.Context) error {
-					c, err := interleaved(c)
-					if err != nil {
-						return err
-					}
-					if err := wantArgs(c, 2, 2, "PIN and high or low"); err != nil {
-						return err
-					}
+				Action: withArgs(2, 2, "PIN and high or low", func(c *cli.Context) error {
 					var high bool
 					switch strings.ToLower(c.Args().Get(1)) {
 					case "high", "1", "on":
@@ -216,7 +193,7 @@ func gpioCommand() *cli.Command {
 						return usagef("gpio set: level %q: want high or low", c.Args().Get(1))
 					}
 					return gpioPost(c, fmt.Sprintf("/level?high=%t", high), fmt.Sprintf("%s set %s", c.Args().First(), strings.ToLower(c.Args().Get(1))))
-				},
+				}),
 			},
 		},
 	}

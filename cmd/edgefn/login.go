@@ -30,20 +30,13 @@ func loginCommand() *cli.Command {
 			&cli.BoolFlag{Name: "accept-fingerprint", Usage: "trust the certificate presented now without asking"},
 			jsonFlag(),
 		},
-		Action: loginAction,
+		Action: withArgs(1, 1, "the agent's URL", loginAction),
 	}
 }
 
 const credentialsHint = "$XDG_CONFIG_HOME/edgefn/credentials.json or ~/.config/edgefn/credentials.json"
 
 func loginAction(c *cli.Context) error {
-	c, err := interleaved(c)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(c, 1, 1, "the agent's URL"); err != nil {
-		return err
-	}
 	base := normalizeURL(c.Args().First())
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

@@ -40,18 +40,11 @@ func newCommand() *cli.Command {
 			&cli.StringFlag{Name: "dir", Usage: "directory to write (default ./NAME); must not exist or be empty"},
 			&cli.StringFlag{Name: "sdk", EnvVars: []string{"EDGEFN_SRC"}, Usage: "go: a checkout of github.com/edgefn/edgefn for the SDK (a replace line in go.mod)"},
 		},
-		Action: newAction,
+		Action: withArgs(1, 1, "the function's NAME", newAction),
 	}
 }
 
 func newAction(c *cli.Context) error {
-	c, err := interleaved(c)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(c, 1, 1, "the function's NAME"); err != nil {
-		return err
-	}
 	name := c.Args().First()
 	if !edgefn.ValidName(name) {
 		return usagef("new: name %q: use a lower-case letter then lower-case letters, digits and dashes (it becomes the manifest's name)", name)

@@ -63,10 +63,7 @@ func lsCommand() *cli.Command {
 		Name:  "ls",
 		Usage: "list the deployed functions: version, triggers, state",
 		Flags: remoteFlags(jsonFlag()),
-		Action: func(c *cli.Context) error {
-			if err := wantArgs(c, 0, 0, "no arguments"); err != nil {
-				return err
-			}
+		Action: noArgs(func(c *cli.Context) error {
 			var fns []functionRow
 			if printed, err := getJSON(c, "/v1/functions", &fns); printed || err != nil {
 				return err
@@ -85,7 +82,7 @@ func lsCommand() *cli.Command {
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.12s\n", f.Name, f.Version, f.State, trig, ago(f.Deployed), f.Hash)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 }
 
@@ -113,10 +110,7 @@ func statusCommand() *cli.Command {
 		Name:  "status",
 		Usage: "show the agent: broker, uplink, outbox, GPIO and per-function counters",
 		Flags: remoteFlags(jsonFlag()),
-		Action: func(c *cli.Context) error {
-			if err := wantArgs(c, 0, 0, "no arguments"); err != nil {
-				return err
-			}
+		Action: noArgs(func(c *cli.Context) error {
 			var st statusView
 			if printed, err := getJSON(c, "/v1/status", &st); printed || err != nil {
 				return err
@@ -159,7 +153,7 @@ func statusCommand() *cli.Command {
 					errorsByReason(sum(s.Errors), s.Errors), roundDur(s.P50), roundDur(s.P99), s.Cold, s.Warm, s.QueueDepth, s.Dropped, s.ChainDropped)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 }
 
@@ -300,18 +294,11 @@ func logsCommand() *cli.Command {
 			&cli.StringFlag{Name: "since", Usage: "only lines newer than this: a duration (1h) or an RFC 3339 time"},
 			&cli.IntFlag{Name: "limit", Aliases: []string{"n"}, Value: 200, Usage: "at most this many of the most recent lines"},
 		),
-		Action: logsAction,
+		Action: withArgs(1, 1, "a function NAME", logsAction),
 	}
 }
 
 func logsAction(c *cli.Context) error {
-	c, err := interleaved(c)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(c, 1, 1, "a function NAME"); err != nil {
-		return err
-	}
 	if c.Int("limit") < 1 || c.Int("limit") > 5000 {
 		return usagef("logs: --limit %d: want 1 to 5000", c.Int("limit"))
 	}
@@ -388,10 +375,7 @@ func usageCommand() *cli.Command {
 		Description: "Aggregates the invocation records the agent keeps (bounded by its retention).\n" +
 			"GB-seconds is the memory cap (GiB) times the duration (s), summed, as clouds bill it.",
 		Flags: remoteFlags(jsonFlag(), &cli.StringFlag{Name: "since", Value: "24h", Usage: "period: a duration back from now or an RFC 3339 time"}),
-		Action: func(c *cli.Context) error {
-			if err := wantArgs(c, 0, 0, "no arguments"); err != nil {
-				return err
-			}
+		Action: noArgs(func(c *cli.Context) error {
 			var u gateway.UsageResponse
 			if printed, err := getJSON(c, "/v1/usage?since="+url.QueryEscape(c.String("since")), &u); printed || err != nil {
 				return err
@@ -409,7 +393,7 @@ func usageCommand() *cli.Command {
 					roundDur(f.TotalDuration), roundDur(f.P99Duration), f.GBSeconds, f.Cold, f.Warm)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 }
 
@@ -419,10 +403,7 @@ func outboxCommand() *cli.Command {
 		Usage:       "the outbox: backlog per function, drops by reason, dead letters",
 		Subcommands: []*cli.Command{outboxRecoverCommand()},
 		Flags:       remoteFlags(jsonFlag(), &cli.IntFlag{Name: "dead-letters", Value: 20, Usage: "list at most this many dead letters"}),
-		Action: func(c *cli.Context) error {
-			if err := wantArgs(c, 0, 0, "no arguments"); err != nil {
-				return err
-			}
+		Action: noArgs(func(c *cli.Context) error {
 			var o gateway.OutboxResponse
 			if printed, err := getJSON(c, "/v1/outbox?dead_letters="+strconv.Itoa(max(c.Int("dead-letters"), 0)), &o); printed || err != nil {
 				return err
@@ -470,7 +451,7 @@ func outboxCommand() *cli.Command {
 				return tw.Flush()
 			}
 			return nil
-		},
+		}),
 	}
 }
 

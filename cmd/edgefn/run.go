@@ -55,7 +55,7 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "allow-kv", Usage: "let the function use kv"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
-		Action: runAction,
+		Action: withArgs(1, 1, "one function.yaml, DIR or MODULE.wasm", runAction),
 	}
 }
 
@@ -245,13 +245,6 @@ func simulatedGPIO(c *cli.Context, t *runTarget) (*devices.GPIO, error) {
 }
 
 func runAction(c *cli.Context) error {
-	c, err := interleaved(c)
-	if err != nil {
-		return err
-	}
-	if c.NArg() != 1 {
-		return usagef("run: want one function.yaml, DIR or MODULE.wasm argument, got %d", c.NArg())
-	}
 	t, err := loadRunTarget(c, c.Args().First())
 	if err != nil {
 		return err

@@ -26,18 +26,11 @@ func tailCommand() *cli.Command {
 			"agent kept, then every new one until Ctrl-C. --json prints one JSON object a line.",
 		Flags: remoteFlags(jsonFlag(),
 			&cli.IntFlag{Name: "n", Value: 10, Usage: "messages from before to print first (0 to 256)"}),
-		Action: tailAction,
+		Action: withArgs(0, 1, "at most one topic FILTER", tailAction),
 	}
 }
 
 func tailAction(c *cli.Context) error {
-	c, err := interleaved(c)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(c, 0, 1, "at most one topic FILTER"); err != nil {
-		return err
-	}
 	filter := c.Args().First()
 	if filter == "" {
 		filter = "#"

@@ -66,16 +66,13 @@ func versionCommand() *cli.Command {
 		Name:  "version",
 		Usage: "print the version of this binary and the commit it was built from",
 		Flags: []cli.Flag{jsonFlag()},
-		Action: func(c *cli.Context) error {
-			if err := wantArgs(c, 0, 0, "no arguments"); err != nil {
-				return err
-			}
+		Action: noArgs(func(c *cli.Context) error {
 			v := versionInfo()
 			if c.Bool("json") {
 				return printJSON(c.App.Writer, v)
 			}
 			_, err := c.App.Writer.Write([]byte(v.String() + "\n"))
 			return err
-		},
+		}),
 	}
 }
