@@ -45,15 +45,25 @@ type Failure struct {
 }
 
 func (f *Failure) Error() string {
-	switch {
-	case f.Message != "" && f.Err != nil:
-		return fmt.Sprintf("%s: %s: %v", f.Reason, f.Message, f.Err)
-	case f.Message != "":
-		return fmt.Sprintf("%s: %s", f.Reason, f.Message)
-	case f.Err != nil:
-		return fmt.Sprintf("%s: %v", f.Reason, f.Err)
+	if d := f.Detail(); d != "" {
+		return string(f.Reason) + ": " + d
 	}
 	return string(f.Reason)
+}
+
+// Detail is the error without its reason: the message and the underlying
+// error. Stored failures keep it apart from their reason, so that what
+// shows them prints the reason once.
+func (f *Failure) Detail() string {
+	switch {
+	case f.Message != "" && f.Err != nil:
+		return fmt.Sprintf("%s: %v", f.Message, f.Err)
+	case f.Message != "":
+		return f.Message
+	case f.Err != nil:
+		return f.Err.Error()
+	}
+	return ""
 }
 
 func (f *Failure) Unwrap() error { return f.Err }

@@ -265,6 +265,10 @@ func (g *Host) loadStored(ctx context.Context) {
 		}
 		v, err := g.loadVersion(ctx, sv)
 		if err != nil {
+			if ctx.Err() != nil {
+				g.log.Info("loading interrupted: the agent is stopping", "function", name)
+				return
+			}
 			g.log.Error("function skipped", "function", name, "version", act, "err", err)
 			continue
 		}
@@ -293,6 +297,10 @@ func (g *Host) loadFunctionsDir(ctx context.Context) {
 			continue
 		}
 		if _, err := g.Deploy(ctx, filepath.Base(f), raw, wasm, f, nil); err != nil {
+			if ctx.Err() != nil {
+				g.log.Info("loading interrupted: the agent is stopping", "file", f)
+				return
+			}
 			g.log.Error("manifest skipped", "file", f, "err", err)
 		}
 	}

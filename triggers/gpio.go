@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/devices"
 )
 
 // Meta keys of GPIO events.
@@ -25,8 +26,9 @@ const (
 
 // EdgeWatcher watches a pin for edges; devices.GPIO implements it. Watch
 // configures pin as an input with pull, calls fn for each edge that
-// matches edge and survives debounce, and returns when ctx ends (nil) or
-// when it cannot watch (an error naming the pin).
+// matches edge and survives debounce, and returns when ctx ends (nil),
+// when the chip is closed (devices.ErrClosed: the agent is stopping, not
+// a failure) or when it cannot watch (an error naming the pin).
 type EdgeWatcher interface {
 	Watch(ctx context.Context, pin string, edge edgefn.Edge, pull edgefn.Pull, debounce time.Duration, fn func(edge edgefn.Edge, high bool, at time.Time)) error
 }
@@ -165,7 +167,12 @@ func (g *GPIO) start(ctx, runCtx context.Context, pw *pinWatch, run func(func())
 				g.log.Warn("gpio edge dropped: delivery queue full", "pin", w.Pin, "edge", e)
 			}
 		})
-		if err != nil && ctx.Err() == nil {
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case errors.Is(err, devices.ErrClosed):
+			// The agent closes the chip when it stops: an end, not a failure.
+			g.log.Debug("gpio watch ended: gpio closed", "pin", w.Pin)
+		default:
 			msg := err.Error()
 			pw.err.Store(&msg)
 			g.log.Error("gpio watch failed", "pin", w.Pin, "err", err)

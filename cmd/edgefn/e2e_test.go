@@ -860,6 +860,11 @@ func TestE2ELogsFollowAndUsage(t *testing.T) {
 	if strings.Count(logs, "FAIL") != 3 {
 		t.Errorf("logs: want 3 failure records:\n%s", logs)
 	}
+	// The agent stores the reason and the message apart; the CLI joins
+	// them once.
+	if strings.Count(logs, "FAIL   exit: ") != 3 || strings.Contains(logs, "exit: exit: ") {
+		t.Errorf("logs: want each failure as 'exit: ...' once:\n%s", logs)
+	}
 	if out := c.ok("logs", "conv", "-n", "2", "--json"); strings.Count(out, "\n") != 2 {
 		t.Errorf("logs -n 2 --json: %s", out)
 	}

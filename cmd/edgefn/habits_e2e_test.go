@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -186,5 +187,43 @@ func TestE2EInvokeSubjectSource(t *testing.T) {
 	}
 	if _, errOut, code := c.run("invoke", "conv", "--source", "smtp"); code != 2 || !strings.Contains(errOut, "smtp") {
 		t.Errorf("invoke --source smtp: exit %d %q", code, errOut)
+	}
+}
+
+// A SIGINT is a clean stop: the agent watching a GPIO pin (the chip closes
+// under the watch) and holding records logs no ERROR line and exits 0.
+func TestE2ESIGINTLogsNoError(t *testing.T) {
+	dir := t.TempDir()
+	a := startAgent(t, dir, "", agentOpts{noUplink: true})
+	c := newCLI(t)
+	c.login(a)
+	c.ok("deploy", writeFunction(t, filepath.Join(dir, "fn"), "name: button\nwasm: ./echo.wasm\ntriggers:\n  - gpio: GPIO17\n    edge: falling\nlimits: {memory: 2MiB}\n",
+		example(t, "wat-minimal"), "echo.wasm"))
+	// An edge handled proves the pin is watched before the signal.
+	c.ok("gpio", "pulse", "GPIO17")
+	waitFor(t, 20*time.Second, "the edge's record", func() bool {
+		return strings.Contains(c.ok("status"), "no uplink configured: 1 records waiting")
+	})
+	if err := a.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-a.exited:
+		a.exited = nil
+		if err != nil {
+			t.Errorf("agent exit after SIGINT: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		a.cmd.Process.Kill()
+		t.Fatal("agent did not stop within 30s of SIGINT")
+	}
+	logs := a.stderr.String()
+	if !strings.Contains(logs, "shutting down") {
+		t.Fatalf("no shutdown in the agent's log:\n%s", logs)
+	}
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, "level=ERROR") {
+			t.Errorf("ERROR line on a clean SIGINT: %s", l)
+		}
 	}
 }

@@ -455,11 +455,11 @@ func outboxCommand() *cli.Command {
 	}
 }
 
-// failText is "reason: message" once: stored failure messages already begin
-// with their reason ("exit: edgefn_handle returned 1").
+// failText is "reason: message", or the reason alone when the failure has
+// no message ("exit: edgefn_handle returned 1", "queue_full").
 func failText(reason, msg string) string {
 	if msg == "" {
 		return reason
 	}
-	return reason + ": " + strings.TrimPrefix(msg, reason+": ")
+	return reason + ": " + msg
 }

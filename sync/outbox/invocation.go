@@ -89,17 +89,22 @@ func (s *Store) applyInvocation(ctx context.Context, b *batch, r *request) error
 			}
 		}
 	}
-	var reason, message any // NULL for a success
+	// NULL for a success; the message of a failure is its detail, without
+	// the reason (a column of its own): "edgefn_handle returned 1", not
+	// "exit: edgefn_handle returned 1".
+	var reason, message any
 	switch {
 	case fail != nil:
-		reason, message = string(fail.Reason), fail.Error()
+		reason, message = string(fail.Reason), fail.Detail()
 	case inv.Err != nil:
 		var f *edgefn.Failure
-		reason = string(edgefn.ReasonInternal)
+		reason, message = string(edgefn.ReasonInternal), inv.Err.Error()
 		if errors.As(inv.Err, &f) {
 			reason = string(f.Reason)
+			if f == inv.Err {
+				message = f.Detail()
+			}
 		}
-		message = inv.Err.Error()
 	}
 	if reason == nil {
 		k := usageKey{fn, floorDiv(t, 60000)}

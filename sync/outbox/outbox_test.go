@@ -282,7 +282,7 @@ func TestRejectNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(logs) != 2 || logs[0].Reason != edgefn.ReasonOutboxFull || !strings.Contains(logs[0].Message, "outbox full") {
+	if len(logs) != 2 || logs[0].Reason != edgefn.ReasonOutboxFull || !strings.HasPrefix(logs[0].Message, "outbox full: ") {
 		t.Fatalf("failure records in the log ring = %+v", logs)
 	}
 	u, err := s.Usage(ctx, time.Time{})
@@ -427,6 +427,11 @@ func TestLogsAndUsage(t *testing.T) {
 	// The ring keeps between MaxLogLines and 9/8 of it.
 	if len(logs) < 8 || len(logs) > 9 || logs[len(logs)-1].Reason != edgefn.ReasonTimeout || logs[len(logs)-2].Message != "line 29" {
 		t.Fatalf("logs = %+v", logs)
+	}
+	// The failure line holds the message without its reason, which is a
+	// field of its own ("deadline 50ms", not "timeout: deadline 50ms").
+	if m := logs[len(logs)-1].Message; m != "deadline 50ms" {
+		t.Errorf("failure log message = %q, want %q", m, "deadline 50ms")
 	}
 	if logs, _ := s.Logs(ctx, "f", start, 2); len(logs) != 2 || logs[1].Reason != edgefn.ReasonTimeout {
 		t.Fatalf("last 2 logs = %+v", logs)
