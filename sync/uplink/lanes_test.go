@@ -50,7 +50,7 @@ func testLiveLaneDuringDrain(t *testing.T, c cloud) {
 	lastBacklog := pileBacklog(t, src, want)
 	testutil.Eventually(t, 20*time.Second, "uplink offline", func() bool { return u.State().Retries > 0 })
 	c.up(t)
-	testutil.Eventually(t, 30*time.Second, "drain under way", func() bool { return len(c.lines()) > 300 })
+	testutil.Eventually(t, 30*time.Second, "drain under way", received(c, 300))
 	var live []string
 	for i := range 20 {
 		for _, fn := range []string{"temp", "door"} {
@@ -82,7 +82,7 @@ func testRestartMidDrain(t *testing.T, c cloud) {
 	want := map[string]string{}
 	pileBacklog(t, src, want)
 	stop := testutil.Run(t, c.newUplink(t, src).Run)
-	testutil.Eventually(t, 30*time.Second, "drain under way", func() bool { return len(c.lines()) > 300 })
+	testutil.Eventually(t, 30*time.Second, "drain under way", received(c, 300))
 	addN(t, src, "gw1", 30, want)
 	stop()
 	addN(t, src, "gw1", 30, want)

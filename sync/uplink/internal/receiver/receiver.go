@@ -199,6 +199,14 @@ func (r *Receiver) Lines() []Line {
 	return append([]Line(nil), r.lines...)
 }
 
+// LinesSince returns the accepted lines from the i-th on (Lines()[i:]),
+// so a poller copies only what is new.
+func (r *Receiver) LinesSince(i int) []Line {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Line(nil), r.lines[min(i, len(r.lines)):]...)
+}
+
 // Unique returns how many distinct ids were accepted.
 func (r *Receiver) Unique() int {
 	r.mu.Lock()
