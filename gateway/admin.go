@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,12 +17,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/gateway/api"
 	"github.com/edgefn/edgefn/internal/activation"
+	"github.com/edgefn/edgefn/sandbox"
 )
 
 // The admin API, under /v1, authenticated with the bearer token:
@@ -103,11 +103,6 @@ func checkNames(next http.Handler) http.Handler {
 	})
 }
 
-type errorBody struct {
-	Error    string   `json:"error"`
-	Problems []string `json:"problems,omitempty"`
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -117,7 +112,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, err error) {
-	body := errorBody{Error: err.Error()}
+	body := api.Error{Error: err.Error(), Code: status}
 	var de *DeployError
 	if errors.As(err, &de) {
 		body.Problems = de.Problems
@@ -231,35 +226,30 @@ func (g *Host) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, meta)
+	writeJSON(w, http.StatusOK, meta.wire())
 }
 
-// FunctionInfo describes a deployed function for ls.
+// FunctionInfo describes a deployed function in the agent (its wire form
+// is api.Function).
 type FunctionInfo struct {
-	Name     string        `json:"name"`
-	Version  int           `json:"version"`
-	Hash     string        `json:"hash"`
-	Deployed time.Time     `json:"deployed"`
-	Triggers []string      `json:"triggers"`
-	Limits   edgefn.Limits `json:"limits"`
-	State    string        `json:"state"`
-	Versions []int         `json:"versions,omitempty"`
-	Stats    FunctionStats `json:"stats"`
-	// VersionInfo details the stored versions, and Sequence is the
-	// sequence of the last signed statement accepted for the function:
-	// what edgefn deploy/rollback --key sign against (GET
-	// /v1/functions/{name} only).
-	VersionInfo []VersionInfo `json:"version_info,omitempty"`
-	Sequence    uint64        `json:"sequence,omitempty"`
+	Name     string
+	Version  int
+	Hash     string
+	Deployed time.Time
+	Triggers []string
+	Limits   edgefn.Limits
+	State    string
+	Stats    FunctionStats
+	loaded   bool
 }
 
-// VersionInfo describes one stored version of a function.
-type VersionInfo struct {
-	Version        int       `json:"version"`
-	ManifestSHA256 string    `json:"manifest_sha256"`
-	ModuleSHA256   string    `json:"module_sha256"`
-	Deployed       time.Time `json:"deployed"`
-	Signer         string    `json:"signer,omitempty"`
+// wire is fi as the API answers it.
+func (fi FunctionInfo) wire() api.Function {
+	f := api.Function{Name: fi.Name, Version: fi.Version, Hash: fi.Hash, Deployed: fi.Deployed, State: fi.State, Triggers: fi.Triggers}
+	if fi.loaded {
+		f.Limits, f.Stats = api.LimitsOf(fi.Limits), fi.Stats.wire()
+	}
+	return f
 }
 
 func triggerStrings(m *edgefn.Manifest) []string {
@@ -279,7 +269,7 @@ func triggerStrings(m *edgefn.Manifest) []string {
 
 func (g *Host) functionInfo(d *deployed) FunctionInfo {
 	v := d.cur.Load()
-	fi := FunctionInfo{Name: d.name, State: "removing"}
+	fi := FunctionInfo{Name: d.name, State: "removing", loaded: true}
 	if v != nil {
 		fi.Version, fi.Hash, fi.Deployed = v.meta.Version, v.meta.Hash, v.meta.Deployed
 		fi.Triggers, fi.Limits = triggerStrings(v.manifest), v.limits
@@ -329,7 +319,11 @@ func (g *Host) handleList(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	sort.Slice(fns, func(i, j int) bool { return fns[i].Name < fns[j].Name })
-	writeJSON(w, http.StatusOK, fns)
+	out := make([]api.Function, len(fns))
+	for i, fi := range fns {
+		out[i] = fi.wire()
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (g *Host) handleGet(w http.ResponseWriter, r *http.Request) {
@@ -348,16 +342,18 @@ func (g *Host) handleGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, &NotFoundError{What: fmt.Sprintf("function %q", name)})
 		return
 	}
-	fi.Versions, _ = g.reg.versions(name)
-	for _, v := range fi.Versions {
+	out := fi.wire()
+	vs, _ := g.reg.versions(name)
+	for _, v := range vs {
 		if sv, err := g.reg.load(name, v); err == nil {
 			mh, wh := sha256.Sum256(sv.Manifest), sha256.Sum256(sv.Wasm)
-			fi.VersionInfo = append(fi.VersionInfo, VersionInfo{Version: v, ManifestSHA256: hex.EncodeToString(mh[:]),
-				ModuleSHA256: hex.EncodeToString(wh[:]), Deployed: sv.Meta.Deployed, Signer: sv.Meta.Signer})
+			out.Versions = append(out.Versions, api.Version{Version: v, Active: v == fi.Version, Hash: sv.Meta.Hash,
+				ManifestSHA256: hex.EncodeToString(mh[:]), ModuleSHA256: hex.EncodeToString(wh[:]),
+				Deployed: sv.Meta.Deployed, Signer: sv.Meta.Signer, Origin: sv.Meta.Origin})
 		}
 	}
-	fi.Sequence, _ = g.lastSequence(name)
-	writeJSON(w, http.StatusOK, fi)
+	out.Sequence, _ = g.lastSequence(name)
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (g *Host) handleRemove(w http.ResponseWriter, r *http.Request) {
@@ -367,7 +363,7 @@ func (g *Host) handleRemove(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("name")})
+	writeJSON(w, http.StatusOK, api.Removed{Removed: r.PathValue("name")})
 }
 
 func (g *Host) handleRollback(w http.ResponseWriter, r *http.Request) {
@@ -391,40 +387,7 @@ func (g *Host) handleRollback(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, meta)
-}
-
-// InvokeResponse is the answer of POST /v1/functions/{name}/invoke.
-type InvokeResponse struct {
-	Function   string            `json:"function"`
-	Version    int               `json:"version"`
-	Outcome    string            `json:"outcome"`
-	Message    string            `json:"message,omitempty"`
-	DurationMS float64           `json:"duration_ms"`
-	Cold       bool              `json:"cold"`
-	Records    []InvokeRecord    `json:"records"`
-	Published  []InvokePublished `json:"published,omitempty"`
-	Logs       []InvokeLog       `json:"logs,omitempty"`
-}
-
-// InvokeRecord is an emitted record with its stable id.
-type InvokeRecord struct {
-	ID        string `json:"id"`
-	Payload   string `json:"payload,omitempty"`
-	PayloadB4 string `json:"payload_b64,omitempty"`
-}
-
-// InvokePublished is a publish the invocation made.
-type InvokePublished struct {
-	Topic   string `json:"topic"`
-	QoS     byte   `json:"qos"`
-	Payload string `json:"payload"`
-}
-
-// InvokeLog is a log line of the invocation.
-type InvokeLog struct {
-	Level   string `json:"level"`
-	Message string `json:"message"`
+	writeJSON(w, http.StatusOK, meta.wire())
 }
 
 func (g *Host) handleInvoke(w http.ResponseWriter, r *http.Request) {
@@ -455,42 +418,58 @@ func (g *Host) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	resp := InvokeResponse{Function: res.Function, Version: res.Version, Outcome: "ok",
-		DurationMS: float64(res.Sandbox.Duration.Microseconds()) / 1000, Cold: res.Sandbox.Cold, Records: []InvokeRecord{}}
-	if res.Sandbox.Err != nil {
-		resp.Outcome = string(reasonOf(res.Sandbox.Err))
-		var f *edgefn.Failure
-		if errors.As(res.Sandbox.Err, &f) {
-			resp.Message = f.Message
+	ids := make([]string, len(res.Seqs))
+	for i, seq := range res.Seqs {
+		ids[i] = edgefn.RecordID(g.cfg.GatewayID, seq)
+	}
+	writeJSON(w, http.StatusOK, Invocation(res.Function, res.Version, res.Sandbox, ids))
+}
+
+// Invocation is what an invocation did, on the wire: the answer of invoke
+// and what edgefn run prints. ids are the emitted records' ids, in emit
+// order (none when nothing was committed).
+func Invocation(function string, version int, res *sandbox.Result, ids []string) api.Invocation {
+	out := api.Invocation{Function: function, Version: version, Outcome: "ok", DurationMS: api.Millis(res.Duration),
+		Cold: res.Cold, MemoryBytes: res.MemoryBytes, ExitCode: res.ExitCode, LogsDropped: res.LogsDropped}
+	if res.Err != nil {
+		out.Outcome = string(reasonOf(res.Err))
+		if f := res.Failure(); f != nil {
+			out.Message = f.Message
 		} else {
-			resp.Message = res.Sandbox.Err.Error()
+			out.Message = res.Err.Error()
 		}
 	}
 	i := 0
-	for _, e := range res.Sandbox.Effects {
+	for _, e := range res.Effects {
 		switch e.Kind {
 		case edgefn.EffectEmit:
-			rec := InvokeRecord{}
-			if i < len(res.Seqs) {
-				rec.ID = edgefn.RecordID(g.cfg.GatewayID, res.Seqs[i])
+			rec := api.Record{Data: api.TextData(e.Payload)}
+			if i < len(ids) {
+				rec.ID = ids[i]
 			}
 			i++
-			if utf8.Valid(e.Payload) {
-				rec.Payload = string(e.Payload)
-			} else {
-				rec.PayloadB4 = base64.StdEncoding.EncodeToString(e.Payload)
-			}
-			resp.Records = append(resp.Records, rec)
+			out.Records = append(out.Records, rec)
 		case edgefn.EffectPublish:
-			resp.Published = append(resp.Published, InvokePublished{Topic: e.Topic, QoS: e.QoS, Payload: string(e.Payload)})
+			out.Published = append(out.Published, api.Published{Topic: e.Topic, QoS: e.QoS, Data: api.TextData(e.Payload)})
+		case edgefn.EffectKVSet:
+			out.KV = append(out.KV, api.KVWrite{Op: "set", Key: e.Key, Data: api.TextData(e.Payload)})
+		case edgefn.EffectKVDelete:
+			out.KV = append(out.KV, api.KVWrite{Op: "delete", Key: e.Key})
+		case edgefn.EffectGPIOWrite:
+			out.GPIO = append(out.GPIO, api.GPIOWrite{Pin: e.Pin, High: e.High})
 		}
 	}
-	for _, l := range res.Sandbox.Logs {
-		resp.Logs = append(resp.Logs, InvokeLog{Level: l.Level.String(), Message: l.Message})
+	for _, l := range res.Logs {
+		out.Logs = append(out.Logs, api.LogLine{Time: l.Time, Level: l.Level.String(), Message: l.Message})
 	}
-	writeJSON(w, http.StatusOK, resp)
+	return out
 }
 
 func (g *Host) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, g.Status(r.Context()))
+}
+
+// wire is the version as deploy and rollback answer it.
+func (m versionMeta) wire() api.Version {
+	return api.Version{Name: m.Name, Version: m.Version, Active: true, Hash: m.Hash, Deployed: m.Deployed, Signer: m.Signer, Origin: m.Origin}
 }

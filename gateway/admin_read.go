@@ -1,14 +1,13 @@
 package gateway
 
 import (
-	"encoding/base64"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/gateway/api"
 	"github.com/edgefn/edgefn/sync/outbox"
 )
 
@@ -33,26 +32,6 @@ const (
 	maxDeadLimit      = 10000
 	defaultUsageSince = 24 * time.Hour
 )
-
-// LogsResponse is the answer of GET /v1/functions/{name}/logs.
-type LogsResponse struct {
-	Function string     `json:"function"`
-	Entries  []LogEntry `json:"entries"`
-	// Last is the id of the newest entry returned, or the after= given when
-	// there is none: pass it back as after= to follow the log.
-	Last int64 `json:"last"`
-}
-
-// LogEntry is one line of a function's log ring: a line it logged, or the
-// failure of an invocation (Reason set).
-type LogEntry struct {
-	ID      int64     `json:"id"`
-	Time    time.Time `json:"time"`
-	Level   string    `json:"level"`
-	Message string    `json:"message"`
-	EventID string    `json:"event_id,omitempty"`
-	Reason  string    `json:"reason,omitempty"`
-}
 
 // parseSince reads since= as a duration back from now ("1h"), an RFC 3339
 // time, or unix milliseconds; empty means def back from now (def 0: the
@@ -117,7 +96,7 @@ func (g *Host) handleLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, &NotFoundError{What: fmt.Sprintf("function %q (and no logs kept for it)", name)})
 		return
 	}
-	resp := LogsResponse{Function: name, Entries: []LogEntry{}, Last: after}
+	resp := api.Logs{Function: name, Last: after}
 	for _, e := range ents {
 		if e.ID <= after {
 			continue
@@ -128,28 +107,8 @@ func (g *Host) handleLogs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func logEntry(e outbox.LogEntry) LogEntry {
-	return LogEntry{ID: e.ID, Time: e.Time, Level: e.Level.String(), Message: e.Message, EventID: e.EventID, Reason: string(e.Reason)}
-}
-
-// UsageResponse is the answer of GET /v1/usage.
-type UsageResponse struct {
-	Since     time.Time       `json:"since"`
-	Functions []FunctionUsage `json:"functions"`
-}
-
-// FunctionUsage is one function's metering from the kept invocation
-// records.
-type FunctionUsage struct {
-	Function       string                  `json:"function"`
-	Invocations    int64                   `json:"invocations"`
-	Errors         int64                   `json:"errors"`
-	ErrorsByReason map[edgefn.Reason]int64 `json:"errors_by_reason"`
-	TotalDuration  time.Duration           `json:"total_duration_ns"`
-	P99Duration    time.Duration           `json:"p99_duration_ns"`
-	GBSeconds      float64                 `json:"gb_seconds"`
-	Cold           int64                   `json:"cold"`
-	Warm           int64                   `json:"warm"`
+func logEntry(e outbox.LogEntry) api.LogEntry {
+	return api.LogEntry{ID: e.ID, Time: e.Time, Level: e.Level.String(), Message: e.Message, EventID: e.EventID, Reason: string(e.Reason)}
 }
 
 func (g *Host) handleUsage(w http.ResponseWriter, r *http.Request) {
@@ -163,49 +122,14 @@ func (g *Host) handleUsage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	resp := UsageResponse{Since: since, Functions: make([]FunctionUsage, 0, len(us))}
+	resp := api.Usage{Since: since}
 	for _, u := range us {
-		resp.Functions = append(resp.Functions, FunctionUsage{
-			Function: u.Function, Invocations: u.Invocations, Errors: u.Errors, ErrorsByReason: u.ErrorsByReason,
-			TotalDuration: u.TotalDuration, P99Duration: u.P99Duration, GBSeconds: u.GBSeconds, Cold: u.Cold, Warm: u.Warm,
+		resp.Functions = append(resp.Functions, api.FunctionUsage{
+			Function: u.Function, Invocations: u.Invocations, Errors: u.Errors, ErrorsByReason: reasonCounts(u.ErrorsByReason),
+			TotalDurationMS: api.Millis(u.TotalDuration), P99DurationMS: api.Millis(u.P99Duration), GBSeconds: u.GBSeconds, Cold: u.Cold, Warm: u.Warm,
 		})
 	}
 	writeJSON(w, http.StatusOK, resp)
-}
-
-// OutboxResponse is the answer of GET /v1/outbox.
-type OutboxResponse struct {
-	Depth       int64              `json:"depth"`
-	Bytes       int64              `json:"bytes"`
-	MaxBytes    int64              `json:"max_bytes"`
-	OldestAge   time.Duration      `json:"oldest_age_ns"`
-	LastSeq     uint64             `json:"last_seq"`
-	Drops       map[string]int64   `json:"drops"`
-	DeadCount   int64              `json:"dead_letter_count"`
-	Invocations int64              `json:"invocation_records"`
-	FileBytes   int64              `json:"file_bytes"`
-	Functions   map[string]Backlog `json:"functions"`
-	DeadLetters []DeadLetter       `json:"dead_letters"`
-}
-
-// Backlog is one function's pending records in the outbox.
-type Backlog struct {
-	Depth int64 `json:"depth"`
-	Bytes int64 `json:"bytes"`
-}
-
-// DeadLetter is a record the cloud refused for good.
-type DeadLetter struct {
-	ID            string    `json:"id"`
-	Function      string    `json:"function"`
-	Version       int       `json:"version"`
-	Source        string    `json:"source"`
-	Subject       string    `json:"subject"`
-	Time          time.Time `json:"time"`
-	Payload       string    `json:"payload,omitempty"`
-	PayloadBase64 string    `json:"payload_b64,omitempty"`
-	Reason        string    `json:"reason"`
-	At            time.Time `json:"at"`
 }
 
 func (g *Host) handleOutbox(w http.ResponseWriter, r *http.Request) {
@@ -219,14 +143,7 @@ func (g *Host) handleOutbox(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	resp := OutboxResponse{
-		Depth: st.Depth, Bytes: st.Bytes, MaxBytes: st.MaxBytes, OldestAge: st.OldestAge, LastSeq: st.LastSeq,
-		Drops: st.Drops, DeadCount: st.DeadLetters, Invocations: st.Invocations, FileBytes: st.FileBytes,
-		Functions: map[string]Backlog{}, DeadLetters: []DeadLetter{},
-	}
-	for name, b := range st.Functions {
-		resp.Functions[name] = Backlog{Depth: b.Depth, Bytes: b.Bytes}
-	}
+	resp := outboxWire(st)
 	if limit > 0 {
 		dls, err := g.store.DeadLetters(r.Context(), int(limit))
 		if err != nil {
@@ -234,15 +151,35 @@ func (g *Host) handleOutbox(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, d := range dls {
-			dl := DeadLetter{ID: d.ID(), Function: d.Function, Version: d.Version, Source: string(d.Source),
-				Subject: d.Subject, Time: d.Time, Reason: d.Reason, At: d.At}
-			if utf8.Valid(d.Payload) {
-				dl.Payload = string(d.Payload)
-			} else {
-				dl.PayloadBase64 = base64.StdEncoding.EncodeToString(d.Payload)
-			}
-			resp.DeadLetters = append(resp.DeadLetters, dl)
+			resp.DeadLetters = append(resp.DeadLetters, api.DeadLetter{RecordHead: recordHead(&d.Record),
+				Data: api.TextData(d.Payload), Reason: d.Reason, At: d.At})
 		}
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// outboxWire is the outbox's state on the wire (without dead letters).
+func outboxWire(st outbox.Stats) *api.Outbox {
+	o := &api.Outbox{
+		Depth: st.Depth, Bytes: st.Bytes, MaxBytes: st.MaxBytes, OldestAgeMS: st.OldestAge.Milliseconds(), LastSeq: st.LastSeq,
+		DeadLetterCount: st.DeadLetters, InvocationRecords: st.Invocations, FileBytes: st.FileBytes, Commits: st.Commits,
+	}
+	for reason, n := range st.Drops {
+		if o.Drops == nil {
+			o.Drops = map[string]int64{}
+		}
+		o.Drops[reason] = n
+	}
+	for name, b := range st.Functions {
+		if o.Functions == nil {
+			o.Functions = map[string]api.Backlog{}
+		}
+		o.Functions[name] = api.Backlog{Depth: b.Depth, Bytes: b.Bytes}
+	}
+	return o
+}
+
+// recordHead is where r comes from, on the wire.
+func recordHead(r *edgefn.Record) api.RecordHead {
+	return api.RecordHead{ID: r.ID(), Function: r.Function, Version: r.Version, Source: string(r.Source), Subject: r.Subject, Time: r.Time}
 }

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgefn/edgefn/gateway/api"
 )
 
 func getJSON(t *testing.T, h http.Handler, path string, want int, v any) {
@@ -21,6 +24,9 @@ func getJSON(t *testing.T, h http.Handler, path string, want int, v any) {
 		t.Fatalf("GET %s: %d, want %d: %s", path, rec.Code, want, rec.Body)
 	}
 	if v != nil {
+		// Decode into a zero value: fields left out (empty lists) must not
+		// keep the previous answer's.
+		reflect.ValueOf(v).Elem().SetZero()
 		if err := json.Unmarshal(rec.Body.Bytes(), v); err != nil {
 			t.Fatalf("GET %s: %v: %s", path, err, rec.Body)
 		}
@@ -44,7 +50,7 @@ func TestReadRoutes(t *testing.T) {
 	}
 	h := g.handler("tok-0123456789abcdef")
 
-	var usage UsageResponse
+	var usage api.Usage
 	getJSON(t, h, "/v1/usage?since=1h", 200, &usage)
 	if len(usage.Functions) != 2 {
 		t.Fatalf("usage %+v", usage)
@@ -61,7 +67,7 @@ func TestReadRoutes(t *testing.T) {
 		t.Errorf("usage in the future: %+v", usage)
 	}
 
-	var logs LogsResponse
+	var logs api.Logs
 	getJSON(t, h, "/v1/functions/spin/logs?since=1h", 200, &logs)
 	if len(logs.Entries) != 2 || logs.Entries[0].Reason != "timeout" || logs.Last != logs.Entries[1].ID {
 		t.Fatalf("spin logs %+v", logs)
@@ -80,16 +86,16 @@ func TestReadRoutes(t *testing.T) {
 		t.Errorf("limit=1: %+v", logs)
 	}
 
-	var ob OutboxResponse
+	var ob api.Outbox
 	getJSON(t, h, "/v1/outbox", 200, &ob)
-	if ob.Depth != 3 || ob.Functions["echo"].Depth != 3 || ob.DeadCount != 0 || len(ob.DeadLetters) != 0 {
+	if ob.Depth != 3 || ob.Functions["echo"].Depth != 3 || ob.DeadLetterCount != 0 || len(ob.DeadLetters) != 0 {
 		t.Errorf("outbox %+v", ob)
 	}
 	if err := g.store.DeadLetter(ctx, []uint64{1}, "schema refused"); err != nil {
 		t.Fatal(err)
 	}
 	getJSON(t, h, "/v1/outbox", 200, &ob)
-	if ob.Depth != 2 || ob.DeadCount != 1 || len(ob.DeadLetters) != 1 || ob.DeadLetters[0].Payload != "hi" ||
+	if ob.Depth != 2 || ob.DeadLetterCount != 1 || len(ob.DeadLetters) != 1 || ob.DeadLetters[0].Payload != "hi" ||
 		ob.DeadLetters[0].Reason != "schema refused" || ob.DeadLetters[0].ID != "gw1:1" {
 		t.Errorf("outbox after dead letter %+v", ob)
 	}
@@ -106,7 +112,7 @@ func TestReadRoutes(t *testing.T) {
 		{"/v1/usage?since=x", 400, "since="},
 		{"/v1/outbox?dead_letters=many", 400, "dead_letters="},
 	} {
-		var e errorBody
+		var e api.Error
 		getJSON(t, h, bad.path, bad.code, &e)
 		if !strings.Contains(e.Error, bad.msg) {
 			t.Errorf("%s: error %q does not mention %q", bad.path, e.Error, bad.msg)

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgefn/edgefn/gateway/api"
+
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/edgefn/edgefn"
@@ -133,9 +135,9 @@ func (p *agentProc) term(t testing.TB) {
 }
 
 // status asks the running agent process for its status.
-func (p *agentProc) status(t testing.TB, dataDir string) Status {
+func (p *agentProc) status(t testing.TB, dataDir string) api.Status {
 	t.Helper()
-	var st Status
+	var st api.Status
 	if err := json.Unmarshal(p.get(t, dataDir, "/v1/status"), &st); err != nil {
 		t.Fatal(err)
 	}
@@ -190,9 +192,8 @@ func (p *agentProc) cpu(t testing.TB) time.Duration {
 // subscribed reports whether the agent's external MQTT link is up with
 // its subscriptions in place.
 func (p *agentProc) subscribed(t testing.TB, dataDir string) bool {
-	b, _ := p.status(t, dataDir).Parts["broker"].(map[string]any)
-	n, _ := b["subscribed"].(float64)
-	return b["connected"] == true && n > 0
+	b := p.status(t, dataDir).Broker
+	return b != nil && b.Connected && b.Subscribed > 0
 }
 
 func (p *agentProc) invocations(t testing.TB, dataDir, fn string) (int64, string) {
@@ -298,8 +299,8 @@ func TestAgentExternalBrokerRestartMidStream(t *testing.T) {
 		c.Broker.External = &triggers.MQTTConfig{Brokers: []string{broker.URL()}, ClientID: "edgefn-restart", MaxReconnectInterval: time.Second}
 	})
 	waitFor(t, func() bool {
-		st, _ := ta.Status(context.Background()).Parts["broker"].(triggers.MQTTStatus)
-		return st.Connected && st.Subscribed > 0
+		st := ta.Status(context.Background()).Broker
+		return st != nil && st.Connected && st.Subscribed > 0
 	})
 	o := mqtt.NewClientOptions().AddBroker(broker.URL()).SetClientID("device-stream").SetCleanSession(false).
 		SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(time.Second)

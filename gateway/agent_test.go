@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgefn/edgefn/gateway/api"
+
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/edgefn/edgefn"
@@ -200,7 +202,7 @@ func TestAgentGPIOTimersAndInvoke(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("invoke: %d %s", code, body)
 	}
-	var ir InvokeResponse
+	var ir api.Invocation
 	if err := json.Unmarshal(body, &ir); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgefn/edgefn/gateway/api"
+
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/edgefn/edgefn/internal/procstat"
@@ -49,14 +51,15 @@ broker:
 		t.Fatal(err)
 	}
 	p := startAgentProc(t, cfgPath)
-	part := func() map[string]any {
-		b, _ := p.status(t, dir).Parts["broker"].(map[string]any)
-		return b
+	part := func() api.Broker {
+		if b := p.status(t, dir).Broker; b != nil {
+			return *b
+		}
+		return api.Broker{}
 	}
-	addr, _ := part()["addr"].(string)
-	tlsAddr, _ := part()["tls_addr"].(string)
+	addr, tlsAddr := part().Addr, part().TLSAddr
 	if addr == "" || tlsAddr == "" {
-		t.Fatalf("broker status %v: want addr and tls_addr", part())
+		t.Fatalf("broker status %+v: want addr and tls_addr", part())
 	}
 	pid := p.cmd.Process.Pid
 	peak := func() int64 {
@@ -98,7 +101,7 @@ broker:
 	if grew := peak() - before; grew > 64<<20 {
 		t.Errorf("agent peak memory grew by %d MB under two 150 MB CONNECTs and a 200 MB PUBLISH, want < 64 MB", grew>>20)
 	}
-	if n, _ := part()["bad_connects"].(float64); n != 2 {
+	if n := part().BadConnects; n != 2 {
 		t.Errorf("broker status %v: want 2 bad_connects", part())
 	}
 	if m := string(p.get(t, dir, "/metrics")); !strings.Contains(m, `edgefn_broker_refused_total{reason="bad_connect"} 2`) {
@@ -117,7 +120,7 @@ broker:
 	}
 	_, _ = io.Copy(io.Discard, bad)
 	deadline := time.Now().Add(20 * time.Second)
-	for n, _ := part()["handler_panics"].(float64); n != 1; n, _ = part()["handler_panics"].(float64) {
+	for n := part().HandlerPanics; n != 1; n = part().HandlerPanics {
 		if time.Now().After(deadline) {
 			t.Fatalf("broker status %v: want 1 handler panic recovered", part())
 		}

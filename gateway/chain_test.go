@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgefn/edgefn/gateway/api"
+
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/internal/mosquittotest"
 )
@@ -121,11 +123,11 @@ func TestAgentSelfLoopBounded(t *testing.T) {
 			// Every event of the tree was invoked or dropped from a full
 			// queue; every invocation at the last depth had its two
 			// publishes dropped: invocations + 1 = chain drops + queue drops.
-			var st FunctionStats
+			var st api.FunctionStats
 			waitFor(t, func() bool {
 				for _, f := range p.status(t, dir).Functions {
-					if f.Name == "fork" {
-						st = f.Stats
+					if f.Name == "fork" && f.Stats != nil {
+						st = *f.Stats
 					}
 				}
 				return st.ChainDropped > 0 && st.QueueDepth == 0 && st.Invocations+1 == st.ChainDropped+st.Dropped
@@ -136,8 +138,8 @@ func TestAgentSelfLoopBounded(t *testing.T) {
 			if st.Invocations > 511 || st.ChainDropped > 512 {
 				t.Errorf("chain not cut at depth 8: %d invocations, %d chain drops", st.Invocations, st.ChainDropped)
 			}
-			if st.Errors[edgefn.ReasonQueueFull] != st.Dropped {
-				t.Errorf("queue drops %d, queue_full errors %d", st.Dropped, st.Errors[edgefn.ReasonQueueFull])
+			if st.Errors[string(edgefn.ReasonQueueFull)] != st.Dropped {
+				t.Errorf("queue drops %d, queue_full errors %d", st.Dropped, st.Errors[string(edgefn.ReasonQueueFull)])
 			}
 			if logged > 16<<10 {
 				t.Errorf("the self-loop logged %d bytes:\n%s", logged, p.out()[logBefore:])

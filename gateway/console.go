@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -100,15 +99,12 @@ func (s consoleSource) Overview(ctx context.Context) console.Overview {
 	}
 	g.mu.RLock()
 	o.Functions = len(g.fns)
-	broker := g.statusParts["broker"]
+	broker := g.statusParts.broker
 	g.mu.RUnlock()
 	if broker != nil {
-		switch st := broker().(type) {
-		case triggers.BrokerStatus:
-			o.Broker = console.Broker{Kind: "embedded", Addr: st.Addr, Connected: true, Clients: st.Clients, Delivered: st.Delivered, Failed: st.Failed}
-		case triggers.MQTTStatus:
-			o.Broker = console.Broker{Kind: "external", Addr: strings.Join(g.cfg.Broker.External.Brokers, ", "), Connected: st.Connected, Delivered: st.Delivered, Failed: st.Failed, LastError: st.LastError}
-		}
+		st := broker()
+		o.Broker = console.Broker{Kind: st.Kind, Addr: st.Addr, Connected: st.Connected || st.Kind == "embedded", Clients: st.Clients,
+			Delivered: st.Delivered, Failed: st.Failed, LastError: st.LastError}
 	}
 	o.Broker.Messages, o.Broker.PerSecond = g.live.tap.stats(now)
 	for _, u := range g.uplinkStates() {

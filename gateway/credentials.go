@@ -4,13 +4,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -21,6 +19,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/edgefn/edgefn/gateway/api"
 )
 
 // File names of the admin API credentials in the data dir.
@@ -86,10 +86,7 @@ func ensureCertFiles(dataDir, part, crtName, keyName string, hosts []string) (tl
 
 // Fingerprint formats the SHA-256 of a DER certificate as the CLI shows and
 // pins it: "sha256:" and lower-case hex.
-func Fingerprint(der []byte) string {
-	sum := sha256.Sum256(der)
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
+func Fingerprint(der []byte) string { return api.Fingerprint(der) }
 
 func makeSelfSigned(certPath, keyPath string, hosts []string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

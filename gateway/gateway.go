@@ -68,8 +68,8 @@ type Host struct {
 	// watches.
 	onRoutes []func(map[string]*edgefn.Manifest, *routes)
 
-	// statusParts report the state of the broker, uplink and GPIO backend.
-	statusParts map[string]func() any
+	// statusParts report the state of the broker, timers and GPIO.
+	statusParts statusParts
 	// uplinks report their state for status and metrics.
 	uplinks []func() uplink.State
 	// extraRoutes are admin API routes of the parts (GPIO injection).
@@ -100,7 +100,7 @@ func newHost(cfg *Config, log *slog.Logger, store *outbox.Store, rt *sandbox.Run
 	g := &Host{
 		cfg: cfg, log: log, store: store, rt: rt, reg: reg, trusted: trusted, metrics: newMetrics(),
 		commitTimeout: 30 * time.Second, publishTimeout: 10 * time.Second,
-		fns: map[string]*deployed{}, statusParts: map[string]func() any{}, extraRoutes: map[string]http.HandlerFunc{},
+		fns: map[string]*deployed{}, extraRoutes: map[string]http.HandlerFunc{},
 		started: time.Now(),
 		evBase:  strconv.FormatInt(time.Now().UnixNano(), 36),
 	}

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgefn/edgefn/gateway/api"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -184,22 +186,43 @@ func (s *fnStats) dropped(reason edgefn.Reason) {
 	s.mu.Unlock()
 }
 
-// FunctionStats is a function's live counters as status reports them.
+// FunctionStats is a function's live counters as status reports them
+// (on the wire: api.FunctionStats).
 type FunctionStats struct {
-	Invocations int64                   `json:"invocations"`
-	Errors      map[edgefn.Reason]int64 `json:"errors,omitempty"`
-	Cold        int64                   `json:"cold"`
-	Warm        int64                   `json:"warm"`
-	P50         time.Duration           `json:"p50_ns"`
-	P99         time.Duration           `json:"p99_ns"`
-	LatencyP50  time.Duration           `json:"latency_p50_ns"`
-	LatencyP99  time.Duration           `json:"latency_p99_ns"`
-	GBSeconds   float64                 `json:"gb_seconds"`
-	Last        time.Time               `json:"last,omitzero"`
-	QueueDepth  int                     `json:"queue_depth"`
-	Dropped     int64                   `json:"dropped"`
+	Invocations            int64
+	Errors                 map[edgefn.Reason]int64
+	Cold, Warm             int64
+	P50, P99               time.Duration
+	LatencyP50, LatencyP99 time.Duration
+	GBSeconds              float64
+	Last                   time.Time
+	QueueDepth             int
+	Dropped                int64
 	// ChainDropped counts publishes dropped at max_chain_depth.
-	ChainDropped int64 `json:"chain_dropped"`
+	ChainDropped int64
+}
+
+func (s FunctionStats) wire() *api.FunctionStats {
+	out := &api.FunctionStats{Invocations: s.Invocations, Cold: s.Cold, Warm: s.Warm,
+		P50MS: api.Millis(s.P50), P99MS: api.Millis(s.P99), LatencyP50MS: api.Millis(s.LatencyP50), LatencyP99MS: api.Millis(s.LatencyP99),
+		GBSeconds: s.GBSeconds, Last: s.Last, QueueDepth: s.QueueDepth, Dropped: s.Dropped, ChainDropped: s.ChainDropped}
+	out.Errors = reasonCounts(s.Errors)
+	return out
+}
+
+// reasonCounts is m keyed by strings, nil when it counts nothing.
+func reasonCounts(m map[edgefn.Reason]int64) map[string]int64 {
+	var out map[string]int64
+	for k, v := range m {
+		if v == 0 {
+			continue
+		}
+		if out == nil {
+			out = map[string]int64{}
+		}
+		out[string(k)] = v
+	}
+	return out
 }
 
 func (s *fnStats) snapshot() FunctionStats {

@@ -136,7 +136,6 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			return err
 		}
 		a.uplinks = append(a.uplinks, up)
-		g.statusParts["uplink"] = func() any { return up.State() }
 		g.uplinks = append(g.uplinks, up.State)
 	}
 

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/gateway/api"
 	"github.com/edgefn/edgefn/gateway/internal/sse"
 	"github.com/edgefn/edgefn/triggers"
 )
@@ -23,22 +23,8 @@ const (
 	defaultTapLast = 20
 )
 
-// TrafficMessage is one MQTT message of GET /v1/traffic (and of the
-// console's traffic page).
-type TrafficMessage struct {
-	Seq     int64     `json:"seq"`
-	Time    time.Time `json:"time"`
-	Topic   string    `json:"topic"`
-	QoS     byte      `json:"qos"`
-	Retain  bool      `json:"retain,omitempty"`
-	Origin  string    `json:"origin,omitempty"` // "agent": a function's publish
-	Payload string    `json:"payload,omitempty"`
-	// PayloadB64 replaces Payload when the payload is not UTF-8.
-	PayloadB64 string `json:"payload_b64,omitempty"`
-	Size       int    `json:"size"`
-	// Truncated: Payload holds the first 1 KiB of Size bytes.
-	Truncated bool `json:"truncated,omitempty"`
-}
+// TrafficMessage is one MQTT message of GET /v1/traffic.
+type TrafficMessage = api.TrafficMessage
 
 // tap keeps the last MQTT messages the triggers saw and fans new ones out
 // to the traffic streams. Everything in it is bounded: the ring, the
@@ -70,11 +56,10 @@ func (t *tap) observe(s triggers.Seen) {
 	if len(p) > tapPayload {
 		p, m.Truncated = p[:tapPayload], true
 	}
-	if utf8.Valid(p) || m.Truncated && utf8.Valid(trimPartialRune(p)) {
-		m.Payload = string(trimPartialRune(p))
-	} else {
-		m.PayloadB64 = base64.StdEncoding.EncodeToString(p)
+	if m.Truncated && utf8.Valid(trimPartialRune(p)) {
+		p = trimPartialRune(p)
 	}
+	m.Data = api.TextData(p)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.seq++

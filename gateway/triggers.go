@@ -9,12 +9,14 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/devices"
+	"github.com/edgefn/edgefn/gateway/api"
 	"github.com/edgefn/edgefn/triggers"
 )
 
@@ -60,7 +62,7 @@ func (a *Agent) setupTriggers(_ context.Context, devs *devices.GPIO) error {
 		}
 		a.brokerAddr = b.Addr()
 		g.pub, subs, observed = b, b, b
-		g.statusParts["broker"] = func() any { return b.Status() }
+		g.statusParts.broker = func() *api.Broker { return embeddedBrokerWire(b.Status()) }
 		g.metrics.reg.MustRegister(newBrokerCollector(b))
 		a.stops = append(a.stops, b.Close)
 	} else {
@@ -69,18 +71,17 @@ func (a *Agent) setupTriggers(_ context.Context, devs *devices.GPIO) error {
 			return err
 		}
 		g.pub, subs, observed = m, m, m
-		g.statusParts["broker"] = func() any { return m.Status() }
+		addr := strings.Join(cfg.Broker.External.Brokers, ", ")
+		g.statusParts.broker = func() *api.Broker { return externalBrokerWire(addr, m.Status()) }
 		a.starts = append(a.starts, func(ctx context.Context, eg *errgroup.Group) error {
 			eg.Go(func() error { return m.Run(ctx) })
 			return nil
 		})
 	}
 	timers := triggers.NewTimers(g, log.With("part", "timers"))
-	g.statusParts["timers"] = func() any { return timers.Stats() }
+	g.statusParts.timers = func() []api.Timer { return timersWire(timers.Stats()) }
 	gp := triggers.NewGPIO(devs, g, log.With("part", "gpio"))
-	g.statusParts["gpio"] = func() any {
-		return map[string]any{"backend": devs.Backend(), "watches": gp.Stats(), "pins": devs.Pins()}
-	}
+	g.statusParts.gpio = func() *api.GPIO { return gpioWire(devs, gp.Stats()) }
 	a.starts = append(a.starts, func(ctx context.Context, eg *errgroup.Group) error {
 		eg.Go(func() error { return timers.Run(ctx) })
 		eg.Go(func() error { return gp.Run(ctx) })
@@ -113,7 +114,7 @@ func (a *Agent) setupTriggers(_ context.Context, devs *devices.GPIO) error {
 		}
 	})
 	g.extraRoutes["GET /v1/gpio"] = func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"backend": devs.Backend(), "pins": devs.Pins()})
+		writeJSON(w, http.StatusOK, gpioWire(devs, nil))
 	}
 	g.extraRoutes["POST /v1/gpio/{pin}/pulse"] = func(w http.ResponseWriter, r *http.Request) {
 		width := 10 * time.Millisecond
@@ -129,7 +130,7 @@ func (a *Agent) setupTriggers(_ context.Context, devs *devices.GPIO) error {
 			writeError(w, http.StatusBadRequest, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"pin": r.PathValue("pin"), "pulse": width.String()})
+		writeJSON(w, http.StatusOK, api.PinChange{Pin: r.PathValue("pin"), WidthMS: api.Millis(width)})
 	}
 	g.extraRoutes["POST /v1/gpio/{pin}/level"] = func(w http.ResponseWriter, r *http.Request) {
 		high, err := strconv.ParseBool(r.URL.Query().Get("high"))
@@ -141,7 +142,7 @@ func (a *Agent) setupTriggers(_ context.Context, devs *devices.GPIO) error {
 			writeError(w, http.StatusBadRequest, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"pin": r.PathValue("pin"), "high": high})
+		writeJSON(w, http.StatusOK, api.PinChange{Pin: r.PathValue("pin"), High: high})
 	}
 	return nil
 }

@@ -1,23 +1,17 @@
 package main
 
 import (
-	"context"
-	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/edgefn/edgefn/gateway"
+	"github.com/edgefn/edgefn/gateway/api"
 )
 
 // remoteFlags are the flags of every command that talks to an agent.
@@ -36,82 +30,9 @@ func jsonFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"}
 }
 
-// remote is a connection to one agent's admin API.
-type remote struct {
-	url    string
-	token  string
-	hc     *http.Client
-	header http.Header // more request headers (invoke --subject/--source)
-}
-
-// pinError says the agent presented another certificate than the pinned one.
-type pinError struct {
-	url, want, got string
-}
-
-func (e *pinError) Error() string {
-	return fmt.Sprintf("certificate of %s does not match the pinned fingerprint: pinned %s, presented %s\n"+
-		"  refusing to talk to it: someone may be intercepting the connection. If the agent's certificate was\n"+
-		"  replaced on purpose (data dir reset), check the new fingerprint on the agent and run\n"+
-		"  edgefn login %s --token TOKEN --fingerprint <new fingerprint>", e.url, e.want, e.got, e.url)
-}
-
-// tokenError is a 401 from the agent.
-type tokenError struct{ url string }
-
-func (e *tokenError) Error() string {
-	return fmt.Sprintf("token refused by %s: run edgefn login %s --token \"$(cat DATA_DIR/api.token)\"", e.url, e.url)
-}
-
-// apiError is an error answer of the admin API.
-type apiError struct {
-	Status   int
-	Message  string
-	Problems []string
-}
-
-func (e *apiError) Error() string {
-	if len(e.Problems) == 0 {
-		return e.Message
-	}
-	return e.Message + ":\n  " + strings.Join(e.Problems, "\n  ")
-}
-
-// newHTTPClient makes a client that checks the server certificate against
-// the pinned fingerprint instead of a CA (the agent's certificate is
-// self-signed); seen, when not nil, receives the presented fingerprint.
-func newHTTPClient(base, pin string, seen *string) *http.Client {
-	tr := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout: 10 * time.Second,
-		MaxIdleConnsPerHost: 4,
-		TLSClientConfig: &tls.Config{
-			MinVersion: tls.VersionTLS12,
-			// Verification is VerifyConnection's pin check: trust on first
-			// use, like ssh, instead of a CA that does not exist here.
-			InsecureSkipVerify: true,
-			VerifyConnection: func(cs tls.ConnectionState) error {
-				if len(cs.PeerCertificates) == 0 {
-					return errors.New("the agent presented no certificate")
-				}
-				got := gateway.Fingerprint(cs.PeerCertificates[0].Raw)
-				if seen != nil {
-					*seen = got
-				}
-				if pin != "" && !strings.EqualFold(got, pin) {
-					return &pinError{url: base, want: pin, got: got}
-				}
-				return nil
-			},
-		},
-	}
-	return &http.Client{Transport: tr}
-}
-
 // connect resolves the agent, token and pin from the flags, the environment
 // and the credentials file.
-func connect(c *cli.Context) (*remote, error) {
+func connect(c *cli.Context) (*api.Client, error) {
 	creds, err := loadCredentials()
 	if err != nil {
 		return nil, err
@@ -142,70 +63,7 @@ func connect(c *cli.Context) (*remote, error) {
 	if u.Scheme == "https" && pin == "" {
 		return nil, fmt.Errorf("the certificate of %s is not pinned: run edgefn login %s (or pass --fingerprint sha256:…)", base, base)
 	}
-	return &remote{url: base, token: token, hc: newHTTPClient(base, pin, nil)}, nil
-}
-
-// do calls the API and decodes a JSON answer into out (when not nil).
-func (r *remote) do(ctx context.Context, method, path string, body io.Reader, contentType string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, r.url+path, body)
-	if err != nil {
-		return err
-	}
-	for k, v := range r.header {
-		req.Header[k] = v
-	}
-	req.Header.Set("Authorization", "Bearer "+r.token)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := r.hc.Do(req)
-	if err != nil {
-		var pe *pinError
-		if errors.As(err, &pe) {
-			return pe
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("cannot reach the agent at %s: %w (is it running? is --gateway right?)", r.url, unwrapURLError(err))
-	}
-	defer resp.Body.Close()
-	return decodeAnswer(resp, r.url, out)
-}
-
-func unwrapURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
-
-func decodeAnswer(resp *http.Response, base string, out any) error {
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("read the answer of %s: %w", base, err)
-	}
-	if resp.StatusCode == http.StatusUnauthorized {
-		return &tokenError{url: base}
-	}
-	if resp.StatusCode >= 300 {
-		var eb struct {
-			Error    string   `json:"error"`
-			Problems []string `json:"problems"`
-		}
-		if json.Unmarshal(b, &eb) != nil || eb.Error == "" {
-			eb.Error = fmt.Sprintf("%s answered %s: %s", base, resp.Status, strings.TrimSpace(string(b)))
-		}
-		return &apiError{Status: resp.StatusCode, Message: eb.Error, Problems: eb.Problems}
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("%s answered something that is not the expected JSON (%v): is it an edgefn agent?", base, err)
-	}
-	return nil
+	return api.NewClient(base, token, pin, nil), nil
 }
 
 // wantArgs checks the number of positional arguments.

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -14,19 +12,15 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"mime/multipart"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
-	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/edgefn/edgefn"
-	"github.com/edgefn/edgefn/gateway"
+	"github.com/edgefn/edgefn/gateway/api"
 	"github.com/edgefn/edgefn/internal/activation"
 	"github.com/edgefn/edgefn/internal/manifest"
 	"github.com/edgefn/edgefn/internal/strictyaml"
@@ -45,15 +39,6 @@ func deployCommand() *cli.Command {
 		Flags:  remoteFlags(jsonFlag(), &cli.StringFlag{Name: "key", Usage: "sign with this ed25519 private key file (from edgefn keygen)"}),
 		Action: withArgs(0, 1, "at most one manifest file", deployAction),
 	}
-}
-
-// uploadedVersion is the agent's answer to a deploy or rollback.
-type uploadedVersion struct {
-	Name     string    `json:"name"`
-	Version  int       `json:"version"`
-	Hash     string    `json:"hash"`
-	Deployed time.Time `json:"deployed"`
-	Signer   string    `json:"signer,omitempty"`
 }
 
 func deployAction(c *cli.Context) error {
@@ -83,8 +68,7 @@ func deployAction(c *cli.Context) error {
 		return err
 	}
 
-	sum := sha256.Sum256(wasm)
-	fields := [][2]string{{"file", filepath.Base(path)}, {"wasm_sha256", hex.EncodeToString(sum[:])}}
+	req := api.DeployRequest{File: filepath.Base(path), Manifest: manifest, WasmName: filepath.Base(wasmPath), Wasm: wasm}
 	// A manifest that does not parse has no name to sign for: it goes
 	// unsigned, and the agent lists its problems.
 	if name := manifestName(path, manifest); priv != nil && name != "" {
@@ -93,25 +77,13 @@ func deployAction(c *cli.Context) error {
 			return fmt.Errorf("deploy %s: %w", path, err)
 		}
 		sg := activation.Sign(activation.New(activation.Deploy, name, manifest, wasm, nextSequence(fs.Sequence)), priv)
-		b, err := json.Marshal(sg)
-		if err != nil {
+		if req.Signed, err = json.Marshal(sg); err != nil {
 			return err
 		}
-		fields = append(fields, [2]string{"activation", string(b)})
 	}
-	pr, pw := io.Pipe()
-	mw := multipart.NewWriter(pw)
-	prog := newProgress(c.App.ErrWriter, filepath.Base(wasmPath), int64(len(wasm)))
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		pw.CloseWithError(writeDeployBody(mw, manifest, filepath.Base(wasmPath), wasm, fields, prog))
-	}()
-	var meta uploadedVersion
-	err = r.do(c.Context, "POST", "/v1/functions", pr, mw.FormDataContentType(), &meta)
-	pr.CloseWithError(errors.New("request finished"))
-	wg.Wait()
+	prog := newProgress(c.App.ErrWriter, req.WasmName, int64(len(wasm)))
+	req.Progress = prog.set
+	meta, err := r.Deploy(c.Context, req)
 	prog.done(err == nil)
 	if err != nil {
 		return fmt.Errorf("deploy %s: %w", path, err)
@@ -127,22 +99,14 @@ func deployAction(c *cli.Context) error {
 	return nil
 }
 
-// functionState is what a signer needs to know of a function on the
-// agent: the active version, the hashes of every stored version and the
-// sequence of the last signed statement the agent accepted for it.
-type functionState struct {
-	Version     int                   `json:"version"`
-	Sequence    uint64                `json:"sequence"`
-	VersionInfo []gateway.VersionInfo `json:"version_info"`
-}
-
-// fetchFunction asks the agent about a function; one it does not have is
-// the zero state.
-func fetchFunction(c *cli.Context, r *remote, name string) (functionState, error) {
-	var fs functionState
-	err := r.do(c.Context, "GET", "/v1/functions/"+url.PathEscape(name), nil, "", &fs)
-	if ae := (*apiError)(nil); errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-		return functionState{}, nil
+// fetchFunction asks the agent about a function (what a signer needs: the
+// active version, the hashes of every stored version and the sequence of
+// the last signed statement it accepted); one it does not have is the
+// zero Function.
+func fetchFunction(c *cli.Context, r *api.Client, name string) (api.Function, error) {
+	fs, err := r.Function(c.Context, name)
+	if api.IsNotFound(err) {
+		return api.Function{}, nil
 	}
 	return fs, err
 }
@@ -160,7 +124,7 @@ func nextSequence(last uint64) uint64 {
 // signRollback signs a rollback statement for version to (0: the one
 // before the active one) of a function, with the hashes the agent reports
 // for that version, and returns the version and the statement as JSON.
-func signRollback(c *cli.Context, r *remote, name string, to int, priv ed25519.PrivateKey) (int, []byte, error) {
+func signRollback(c *cli.Context, r *api.Client, name string, to int, priv ed25519.PrivateKey) (int, []byte, error) {
 	fs, err := fetchFunction(c, r, name)
 	if err != nil {
 		return 0, nil, err
@@ -170,7 +134,7 @@ func signRollback(c *cli.Context, r *remote, name string, to int, priv ed25519.P
 	}
 	var have []int
 	prev := 0
-	for _, vi := range fs.VersionInfo {
+	for _, vi := range fs.Versions {
 		have = append(have, vi.Version)
 		if vi.Version < fs.Version {
 			prev = max(prev, vi.Version)
@@ -180,7 +144,7 @@ func signRollback(c *cli.Context, r *remote, name string, to int, priv ed25519.P
 		to = prev
 	}
 	st := activation.Statement{Action: activation.Rollback, Function: name, Sequence: nextSequence(fs.Sequence)}
-	for _, vi := range fs.VersionInfo {
+	for _, vi := range fs.Versions {
 		if vi.Version != to {
 			continue
 		}
@@ -195,7 +159,7 @@ func signRollback(c *cli.Context, r *remote, name string, to int, priv ed25519.P
 	if to == 0 {
 		return 0, nil, fmt.Errorf("no version before %d (stored: %v)", fs.Version, have)
 	}
-	return 0, nil, &apiError{Status: http.StatusNotFound, Message: fmt.Sprintf("function %q version %d not found (stored: %v)", name, to, have)}
+	return 0, nil, &api.StatusError{Status: http.StatusNotFound, Message: fmt.Sprintf("function %q version %d not found (stored: %v)", name, to, have)}
 }
 
 // manifestName is the name of a manifest that parses, "" otherwise.
@@ -247,35 +211,7 @@ func readModule(path string, src []byte) (string, []byte, error) {
 	if m.Wasm != "" || len(probs) == 0 {
 		probs = append(probs, problem)
 	}
-	return "", nil, &apiError{Message: fmt.Sprintf("deploy %s: nothing was uploaded", path), Problems: probs}
-}
-
-func writeDeployBody(mw *multipart.Writer, manifest []byte, wasmName string, wasm []byte, fields [][2]string, prog *progress) error {
-	for _, f := range fields {
-		if err := mw.WriteField(f[0], f[1]); err != nil {
-			return err
-		}
-	}
-	fw, err := mw.CreateFormFile("manifest", "function.yaml")
-	if err != nil {
-		return err
-	}
-	if _, err := fw.Write(manifest); err != nil {
-		return err
-	}
-	fw, err = mw.CreateFormFile("wasm", wasmName)
-	if err != nil {
-		return err
-	}
-	const chunk = 64 << 10
-	for off := 0; off < len(wasm); off += chunk {
-		end := min(off+chunk, len(wasm))
-		if _, err := fw.Write(wasm[off:end]); err != nil {
-			return err
-		}
-		prog.add(int64(end - off))
-	}
-	return mw.Close()
+	return "", nil, &api.StatusError{Message: fmt.Sprintf("deploy %s: nothing was uploaded", path), Problems: probs}
 }
 
 // progress prints an upload progress line on stderr when it is a terminal
@@ -296,8 +232,9 @@ func newProgress(w io.Writer, name string, total int64) *progress {
 	return &progress{w: w, name: name, total: total, tty: tty, show: tty || total > 1<<20, lastPct: -1, started: time.Now()}
 }
 
-func (p *progress) add(n int64) {
-	p.n += n
+// set records that n bytes of the module were sent.
+func (p *progress) set(n int64) {
+	p.n = n
 	if p.n >= p.total {
 		p.sent = time.Now()
 	}
@@ -343,12 +280,9 @@ func rollbackCommand() *cli.Command {
 		Flags: remoteFlags(jsonFlag(), &cli.IntFlag{Name: "to", Usage: "version to activate", DefaultText: "the one before the active one"},
 			&cli.StringFlag{Name: "key", Usage: "sign with this ed25519 private key file (from edgefn keygen)"}),
 		Action: withArgs(1, 1, "a function NAME", func(c *cli.Context) error {
-			q := ""
-			if to := c.Int("to"); c.IsSet("to") {
-				if to < 1 {
-					return usagef("rollback: --to %d: versions start at 1", to)
-				}
-				q = "?to=" + strconv.Itoa(to)
+			to := c.Int("to")
+			if c.IsSet("to") && to < 1 {
+				return usagef("rollback: --to %d: versions start at 1", to)
 			}
 			var priv ed25519.PrivateKey
 			if k := c.String("key"); k != "" {
@@ -362,17 +296,16 @@ func rollbackCommand() *cli.Command {
 				return err
 			}
 			name := c.Args().First()
-			var body io.Reader
+			var statement []byte
 			signed := ""
 			if priv != nil && edgefn.ValidName(name) {
-				to, b, err := signRollback(c, r, name, c.Int("to"), priv)
-				if err != nil {
+				if to, statement, err = signRollback(c, r, name, to, priv); err != nil {
 					return fmt.Errorf("rollback %s: %w", name, err)
 				}
-				q, body, signed = "?to="+strconv.Itoa(to), bytes.NewReader(b), ", signed"
+				signed = ", signed"
 			}
-			var meta uploadedVersion
-			if err := r.do(c.Context, "POST", "/v1/functions/"+url.PathEscape(name)+"/rollback"+q, body, "application/json", &meta); err != nil {
+			meta, err := r.Rollback(c.Context, name, to, statement)
+			if err != nil {
 				return fmt.Errorf("rollback %s: %w", name, err)
 			}
 			if c.Bool("json") {
@@ -395,13 +328,12 @@ func rmCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if err := r.do(c.Context, "DELETE", "/v1/functions/"+url.PathEscape(c.Args().First()), nil, "", nil); err != nil {
+			out, err := r.Remove(c.Context, c.Args().First())
+			if err != nil {
 				return fmt.Errorf("rm %s: %w", c.Args().First(), err)
 			}
 			if c.Bool("json") {
-				return printJSON(c.App.Writer, struct {
-					Removed string `json:"removed"`
-				}{c.Args().First()})
+				return printJSON(c.App.Writer, out)
 			}
 			fmt.Fprintf(c.App.Writer, "removed %s\n", c.Args().First())
 			return nil

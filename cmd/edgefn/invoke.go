@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -13,7 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/edgefn/edgefn"
-	"github.com/edgefn/edgefn/gateway"
+	"github.com/edgefn/edgefn/gateway/api"
 )
 
 func invokeCommand() *cli.Command {
@@ -49,51 +47,45 @@ func invokeAction(c *cli.Context) error {
 	default:
 		payload = []byte(d)
 	}
-	q := url.Values{}
+	req := api.InvokeRequest{Payload: payload, Source: c.String("source"), Subject: c.String("subject")}
 	for _, m := range c.StringSlice("meta") {
 		k, v, ok := strings.Cut(m, "=")
 		if !ok || k == "" {
 			return usagef("invoke: --meta %q: want KEY=VALUE", m)
 		}
-		q.Set(k, v)
+		if req.Meta == nil {
+			req.Meta = map[string]string{}
+		}
+		req.Meta[k] = v
+	}
+	if s := req.Source; s != "" && !edgefn.Source(s).Valid() {
+		return usagef("invoke: --source %q: want mqtt, gpio, timer or http", s)
 	}
 	r, err := connect(c)
 	if err != nil {
 		return err
 	}
-	r.header = http.Header{}
-	if s := c.String("source"); s != "" {
-		if !edgefn.Source(s).Valid() {
-			return usagef("invoke: --source %q: want mqtt, gpio, timer or http", s)
-		}
-		r.header.Set("X-Edgefn-Source", s)
-	}
-	if s := c.String("subject"); s != "" {
-		r.header.Set("X-Edgefn-Subject", s)
-	}
 	name := c.Args().First()
-	path := "/v1/functions/" + url.PathEscape(name) + "/invoke"
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
-	var raw json.RawMessage
-	if err := r.do(c.Context, "POST", path, bytes.NewReader(payload), "application/octet-stream", &raw); err != nil {
+	resp, err := r.Invoke(c.Context, name, req)
+	if err != nil {
 		return fmt.Errorf("invoke %s: %w", name, err)
 	}
-	var resp gateway.InvokeResponse
-	if err := json.Unmarshal(raw, &resp); err != nil {
-		return fmt.Errorf("invoke %s: unexpected answer: %v", name, err)
-	}
+	return printInvocation(c, resp, "see edgefn logs "+name)
+}
+
+// printInvocation prints what an invocation did (invoke and run), and
+// returns failedError when it failed; hint says where to look then.
+func printInvocation(c *cli.Context, inv api.Invocation, hint string) error {
 	if c.Bool("json") {
-		if _, err := c.App.Writer.Write(append(bytes.TrimSpace(raw), '\n')); err != nil {
+		if err := printJSON(c.App.Writer, inv); err != nil {
 			return err
 		}
 	} else {
-		printInvoke(c, resp)
+		printInvocationText(c.App.Writer, inv)
 	}
-	if resp.Outcome != "ok" {
+	if inv.Outcome != "ok" {
 		if !c.Bool("json") {
-			fmt.Fprintf(c.App.ErrWriter, "edgefn: invoke %s: the function failed (%s); see edgefn logs %s\n", name, resp.Outcome, name)
+			fmt.Fprintf(c.App.ErrWriter, "edgefn: %s %s: the function failed (%s); %s\n", c.Command.Name, inv.Function, inv.Outcome, hint)
 		}
 		return failedError{}
 	}
@@ -106,28 +98,47 @@ func readAll(c *cli.Context) ([]byte, error) {
 	return b.Bytes(), err
 }
 
-func printInvoke(c *cli.Context, r gateway.InvokeResponse) {
-	w := c.App.Writer
+func printInvocationText(w io.Writer, r api.Invocation) {
 	start := "warm"
 	if r.Cold {
 		start = "cold"
 	}
 	o := failText(r.Outcome, r.Message)
-	d := time.Duration(r.DurationMS * float64(time.Millisecond))
-	fmt.Fprintf(w, "%s version %d: %s (%s, %s start)\n", r.Function, r.Version, o, roundDur(d), start)
+	head := r.Function
+	if r.Version > 0 {
+		head += fmt.Sprintf(" version %d", r.Version)
+	}
+	mem := ""
+	if r.MemoryBytes > 0 {
+		mem = ", memory " + edgefn.Size(r.MemoryBytes).String()
+	}
+	fmt.Fprintf(w, "%s: %s (%s, %s start%s)\n", head, o, roundDur(api.Duration(r.DurationMS)), start, mem)
 	tw := newTable(w)
 	for _, rec := range r.Records {
-		p := rec.Payload
-		if rec.PayloadB4 != "" {
-			p = "base64:" + rec.PayloadB4
+		id := rec.ID
+		if id == "" {
+			id = "(not committed)"
 		}
-		fmt.Fprintf(tw, "record %s\t%s\n", rec.ID, p)
+		fmt.Fprintf(tw, "record %s\t%s\n", id, rec.Data)
 	}
 	for _, p := range r.Published {
-		fmt.Fprintf(tw, "publish %s (qos %d)\t%s\n", p.Topic, p.QoS, p.Payload)
+		fmt.Fprintf(tw, "publish %s (qos %d)\t%s\n", p.Topic, p.QoS, p.Data)
+	}
+	for _, k := range r.KV {
+		fmt.Fprintf(tw, "kv_%s %s\t%s\n", k.Op, k.Key, k.Data)
+	}
+	for _, g := range r.GPIO {
+		lv := "low"
+		if g.High {
+			lv = "high"
+		}
+		fmt.Fprintf(tw, "gpio_write %s\t%s\n", g.Pin, lv)
 	}
 	for _, l := range r.Logs {
 		fmt.Fprintf(tw, "log %s\t%s\n", l.Level, l.Message)
+	}
+	if r.LogsDropped > 0 {
+		fmt.Fprintf(tw, "logs dropped\t%d (over max_log)\n", r.LogsDropped)
 	}
 	_ = tw.Flush()
 }
@@ -142,14 +153,8 @@ func gpioCommand() *cli.Command {
 				Usage: "list the pins and their levels",
 				Flags: remoteFlags(jsonFlag()),
 				Action: noArgs(func(c *cli.Context) error {
-					var g struct {
-						Backend string `json:"backend"`
-						Pins    []struct {
-							Name string `json:"name"`
-							High bool   `json:"high"`
-						} `json:"pins"`
-					}
-					if printed, err := getJSON(c, "/v1/gpio", &g); printed || err != nil {
+					g, printed, err := fetch(c, func(r *api.Client) (api.GPIO, error) { return r.GPIO(c.Context) })
+					if printed || err != nil {
 						return err
 					}
 					fmt.Fprintf(c.App.Writer, "backend %s\n", g.Backend)
@@ -169,20 +174,21 @@ func gpioCommand() *cli.Command {
 				Name:      "pulse",
 				Usage:     "drive a pin to the opposite level for --width, then back (two edges)",
 				ArgsUsage: "PIN",
-				Flags:     remoteFlags(&cli.DurationFlag{Name: "width", Value: 10 * time.Millisecond, Usage: "how long the pulse lasts (up to 10s)"}),
+				Flags:     remoteFlags(jsonFlag(), &cli.DurationFlag{Name: "width", Value: 10 * time.Millisecond, Usage: "how long the pulse lasts (up to 10s)"}),
 				Action: withArgs(1, 1, "a PIN such as GPIO17", func(c *cli.Context) error {
 					if w := c.Duration("width"); w <= 0 || w > 10*time.Second {
 						return usagef("gpio pulse: --width %s: want more than 0 and up to 10s", w)
 					}
-					return gpioPost(c, "/pulse?width="+url.QueryEscape(c.Duration("width").String()),
-						fmt.Sprintf("pulsed %s for %s", c.Args().First(), c.Duration("width")))
+					return gpioPost(c, func(r *api.Client, pin string) (api.PinChange, error) {
+						return r.Pulse(c.Context, pin, c.Duration("width"))
+					}, fmt.Sprintf("pulsed %s for %s", c.Args().First(), c.Duration("width")))
 				}),
 			},
 			{
 				Name:      "set",
 				Usage:     "drive a simulated input pin high or low (an edge when it changes)",
 				ArgsUsage: "PIN high|low",
-				Flags:     remoteFlags(),
+				Flags:     remoteFlags(jsonFlag()),
 				Action: withArgs(2, 2, "PIN and high or low", func(c *cli.Context) error {
 					var high bool
 					switch strings.ToLower(c.Args().Get(1)) {
@@ -192,24 +198,30 @@ func gpioCommand() *cli.Command {
 					default:
 						return usagef("gpio set: level %q: want high or low", c.Args().Get(1))
 					}
-					return gpioPost(c, fmt.Sprintf("/level?high=%t", high), fmt.Sprintf("%s set %s", c.Args().First(), strings.ToLower(c.Args().Get(1))))
+					return gpioPost(c, func(r *api.Client, pin string) (api.PinChange, error) {
+						return r.SetPin(c.Context, pin, high)
+					}, fmt.Sprintf("%s set %s", c.Args().First(), strings.ToLower(c.Args().Get(1))))
 				}),
 			},
 		},
 	}
 }
 
-func gpioPost(c *cli.Context, suffix, done string) error {
+func gpioPost(c *cli.Context, call func(*api.Client, string) (api.PinChange, error), done string) error {
 	r, err := connect(c)
 	if err != nil {
 		return err
 	}
 	pin := c.Args().First()
-	if err := r.do(c.Context, "POST", "/v1/gpio/"+url.PathEscape(pin)+suffix, nil, "", nil); err != nil {
-		if ae, ok := err.(*apiError); ok && ae.Status == 404 {
+	out, err := call(r, pin)
+	if err != nil {
+		if api.IsNotFound(err) {
 			return fmt.Errorf("gpio %s: the agent has no GPIO injection (gpio.backend must be simulated)", pin)
 		}
 		return fmt.Errorf("gpio %s: %w", pin, err)
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, out)
 	}
 	fmt.Fprintln(c.App.Writer, done)
 	return nil

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/edgefn/edgefn/gateway/api"
 )
 
 func loginCommand() *cli.Command {
@@ -66,12 +68,8 @@ func loginAction(c *cli.Context) error {
 
 	// First connection: accept any certificate, but record which one.
 	var seen string
-	r := &remote{url: base, token: token, hc: newHTTPClient(base, want, &seen)}
-	var st struct {
-		Gateway string `json:"gateway"`
-	}
-	err = r.do(c.Context, "GET", "/v1/status", nil, "", &st)
-	var te *tokenError
+	st, err := api.NewClient(base, token, want, &seen).Status(c.Context)
+	var te *api.TokenError
 	switch {
 	case errors.As(err, &te):
 		return fmt.Errorf("token refused by %s: check it against the agent's api.token and run edgefn login again", base)
@@ -85,7 +83,7 @@ func loginAction(c *cli.Context) error {
 		case old.Fingerprint != "" && strings.EqualFold(old.Fingerprint, seen):
 			// Same certificate as before.
 		case old.Fingerprint != "":
-			return &pinError{url: base, want: old.Fingerprint, got: seen}
+			return &api.PinError{URL: base, Want: old.Fingerprint, Got: seen}
 		case c.Bool("accept-fingerprint"):
 			fmt.Fprintf(errw, "pinning the certificate of %s: %s\n", base, seen)
 		default:

@@ -4,58 +4,29 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/edgefn/edgefn/gateway"
+	"github.com/edgefn/edgefn/gateway/api"
 )
 
-// getJSON fetches path and, with --json, prints the agent's answer as is;
-// otherwise it decodes it into out for a table.
-func getJSON(c *cli.Context, path string, out any) (printed bool, err error) {
+// fetch connects to the agent and calls get; with --json it prints the
+// answer (the api type, as the agent sent it) and reports printed.
+func fetch[T any](c *cli.Context, get func(*api.Client) (T, error)) (out T, printed bool, err error) {
 	r, err := connect(c)
 	if err != nil {
-		return false, err
+		return out, false, err
 	}
-	var raw json.RawMessage
-	if err := r.do(c.Context, "GET", path, nil, "", &raw); err != nil {
-		return false, err
+	if out, err = get(r); err != nil {
+		return out, false, err
 	}
 	if c.Bool("json") {
-		_, err := c.App.Writer.Write(append([]byte(strings.TrimSpace(string(raw))), '\n'))
-		return true, err
+		return out, true, printJSON(c.App.Writer, out)
 	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		return false, fmt.Errorf("%s answered %s with unexpected JSON: %v", r.url, path, err)
-	}
-	return false, nil
-}
-
-// functionRow is what ls and status show of a function.
-type functionRow struct {
-	Name     string    `json:"name"`
-	Version  int       `json:"version"`
-	Hash     string    `json:"hash"`
-	Deployed time.Time `json:"deployed"`
-	Triggers []string  `json:"triggers"`
-	State    string    `json:"state"`
-	Versions []int     `json:"versions"`
-	Stats    struct {
-		Invocations  int64            `json:"invocations"`
-		Errors       map[string]int64 `json:"errors"`
-		Cold         int64            `json:"cold"`
-		Warm         int64            `json:"warm"`
-		P50          time.Duration    `json:"p50_ns"`
-		P99          time.Duration    `json:"p99_ns"`
-		QueueDepth   int              `json:"queue_depth"`
-		Dropped      int64            `json:"dropped"`
-		ChainDropped int64            `json:"chain_dropped"`
-	} `json:"stats"`
+	return out, false, nil
 }
 
 func lsCommand() *cli.Command {
@@ -64,8 +35,8 @@ func lsCommand() *cli.Command {
 		Usage: "list the deployed functions: version, triggers, state",
 		Flags: remoteFlags(jsonFlag()),
 		Action: noArgs(func(c *cli.Context) error {
-			var fns []functionRow
-			if printed, err := getJSON(c, "/v1/functions", &fns); printed || err != nil {
+			fns, printed, err := fetch(c, func(r *api.Client) ([]api.Function, error) { return r.Functions(c.Context) })
+			if printed || err != nil {
 				return err
 			}
 			if len(fns) == 0 {
@@ -86,56 +57,39 @@ func lsCommand() *cli.Command {
 	}
 }
 
-type statusView struct {
-	Gateway   string                     `json:"gateway"`
-	Started   time.Time                  `json:"started"`
-	Uptime    string                     `json:"uptime"`
-	Parts     map[string]json.RawMessage `json:"parts"`
-	Outbox    *outboxStats               `json:"outbox"`
-	OutboxErr string                     `json:"outbox_error"`
-	Functions []functionRow              `json:"functions"`
-}
-
-// outboxStats is outbox.Stats as the status API encodes it.
-type outboxStats struct {
-	Depth, Bytes, MaxBytes int64
-	OldestAge              time.Duration
-	Drops                  map[string]int64
-	DeadLetters            int64
-	FileBytes              int64
-}
-
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "show the agent: broker, uplink, outbox, GPIO and per-function counters",
 		Flags: remoteFlags(jsonFlag()),
 		Action: noArgs(func(c *cli.Context) error {
-			var st statusView
-			if printed, err := getJSON(c, "/v1/status", &st); printed || err != nil {
+			st, printed, err := fetch(c, func(r *api.Client) (api.Status, error) { return r.Status(c.Context) })
+			if printed || err != nil {
 				return err
 			}
 			w := c.App.Writer
 			tw := newTable(w)
-			fmt.Fprintf(tw, "gateway\t%s (up %s)\n", st.Gateway, st.Uptime)
-			names := make([]string, 0, len(st.Parts))
-			for n := range st.Parts {
-				names = append(names, n)
+			fmt.Fprintf(tw, "gateway\t%s (up %s)\n", st.Gateway, roundDur(time.Duration(st.UptimeMS)*time.Millisecond))
+			if st.Broker != nil {
+				fmt.Fprintf(tw, "broker\t%s\n", describeBroker(st.Broker))
 			}
-			sort.Strings(names)
-			for _, n := range names {
-				fmt.Fprintf(tw, "%s\t%s\n", n, describePart(n, st.Parts[n]))
+			if st.GPIO != nil {
+				fmt.Fprintf(tw, "gpio\t%s backend, %d pins (edgefn gpio ls)\n", st.GPIO.Backend, len(st.GPIO.Pins))
 			}
-			if _, ok := st.Parts["uplink"]; !ok && st.Outbox != nil {
+			fmt.Fprintf(tw, "timers\t%s\n", describeTimers(st.Timers))
+			for _, u := range st.Uplinks {
+				fmt.Fprintf(tw, "uplink\t%s\n", describeUplink(u))
+			}
+			if len(st.Uplinks) == 0 && st.Outbox != nil {
 				fmt.Fprintf(tw, "uplink\tno uplink configured: %d records waiting\n", st.Outbox.Depth)
 			}
 			switch {
 			case st.Outbox != nil:
 				o := st.Outbox
 				fmt.Fprintf(tw, "outbox\t%d pending (%s of %s), oldest %s, dead letters %d, drops %s\n",
-					o.Depth, humanSize(o.Bytes), humanSize(o.MaxBytes), roundDur(o.OldestAge), o.DeadLetters, drops(o.Drops))
-			case st.OutboxErr != "":
-				fmt.Fprintf(tw, "outbox\terror: %s\n", st.OutboxErr)
+					o.Depth, humanSize(o.Bytes), humanSize(o.MaxBytes), roundDur(time.Duration(o.OldestAgeMS)*time.Millisecond), o.DeadLetterCount, drops(o.Drops))
+			case st.OutboxError != "":
+				fmt.Fprintf(tw, "outbox\terror: %s\n", st.OutboxError)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -149,96 +103,60 @@ func statusCommand() *cli.Command {
 			fmt.Fprintln(tw, "FUNCTION\tVERSION\tSTATE\tINVOCATIONS\tERRORS\tP50\tP99\tCOLD\tWARM\tQUEUE\tDROPPED\tCHAIN DROPS")
 			for _, f := range st.Functions {
 				s := f.Stats
+				if s == nil {
+					s = &api.FunctionStats{}
+				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", f.Name, f.Version, f.State, s.Invocations,
-					errorsByReason(sum(s.Errors), s.Errors), roundDur(s.P50), roundDur(s.P99), s.Cold, s.Warm, s.QueueDepth, s.Dropped, s.ChainDropped)
+					errorsByReason(sum(s.Errors), s.Errors), roundDur(api.Duration(s.P50MS)), roundDur(api.Duration(s.P99MS)), s.Cold, s.Warm, s.QueueDepth, s.Dropped, s.ChainDropped)
 			}
 			return tw.Flush()
 		}),
 	}
 }
 
-// describePart formats one part of the status (broker, uplink, gpio) on a
-// line; parts it does not know are shown as their scalar fields.
-func describePart(name string, raw json.RawMessage) string {
-	switch name {
-	case "uplink":
-		var u struct {
-			Name, Kind, LastError string
-			Online, Running       bool
-			LastSuccess           time.Time
-			Backlog               int64
-			OldestAge             time.Duration
-			Sent, Failed, Retries int64
-			LastDeadLetter        string
+// describeBroker formats the broker's state on a line.
+func describeBroker(b *api.Broker) string {
+	if b.Kind == "external" {
+		state := "disconnected"
+		if b.Connected {
+			state = "connected"
 		}
-		if json.Unmarshal(raw, &u) == nil && u.Kind != "" {
-			state := "offline"
-			if u.Online {
-				state = "online"
-			}
-			if !u.Running {
-				state = "stopped"
-			}
-			s := fmt.Sprintf("%s %s, sent %d, backlog %d (oldest %s), retries %d, last success %s",
-				u.Kind, state, u.Sent, u.Backlog, roundDur(u.OldestAge), u.Retries, ago(u.LastSuccess))
-			if u.LastError != "" && !u.Online {
-				s += ", last error: " + u.LastError
-			}
-			return s
+		s := fmt.Sprintf("external %s, %s, %d filters, delivered %d, failed %d, reconnects %d", b.Addr, state, b.Subscribed, b.Delivered, b.Failed, b.Reconnects)
+		if b.LastError != "" && !b.Connected {
+			s += ", last error: " + b.LastError
 		}
-	case "timers":
-		var ts []struct {
-			Spec                   string    `json:"spec"`
-			Fired, Skipped, Failed int64     `json:"-"`
-			Next                   time.Time `json:"next"`
-		}
-		var counts []struct {
-			Fired   int64 `json:"fired"`
-			Skipped int64 `json:"skipped"`
-			Failed  int64 `json:"failed"`
-		}
-		if json.Unmarshal(raw, &ts) == nil && json.Unmarshal(raw, &counts) == nil {
-			if len(ts) == 0 {
-				return "none"
-			}
-			parts := make([]string, len(ts))
-			for i, t := range ts {
-				parts[i] = fmt.Sprintf("%s (fired %d, skipped %d, failed %d, next in %s)", t.Spec,
-					counts[i].Fired, counts[i].Skipped, counts[i].Failed, roundDur(time.Until(t.Next)))
-			}
-			return strings.Join(parts, "; ")
-		}
-	case "gpio":
-		var g struct {
-			Backend string            `json:"backend"`
-			Pins    []json.RawMessage `json:"pins"`
-		}
-		if json.Unmarshal(raw, &g) == nil && g.Backend != "" {
-			return fmt.Sprintf("%s backend, %d pins (edgefn gpio ls)", g.Backend, len(g.Pins))
-		}
+		return s
 	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return strings.TrimSpace(string(raw))
+	return fmt.Sprintf("embedded %s, %d clients, delivered %d, failed %d, rejected %d", b.Addr, b.Clients, b.Delivered, b.Failed, b.Rejected)
+}
+
+// describeUplink formats an uplink's state on a line.
+func describeUplink(u api.Uplink) string {
+	state := "offline"
+	if u.Online {
+		state = "online"
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+	if !u.Running {
+		state = "stopped"
 	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		switch v := m[k].(type) {
-		case map[string]any, []any:
-		case string:
-			if v != "" {
-				parts = append(parts, k+" "+v)
-			}
-		default:
-			parts = append(parts, fmt.Sprintf("%s %v", k, v))
-		}
+	s := fmt.Sprintf("%s %s, sent %d, backlog %d (oldest %s), retries %d, last success %s",
+		u.Kind, state, u.Sent, u.Backlog, roundDur(time.Duration(u.OldestAgeMS)*time.Millisecond), u.Retries, ago(u.LastSuccess))
+	if u.LastError != "" && !u.Online {
+		s += ", last error: " + u.LastError
 	}
-	return strings.Join(parts, ", ")
+	return s
+}
+
+// describeTimers formats the timers on a line.
+func describeTimers(ts []api.Timer) string {
+	if len(ts) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(ts))
+	for i, t := range ts {
+		parts[i] = fmt.Sprintf("%s (fired %d, skipped %d, failed %d, next in %s)", t.Spec, t.Fired, t.Skipped, t.Failed, roundDur(time.Until(t.Next)))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func sum(m map[string]int64) int64 {
@@ -315,19 +233,12 @@ func logsAction(c *cli.Context) error {
 		return err
 	}
 	name := c.Args().First()
-	q := url.Values{"limit": {strconv.Itoa(c.Int("limit"))}}
-	if since != "" {
-		q.Set("since", since)
-	}
-	var after int64
+	q := api.LogsQuery{Since: since, Limit: c.Int("limit")}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if after > 0 {
-			q.Set("after", strconv.FormatInt(after, 10))
-		}
-		var resp gateway.LogsResponse
-		if err := r.do(c.Context, "GET", "/v1/functions/"+url.PathEscape(name)+"/logs?"+q.Encode(), nil, "", &resp); err != nil {
+		resp, err := r.Logs(c.Context, name, q)
+		if err != nil {
 			if c.Bool("follow") && c.Context.Err() != nil {
 				return nil
 			}
@@ -338,7 +249,7 @@ func logsAction(c *cli.Context) error {
 				return err
 			}
 		}
-		after = max(resp.Last, after)
+		q.After = max(resp.Last, q.After)
 		if !c.Bool("follow") {
 			return nil
 		}
@@ -350,7 +261,7 @@ func logsAction(c *cli.Context) error {
 	}
 }
 
-func printLogEntry(w io.Writer, e gateway.LogEntry, asJSON bool) error {
+func printLogEntry(w io.Writer, e api.LogEntry, asJSON bool) error {
 	if asJSON {
 		b, err := json.Marshal(e)
 		if err != nil {
@@ -376,8 +287,8 @@ func usageCommand() *cli.Command {
 			"GB-seconds is the memory cap (GiB) times the duration (s), summed, as clouds bill it.",
 		Flags: remoteFlags(jsonFlag(), &cli.StringFlag{Name: "since", Value: "24h", Usage: "period: a duration back from now or an RFC 3339 time"}),
 		Action: noArgs(func(c *cli.Context) error {
-			var u gateway.UsageResponse
-			if printed, err := getJSON(c, "/v1/usage?since="+url.QueryEscape(c.String("since")), &u); printed || err != nil {
+			u, printed, err := fetch(c, func(r *api.Client) (api.Usage, error) { return r.Usage(c.Context, c.String("since")) })
+			if printed || err != nil {
 				return err
 			}
 			w := c.App.Writer
@@ -390,7 +301,7 @@ func usageCommand() *cli.Command {
 			fmt.Fprintln(tw, "FUNCTION\tINVOCATIONS\tERRORS\tTOTAL\tP99\tGB-SECONDS\tCOLD\tWARM")
 			for _, f := range u.Functions {
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.6f\t%d\t%d\n", f.Function, f.Invocations, errorsByReason(f.Errors, f.ErrorsByReason),
-					roundDur(f.TotalDuration), roundDur(f.P99Duration), f.GBSeconds, f.Cold, f.Warm)
+					roundDur(api.Duration(f.TotalDurationMS)), roundDur(api.Duration(f.P99DurationMS)), f.GBSeconds, f.Cold, f.Warm)
 			}
 			return tw.Flush()
 		}),
@@ -404,17 +315,17 @@ func outboxCommand() *cli.Command {
 		Subcommands: []*cli.Command{outboxRecoverCommand()},
 		Flags:       remoteFlags(jsonFlag(), &cli.IntFlag{Name: "dead-letters", Value: 20, Usage: "list at most this many dead letters"}),
 		Action: noArgs(func(c *cli.Context) error {
-			var o gateway.OutboxResponse
-			if printed, err := getJSON(c, "/v1/outbox?dead_letters="+strconv.Itoa(max(c.Int("dead-letters"), 0)), &o); printed || err != nil {
+			o, printed, err := fetch(c, func(r *api.Client) (api.Outbox, error) { return r.Outbox(c.Context, max(c.Int("dead-letters"), 0)) })
+			if printed || err != nil {
 				return err
 			}
 			w := c.App.Writer
 			tw := newTable(w)
-			fmt.Fprintf(tw, "pending\t%d records, %s of %s, oldest %s\n", o.Depth, humanSize(o.Bytes), humanSize(o.MaxBytes), roundDur(o.OldestAge))
+			fmt.Fprintf(tw, "pending\t%d records, %s of %s, oldest %s\n", o.Depth, humanSize(o.Bytes), humanSize(o.MaxBytes), roundDur(time.Duration(o.OldestAgeMS)*time.Millisecond))
 			fmt.Fprintf(tw, "drops\t%s\n", drops(o.Drops))
-			fmt.Fprintf(tw, "dead letters\t%d\n", o.DeadCount)
+			fmt.Fprintf(tw, "dead letters\t%d\n", o.DeadLetterCount)
 			fmt.Fprintf(tw, "last seq\t%d\n", o.LastSeq)
-			fmt.Fprintf(tw, "file\t%s, %d invocation records kept\n", humanSize(o.FileBytes), o.Invocations)
+			fmt.Fprintf(tw, "file\t%s, %d invocation records kept\n", humanSize(o.FileBytes), o.InvocationRecords)
 			if err := tw.Flush(); err != nil {
 				return err
 			}
@@ -439,10 +350,7 @@ func outboxCommand() *cli.Command {
 				tw = newTable(w)
 				fmt.Fprintln(tw, "DEAD LETTER\tFUNCTION\tVERSION\tPARKED\tREASON\tPAYLOAD")
 				for _, d := range o.DeadLetters {
-					p := d.Payload
-					if p == "" && d.PayloadBase64 != "" {
-						p = "base64:" + d.PayloadBase64
-					}
+					p := d.Data.String()
 					if len(p) > 60 {
 						p = p[:57] + "..."
 					}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/devices"
+	"github.com/edgefn/edgefn/gateway"
 	"github.com/edgefn/edgefn/sandbox"
 	"github.com/edgefn/edgefn/triggers"
 	"github.com/urfave/cli/v2"
@@ -281,12 +282,13 @@ func runAction(c *cli.Context) error {
 	}
 
 	if c.Bool("json") {
-		err = printRunJSON(c.App.Writer, res)
+		// The shape of invoke --json: the same api.Invocation, with no
+		// record ids (nothing was committed) and no version.
+		if err := printJSON(c.App.Writer, gateway.Invocation(t.spec.Name, 0, res, nil)); err != nil {
+			return err
+		}
 	} else {
 		printRunText(c.App.Writer, res)
-	}
-	if err != nil {
-		return err
 	}
 	if res.Err != nil {
 		return failedError{}
@@ -445,72 +447,4 @@ func toJSONBytes(b []byte) jsonBytes {
 		return jsonBytes{Text: &s}
 	}
 	return jsonBytes{Base64: base64.StdEncoding.EncodeToString(b)}
-}
-
-type runJSON struct {
-	Outcome     string        `json:"outcome"`
-	Message     string        `json:"message"`
-	DurationMS  float64       `json:"duration_ms"`
-	Cold        bool          `json:"cold"`
-	MemoryBytes uint64        `json:"memory_bytes"`
-	ExitCode    int           `json:"exit_code"`
-	Emitted     []jsonBytes   `json:"emitted"`
-	Published   []jsonPublish `json:"published"`
-	KV          []jsonKV      `json:"kv"`
-	GPIO        []jsonGPIO    `json:"gpio"`
-	Logs        []jsonLog     `json:"logs"`
-	LogsDropped int           `json:"logs_dropped"`
-}
-
-type jsonPublish struct {
-	Topic   string    `json:"topic"`
-	QoS     byte      `json:"qos"`
-	Payload jsonBytes `json:"payload"`
-}
-
-type jsonKV struct {
-	Op    string     `json:"op"`
-	Key   string     `json:"key"`
-	Value *jsonBytes `json:"value,omitempty"`
-}
-
-type jsonGPIO struct {
-	Pin  string `json:"pin"`
-	High bool   `json:"high"`
-}
-
-type jsonLog struct {
-	Time    time.Time `json:"time"`
-	Level   string    `json:"level"`
-	Message string    `json:"message"`
-}
-
-func printRunJSON(w io.Writer, res *sandbox.Result) error {
-	o, msg := outcome(res)
-	out := runJSON{
-		Outcome: o, Message: msg, DurationMS: float64(res.Duration.Microseconds()) / 1000,
-		Cold: res.Cold, MemoryBytes: res.MemoryBytes, ExitCode: res.ExitCode, LogsDropped: res.LogsDropped,
-		Emitted: []jsonBytes{}, Published: []jsonPublish{}, KV: []jsonKV{}, GPIO: []jsonGPIO{}, Logs: []jsonLog{},
-	}
-	for _, e := range res.Effects {
-		switch e.Kind {
-		case edgefn.EffectEmit:
-			out.Emitted = append(out.Emitted, toJSONBytes(e.Payload))
-		case edgefn.EffectPublish:
-			out.Published = append(out.Published, jsonPublish{Topic: e.Topic, QoS: e.QoS, Payload: toJSONBytes(e.Payload)})
-		case edgefn.EffectKVSet:
-			v := toJSONBytes(e.Payload)
-			out.KV = append(out.KV, jsonKV{Op: "set", Key: e.Key, Value: &v})
-		case edgefn.EffectKVDelete:
-			out.KV = append(out.KV, jsonKV{Op: "delete", Key: e.Key})
-		case edgefn.EffectGPIOWrite:
-			out.GPIO = append(out.GPIO, jsonGPIO{Pin: e.Pin, High: e.High})
-		}
-	}
-	for _, l := range res.Logs {
-		out.Logs = append(out.Logs, jsonLog{Time: l.Time, Level: l.Level.String(), Message: l.Message})
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
 }

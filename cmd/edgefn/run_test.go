@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/edgefn/edgefn/gateway/api"
 )
 
 // buildBinary builds the edgefn binary into a temporary directory.
@@ -54,26 +56,14 @@ func TestRunCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, out)
 	}
-	var got struct {
-		Outcome   string
-		Emitted   []struct{ Text string }
-		Published []struct {
-			Topic   string
-			QoS     int
-			Payload struct{ Text string }
-		}
-		KV []struct {
-			Op, Key string
-			Value   struct{ Text string }
-		}
-		Logs []struct{ Level, Message string }
-	}
+	// The shape of invoke --json.
+	var got api.Invocation
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if got.Outcome != "ok" || len(got.Emitted) != 1 || got.Emitted[0].Text != "hi" ||
-		len(got.Published) != 1 || got.Published[0].Topic != "x/y" || got.Published[0].QoS != 1 || got.Published[0].Payload.Text != "z" ||
-		len(got.KV) != 1 || got.KV[0].Op != "set" || got.KV[0].Value.Text != "1" || len(got.Logs) != 3 {
+	if got.Outcome != "ok" || len(got.Records) != 1 || got.Records[0].Payload != "hi" ||
+		len(got.Published) != 1 || got.Published[0].Topic != "x/y" || got.Published[0].QoS != 1 || got.Published[0].Payload != "z" ||
+		len(got.KV) != 1 || got.KV[0].Op != "set" || got.KV[0].Payload != "1" || len(got.Logs) != 3 {
 		t.Errorf("unexpected output: %s", out)
 	}
 

@@ -7,13 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/edgefn/edgefn/gateway"
+	"github.com/edgefn/edgefn/gateway/api"
 )
 
 func tailCommand() *cli.Command {
@@ -43,28 +41,18 @@ func tailAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	q := url.Values{"filter": {filter}, "n": {strconv.Itoa(n)}}
-	req, err := http.NewRequestWithContext(c.Context, "GET", r.url+"/v1/traffic?"+q.Encode(), nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+r.token)
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := r.hc.Do(req)
+	resp, err := r.Traffic(c.Context, filter, n)
 	if err != nil {
 		if c.Context.Err() != nil {
 			return nil
 		}
-		var pe *pinError
-		if errors.As(err, &pe) {
-			return pe
+		var se *api.StatusError
+		if errors.As(err, &se) {
+			return fmt.Errorf("tail %s: %w", filter, err)
 		}
-		return fmt.Errorf("cannot reach the agent at %s: %w (is it running? is --gateway right?)", r.url, unwrapURLError(err))
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("tail %s: %w", filter, decodeAnswer(resp, r.url, nil))
-	}
 	err = readEvents(c.Context, resp, func(event, data string) error {
 		switch event {
 		case "message":
@@ -72,7 +60,7 @@ func tailAction(c *cli.Context) error {
 				_, err := fmt.Fprintln(c.App.Writer, data)
 				return err
 			}
-			var m gateway.TrafficMessage
+			var m api.TrafficMessage
 			if err := json.Unmarshal([]byte(data), &m); err != nil {
 				return fmt.Errorf("tail: the agent sent something that is not a message: %v", err)
 			}
@@ -86,7 +74,7 @@ func tailAction(c *cli.Context) error {
 		return nil // Ctrl-C: a normal end
 	}
 	if err == nil {
-		err = fmt.Errorf("tail: the agent at %s closed the stream", r.url)
+		err = fmt.Errorf("tail: the agent at %s closed the stream", r.URL)
 	}
 	return err
 }
@@ -123,11 +111,8 @@ func readEvents(ctx context.Context, resp *http.Response, fn func(event, data st
 	return sc.Err()
 }
 
-func printTraffic(c *cli.Context, m gateway.TrafficMessage) error {
-	p := m.Payload
-	if m.PayloadB64 != "" {
-		p = "base64:" + m.PayloadB64
-	}
+func printTraffic(c *cli.Context, m api.TrafficMessage) error {
+	p := m.Data.String()
 	if m.Truncated {
 		p += fmt.Sprintf(" … (%d bytes)", m.Size)
 	}
