@@ -11,26 +11,28 @@ const (
 	SourceGPIO  Source = "gpio"
 	SourceTimer Source = "timer"
 	SourceHTTP  Source = "http"
+	SourceFile  Source = "file"
 )
 
 // Valid reports whether s is one of the known sources.
 func (s Source) Valid() bool {
 	switch s {
-	case SourceMQTT, SourceGPIO, SourceTimer, SourceHTTP:
+	case SourceMQTT, SourceGPIO, SourceTimer, SourceHTTP, SourceFile:
 		return true
 	}
 	return false
 }
 
 // Event is one thing that happened and may run functions: an MQTT message,
-// a GPIO edge, a timer fire or an HTTP invoke.
+// a GPIO edge, a timer fire, a file dropped in a directory or an HTTP
+// invoke.
 type Event struct {
 	// ID is unique per event on this gateway.
 	ID string
 	// Source is the kind of trigger that produced the event.
 	Source Source
-	// Subject is the MQTT topic, the pin name, the timer spec or the
-	// function name for HTTP invokes.
+	// Subject is the MQTT topic, the pin name, the timer spec, the watched
+	// directory of a file trigger or the function name for HTTP invokes.
 	Subject string
 	// Time is when the event happened.
 	Time time.Time

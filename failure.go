@@ -30,6 +30,9 @@ const (
 	ReasonQueueFull Reason = "queue_full"
 	// ReasonStorage: the outbox could not commit (disk full, I/O error).
 	ReasonStorage Reason = "storage"
+	// ReasonRejected: the event was refused before the function ran (a
+	// dropped file over its trigger's max_size, or not a regular file).
+	ReasonRejected Reason = "rejected"
 	// ReasonInternal: the agent itself failed to run the function.
 	ReasonInternal Reason = "internal"
 )

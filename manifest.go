@@ -1,7 +1,10 @@
 package edgefn
 
 import (
+	"errors"
+	"path"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -60,7 +63,7 @@ const (
 )
 
 // Trigger is one event source of a function; exactly one of MQTT, GPIO,
-// Every and Cron is set.
+// Every, Cron and Files is set.
 type Trigger struct {
 	// MQTT is a topic filter; QoS is the subscription QoS (0 or 1).
 	MQTT string `json:"mqtt,omitempty" yaml:"mqtt"`
@@ -75,7 +78,48 @@ type Trigger struct {
 	// Cron fires on a cron schedule (five fields, or a descriptor such as
 	// "@hourly").
 	Cron string `json:"cron,omitempty" yaml:"cron"`
+	// Files is a directory: every complete file dropped in it (closed after
+	// writing, or moved in) is handed to the function as its payload. A
+	// relative path resolves next to the manifest. Pattern, MaxSize and
+	// After refine it.
+	Files string `json:"files,omitempty" yaml:"files"`
+	// Pattern is a glob the file's name must match (path.Match syntax:
+	// "*.jpg"); empty: every file.
+	Pattern string `json:"pattern,omitempty" yaml:"pattern"`
+	// MaxSize is the largest file handed to the function (default
+	// DefaultFileMaxSize, at most MaxFileMaxSize); a larger one is moved
+	// to .rejected/ with a failure record.
+	MaxSize Size `json:"max_size,omitempty" yaml:"max_size"`
+	// After is what becomes of a file once its invocation is durable:
+	// moved to .done/ (the default) or deleted.
+	After FileAfter `json:"after,omitempty" yaml:"after"`
 }
+
+// FileAfter is what becomes of a dropped file once its invocation is
+// durable.
+type FileAfter string
+
+// What becomes of processed files.
+const (
+	// FileAfterMove moves the file to the .done/ directory beside it.
+	FileAfterMove FileAfter = "move"
+	// FileAfterDelete deletes it.
+	FileAfterDelete FileAfter = "delete"
+)
+
+// The file trigger's bounds.
+const (
+	// DefaultFileMaxSize is a file trigger's max_size when the manifest
+	// does not set one.
+	DefaultFileMaxSize = 8 * MiB
+	// MaxFileMaxSize is the largest max_size a manifest may set: the
+	// whole file is read into the agent's memory and then the guest's.
+	MaxFileMaxSize = 64 * MiB
+	// FileDoneDir and FileRejectedDir are the directories, inside a file
+	// trigger's directory, that processed and rejected files are moved to.
+	FileDoneDir     = ".done"
+	FileRejectedDir = ".rejected"
+)
 
 // Kind returns the trigger's source kind.
 func (t *Trigger) Kind() Source {
@@ -86,6 +130,8 @@ func (t *Trigger) Kind() Source {
 		return SourceGPIO
 	case t.Every != 0 || t.Cron != "":
 		return SourceTimer
+	case t.Files != "":
+		return SourceFile
 	}
 	return ""
 }
@@ -99,3 +145,22 @@ func ValidName(s string) bool { return nameRE.MatchString(s) }
 // MinEvery is the shortest `every:` interval a timer may have: a manifest
 // asking for less is refused, and so is a timer set up with less.
 const MinEvery = 10 * time.Millisecond
+
+// maxPatternLen bounds a files trigger's pattern (a file name's length).
+const maxPatternLen = 255
+
+// CheckFilePattern reports whether p is a valid files trigger pattern: a
+// path.Match glob on a file's name ("*.jpg"), without '/'. Empty is valid
+// (every file).
+func CheckFilePattern(p string) error {
+	switch {
+	case len(p) > maxPatternLen:
+		return errors.New("longer than 255 bytes")
+	case strings.ContainsAny(p, "/\x00"):
+		return errors.New("matches a file name, so it may not contain '/' or NUL")
+	}
+	if _, err := path.Match(p, ""); err != nil {
+		return errors.New("not a valid glob: use *, ?, [a-z] and \\ to escape, e.g. \"*.jpg\"")
+	}
+	return nil
+}

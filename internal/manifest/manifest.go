@@ -126,14 +126,14 @@ func check(d *strictyaml.Doc, m *edgefn.Manifest) {
 func checkTrigger(d *strictyaml.Doc, f string, t *edgefn.Trigger) {
 	q := strictyaml.Quote
 	var kinds []string
-	for _, k := range []string{"mqtt", "gpio", "every", "cron"} {
+	for _, k := range []string{"mqtt", "gpio", "every", "cron", "files"} {
 		if d.Has(f + "." + k) {
 			kinds = append(kinds, k)
 		}
 	}
 	switch len(kinds) {
 	case 0:
-		d.Errorf(f, "a trigger needs one of mqtt, gpio, every or cron")
+		d.Errorf(f, "a trigger needs one of mqtt, gpio, every, cron or files")
 		return
 	case 1:
 	default:
@@ -146,6 +146,9 @@ func checkTrigger(d *strictyaml.Doc, f string, t *edgefn.Trigger) {
 	}
 	if (d.Has(f+".edge") || d.Has(f+".pull") || d.Has(f+".debounce")) && kind != "gpio" {
 		d.Errorf(f, "edge, pull and debounce apply only to gpio triggers")
+	}
+	if (d.Has(f+".pattern") || d.Has(f+".max_size") || d.Has(f+".after")) && kind != "files" {
+		d.Errorf(f, "pattern, max_size and after apply only to files triggers")
 	}
 	switch kind {
 	case "mqtt":
@@ -181,6 +184,41 @@ func checkTrigger(d *strictyaml.Doc, f string, t *edgefn.Trigger) {
 		if _, err := CronParser.Parse(t.Cron); err != nil {
 			d.Errorf(f+".cron", "%s: %v (five fields: minute hour day-of-month month day-of-week, or @hourly, @every 1h)", q(t.Cron), err)
 		}
+	case "files":
+		checkFiles(d, f, t)
+	}
+}
+
+// maxPathLen bounds a files trigger's directory (PATH_MAX on Linux).
+const maxPathLen = 4096
+
+// checkFiles checks a files trigger and fills in its defaults.
+func checkFiles(d *strictyaml.Doc, f string, t *edgefn.Trigger) {
+	q := strictyaml.Quote
+	switch {
+	case t.Files == "":
+		d.Errorf(f+".files", "must name a directory, e.g. /var/lib/edgefn/inbox/camera")
+	case len(t.Files) > maxPathLen:
+		d.Errorf(f+".files", "%s: longer than %d bytes", q(t.Files), maxPathLen)
+	case strings.ContainsRune(t.Files, 0):
+		d.Errorf(f+".files", "%s: contains a NUL byte", q(t.Files))
+	}
+	if err := edgefn.CheckFilePattern(t.Pattern); err != nil && d.Has(f+".pattern") {
+		d.Errorf(f+".pattern", "%s: %v", q(t.Pattern), err)
+	}
+	switch {
+	case d.Failed(f + ".max_size"):
+	case !d.Has(f + ".max_size"):
+		t.MaxSize = edgefn.DefaultFileMaxSize
+	case t.MaxSize < 1 || t.MaxSize > edgefn.MaxFileMaxSize:
+		d.Errorf(f+".max_size", "%s: out of range, use 1B to %s", t.MaxSize, edgefn.MaxFileMaxSize)
+	}
+	switch t.After {
+	case "":
+		t.After = edgefn.FileAfterMove
+	case edgefn.FileAfterMove, edgefn.FileAfterDelete:
+	default:
+		d.Errorf(f+".after", "%s: use move (to %s/, the default) or delete", q(string(t.After)), edgefn.FileDoneDir)
 	}
 }
 

@@ -76,7 +76,16 @@ func TestParseBad(t *testing.T) {
 		{"qos 2", "name: a\nwasm: a.wasm\ntriggers:\n  - mqtt: a/b\n    qos: 2\n", []string{"f.yaml:5: triggers[0].qos: QoS 2 is not supported"}},
 		{"bad filter", "name: a\nwasm: a.wasm\ntriggers:\n  - mqtt: a/#/b\n", []string{`f.yaml:4: triggers[0].mqtt: "a/#/b": not a valid MQTT topic filter`}},
 		{"two kinds", "name: a\nwasm: a.wasm\ntriggers:\n  - mqtt: a/b\n    every: 1s\n", []string{"f.yaml:4: triggers[0]: one trigger per list item: found mqtt and every together"}},
-		{"no kind", "name: a\nwasm: a.wasm\ntriggers:\n  - qos: 1\n", []string{"triggers[0]: a trigger needs one of mqtt, gpio, every or cron"}},
+		{"no kind", "name: a\nwasm: a.wasm\ntriggers:\n  - qos: 1\n", []string{"triggers[0]: a trigger needs one of mqtt, gpio, every, cron or files"}},
+		{"files and mqtt", "name: a\nwasm: a.wasm\ntriggers:\n  - files: /in\n    mqtt: a\n", []string{"f.yaml:4: triggers[0]: one trigger per list item: found mqtt and files together"}},
+		{"files empty", "name: a\nwasm: a.wasm\ntriggers:\n  - files: \"\"\n", []string{"f.yaml:4: triggers[0].files: must name a directory"}},
+		{"files bad pattern", "name: a\nwasm: a.wasm\ntriggers:\n  - files: /in\n    pattern: \"[a-\"\n", []string{`f.yaml:5: triggers[0].pattern: "[a-": not a valid glob`}},
+		{"files pattern with slash", "name: a\nwasm: a.wasm\ntriggers:\n  - files: /in\n    pattern: \"sub/*.jpg\"\n", []string{`f.yaml:5: triggers[0].pattern: "sub/*.jpg": matches a file name, so it may not contain '/'`}},
+		{"files too large", "name: a\nwasm: a.wasm\ntriggers:\n  - files: /in\n    max_size: 1GiB\n", []string{"f.yaml:5: triggers[0].max_size: 1GiB: out of range, use 1B to 64MiB"}},
+		{"files zero size", "name: a\nwasm: a.wasm\ntriggers:\n  - files: /in\n    max_size: 0B\n", []string{"f.yaml:5: triggers[0].max_size: 0B: out of range"}},
+		{"files decimal size", "name: a\nwasm: a.wasm\ntriggers:\n  - files: /in\n    max_size: 8MB\n", []string{`f.yaml:5: triggers[0].max_size: "8MB": unknown unit "MB"`}},
+		{"files bad after", "name: a\nwasm: a.wasm\ntriggers:\n  - files: /in\n    after: keep\n", []string{`f.yaml:5: triggers[0].after: "keep": use move (to .done/, the default) or delete`}},
+		{"pattern on mqtt", "name: a\nwasm: a.wasm\ntriggers:\n  - mqtt: a\n    pattern: \"*\"\n", []string{"f.yaml:4: triggers[0]: pattern, max_size and after apply only to files triggers"}},
 		{"bad edge", "name: a\nwasm: a.wasm\ntriggers:\n  - gpio: GPIO17\n    edge: down\n", []string{`f.yaml:5: triggers[0].edge: "down": use rising, falling or both`}},
 		{"edge on mqtt", "name: a\nwasm: a.wasm\ntriggers:\n  - mqtt: a\n    edge: rising\n", []string{"edge, pull and debounce apply only to gpio triggers"}},
 		{"bad cron", "name: a\nwasm: a.wasm\ntriggers:\n  - cron: \"61 * * * *\"\n", []string{`f.yaml:4: triggers[0].cron: "61 * * * *"`}},
@@ -112,10 +121,26 @@ func TestParseBad(t *testing.T) {
 	}
 }
 
+func TestParseFiles(t *testing.T) {
+	src := "name: cam\nwasm: cam.wasm\ntriggers:\n  - files: /var/lib/edgefn/inbox/camera\n    pattern: \"*.jpg\"\n    max_size: 2MiB\n    after: delete\n  - files: inbox\n"
+	m, err := Parse("f.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []edgefn.Trigger{
+		{Files: "/var/lib/edgefn/inbox/camera", Pattern: "*.jpg", MaxSize: 2 * edgefn.MiB, After: edgefn.FileAfterDelete},
+		{Files: "inbox", MaxSize: edgefn.DefaultFileMaxSize, After: edgefn.FileAfterMove},
+	}
+	if len(m.Triggers) != 2 || m.Triggers[0] != want[0] || m.Triggers[1] != want[1] || m.Triggers[0].Kind() != edgefn.SourceFile {
+		t.Errorf("triggers = %+v, want %+v", m.Triggers, want)
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("name: a\nwasm: a.wasm\ntriggers:\n  - mqtt: a/+\n    qos: 1\nlimits: {memory: 8MiB}\n"))
 	f.Add([]byte("name: [a\n"))
 	f.Add([]byte("triggers:\n  - gpio: GPIO1\n    edge: both\n    debounce: 1ms\n"))
+	f.Add([]byte("name: a\nwasm: a.wasm\ntriggers:\n  - files: in\n    pattern: \"*.jpg\"\n    max_size: 1MiB\n    after: delete\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := Parse("f.yaml", data)
 		if err == nil && (m == nil || m.Name == "" || m.Wasm == "") {
