@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/internal/manifest"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -58,6 +59,22 @@ var abi = map[string]struct {
 }
 
 func (e example) wasmPath() string { return filepath.Join(e.dir, e.dir+".wasm") }
+
+// manifest parses the example's function.yaml with the agent's strict
+// parser; file is its path.
+func (e example) manifest(t testing.TB) (m *edgefn.Manifest, file string) {
+	t.Helper()
+	file = filepath.Join(e.dir, "function.yaml")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err = manifest.Parse(file, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, file
+}
 
 // load returns the example's built module, skipping the test when this
 // machine lacks the toolchain and failing it when the module was not built.
@@ -168,15 +185,7 @@ func TestABIShape(t *testing.T) {
 func TestManifests(t *testing.T) {
 	for _, e := range examples {
 		t.Run(e.dir, func(t *testing.T) {
-			file := filepath.Join(e.dir, "function.yaml")
-			b, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := manifest.Parse(file, b)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m, file := e.manifest(t)
 			if m.Name != e.dir {
 				t.Errorf("%s: name %q, want the directory name %q", file, m.Name, e.dir)
 			}

@@ -4,15 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/edgefn/edgefn"
-	"github.com/edgefn/edgefn/internal/manifest"
 	"github.com/edgefn/edgefn/sandbox"
 )
 
@@ -71,15 +68,7 @@ func newDevice(t testing.TB) *device {
 func (d *device) load(t testing.TB, e example, options ...func(*sandbox.Spec)) *sandbox.Function {
 	t.Helper()
 	wasm := e.load(t)
-	file := filepath.Join(e.dir, "function.yaml")
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := manifest.Parse(file, b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, _ := e.manifest(t)
 	spec := sandbox.Spec{Name: m.Name, Version: 1, Limits: m.Limits.WithDefaults(edgefn.DefaultLimits),
 		Grants: m.Allow, Env: m.Env, Isolation: m.Isolation}
 	// The shared machine is slow; the example's own deadline is for a device

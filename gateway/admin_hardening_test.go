@@ -118,13 +118,7 @@ func TestAdminCutsSlowClients(t *testing.T) {
 	}
 
 	// The traffic stream: messages keep coming well past the 1s timeouts.
-	req, _ := http.NewRequest("GET", ta.ready.AdminURL+"/v1/traffic?filter=%23&n=0", nil)
-	req.Header.Set("Authorization", "Bearer "+ta.token)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	sresp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sresp := adminDo(t, "GET", ta.ready.AdminURL+"/v1/traffic?filter=%23&n=0", ta.token, nil, 0)
 	defer sresp.Body.Close()
 	events := readEvents(sresp)
 	opened := time.Now()

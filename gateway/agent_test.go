@@ -105,19 +105,28 @@ func (ta *testAgent) stop(t testing.TB) {
 
 func (ta *testAgent) api(t testing.TB, method, path string, body io.Reader) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, ta.ready.AdminURL+path, body)
+	resp := adminDo(t, method, ta.ready.AdminURL+path, ta.token, body, 30*time.Second)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// adminDo sends a request with token to an agent's admin API, trusting the
+// agent's self-signed certificate; timeout 0 is none (for streams). The
+// caller closes the response's body.
+func adminDo(t testing.TB, method, url, token string, body io.Reader, timeout time.Duration) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+ta.token)
-	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	req.Header.Set("Authorization", "Bearer "+token)
+	c := &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return resp
 }
 
 // records reads what the outbox holds, by opening nothing: it asks the

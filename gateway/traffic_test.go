@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -84,13 +83,7 @@ func TestTrafficAPI(t *testing.T) {
 		t.Errorf("no token: %d", resp.StatusCode)
 	}
 
-	req, _ := http.NewRequest("GET", ta.ready.AdminURL+"/v1/traffic?filter=sensors/%23&n=5", nil)
-	req.Header.Set("Authorization", "Bearer "+ta.token)
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := adminDo(t, "GET", ta.ready.AdminURL+"/v1/traffic?filter=sensors/%23&n=5", ta.token, nil, 0)
 	defer resp.Body.Close()
 	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || !strings.HasPrefix(ct, "text/event-stream") {
 		t.Fatalf("stream: %d %s", resp.StatusCode, ct)

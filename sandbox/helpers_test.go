@@ -3,14 +3,13 @@ package sandbox
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -19,11 +18,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // fixture reads a built guest from testdata.
 func fixture(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name+".wasm"))
-	if err != nil {
-		t.Fatalf("fixture %s: %v (run `make wasm` first)", name, err)
-	}
-	return b
+	return testutil.Fixture(t, "testdata", name+".wasm")
 }
 
 func newRuntime(t testing.TB, cfg Config) *Runtime {

@@ -78,8 +78,7 @@ func TestBrokerACLIsolation(t *testing.T) {
 			t.Errorf("sensor1 subscribe %q: granted %#x, want %#x", filter, q, want)
 		}
 	}
-	local := mosqSub(t, b.Addr(), nil, "#", "$SYS/broker/version")
-	waitSubReady(t, local, "probe", func() { mosqPub(t, b.Addr(), "probe", "p", 0) })
+	local := mosqSubReady(t, b.Addr(), "probe", "#", "$SYS/broker/version")
 	s2, err := userClient(t, url, "s2", "sensor2", "pw2")
 	if err != nil {
 		t.Fatal(err)
@@ -129,8 +128,7 @@ func TestBrokerACLPublishRefused(t *testing.T) {
 	b := startBroker(t, BrokerConfig{Users: deviceUsers}, sink)
 	subscribe(t, b, []Subscription{{"#", 1}})
 	host, port, _ := strings.Cut(b.Addr(), ":")
-	local := mosqSub(t, b.Addr(), nil, "actuators/#", "sensors/#")
-	waitSubReady(t, local, "sensors/probe", func() { mosqPub(t, b.Addr(), "sensors/probe", "p", 0) })
+	local := mosqSubReady(t, b.Addr(), "sensors/probe", "actuators/#", "sensors/#")
 	asSensor1 := []string{"-h", host, "-p", port, "-u", "sensor1", "-P", "change-me", "-V", "mqttv311"}
 	run := func(name string, args ...string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)

@@ -133,8 +133,7 @@ func TestBrokerFailedDeliverNotAcked(t *testing.T) {
 	})
 	b := startBroker(t, BrokerConfig{}, sink)
 	subscribe(t, b, []Subscription{{"in/#", 1}})
-	lines := mosqSub(t, b.Addr(), nil, "in/#")
-	waitSubReady(t, lines, "in/probe", func() { mosqPub(t, b.Addr(), "in/probe", "p", 0) })
+	lines := mosqSubReady(t, b.Addr(), "in/probe", "in/#")
 
 	dev := device(t, "tcp://"+b.Addr(), "dev-retry", false) // persistent session: resends on reconnect
 	devicePublish(t, dev, "in/x", "v", 1)
@@ -174,8 +173,7 @@ func TestBrokerQoS0FailureStillForwarded(t *testing.T) {
 	})
 	b := startBroker(t, BrokerConfig{}, sink)
 	subscribe(t, b, []Subscription{{"in/#", 0}})
-	lines := mosqSub(t, b.Addr(), nil, "in/#")
-	waitSubReady(t, lines, "in/probe", func() { mosqPub(t, b.Addr(), "in/probe", "p", 0) })
+	lines := mosqSubReady(t, b.Addr(), "in/probe", "in/#")
 	mosqPub(t, b.Addr(), "in/x", "v", 0)
 	for l := range lines {
 		if l == "in/x v" {

@@ -162,6 +162,15 @@ func mosqSub(t *testing.T, addr string, extra []string, topics ...string) <-chan
 	return lines
 }
 
+// mosqSubReady is mosqSub that returns once the subscription is in place:
+// a QoS 0 message to probe, sent with mosquitto_pub, came through.
+func mosqSubReady(t *testing.T, addr, probe string, topics ...string) <-chan string {
+	t.Helper()
+	lines := mosqSub(t, addr, nil, topics...)
+	waitSubReady(t, lines, probe, func() { mosqPub(t, addr, probe, "p", 0) })
+	return lines
+}
+
 // waitSubReady publishes to probe until the subscriber prints it, so the
 // subscription is known to be in place.
 func waitSubReady(t *testing.T, lines <-chan string, probe string, publish func()) {

@@ -135,26 +135,9 @@ type agentProc struct {
 	token    string
 	pin      string
 	broker   string
-	stderr   *lockedBuffer
+	stderr   *testutil.Buffer
 	exited   chan error
 	cloudURL string
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 type agentOpts struct {
@@ -190,7 +173,7 @@ shutdown_grace: 5s
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := &agentProc{dir: dir, config: path, stderr: &lockedBuffer{}, exited: make(chan error, 1), cloudURL: cloudURL}
+	a := &agentProc{dir: dir, config: path, stderr: &testutil.Buffer{}, exited: make(chan error, 1), cloudURL: cloudURL}
 	a.cmd = exec.Command(e2eBin, "agent", "--config", path)
 	a.cmd.Stderr = a.stderr
 	out, err := a.cmd.StdoutPipe()

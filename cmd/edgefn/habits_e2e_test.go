@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgefn/edgefn/internal/testutil"
 )
 
 // The CLI habits of issue 12, with the real binary: help, version,
@@ -137,7 +139,7 @@ func TestE2ETail(t *testing.T) {
 	_, a, c := loggedIn(t)
 	publish(t, a.broker, "sensors/kitchen/temp", []string{"before"})
 
-	var out lockedBuffer
+	var out testutil.Buffer
 	cmd := exec.Command(e2eBin, "tail", "sensors/#", "--json", "-n", "5")
 	cmd.Env = c.env
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -159,7 +161,7 @@ func TestE2ETail(t *testing.T) {
 		}
 	}
 	// The table form, and a bad filter is an error naming it.
-	var tbl lockedBuffer
+	var tbl testutil.Buffer
 	cmd2 := exec.Command(e2eBin, "tail", "sensors/+/temp")
 	cmd2.Env = c.env
 	cmd2.Stdout, cmd2.Stderr = &tbl, &tbl

@@ -1,7 +1,6 @@
 package mosquittotest
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn/internal/testpki"
+	"github.com/edgefn/edgefn/internal/testutil"
 )
 
 // Binary is where Debian's mosquitto package installs the broker.
@@ -80,7 +80,7 @@ type Broker struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	done   chan struct{}
-	output *syncBuffer
+	output *testutil.Buffer
 }
 
 // Start starts mosquitto on a free loopback port with persistence in
@@ -222,9 +222,9 @@ func (b *Broker) start() {
 		b.mu.Unlock()
 		b.t.Fatal("mosquittotest: broker already running")
 	}
-	out := &syncBuffer{}
+	out := &testutil.Buffer{}
 	if b.output != nil {
-		out.buf.WriteString(b.output.String())
+		_, _ = out.Write([]byte(b.output.String()))
 	}
 	cmd := exec.Command(Binary, "-c", b.conf)
 	cmd.Stdout, cmd.Stderr = out, out
@@ -273,21 +273,4 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }

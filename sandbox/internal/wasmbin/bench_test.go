@@ -8,20 +8,24 @@ import (
 	"github.com/tetratelabs/wazero/api"
 )
 
+// benchGuests are the exports of bench.wasm the benchmarks run, with their
+// argument.
+var benchGuests = []struct {
+	name, fn string
+	arg      uint64
+}{
+	{"checksum10M", "checksum", 10_000_000},
+	{"nested10M", "nested", 100_000},
+	{"fib30", "fib", 30},
+}
+
 // BenchmarkGuest compares a guest with no limit ("none"), instrumented with the flag never set
 // ("instrumented"), and uninstrumented under wazero's WithCloseOnContextDone with a deadline
 // ("closeOnDone"). Compare ratios within one run: the machine is shared.
 func BenchmarkGuest(b *testing.B) {
 	orig := fixture(b, "bench.wasm")
 	inst := mustRewrite(b, orig, Options{Instrument: true})
-	for _, g := range []struct {
-		name, fn string
-		arg      uint64
-	}{
-		{"checksum10M", "checksum", 10_000_000},
-		{"nested10M", "nested", 100_000},
-		{"fib30", "fib", 30},
-	} {
+	for _, g := range benchGuests {
 		for _, mode := range []string{"none", "instrumented", "closeOnDone"} {
 			b.Run(g.name+"/"+mode, func(b *testing.B) {
 				cfg, wasm := runtimeConfig(), orig
@@ -77,14 +81,7 @@ func BenchmarkGuestRatio(b *testing.B) {
 	deadline, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
 	far := time.Now().Add(time.Hour)
-	for _, g := range []struct {
-		name, fn string
-		arg      uint64
-	}{
-		{"checksum10M", "checksum", 10_000_000},
-		{"nested10M", "nested", 100_000},
-		{"fib30", "fib", 30},
-	} {
+	for _, g := range benchGuests {
 		b.Run(g.name, func(b *testing.B) {
 			none := instantiate(b, newRuntime(b, nil), orig).ExportedFunction(g.fn)
 			instr := instantiate(b, newRuntime(b, nil), inst).ExportedFunction(g.fn)

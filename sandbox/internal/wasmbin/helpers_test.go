@@ -3,10 +3,9 @@ package wasmbin
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 
+	"github.com/edgefn/edgefn/internal/testutil"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
@@ -16,11 +15,7 @@ import (
 // fixture reads a built test guest from testdata.
 func fixture(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatalf("test guest %s: %v (run `make wasm` at the repository root to build it)", name, err)
-	}
-	return b
+	return testutil.Fixture(t, "testdata", name)
 }
 
 func runtimeConfig() wazero.RuntimeConfig {
