@@ -3,12 +3,8 @@ package gateway
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn/internal/activation"
+	"github.com/edgefn/edgefn/internal/fleettest"
 	"github.com/edgefn/edgefn/internal/mosquittotest"
 	"github.com/edgefn/edgefn/sync/fleet"
 )
@@ -32,20 +29,7 @@ func fleetKey(t *testing.T) (string, string) {
 }
 
 func fleetKeyPair(t *testing.T) (string, string, ed25519.PrivateKey) {
-	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "fleet.key")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, base64.StdEncoding.EncodeToString(pub), priv
+	return fleettest.KeyPair(t)
 }
 
 // fleetGatewayConfig writes the config of a fleet gateway using broker as

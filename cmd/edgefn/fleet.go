@@ -66,7 +66,8 @@ func fleetFlags(extra ...cli.Flag) []cli.Flag {
 }
 
 func fleetConnect(c *cli.Context) (*fleet.Conn, error) {
-	d := fleet.Dial{Broker: c.String("broker"), Username: c.String("username"), Password: c.String("password")}
+	// Resubscribe: --watch follows the gateways across a broker restart.
+	d := fleet.Dial{Broker: c.String("broker"), Username: c.String("username"), Password: c.String("password"), Resubscribe: true}
 	if tc := (tlsclient.Config{CAFile: c.String("ca"), CertFile: c.String("cert"), KeyFile: c.String("key-file")}); tc.IsSet() {
 		t, err := tc.Load()
 		if err != nil {
@@ -141,6 +142,20 @@ func fleetDeployAction(c *cli.Context) error {
 		Activation: activation.Sign(activation.New(activation.Deploy, name, manifest, wasm, nextSequence(0)), priv)}
 	doc.Functions = slices.DeleteFunc(doc.Functions, func(f fleet.Function) bool { return f.Name == name })
 	doc.Functions = append(doc.Functions, entry)
+	// The gateways online before the document are awaited even if they
+	// drop offline for a moment during the watch.
+	var online []string
+	if c.Duration("watch") > 0 {
+		sts, err := statuses(ctx, cn)
+		if err != nil {
+			return err
+		}
+		for _, st := range sts {
+			if st.Online && slices.Contains(st.Groups, group) {
+				online = append(online, st.Gateway)
+			}
+		}
+	}
 	if err := writeDoc(ctx, cn, group, &doc, priv); err != nil {
 		return err
 	}
@@ -149,7 +164,7 @@ func fleetDeployAction(c *cli.Context) error {
 	if w := c.Duration("watch"); w > 0 {
 		watchCtx, cancel := context.WithTimeout(c.Context, w)
 		defer cancel()
-		res.Converged, res.Failed, res.Pending = watchGroup(watchCtx, cn, group, name, mod.SHA256, func(gw, what string) {
+		res.Converged, res.Failed, res.Pending = watchGroup(watchCtx, cn, group, name, mod.SHA256, online, func(gw, what string) {
 			fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", gw, what)
 		})
 	}
@@ -219,15 +234,23 @@ func statuses(ctx context.Context, cn *fleet.Conn) ([]fleet.StatusDoc, error) {
 	return out, nil
 }
 
-// watchGroup follows the status documents until every online gateway of
-// group reports function name with module sha active or an error about
-// it, or ctx ends.
-func watchGroup(ctx context.Context, cn *fleet.Conn, group, name, sha string, progress func(gw, what string)) (converged []string, failed map[string]string, pending []string) {
+// watchGroup follows the status documents until every gateway of group
+// online before (online) or seen online during the watch reports function name with module sha
+// active or an error about it, or ctx ends (then the ones that did not are
+// pending, offline or not).
+func watchGroup(ctx context.Context, cn *fleet.Conn, group, name, sha string, online []string, progress func(gw, what string)) (converged []string, failed map[string]string, pending []string) {
 	type state struct {
 		st   fleet.StatusDoc
 		done string // "", "ok", "failed"
+		// seen online during the watch: it stays awaited while offline
+		// for a moment (a broker restart sends every gateway's will).
+		online bool
 	}
 	states := map[string]*state{}
+	for _, gw := range online {
+		states[gw] = &state{online: true}
+	}
+	converged = []string{}
 	updates := make(chan fleet.StatusDoc, 256)
 	_ = cn.Subscribe(ctx, cn.Topics().AllStatus(), func(_ string, p []byte, _ bool) {
 		var st fleet.StatusDoc
@@ -241,7 +264,7 @@ func watchGroup(ctx context.Context, cn *fleet.Conn, group, name, sha string, pr
 	failed = map[string]string{}
 	finished := func() bool {
 		for _, s := range states {
-			if s.st.Online && s.done == "" {
+			if s.online && s.done == "" {
 				return false
 			}
 		}
@@ -251,7 +274,7 @@ func watchGroup(ctx context.Context, cn *fleet.Conn, group, name, sha string, pr
 		select {
 		case <-ctx.Done():
 			for gw, s := range states {
-				if s.done == "" && s.st.Online {
+				if s.done == "" && s.online {
 					pending = append(pending, gw)
 				}
 			}
@@ -265,6 +288,7 @@ func watchGroup(ctx context.Context, cn *fleet.Conn, group, name, sha string, pr
 				states[st.Gateway] = s
 			}
 			s.st = st
+			s.online = s.online || st.Online
 			if s.done != "" {
 				continue
 			}

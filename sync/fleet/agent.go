@@ -197,7 +197,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		default:
 		}
 	}
-	// Reconcile with what was accepted before, broker or not.
+	// Reconcile with what was accepted before, broker or not (what needs
+	// a module from the broker is retried once connected).
 	a.reconcile(ctx, nil)
 	cn, err := Connect(ctx, d, a.topics)
 	if err != nil {
@@ -206,6 +207,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cn.Close()
 	tick := time.NewTicker(a.o.StatusEvery)
 	defer tick.Stop()
+	// retry fires while a function could not be applied because the
+	// broker was unreachable (a broker restart mid-rollout).
+	var retry <-chan time.Time
 	var last []byte
 	publish := func(force bool) {
 		st := a.status(ctx, true)
@@ -241,7 +245,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			in := a.inbox
 			a.inbox = map[string][]byte{}
 			a.mu.Unlock()
-			a.reconcile(ctx, func(target string) []byte { return in[target] })
+			retry = a.retryAfter(a.reconcile(ctx, func(target string) []byte { return in[target] }))
+			publish(false)
+		case <-retry:
+			retry = a.retryAfter(a.reconcile(ctx, nil))
 			publish(false)
 		case <-tick.C:
 			publish(true)
@@ -302,9 +309,26 @@ func (a *Agent) setDocErr(target, msg string) {
 	}
 }
 
+// retryDelay is how long the agent waits before it tries again to apply
+// functions whose module it could not fetch for want of the broker.
+const retryDelay = 2 * time.Second
+
+func (a *Agent) retryAfter(again bool) <-chan time.Time {
+	if !again {
+		return nil
+	}
+	return time.After(retryDelay)
+}
+
+// errUnreachable marks a function not applied because the broker could
+// not be reached or the connection dropped while fetching: the agent
+// retries it and does not report it as refused.
+var errUnreachable = errors.New("broker unreachable")
+
 // reconcile accepts the new payloads (arrived(target), nil for none), then
-// makes the gateway run the desired set of the accepted documents.
-func (a *Agent) reconcile(ctx context.Context, arrived func(string) []byte) {
+// makes the gateway run the desired set of the accepted documents. It
+// reports whether a function must be tried again (errUnreachable).
+func (a *Agent) reconcile(ctx context.Context, arrived func(string) []byte) (again bool) {
 	var docs []Document
 	for _, t := range a.targets() {
 		if arrived != nil {
@@ -328,7 +352,7 @@ func (a *Agent) reconcile(ctx context.Context, arrived func(string) []byte) {
 	have, err := a.o.Gateway.Installed(ctx)
 	if err != nil {
 		a.log.Warn("fleet: list functions", "err", err)
-		return
+		return false
 	}
 	byName := map[string]Installed{}
 	for _, in := range have {
@@ -341,7 +365,10 @@ func (a *Agent) reconcile(ctx context.Context, arrived func(string) []byte) {
 		if ok && in.ModuleSHA256 == f.Module.SHA256 && in.ManifestSHA == hex.EncodeToString(man[:]) {
 			continue
 		}
-		if err := a.apply(ctx, f); err != nil {
+		if err := a.apply(ctx, f); errors.Is(err, errUnreachable) && ctx.Err() == nil {
+			a.log.Info("fleet: module not fetched, will retry", "function", f.Name, "err", err)
+			again = true
+		} else if err != nil {
 			a.log.Warn("fleet: function not applied", "function", f.Name, "err", err)
 			fnErrs[f.Name] = err.Error()
 		}
@@ -362,6 +389,7 @@ func (a *Agent) reconcile(ctx context.Context, arrived func(string) []byte) {
 	a.mu.Lock()
 	a.fnErrs = fnErrs
 	a.mu.Unlock()
+	return again
 }
 
 func (a *Agent) apply(ctx context.Context, f Function) error {
@@ -370,12 +398,18 @@ func (a *Agent) apply(ctx context.Context, f Function) error {
 	}
 	fctx, cancel := context.WithTimeout(ctx, a.o.FetchTimeout)
 	defer cancel()
-	cn, err := a.fetchConn(fctx)
+	lost := make(chan struct{})
+	cn, err := a.fetchConn(fctx, func() { close(lost); cancel() })
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errUnreachable, err)
 	}
 	defer cn.Close()
 	wasm, err := cn.FetchBlob(fctx, f.Module, a.o.MaxModule)
+	select {
+	case <-lost:
+		return fmt.Errorf("%w: connection lost while fetching the module", errUnreachable)
+	default:
+	}
 	if err != nil {
 		return err
 	}
@@ -388,11 +422,13 @@ func (a *Agent) apply(ctx context.Context, f Function) error {
 }
 
 // fetchConn is a short-lived connection for fetching blobs, so that the
-// main connection's handlers never wait for it.
-func (a *Agent) fetchConn(ctx context.Context) (*Conn, error) {
+// main connection's handlers never wait for it; lost runs (once) if the
+// connection drops.
+func (a *Agent) fetchConn(ctx context.Context, lost func()) (*Conn, error) {
 	d := a.o.Dial
 	d.ClientID = "edgefn-fleet-" + a.o.GatewayID + "-fetch"
 	d.OnConnect, d.WillTopic, d.AutoReconnect = nil, "", false
+	d.OnLost = lost
 	return Connect(ctx, d, a.topics)
 }
 

@@ -31,12 +31,22 @@ type Dial struct {
 	// AutoReconnect keeps reconnecting after a lost connection (the agent);
 	// off for the CLI, which fails instead.
 	AutoReconnect bool
+	// Resubscribe reconnects after a lost connection (without retrying
+	// a failed first connect) and subscribes again to every filter
+	// subscribed through the Conn and not unsubscribed: a clean session
+	// forgets them. The CLI's --watch survives a broker restart with it.
+	Resubscribe bool
+	// OnLost, if set, runs once when the connection drops (not on Close).
+	OnLost func()
 }
 
 // Conn is a connection to the broker.
 type Conn struct {
 	c     paho.Client
 	topic Topics
+
+	mu   sync.Mutex
+	subs map[string]paho.MessageHandler // with Dial.Resubscribe
 }
 
 // Connect connects, waiting at most until ctx is done.
@@ -47,7 +57,7 @@ func Connect(ctx context.Context, d Dial, t Topics) (*Conn, error) {
 	cn := &Conn{topic: t}
 	o := paho.NewClientOptions().AddBroker(d.Broker).SetClientID(d.ClientID).
 		SetCleanSession(true).SetOrderMatters(true).
-		SetAutoReconnect(d.AutoReconnect).SetConnectRetry(d.AutoReconnect).
+		SetAutoReconnect(d.AutoReconnect || d.Resubscribe).SetConnectRetry(d.AutoReconnect).
 		SetMaxReconnectInterval(5 * time.Second).SetConnectTimeout(10 * time.Second).
 		SetKeepAlive(30 * time.Second)
 	if d.Username != "" {
@@ -59,8 +69,21 @@ func Connect(ctx context.Context, d Dial, t Topics) (*Conn, error) {
 	if d.WillTopic != "" {
 		o.SetBinaryWill(d.WillTopic, d.WillPayload, 1, true)
 	}
-	if d.OnConnect != nil {
-		o.SetOnConnectHandler(func(paho.Client) { go d.OnConnect(cn) })
+	if d.Resubscribe {
+		cn.subs = map[string]paho.MessageHandler{}
+	}
+	if d.OnLost != nil {
+		o.SetConnectionLostHandler(func(paho.Client, error) { d.OnLost() })
+	}
+	if d.OnConnect != nil || d.Resubscribe {
+		o.SetOnConnectHandler(func(paho.Client) {
+			go func() {
+				cn.resubscribe()
+				if d.OnConnect != nil {
+					d.OnConnect(cn)
+				}
+			}()
+		})
 	}
 	cn.c = paho.NewClient(o)
 	tok := cn.c.Connect()
@@ -102,17 +125,41 @@ func (cn *Conn) Publish(ctx context.Context, topic string, payload []byte, retai
 
 // Subscribe subscribes at QoS 1; handler runs for each message, in order.
 func (cn *Conn) Subscribe(ctx context.Context, filter string, handler func(topic string, payload []byte, retained bool)) error {
-	tok := cn.c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {
+	h := func(_ paho.Client, m paho.Message) {
 		handler(m.Topic(), m.Payload(), m.Retained())
-	})
-	if err := wait(ctx, tok); err != nil {
+	}
+	cn.mu.Lock()
+	if cn.subs != nil {
+		cn.subs[filter] = h
+	}
+	cn.mu.Unlock()
+	if err := wait(ctx, cn.c.Subscribe(filter, 1, h)); err != nil {
 		return fmt.Errorf("subscribe %s: %w", filter, err)
 	}
 	return nil
 }
 
+// resubscribe subscribes again after a reconnection (Dial.Resubscribe);
+// on the first connection there is nothing to subscribe yet.
+func (cn *Conn) resubscribe() {
+	cn.mu.Lock()
+	hs := make(map[string]paho.MessageHandler, len(cn.subs))
+	for f, h := range cn.subs {
+		hs[f] = h
+	}
+	cn.mu.Unlock()
+	for f, h := range hs {
+		cn.c.Subscribe(f, 1, h)
+	}
+}
+
 // Unsubscribe drops a subscription.
 func (cn *Conn) Unsubscribe(ctx context.Context, filter string) error {
+	cn.mu.Lock()
+	if cn.subs != nil {
+		delete(cn.subs, filter)
+	}
+	cn.mu.Unlock()
 	return wait(ctx, cn.c.Unsubscribe(filter))
 }
 
