@@ -138,6 +138,12 @@ type GrantCeilings struct {
 	// reach a topic another function is triggered by (chains of
 	// functions). Unset: none may.
 	PublishToTriggers []string `yaml:"publish_to_triggers"`
+	// Files lists the directories file triggers may watch: a trigger's
+	// directory (symbolic links resolved) must be one of them or inside
+	// one. Relative paths resolve next to the config file. Unset or empty:
+	// no file trigger is allowed (a file trigger reads files into a
+	// function and moves or deletes them).
+	Files []string `yaml:"files"`
 }
 
 // DefaultPublishCeiling is grants.max.publish when the agent config does
@@ -255,6 +261,11 @@ func (c *Config) setDefaults() {
 	}
 	if c.Grants.Max.Publish == nil {
 		c.Grants.Max.Publish = DefaultPublishCeiling
+	}
+	for i, d := range c.Grants.Max.Files {
+		if d != "" && !filepath.IsAbs(d) && c.path != "" {
+			c.Grants.Max.Files[i] = filepath.Join(filepath.Dir(c.path), d)
+		}
 	}
 	if c.QueueSize == 0 {
 		c.QueueSize = 64
@@ -382,6 +393,11 @@ func (c *Config) Validate() error {
 			if !edgefn.ValidTopicFilter(f) {
 				bad(fmt.Sprintf("%s[%d]", list.name, i), "%s: not a valid MQTT topic filter", strictyaml.Quote(f))
 			}
+		}
+	}
+	for i, d := range c.Grants.Max.Files {
+		if !filepath.IsAbs(d) {
+			bad(fmt.Sprintf("grants.max.files[%d]", i), "%s: use an absolute path (or a path relative to the config file)", strictyaml.Quote(d))
 		}
 	}
 	return d.Err()

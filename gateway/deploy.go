@@ -104,6 +104,7 @@ func (g *Host) Deploy(ctx context.Context, file string, manifest, wasm []byte, o
 	}
 	lim, probs := g.validate(m)
 	probs = append(beyond, probs...)
+	probs = append(probs, g.resolveFiles(m, origin)...)
 	vs, err := g.reg.versions(m.Name)
 	if err != nil {
 		return versionMeta{}, fmt.Errorf("deploy %q: %w", m.Name, err)
@@ -255,6 +256,7 @@ func (g *Host) loadVersion(ctx context.Context, sv *storedVersion) (*version, er
 	}
 	lim, probs := g.validate(m)
 	probs = append(beyond, probs...)
+	probs = append(probs, g.resolveFiles(m, sv.Meta.Origin)...)
 	if len(probs) > 0 {
 		return nil, &DeployError{Function: m.Name, Problems: probs}
 	}

@@ -222,15 +222,22 @@ func (g *Host) InvokeAs(ctx context.Context, name string, source edgefn.Source, 
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
+	ev := edgefn.Event{ID: g.NewEventID(), Source: source, Subject: subject, Time: time.Now(), Payload: payload, Meta: meta}
+	return g.invokeEvent(ctx, name, ev, false)
+}
+
+// invokeEvent runs function name for ev and returns its result once
+// durable. wait says whether to wait for room in a full queue (else the
+// event is refused with ReasonQueueFull).
+func (g *Host) invokeEvent(ctx context.Context, name string, ev edgefn.Event, wait bool) (*invocationResult, error) {
 	g.mu.RLock()
 	d := g.fns[name]
 	g.mu.RUnlock()
 	if d == nil {
 		return nil, &NotFoundError{What: fmt.Sprintf("function %q", name)}
 	}
-	ev := edgefn.Event{ID: g.NewEventID(), Source: source, Subject: subject, Time: time.Now(), Payload: payload, Meta: meta}
 	j := &job{ev: ev, done: make(chan outcome, 1)}
-	if err := d.q.offer(ctx, j, false); err != nil {
+	if err := d.q.offer(ctx, j, wait); err != nil {
 		if f := (*edgefn.Failure)(nil); errors.As(err, &f) {
 			d.stats.dropped(f.Reason)
 		}

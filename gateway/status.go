@@ -28,6 +28,9 @@ func (g *Host) Status(ctx context.Context) api.Status {
 	if f := parts.gpio; f != nil {
 		st.GPIO = f()
 	}
+	if f := parts.files; f != nil {
+		st.Files = f()
+	}
 	if g.store != nil {
 		s, err := g.store.Stats(ctx)
 		if err != nil {
@@ -47,6 +50,7 @@ type statusParts struct {
 	broker func() *api.Broker
 	timers func() []api.Timer
 	gpio   func() *api.GPIO
+	files  func() []api.FileWatch
 }
 
 func embeddedBrokerWire(s triggers.BrokerStatus) *api.Broker {

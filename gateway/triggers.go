@@ -82,9 +82,12 @@ func (a *Agent) setupTriggers(_ context.Context, devs *devices.GPIO) error {
 	g.statusParts.timers = func() []api.Timer { return timersWire(timers.Stats()) }
 	gp := triggers.NewGPIO(devs, g, log.With("part", "gpio"))
 	g.statusParts.gpio = func() *api.GPIO { return gpioWire(devs, gp.Stats()) }
+	files := triggers.NewFiles(fileSink{g}, log.With("part", "files"))
+	g.statusParts.files = func() []api.FileWatch { return fileWatchesWire(files.Stats()) }
 	a.starts = append(a.starts, func(ctx context.Context, eg *errgroup.Group) error {
 		eg.Go(func() error { return timers.Run(ctx) })
 		eg.Go(func() error { return gp.Run(ctx) })
+		eg.Go(func() error { return files.Run(ctx) })
 		return nil
 	})
 	a.stops = append(a.stops, func(context.Context) error { return devs.Close() })
@@ -111,6 +114,9 @@ func (a *Agent) setupTriggers(_ context.Context, devs *devices.GPIO) error {
 		}
 		if err := gp.Set(ws); err != nil {
 			log.Error("gpio watches", "err", err)
+		}
+		if err := files.Set(fileWatches(ms)); err != nil {
+			log.Error("file triggers", "err", err)
 		}
 	})
 	g.extraRoutes["GET /v1/gpio"] = func(w http.ResponseWriter, _ *http.Request) {

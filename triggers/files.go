@@ -118,28 +118,18 @@ type FileSink interface {
 	RejectFile(ctx context.Context, function string, ev edgefn.Event, why *edgefn.Failure) error
 }
 
-// FileWatchStats are one watched directory's state and counters.
+// FileWatchStats are one watched directory's watch, state and counters.
 type FileWatchStats struct {
-	Dir      string           `json:"dir"`
-	Function string           `json:"function"`
-	Pattern  string           `json:"pattern,omitempty"`
-	MaxSize  edgefn.Size      `json:"max_size"`
-	After    edgefn.FileAfter `json:"after"`
-	// Watching is true while the directory is watched.
-	Watching bool `json:"watching"`
-	// Queued is the number of files waiting (up to MaxFilesQueued).
-	Queued int `json:"queued"`
-	// Processed counts files whose invocation succeeded and was durable.
-	Processed uint64 `json:"processed"`
-	// Failed counts files whose invocation failed (moved to .rejected).
-	Failed uint64 `json:"failed"`
-	// Rejected counts files refused before running the function (over
-	// max_size, not a regular file).
-	Rejected uint64 `json:"rejected"`
-	// Retries counts attempts that will be made again (nothing durable).
-	Retries uint64 `json:"retries"`
-	// Error is the last problem with the directory itself, if any.
-	Error string `json:"error,omitempty"`
+	FileWatch
+	// Watching is true while the directory is watched; Error is the last
+	// problem with the directory itself.
+	Watching bool
+	Error    string
+	// Queued files wait (up to MaxFilesQueued); Processed succeeded;
+	// Failed ran and failed, Rejected were refused before running (both
+	// moved to .rejected); Retries are attempts that made nothing durable.
+	Queued                               int
+	Processed, Failed, Rejected, Retries uint64
 }
 
 // Files hands the files dropped in watched directories to functions.
@@ -217,10 +207,8 @@ type fileWatch struct {
 func (w *fileWatch) stats() FileWatchStats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	s := w.spec
-	return FileWatchStats{Dir: s.Dir, Function: s.Function, Pattern: s.Pattern, MaxSize: s.MaxSize, After: s.After,
-		Watching: w.watching.Load(), Queued: len(w.queue), Processed: w.processed.Load(), Failed: w.failed.Load(),
-		Rejected: w.rejected.Load(), Retries: w.retries.Load(), Error: w.lastErr}
+	return FileWatchStats{FileWatch: w.spec, Watching: w.watching.Load(), Error: w.lastErr, Queued: len(w.queue),
+		Processed: w.processed.Load(), Failed: w.failed.Load(), Rejected: w.rejected.Load(), Retries: w.retries.Load()}
 }
 
 func (w *fileWatch) setErr(err error) {

@@ -281,16 +281,17 @@ type TrafficMessage struct {
 
 // Status is the answer of GET /v1/status: the agent and its parts.
 type Status struct {
-	Gateway     string     `json:"gateway"`
-	Started     time.Time  `json:"started"`
-	UptimeMS    int64      `json:"uptime_ms"`
-	Broker      *Broker    `json:"broker,omitempty"`
-	Uplinks     []Uplink   `json:"uplinks,omitempty"`
-	Timers      []Timer    `json:"timers,omitempty"`
-	GPIO        *GPIO      `json:"gpio,omitempty"`
-	Outbox      *Outbox    `json:"outbox,omitempty"`
-	OutboxError string     `json:"outbox_error,omitempty"`
-	Functions   []Function `json:"functions,omitempty"`
+	Gateway     string      `json:"gateway"`
+	Started     time.Time   `json:"started"`
+	UptimeMS    int64       `json:"uptime_ms"`
+	Broker      *Broker     `json:"broker,omitempty"`
+	Uplinks     []Uplink    `json:"uplinks,omitempty"`
+	Timers      []Timer     `json:"timers,omitempty"`
+	GPIO        *GPIO       `json:"gpio,omitempty"`
+	Files       []FileWatch `json:"files,omitempty"`
+	Outbox      *Outbox     `json:"outbox,omitempty"`
+	OutboxError string      `json:"outbox_error,omitempty"`
+	Functions   []Function  `json:"functions,omitempty"`
 }
 
 // Broker is the embedded broker (Kind "embedded") or the connection to an
@@ -358,6 +359,26 @@ type Timer struct {
 	Skipped uint64    `json:"skipped"`
 	Failed  uint64    `json:"failed"`
 	Next    time.Time `json:"next,omitzero"`
+}
+
+// FileWatch is a directory watched by a file trigger, and its counters.
+type FileWatch struct {
+	Dir          string `json:"dir"`
+	Function     string `json:"function"`
+	Pattern      string `json:"pattern,omitempty"`
+	MaxSizeBytes int64  `json:"max_size_bytes"`
+	After        string `json:"after"` // move (to .done/) or delete
+	// Watching is false when the directory could not be watched (Error).
+	Watching bool `json:"watching"`
+	// Queued files wait for the function; Processed succeeded; Failed ran
+	// and failed, Rejected were refused unrun (both moved to .rejected/);
+	// Retries are attempts that made nothing durable.
+	Queued    int    `json:"queued"`
+	Processed uint64 `json:"processed"`
+	Failed    uint64 `json:"failed"`
+	Rejected  uint64 `json:"rejected"`
+	Retries   uint64 `json:"retries"`
+	Error     string `json:"error,omitempty"`
 }
 
 // GPIO is the GPIO backend, its pins and the watched pins' counters: part

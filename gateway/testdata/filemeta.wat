@@ -1,0 +1,18 @@
+;; A file trigger's function: emits meta("file.name"), meta("file.size")
+;; and the payload, three records.
+(module
+  (import "edgefn" "input" (func $input (param i32 i32) (result i32)))
+  (import "edgefn" "meta" (func $meta (param i32 i32 i32 i32) (result i32)))
+  (import "edgefn" "emit" (func $emit (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "file.namefile.size")
+  (func (export "edgefn_handle") (param $n i32) (result i32)
+    (local $len i32)
+    (local.set $len (call $meta (i32.const 0) (i32.const 9) (i32.const 256) (i32.const 256)))
+    (if (i32.lt_s (local.get $len) (i32.const 0)) (then (return (i32.const 1))))
+    (drop (call $emit (i32.const 256) (local.get $len)))
+    (local.set $len (call $meta (i32.const 9) (i32.const 9) (i32.const 512) (i32.const 32)))
+    (if (i32.lt_s (local.get $len) (i32.const 0)) (then (return (i32.const 2))))
+    (drop (call $emit (i32.const 512) (local.get $len)))
+    (drop (call $input (i32.const 1024) (local.get $n)))
+    (call $emit (i32.const 1024) (local.get $n))))
