@@ -16,12 +16,14 @@ import (
 //	GET /v1/functions/{name}/logs?since=&limit=&after=  log ring of a function
 //	GET /v1/usage?since=                                  metering per function
 //	GET /v1/outbox?dead_letters=N                         backlog, drops, dead letters
+//	GET /v1/outbox/records?function=F&n=N                 pending records, decoded
 
 // readRoutes registers the read-side admin routes (logs, usage, outbox).
 func (g *Host) readRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/functions/{name}/logs", g.handleLogs)
 	mux.HandleFunc("GET /v1/usage", g.handleUsage)
 	mux.HandleFunc("GET /v1/outbox", g.handleOutbox)
+	mux.HandleFunc("GET /v1/outbox/records", g.handlePendingRecords)
 }
 
 // Query bounds of the read routes.
@@ -182,4 +184,43 @@ func outboxWire(st outbox.Stats) *api.Outbox {
 // recordHead is where r comes from, on the wire.
 func recordHead(r *edgefn.Record) api.RecordHead {
 	return api.RecordHead{ID: r.ID(), Function: r.Function, Version: r.Version, Source: string(r.Source), Subject: r.Subject, Time: r.Time}
+}
+
+// handlePendingRecords is GET /v1/outbox/records?function=F&n=N: the
+// oldest N records waiting for the uplink (of function F when given),
+// their payloads decoded, at most api.MaxPeek records and api.MaxPeekBytes
+// of payload.
+func (g *Host) handlePendingRecords(w http.ResponseWriter, r *http.Request) {
+	n, err := intParam(r, "n", api.DefaultPeek, 1, api.MaxPeek)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	fn := r.URL.Query().Get("function")
+	if fn != "" {
+		if err := checkName(fn); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("function=: %w", err))
+			return
+		}
+	}
+	st, err := g.store.Stats(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	recs, err := g.store.PendingOf(r.Context(), fn, int(n), api.MaxPeekBytes)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	resp := api.PendingRecords{Depth: st.Depth}
+	if fn != "" {
+		resp.Depth = st.Functions[fn].Depth
+	}
+	for i := range recs {
+		rec := &recs[i]
+		resp.Records = append(resp.Records, api.PendingRecord{RecordHead: recordHead(rec), Size: len(rec.Payload), Data: api.DecodedData(rec.Payload)})
+	}
+	resp.More = int64(len(resp.Records)) < resp.Depth
+	writeJSON(w, http.StatusOK, resp)
 }

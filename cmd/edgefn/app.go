@@ -90,6 +90,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		}
 	}
 	setUsage(app.Commands)
+	completeDefaults(app.Commands)
 	return app
 }
 

@@ -25,7 +25,8 @@ func buildCommand() *cli.Command {
 			"the module it names as the agent would (ABI v1, the manifest's limits, the size\n" +
 			"bounds) and prints its size, shape and exports. DIR defaults to the current directory.\n" +
 			"Exit status: 0 when the module builds and loads, 1 when not, 2 on usage errors.",
-		Action: withArgs(0, 1, "DIR or function.yaml", buildAction),
+		BashComplete: completeFiles(".yaml", ".yml"),
+		Action:       withArgs(0, 1, "DIR or function.yaml", buildAction),
 	}
 }
 

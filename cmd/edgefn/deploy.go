@@ -36,8 +36,9 @@ func deployCommand() *cli.Command {
 			"either activates a new version (in-flight events finish on the old one) or lists every\n" +
 			"problem at once; nothing changes then. With --key the deploy is signed (edgefn keygen);\n" +
 			"agents with admin.trusted_keys refuse unsigned deploys.",
-		Flags:  remoteFlags(jsonFlag(), &cli.StringFlag{Name: "key", Usage: "sign with this ed25519 private key file (from edgefn keygen)"}),
-		Action: withArgs(0, 1, "at most one manifest file", deployAction),
+		Flags:        remoteFlags(jsonFlag(), &cli.StringFlag{Name: "key", Usage: "sign with this ed25519 private key file (from edgefn keygen)"}),
+		BashComplete: completeFiles(".yaml", ".yml"),
+		Action:       withArgs(0, 1, "at most one manifest file", deployAction),
 	}
 }
 
@@ -279,6 +280,7 @@ func rollbackCommand() *cli.Command {
 			"The statement names the content of the target version as the agent reports it.",
 		Flags: remoteFlags(jsonFlag(), &cli.IntFlag{Name: "to", Usage: "version to activate", DefaultText: "the one before the active one"},
 			&cli.StringFlag{Name: "key", Usage: "sign with this ed25519 private key file (from edgefn keygen)"}),
+		BashComplete: completeFunctions,
 		Action: withArgs(1, 1, "a function NAME", func(c *cli.Context) error {
 			to := c.Int("to")
 			if c.IsSet("to") && to < 1 {
@@ -319,10 +321,11 @@ func rollbackCommand() *cli.Command {
 
 func rmCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "rm",
-		Usage:     "remove a function: stop its triggers, drain its queue, delete its versions",
-		ArgsUsage: "NAME",
-		Flags:     remoteFlags(jsonFlag()),
+		Name:         "rm",
+		BashComplete: completeFunctions,
+		Usage:        "remove a function: stop its triggers, drain its queue, delete its versions",
+		ArgsUsage:    "NAME",
+		Flags:        remoteFlags(jsonFlag()),
 		Action: withArgs(1, 1, "a function NAME", func(c *cli.Context) error {
 			r, err := connect(c)
 			if err != nil {

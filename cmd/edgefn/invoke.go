@@ -28,7 +28,8 @@ func invokeCommand() *cli.Command {
 			&cli.StringFlag{Name: "subject", Usage: "the event's subject, as a trigger would set it: an MQTT topic, a pin name", DefaultText: "the function name"},
 			&cli.StringFlag{Name: "source", Usage: "the event's source: mqtt, gpio, timer or http", DefaultText: "http"},
 		),
-		Action: withArgs(1, 1, "a function NAME", invokeAction),
+		BashComplete: completeFunctions,
+		Action:       withArgs(1, 1, "a function NAME", invokeAction),
 	}
 }
 

@@ -6,7 +6,9 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
@@ -31,10 +33,18 @@ func fetch[T any](c *cli.Context, get func(*api.Client) (T, error)) (out T, prin
 
 func lsCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "ls",
-		Usage: "list the deployed functions: version, triggers, state",
-		Flags: remoteFlags(jsonFlag()),
-		Action: noArgs(func(c *cli.Context) error {
+		Name:      "ls",
+		Usage:     "list the deployed functions (version, triggers, state), or one function's versions",
+		ArgsUsage: "[NAME]",
+		Description: "Without NAME: every function, its active version, state and triggers.\n" +
+			"With NAME: the versions the agent keeps of it (the last 5), with their hash, date,\n" +
+			"signer and which one is active: what rollback --to takes.",
+		Flags:        remoteFlags(jsonFlag()),
+		BashComplete: completeFunctions,
+		Action: withArgs(0, 1, "at most one function NAME", func(c *cli.Context) error {
+			if c.NArg() == 1 {
+				return lsVersions(c, c.Args().First())
+			}
 			fns, printed, err := fetch(c, func(r *api.Client) ([]api.Function, error) { return r.Functions(c.Context) })
 			if printed || err != nil {
 				return err
@@ -55,6 +65,32 @@ func lsCommand() *cli.Command {
 			return tw.Flush()
 		}),
 	}
+}
+
+// lsVersions prints one function's stored versions.
+func lsVersions(c *cli.Context, name string) error {
+	f, printed, err := fetch(c, func(r *api.Client) (api.Function, error) { return r.Function(c.Context, name) })
+	if printed || err != nil {
+		if err != nil {
+			err = fmt.Errorf("ls %s: %w", name, err)
+		}
+		return err
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "%s: version %d active, %s\n", f.Name, f.Version, f.State)
+	tw := newTable(w)
+	fmt.Fprintln(tw, "VERSION\tACTIVE\tDEPLOYED\tSIGNER\tORIGIN\tHASH\tMODULE SHA256")
+	for _, v := range f.Versions {
+		active, signer := "", v.Signer
+		if v.Active {
+			active = "*"
+		}
+		if signer == "" {
+			signer = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.16s\t%s\t%.12s\t%.12s\n", v.Version, active, v.Deployed.Local().Format("2006-01-02 15:04:05"), signer, v.Origin, v.Hash, v.ModuleSHA256)
+	}
+	return tw.Flush()
 }
 
 func statusCommand() *cli.Command {
@@ -212,7 +248,8 @@ func logsCommand() *cli.Command {
 			&cli.StringFlag{Name: "since", Usage: "only lines newer than this: a duration (1h) or an RFC 3339 time"},
 			&cli.IntFlag{Name: "limit", Aliases: []string{"n"}, Value: 200, Usage: "at most this many of the most recent lines"},
 		),
-		Action: withArgs(1, 1, "a function NAME", logsAction),
+		BashComplete: completeFunctions,
+		Action:       withArgs(1, 1, "a function NAME", logsAction),
 	}
 }
 
@@ -293,12 +330,10 @@ func usageCommand() *cli.Command {
 			}
 			w := c.App.Writer
 			fmt.Fprintf(w, "since %s\n", u.Since.Local().Format("2006-01-02 15:04:05"))
-			if len(u.Functions) == 0 {
-				fmt.Fprintln(w, "no invocations")
+			tw := tableOf(w, len(u.Functions), "no invocations", "FUNCTION\tINVOCATIONS\tERRORS\tTOTAL\tP99\tGB-SECONDS\tCOLD\tWARM")
+			if tw == nil {
 				return nil
 			}
-			tw := newTable(w)
-			fmt.Fprintln(tw, "FUNCTION\tINVOCATIONS\tERRORS\tTOTAL\tP99\tGB-SECONDS\tCOLD\tWARM")
 			for _, f := range u.Functions {
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.6f\t%d\t%d\n", f.Function, f.Invocations, errorsByReason(f.Errors, f.ErrorsByReason),
 					roundDur(api.Duration(f.TotalDurationMS)), roundDur(api.Duration(f.P99DurationMS)), f.GBSeconds, f.Cold, f.Warm)
@@ -312,7 +347,7 @@ func outboxCommand() *cli.Command {
 	return &cli.Command{
 		Name:        "outbox",
 		Usage:       "the outbox: backlog per function, drops by reason, dead letters",
-		Subcommands: []*cli.Command{outboxRecoverCommand()},
+		Subcommands: []*cli.Command{outboxPeekCommand(), outboxRecoverCommand()},
 		Flags:       remoteFlags(jsonFlag(), &cli.IntFlag{Name: "dead-letters", Value: 20, Usage: "list at most this many dead letters"}),
 		Action: noArgs(func(c *cli.Context) error {
 			o, printed, err := fetch(c, func(r *api.Client) (api.Outbox, error) { return r.Outbox(c.Context, max(c.Int("dead-letters"), 0)) })
@@ -370,4 +405,67 @@ func failText(reason, msg string) string {
 		return reason
 	}
 	return reason + ": " + msg
+}
+
+func outboxPeekCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "peek",
+		Usage:     "show the oldest records waiting for the uplink, decoded",
+		ArgsUsage: "[FUNCTION]",
+		Description: "Reads the pending records from the agent (GET /v1/outbox/records) without\n" +
+			"touching them: the oldest first, of FUNCTION when given. A JSON payload is shown as\n" +
+			"JSON, text as text, other bytes as base64. At most 1000 records (and 4 MiB of payload).",
+		Flags: remoteFlags(jsonFlag(),
+			&cli.IntFlag{Name: "n", Value: api.DefaultPeek, Usage: fmt.Sprintf("at most this many records (1 to %d)", api.MaxPeek)}),
+		BashComplete: completeFunctions,
+		Action: withArgs(0, 1, "at most one FUNCTION", func(c *cli.Context) error {
+			n := c.Int("n")
+			if n < 1 || n > api.MaxPeek {
+				return usagef("outbox peek: -n %d: want 1 to %d", n, api.MaxPeek)
+			}
+			fn := c.Args().First()
+			p, printed, err := fetch(c, func(r *api.Client) (api.PendingRecords, error) { return r.PendingRecords(c.Context, fn, n) })
+			if printed || err != nil {
+				return err
+			}
+			w := c.App.Writer
+			tw := tableOf(w, len(p.Records), "no records waiting", "ID\tFUNCTION\tVERSION\tSUBJECT\tAGE\tSIZE\tPAYLOAD")
+			if tw == nil {
+				return nil
+			}
+			for _, rec := range p.Records {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", rec.ID, rec.Function, rec.Version, rec.Subject, ago(rec.Time), humanSize(int64(rec.Size)), clip(rec.Data.String(), 200))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if p.More {
+				fmt.Fprintf(w, "%d of %d waiting shown (-n for more)\n", len(p.Records), p.Depth)
+			}
+			return nil
+		}),
+	}
+}
+
+// clip cuts s to at most n bytes (on a rune boundary), marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// tableOf starts a table of n rows under header, or prints none and
+// returns nil when n is 0.
+func tableOf(w io.Writer, n int, none, header string) *tabwriter.Writer {
+	if n == 0 {
+		fmt.Fprintln(w, none)
+		return nil
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, header)
+	return tw
 }

@@ -56,7 +56,8 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "allow-kv", Usage: "let the function use kv"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
-		Action: withArgs(1, 1, "one function.yaml, DIR or MODULE.wasm", runAction),
+		BashComplete: completeFiles(".yaml", ".yml", ".wasm"),
+		Action:       withArgs(1, 1, "one function.yaml, DIR or MODULE.wasm", runAction),
 	}
 }
 
