@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgefn/edgefn/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of TestGoldenJSON (testdata/golden/*.json)")
@@ -96,7 +98,7 @@ func TestGoldenJSON(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, e2eBin, "tail", "golden/#", "-n", "1", "--json")
 	cmd.Env = c.env
-	var out lockedBuffer
+	var out testutil.Buffer
 	cmd.Stdout = &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
