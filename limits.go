@@ -38,7 +38,9 @@ type Limits struct {
 	// dropped and counted, the invocation does not fail.
 	MaxLog Size `json:"max_log,omitempty" yaml:"max_log"`
 	// KeepWarm is how long an idle warm instance is kept before it is
-	// closed (scale to zero).
+	// closed (scale to zero); a function without an event for this long
+	// also has its compiled code unloaded (reloaded from the disk cache at
+	// its next event).
 	KeepWarm time.Duration `json:"keep_warm,omitempty" yaml:"keep_warm"`
 	// MaxDepth bounds the guest's call depth.
 	MaxDepth int `json:"max_depth,omitempty" yaml:"max_depth"`
@@ -100,7 +102,7 @@ var LimitFields = []LimitField{
 		Doc: "log bytes per invocation (lines past it are dropped and counted)"},
 	{Key: "keep_warm", Kind: LimitDuration, Min: 0, Max: int64(24 * time.Hour),
 		Default: int64(5 * time.Minute), Ceiling: int64(time.Hour),
-		Doc: "idle warm instances are closed after this"},
+		Doc: "idle warm instances are closed after this; after this without an event the compiled code is unloaded too (reloaded from the disk cache at the next event)"},
 	{Key: "max_depth", Kind: LimitCount, Min: 16, Max: 1 << 20,
 		Default: 10000, Ceiling: 100000,
 		Doc: "guest call depth"},

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"sort"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
+	"golang.org/x/sys/unix"
 )
 
 func TestRunawayRecursionHostMemory(t *testing.T) {
@@ -138,6 +140,63 @@ func BenchmarkFreshInvoke(b *testing.B) {
 		}
 		reportCPU(b, cpu)
 	})
+}
+
+// BenchmarkFreshEventPath: events to a fresh reactor, back to back or
+// paced 200 µs apart. The metrics are the time Invoke takes, the event's own
+// path (wall and the calling thread's CPU, medians), and the process CPU per
+// event, which includes what is done in the background between events.
+// warm/trivial is the reference: the same events to a pooled instance.
+func BenchmarkFreshEventPath(b *testing.B) {
+	for _, pace := range []time.Duration{0, 200 * time.Microsecond} {
+		for _, name := range []string{"trivial", "echo", "warm/trivial"} {
+			b.Run(fmt.Sprintf("%s/paced=%s", name, pace), func(b *testing.B) {
+				iso := edgefn.IsolationFresh
+				if n, ok := strings.CutPrefix(name, "warm/"); ok {
+					name, iso = n, edgefn.IsolationWarm
+				}
+				f := benchFunction(b, name, func(s *Spec) { s.Isolation = iso })
+				ev := event("x")
+				ctx := context.Background()
+				// The thread's CPU time does not count the time the shared
+				// machine runs something else.
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				var lat, onCPU []time.Duration
+				cpu := cpuTime()
+				for b.Loop() {
+					c0 := threadCPU()
+					t0 := time.Now()
+					res := f.Invoke(ctx, ev)
+					lat = append(lat, time.Since(t0))
+					onCPU = append(onCPU, threadCPU()-c0)
+					if res.Err != nil {
+						b.Fatal(res.Err)
+					}
+					if pace > 0 {
+						time.Sleep(pace)
+					}
+				}
+				reportCPU(b, cpu)
+				b.ReportMetric(medianMicros(lat), "event-µs-p50")
+				b.ReportMetric(medianMicros(onCPU), "event-cpu-µs-p50")
+			})
+		}
+	}
+}
+
+// threadCPU is the calling thread's CPU time.
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+func medianMicros(d []time.Duration) float64 {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return float64(d[len(d)/2].Nanoseconds()) / 1000
 }
 
 // rawAllocator hands out pooled linear memories without a cap.

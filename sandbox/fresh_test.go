@@ -2,10 +2,12 @@ package sandbox
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/testutil"
 	"github.com/edgefn/edgefn/sandbox/internal/wasmbin"
 )
 
@@ -43,10 +45,10 @@ func TestInstanceStartsWithPeakCapacity(t *testing.T) {
 		if cap(inst.mem.buf) < int(c.wantCap) || uint64(cap(inst.mem.buf)) > uint64(f.spec.Limits.Memory) || len(inst.mem.buf) != 64<<10 {
 			t.Errorf("peak %d: memory len %d cap %d, want len 64 KiB, cap %d..%d", c.peak, len(inst.mem.buf), cap(inst.mem.buf), c.wantCap, f.spec.Limits.Memory)
 		}
-		f.settle(&Result{}, inst, false, time.Time{})
+		f.settle(&Result{}, inst, false, false, time.Time{})
 	}
 	wantOK(t, f.Invoke(context.Background(), event("x")))
-	if st := f.Stats(); st.Alive != 0 {
+	if st := f.Stats(); st.Alive != st.Spare {
 		t.Errorf("stats %+v", st)
 	}
 }
@@ -74,5 +76,43 @@ func TestLoadMergesGoDataSegments(t *testing.T) {
 	t.Logf("data segments: %d -> %d", before.DataSegments, after.DataSegments)
 	if before.DataSegments < 1000 || after.DataSegments > 16 {
 		t.Errorf("data segments %d -> %d, want thousands merged into a few", before.DataSegments, after.DataSegments)
+	}
+}
+
+// Fresh reactors get spare instances made in the background: an event takes
+// one that never ran, so every event still sees a new instance, and spares
+// plus invocations stay within limits.concurrency.
+func TestFreshSpares(t *testing.T) {
+	r := newRuntime(t, Config{})
+	f := load(t, r, "counter", func(s *Spec) {
+		s.Isolation = edgefn.IsolationFresh
+		s.Limits.Concurrency = 3
+	})
+	for i := 0; i < 50; i++ {
+		res := f.Invoke(context.Background(), event(""))
+		wantOK(t, res)
+		if got := string(res.Effects[0].Payload); got != "1" || !res.Cold {
+			t.Fatalf("call %d emitted %q (cold %v): the instance had run before", i, got, res.Cold)
+		}
+		testutil.Eventually(t, 10*time.Second, "a spare", func() bool { return f.Stats().Spare == 1 })
+	}
+	// Three at once raise the spares to three, never more.
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() { wantOK(t, f.Invoke(context.Background(), event(""))) })
+	}
+	wg.Wait()
+	testutil.Eventually(t, 10*time.Second, "spares for the peak", func() bool {
+		st := f.Stats()
+		if st.Alive > 3 || st.Spare > 3 {
+			t.Fatalf("over limits.concurrency: %+v", st)
+		}
+		return st.Spare >= 1
+	})
+	if err := f.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.Stats(); st.Alive != 0 || st.Spare != 0 {
+		t.Fatalf("after Close: %+v", st)
 	}
 }

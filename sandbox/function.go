@@ -33,6 +33,11 @@ type Result struct {
 	MemoryBytes uint64
 	// Cold reports a new instance was made for this invocation.
 	Cold bool
+	// Reload is the time spent reloading the function's compiled code from
+	// the disk cache before the invocation (zero when it was in memory):
+	// code idle past limits.keep_warm is unloaded. It is not part of
+	// Duration, and the deadline starts after it.
+	Reload time.Duration
 	// ExitCode is edgefn_handle's return value for a reactor, the exit code
 	// for a command.
 	ExitCode int
@@ -55,23 +60,33 @@ type Stats struct {
 	Invocations uint64
 	Cold, Warm  uint64
 	Failures    map[edgefn.Reason]uint64
-	// Alive counts instances alive (busy or idle); Idle those waiting.
-	Alive, Idle int
+	// Alive counts instances alive (busy, idle or spare); Idle the warm
+	// ones waiting; Spare the fresh ones made (or being made) ahead of
+	// their event.
+	Alive, Idle, Spare int
 	// CompileTime is how long Load took to compile (or fetch from cache).
 	CompileTime time.Duration
+	// Loaded says the compiled code is in memory; Unloads and Reloads count
+	// how often it was dropped after limits.keep_warm without an event and
+	// brought back from the disk cache, LastReload took how long.
+	Loaded           bool
+	Unloads, Reloads uint64
+	LastReload       time.Duration
 }
 
 // Function is one loaded function version. Invoke is safe for concurrent
 // use; at most Limits.Concurrency invocations (and instances) are alive at
 // once, further calls wait.
 type Function struct {
-	r           *Runtime
-	spec        Spec
-	shape       Shape
-	hasInit     bool
-	fresh       bool
-	compiled    wazero.CompiledModule
-	hash        string
+	r       *Runtime
+	spec    Spec
+	shape   Shape
+	hasInit bool
+	fresh   bool
+	hash    string
+	// key names the load cache entry the compiled code is reloaded from
+	// after an unload; empty: never unloaded (no disk cache).
+	key         string
 	compileTime time.Duration
 	fromCache   bool // Load took the prepared module from the load cache
 	sem         chan struct{}
@@ -81,20 +96,38 @@ type Function struct {
 	// reserve that much capacity up front.
 	memPeak atomic.Uint64
 
-	mu       sync.Mutex
+	// loadMu serializes reloads of the compiled code.
+	loadMu sync.Mutex
+
+	mu sync.Mutex
+	// compiled is nil while unloaded (see unload.go).
+	compiled wazero.CompiledModule
 	idle     []*instance // most recently used last
 	alive    int
-	closed   bool
-	reaper   *time.Timer
-	invoked  uint64
-	cold     uint64
-	failures map[edgefn.Reason]uint64
+	// active counts invocations between their admission and settle; peak
+	// is the most at once since the last reap (spare.go sizes the spares
+	// by it).
+	active, peak int
+	// spare holds fresh reactor instances made ahead of their event, never
+	// run; creating counts those being made.
+	spare            []*instance
+	creating         int
+	refilling        bool
+	lastEnd          time.Time // the last invocation ended (or Load)
+	closed           bool
+	reaper           *time.Timer
+	invoked          uint64
+	cold             uint64
+	failures         map[edgefn.Reason]uint64
+	unloads, reloads uint64
+	lastReload       time.Duration
 }
 
 func newFunction(r *Runtime, spec Spec, shape Shape, hasInit bool, cm wazero.CompiledModule, hash string) *Function {
 	return &Function{
 		r: r, spec: spec, shape: shape, hasInit: hasInit, compiled: cm, hash: hash,
 		fresh:      shape == ShapeCommand || spec.Isolation == edgefn.IsolationFresh,
+		lastEnd:    time.Now(),
 		sem:        make(chan struct{}, spec.Limits.Concurrency),
 		timeoutMsg: fmt.Sprintf("deadline of %s exceeded", spec.Limits.Timeout),
 		failures:   map[edgefn.Reason]uint64{},
@@ -117,7 +150,8 @@ func (f *Function) Stats() Stats {
 	s := Stats{
 		Invocations: f.invoked, Cold: f.cold, Warm: f.invoked - f.cold,
 		Failures: make(map[edgefn.Reason]uint64, len(f.failures)),
-		Alive:    f.alive, Idle: len(f.idle), CompileTime: f.compileTime,
+		Alive:    f.alive, Idle: len(f.idle), Spare: len(f.spare) + f.creating, CompileTime: f.compileTime,
+		Loaded: f.compiled != nil, Unloads: f.unloads, Reloads: f.reloads, LastReload: f.lastReload,
 	}
 	for k, v := range f.failures {
 		s.Failures[k] = v
@@ -142,15 +176,20 @@ func (f *Function) Close(ctx context.Context) error {
 	f.mu.Unlock()
 	f.inflight.Wait()
 	f.mu.Lock()
-	idle := f.idle
-	f.idle = nil
+	idle := append(f.idle, f.spare...)
+	f.idle, f.spare = nil, nil
 	f.alive -= len(idle)
+	cm := f.compiled
+	f.compiled = nil
 	f.mu.Unlock()
 	for _, inst := range idle {
 		inst.close()
 	}
 	f.r.forget(f)
-	return f.compiled.Close(ctx)
+	if cm == nil {
+		return nil
+	}
+	return cm.Close(ctx)
 }
 
 // Invoke runs ev through the function and returns its outcome. It never
@@ -169,7 +208,7 @@ func (f *Function) Invoke(ctx context.Context, ev edgefn.Event) *Result {
 		case f.sem <- struct{}{}:
 		case <-ctx.Done():
 			res.Err = &edgefn.Failure{Reason: edgefn.ReasonTimeout, Message: "no free instance before the context ended", Err: ctx.Err()}
-			f.settle(res, nil, false, time.Time{})
+			f.settle(res, nil, false, false, time.Time{})
 			return res
 		}
 	}
@@ -183,16 +222,31 @@ func (f *Function) Invoke(ctx context.Context, ev edgefn.Event) *Result {
 		return res
 	}
 	f.inflight.Add(1)
+	f.active++
+	f.peak = max(f.peak, f.active)
 	var inst *instance
+	spare := false
 	if !f.fresh {
 		if n := len(f.idle); n > 0 {
 			inst = f.idle[n-1]
 			f.idle[n-1] = nil
 			f.idle = f.idle[:n-1]
 		}
+	} else if n := len(f.spare); n > 0 {
+		inst, spare = f.spare[n-1], true
+		f.spare[n-1] = nil
+		f.spare = f.spare[:n-1]
 	}
+	unloaded := f.compiled == nil
 	f.mu.Unlock()
 	defer f.inflight.Done()
+	if unloaded && inst == nil {
+		if err := f.reload(res); err != nil {
+			res.Err = &edgefn.Failure{Reason: edgefn.ReasonInternal, Message: "reload compiled code", Err: err}
+			f.settle(res, nil, false, true, time.Now())
+			return res
+		}
+	}
 
 	start := time.Now()
 	inv.deadline = start.Add(f.spec.Limits.Timeout)
@@ -203,23 +257,28 @@ func (f *Function) Invoke(ctx context.Context, ev edgefn.Event) *Result {
 	if f.shape == ShapeCommand {
 		inst = f.runCommand(inv, res)
 	} else {
-		inst, keep = f.runReactor(inv, res, inst)
+		inst, keep = f.runReactor(inv, res, inst, spare)
 	}
 	inv.finish(res)
 	end := time.Now()
 	res.Duration = end.Sub(start)
-	f.settle(res, inst, keep, end)
+	f.settle(res, inst, keep, true, end)
 	return res
 }
 
 // settle counts the invocation and, in the same critical section, returns
 // inst to the idle list (keep) or forgets it (closed after unlocking).
-func (f *Function) settle(res *Result, inst *instance, keep bool, now time.Time) {
+// active says the invocation was admitted (counted in f.active).
+func (f *Function) settle(res *Result, inst *instance, keep, active bool, now time.Time) {
 	var fl *edgefn.Failure
 	if res.Err != nil {
 		fl = res.Failure()
 	}
 	f.mu.Lock()
+	if active {
+		f.active--
+		f.lastEnd = now
+	}
 	f.invoked++
 	if res.Cold {
 		f.cold++
@@ -231,31 +290,46 @@ func (f *Function) settle(res *Result, inst *instance, keep bool, now time.Time)
 		if keep && !f.closed {
 			inst.lastUsed = now
 			f.idle = append(f.idle, inst)
-			if f.reaper == nil {
-				f.reaper = time.AfterFunc(f.spec.Limits.KeepWarm, f.reap)
-			}
 			inst = nil
 		} else {
 			f.alive--
 		}
 	}
+	f.armReaperLocked()
+	// Spares are made after the event's instance is closed, so that the two
+	// do not contend (wazero's store lock).
+	refill := active && f.claimRefillLocked()
 	f.mu.Unlock()
 	if inst != nil {
 		inst.close()
 	}
+	if refill {
+		go f.refill()
+	}
+}
+
+// armReaperLocked starts the reaper if something will need reaping: idle
+// or spare instances, or compiled code to unload. f.mu must be held.
+func (f *Function) armReaperLocked() {
+	if f.reaper == nil && !f.closed && (len(f.idle) > 0 || len(f.spare) > 0 || f.unloadable()) {
+		f.reaper = time.AfterFunc(f.spec.Limits.KeepWarm, f.reap)
+	}
 }
 
 // runReactor runs the invocation on inst, or on a new instance when inst is
-// nil. It returns the instance used (nil if none could be made) and whether
-// it may serve another invocation.
-func (f *Function) runReactor(inv *invocation, res *Result, inst *instance) (*instance, bool) {
-	if inst == nil {
+// nil; spare says inst was made ahead and never ran. It returns the instance
+// used (nil if none could be made) and whether it may serve another
+// invocation.
+func (f *Function) runReactor(inv *invocation, res *Result, inst *instance, spare bool) (*instance, bool) {
+	if inst == nil || spare {
 		res.Cold = true
-		var err error
-		inst, err = f.newInstance(f.r.base)
-		if err != nil {
-			res.Err = &edgefn.Failure{Reason: edgefn.ReasonInternal, Message: "instantiate", Err: err}
-			return nil, false
+		if inst == nil {
+			var err error
+			inst, err = f.newInstance(f.r.base)
+			if err != nil {
+				res.Err = &edgefn.Failure{Reason: edgefn.ReasonInternal, Message: "instantiate", Err: err}
+				return nil, false
+			}
 		}
 		if f.hasInit {
 			inst.inv = inv
@@ -294,12 +368,15 @@ func (f *Function) runReactor(inv *invocation, res *Result, inst *instance) (*in
 	return inst, fl == nil && !intr && !f.fresh
 }
 
-// reap closes instances idle for KeepWarm or more (scale to zero) and
-// re-arms itself for the next one.
+// reap closes instances idle for KeepWarm or more (scale to zero), drops
+// the spares and unloads the compiled code of a function without an event
+// for KeepWarm, and re-arms itself for the next of these.
 func (f *Function) reap() {
 	now := time.Now()
 	keep := f.spec.Limits.KeepWarm
 	var old []*instance
+	var cm wazero.CompiledModule
+	canReload := f.canReload()
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
@@ -317,9 +394,25 @@ func (f *Function) reap() {
 		f.idle[i] = nil
 	}
 	f.idle = live
+	quiet := f.active == 0 && now.Sub(f.lastEnd) >= keep
+	if quiet {
+		old = append(old, f.spare...)
+		f.spare = nil
+		f.peak = 0
+	}
 	f.alive -= len(old)
-	if len(f.idle) > 0 {
-		next := f.idle[0].lastUsed.Add(keep).Sub(now)
+	if quiet && f.unloadable() && f.alive == 0 && f.creating == 0 && canReload {
+		cm, f.compiled = f.compiled, nil
+		f.unloads++
+	}
+	var next time.Duration
+	switch {
+	case len(f.idle) > 0:
+		next = f.idle[0].lastUsed.Add(keep).Sub(now)
+	case len(f.spare) > 0 || f.unloadable():
+		next = max(f.lastEnd.Add(keep).Sub(now), keep/8)
+	}
+	if next > 0 {
 		f.reaper = time.AfterFunc(next, f.reap)
 	} else {
 		f.reaper = nil
@@ -327,6 +420,9 @@ func (f *Function) reap() {
 	f.mu.Unlock()
 	for _, inst := range old {
 		inst.close()
+	}
+	if cm != nil {
+		f.unload(cm)
 	}
 }
 
@@ -376,6 +472,20 @@ type instance struct {
 
 // newInstance instantiates the compiled module without running anything.
 func (f *Function) newInstance(cfg wazero.ModuleConfig) (*instance, error) {
+	f.mu.Lock()
+	cm := f.compiled
+	if cm == nil {
+		f.mu.Unlock()
+		return nil, errUnloaded
+	}
+	f.alive++
+	f.mu.Unlock()
+	return f.instantiate(cm, cfg)
+}
+
+// instantiate instantiates cm for an instance already counted in f.alive
+// (uncounted again if it fails).
+func (f *Function) instantiate(cm wazero.CompiledModule, cfg wazero.ModuleConfig) (*instance, error) {
 	inst := &instance{f: f}
 	inst.ctx = context.WithValue(context.Background(), instKey{}, inst)
 	inst.stdout = guestWriter{inst: inst, stdout: true}
@@ -384,10 +494,7 @@ func (f *Function) newInstance(cfg wazero.ModuleConfig) (*instance, error) {
 	if f.shape == ShapeReactor {
 		cfg = cfg.WithStdout(&inst.stdout)
 	}
-	f.mu.Lock()
-	f.alive++
-	f.mu.Unlock()
-	mod, err := f.r.rt.InstantiateModule(experimental.WithMemoryAllocator(inst.ctx, inst), f.compiled, cfg)
+	mod, err := f.r.rt.InstantiateModule(experimental.WithMemoryAllocator(inst.ctx, inst), cm, cfg)
 	if err != nil {
 		f.mu.Lock()
 		f.alive--

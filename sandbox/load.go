@@ -96,6 +96,7 @@ func (r *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Function, 
 	f := newFunction(r, spec, p.shape, p.hasInit, cm, p.hash)
 	f.compileTime = time.Since(start)
 	f.fromCache = p.cached
+	f.key = p.key
 
 	if !p.cached {
 		// Instantiate once without running anything: this resolves every
@@ -121,6 +122,10 @@ func (r *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Function, 
 	}
 	r.loaded[f] = struct{}{}
 	r.mu.Unlock()
+	// A function never invoked is unloaded after keep_warm too.
+	f.mu.Lock()
+	f.armReaperLocked()
+	f.mu.Unlock()
 	r.log.Debug("sandbox: loaded", "function", spec.Name, "version", spec.Version,
 		"shape", p.shape, "compile", f.compileTime, "load_cache", p.cached)
 	return f, nil

@@ -119,9 +119,10 @@ type Runtime struct {
 
 	compileMu sync.Mutex // serializes compiles so the cache index can see which files each adds
 
-	mu     sync.Mutex
-	loaded map[*Function]struct{}
-	closed bool
+	mu        sync.Mutex
+	loaded    map[*Function]struct{}
+	closed    bool
+	releasing bool // a FreeOSMemory after unloads is scheduled (unload.go)
 }
 
 // New starts the agent's wazero runtime and instantiates the host modules
