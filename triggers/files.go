@@ -366,7 +366,7 @@ func (f *Files) process(ctx context.Context, d *watchedDir, w *fileWatch, name s
 		log.Warn("file trigger: cannot read a file", "file", name, "err", err)
 		return f.reject(ctx, d, w, name, fl.size, edgefn.Fail(edgefn.ReasonRejected, "file %s: %v", name, err), log)
 	}
-	ev := fileEvent(w.spec.Dir, name, int64(len(data)))
+	ev := FileEvent(w.spec.Dir, name, int64(len(data)))
 	ev.Payload = data
 	failed, err := f.sink.DeliverFile(ctx, w.spec.Function, ev)
 	if err != nil {
@@ -396,7 +396,7 @@ func (f *Files) process(ctx context.Context, d *watchedDir, w *fileWatch, name s
 // reject records why as a failure of the watch's function, then moves the
 // file to .rejected.
 func (f *Files) reject(ctx context.Context, d *watchedDir, w *fileWatch, name string, size int64, why *edgefn.Failure, log *slog.Logger) bool {
-	if err := f.sink.RejectFile(ctx, w.spec.Function, fileEvent(w.spec.Dir, name, size), why); err != nil {
+	if err := f.sink.RejectFile(ctx, w.spec.Function, FileEvent(w.spec.Dir, name, size), why); err != nil {
 		if ctx.Err() == nil {
 			log.Warn("file trigger: cannot record a rejected file, tried again later", "file", name, "err", err)
 		}
@@ -411,7 +411,10 @@ func (f *Files) reject(ctx context.Context, d *watchedDir, w *fileWatch, name st
 	return true
 }
 
-func fileEvent(dir, name string, size int64) edgefn.Event {
+// FileEvent is the event of a file named name, of size bytes, dropped in
+// dir (without its payload): what a file trigger hands over, and what
+// `edgefn run --file` imitates.
+func FileEvent(dir, name string, size int64) edgefn.Event {
 	return edgefn.Event{
 		Source:  edgefn.SourceFile,
 		Subject: dir,

@@ -34,7 +34,8 @@ func runCommand() *cli.Command {
 		Description: "Runs the function once in the sandbox and prints the outcome, what it emitted,\n" +
 			"published, wrote to kv and to GPIO, and its logs. Given function.yaml (or the DIR\n" +
 			"holding it) the manifest's module, limits, grants, env and isolation apply, and the\n" +
-			"event is shaped like its first trigger's (override with --subject, --source, --pin);\n" +
+			"event is shaped like its first trigger's (override with --subject, --source, --pin,\n" +
+			"--file);\n" +
 			"a bare MODULE.wasm runs with the flags' limits and grants. kv lives in memory unless\n" +
 			"--kv-file keeps it in a JSON file across runs (the writes of a failed invocation are\n" +
 			"dropped, as on the agent); GPIO is a simulated chip (GPIO0..GPIO27 plus the manifest's\n" +
@@ -45,6 +46,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "subject", Usage: "event subject (MQTT topic, pin, timer spec…; default from the manifest's trigger, else local)"},
 			&cli.StringFlag{Name: "source", Usage: "event source: mqtt, gpio, timer or http (default from the manifest's trigger, else http)"},
 			&cli.StringSliceFlag{Name: "meta", Usage: "K=V event metadata, read with the meta import (repeatable)"},
+			&cli.StringFlag{Name: "file", Usage: "a file dropped for a files trigger: its content is the payload, with meta file.name and file.size (source file, subject the trigger's directory)"},
 			&cli.StringFlag{Name: "pin", Usage: "a GPIO edge on PIN: source gpio, subject PIN, the agent's gpio payload and meta"},
 			&cli.StringFlag{Name: "edge", Value: string(edgefn.EdgeRising), Usage: "with --pin: rising or falling"},
 			&cli.StringSliceFlag{Name: "high", Usage: "simulated GPIO input PIN that reads high (repeatable)"},
@@ -67,6 +69,7 @@ type runTarget struct {
 	spec     sandbox.Spec
 	wasm     []byte
 	manifest *edgefn.Manifest // nil for a bare module
+	file     string           // the manifest's path
 }
 
 func loadRunTarget(c *cli.Context, arg string) (*runTarget, error) {
@@ -80,7 +83,7 @@ func loadRunTarget(c *cli.Context, arg string) (*runTarget, error) {
 		if err != nil {
 			return nil, err
 		}
-		t.manifest = m
+		t.manifest, t.file = m, file
 		if t.wasm, err = os.ReadFile(manifestWasm(file, m)); err != nil {
 			return nil, usagef("run: %s: wasm: %v (build it first: edgefn build %s)", file, err, arg)
 		}
@@ -146,6 +149,12 @@ func runEvent(c *cli.Context, t *runTarget) (edgefn.Event, error) {
 		payload = []byte(d)
 	}
 	now := time.Now()
+	if c.IsSet("file") {
+		if c.IsSet("data") || c.IsSet("pin") {
+			return edgefn.Event{}, usagef("run: --file: the file is the payload; leave out --data and --pin")
+		}
+		return runFileEvent(c.String("file"), t, now)
+	}
 	if pin := c.String("pin"); pin != "" {
 		e := edgefn.Edge(c.String("edge"))
 		if e != edgefn.EdgeRising && e != edgefn.EdgeFalling {
@@ -176,13 +185,15 @@ func runEvent(c *cli.Context, t *runTarget) (edgefn.Event, error) {
 					subject = "@every " + tr.Every.String()
 				}
 				meta = map[string]string{triggers.MetaScheduled: strconv.FormatInt(now.UnixMilli(), 10)}
+			case edgefn.SourceFile:
+				subject = t.filesDir(tr)
 			}
 		}
 	}
 	if c.IsSet("source") {
 		src = edgefn.Source(c.String("source"))
 		if !src.Valid() {
-			return edgefn.Event{}, usagef("run: --source %q: use mqtt, gpio, timer or http", src)
+			return edgefn.Event{}, usagef("run: --source %q: use mqtt, gpio, timer, file or http", src)
 		}
 	}
 	if c.IsSet("subject") {
@@ -196,6 +207,66 @@ func runEvent(c *cli.Context, t *runTarget) (edgefn.Event, error) {
 		meta[k] = v
 	}
 	return edgefn.Event{ID: "run-1", Source: src, Subject: subject, Time: now, Payload: payload, Meta: meta}, nil
+}
+
+// runFileEvent is the event of a files trigger for the file at path: its
+// content, file.name and file.size; subject the directory of the
+// manifest's files trigger (resolved next to the manifest), else the
+// file's. A file over the trigger's max_size (without one, the largest
+// max_size) is refused, as the agent refuses it.
+func runFileEvent(path string, t *runTarget, now time.Time) (edgefn.Event, error) {
+	max, dir := edgefn.MaxFileMaxSize, ""
+	if t.manifest != nil {
+		for _, tr := range t.manifest.Triggers {
+			if tr.Kind() == edgefn.SourceFile {
+				max, dir = tr.MaxSize, t.filesDir(tr)
+				break
+			}
+		}
+	}
+	if dir == "" {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return edgefn.Event{}, usagef("run: --file: %v", err)
+		}
+		dir = filepath.Dir(abs)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return edgefn.Event{}, usagef("run: --file: %v", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return edgefn.Event{}, usagef("run: --file: %v", err)
+	}
+	if !st.Mode().IsRegular() {
+		return edgefn.Event{}, usagef("run: --file %s: not a regular file (a files trigger rejects it)", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
+	if err != nil {
+		return edgefn.Event{}, fmt.Errorf("run: --file %s: %v", path, err)
+	}
+	if int64(len(data)) > int64(max) {
+		return edgefn.Event{}, fmt.Errorf("run: --file %s: %d bytes, over the trigger's max_size %s (the agent moves it to .rejected without running the function)", path, st.Size(), max)
+	}
+	ev := triggers.FileEvent(dir, filepath.Base(path), int64(len(data)))
+	ev.ID, ev.Time, ev.Payload = "run-1", now, data
+	return ev, nil
+}
+
+// filesDir is the directory of the files trigger tr as the agent would
+// watch it when loading the manifest from its functions_dir: relative
+// paths next to the manifest.
+func (t *runTarget) filesDir(tr edgefn.Trigger) string {
+	if filepath.IsAbs(tr.Files) || t.file == "" {
+		return tr.Files
+	}
+	d, err := filepath.Abs(filepath.Join(filepath.Dir(t.file), tr.Files))
+	if err != nil {
+		return tr.Files
+	}
+	return d
 }
 
 // sampleTopic turns a topic filter into a topic it matches: "+" levels

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,14 +103,11 @@ func TestRunCommand(t *testing.T) {
 	}
 }
 
-// TestRunManifest runs function.yaml: the manifest's grants, env and
-// trigger shape the run, --env overrides, the simulated GPIO reads --high
-// pins and takes writes, and --kv-file keeps kv across runs (not the
-// writes of a failed run).
-func TestRunManifest(t *testing.T) {
-	bin := buildBinary(t)
-	run := binRunner(t, bin, "run")
-	dir := t.TempDir()
+// scriptProject writes a project directory with the script guest as
+// script.wasm and manifest as function.yaml.
+func scriptProject(t *testing.T, manifest string) (dir, man string) {
+	t.Helper()
+	dir = t.TempDir()
 	wasm, err := os.ReadFile(guest(t, "script"))
 	if err != nil {
 		t.Fatal(err)
@@ -117,8 +115,21 @@ func TestRunManifest(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "script.wasm"), wasm, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	man := filepath.Join(dir, "function.yaml")
-	if err := os.WriteFile(man, []byte(`name: scr
+	man = filepath.Join(dir, "function.yaml")
+	if err := os.WriteFile(man, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, man
+}
+
+// TestRunManifest runs function.yaml: the manifest's grants, env and
+// trigger shape the run, --env overrides, the simulated GPIO reads --high
+// pins and takes writes, and --kv-file keeps kv across runs (not the
+// writes of a failed run).
+func TestRunManifest(t *testing.T) {
+	bin := buildBinary(t)
+	run := binRunner(t, bin, "run")
+	dir, man := scriptProject(t, `name: scr
 wasm: script.wasm
 triggers:
   - mqtt: scr/in/+
@@ -131,9 +142,7 @@ allow:
 env:
   A: from-manifest
   B: kept
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`)
 	kv := filepath.Join(dir, "kv.json")
 	script := "meta subject\nmeta qos\nmeta env.A\nmeta env.B\nget n\nset n 1\ngpior GPIO4\ngpior GPIO5\ngpiow GPIO17 1\npublish scr/out hi\npublish other x\nfail"
 	out, code := run(man, "--env", "A=overridden", "--high", "GPIO4", "--kv-file", kv, "--data", script)
@@ -167,6 +176,49 @@ env:
 	}
 	if out, code := run(man); code != 2 || !strings.Contains(out, "edgefn build") {
 		t.Errorf("missing module: exit %d: %s", code, out)
+	}
+}
+
+// --file shapes the event as a files trigger does: the file's content as
+// payload, meta file.name and file.size, source file, subject the
+// trigger's directory resolved next to the manifest; a file over the
+// trigger's max_size is refused as the agent refuses it.
+func TestRunFile(t *testing.T) {
+	bin := buildBinary(t)
+	run := binRunner(t, bin, "run")
+	dir, man := scriptProject(t, "name: cam\nwasm: script.wasm\ntriggers:\n  - files: inbox\n    max_size: 64B\n")
+	// The payload is the script guest's program.
+	drop := filepath.Join(t.TempDir(), "shot.jpg")
+	script := "meta source\nmeta subject\nmeta file.name\nmeta file.size"
+	if err := os.WriteFile(drop, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := run(man, "--file", drop)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	inbox := filepath.Join(dir, "inbox")
+	for _, want := range []string{"meta=4:file", fmt.Sprintf("meta=%d:%s", len(inbox), inbox), "meta=8:shot.jpg", fmt.Sprintf("meta=2:%d", len(script))} {
+		if !strings.Contains(out, "log info: "+want+"\n") {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	// Over max_size: refused, the function does not run.
+	if err := os.WriteFile(drop, []byte(strings.Repeat("x", 65)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := run(man, "--file", drop); code != 1 || !strings.Contains(out, "65 bytes, over the trigger's max_size 64B") || strings.Contains(out, "outcome") {
+		t.Errorf("oversize: exit %d: %s", code, out)
+	}
+	// --file with --data is a usage error; a bare module takes the file's directory.
+	if out, code := run(man, "--file", drop, "--data", "x"); code != 2 || !strings.Contains(out, "leave out --data") {
+		t.Errorf("--file --data: exit %d: %s", code, out)
+	}
+	if err := os.WriteFile(drop, []byte("meta subject"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := run(guest(t, "script"), "--file", drop); code != 0 || !strings.Contains(out, "meta="+fmt.Sprint(len(filepath.Dir(drop)))+":"+filepath.Dir(drop)+"\n") {
+		t.Errorf("bare module: exit %d: %s", code, out)
 	}
 }
 
