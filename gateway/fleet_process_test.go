@@ -258,6 +258,11 @@ func TestFleetConfig(t *testing.T) {
 			t.Errorf("want a problem with %s: %v", want, err)
 		}
 	}
+	// The deepest topic must keep to AWS IoT Core's 7 slashes.
+	_, err = LoadConfig(writeConfig(t, fmt.Sprintf("admin: {trusted_keys: [%q]}\nfleet:\n  broker: tcp://127.0.0.1:1883\n  topic_prefix: a/b/c/d/e\n", pub)))
+	if err == nil || !strings.Contains(err.Error(), "fleet.topic_prefix") || !strings.Contains(err.Error(), "at most 4 levels") {
+		t.Errorf("a 5-level topic prefix: %v", err)
+	}
 	c, err := LoadConfig(writeConfig(t, fmt.Sprintf("admin: {trusted_keys: [%q]}\nfleet:\n  broker: mqtts://broker.example.com:8883\n  groups: [lab]\n  username: gw\n  password: pw\n", pub)))
 	if err != nil || c.Fleet == nil || c.Fleet.Groups[0] != "lab" {
 		t.Fatalf("fleet config: %+v, %v", c, err)

@@ -20,7 +20,7 @@ import (
 
 // startFleet starts n real agent processes on a real mosquitto, gw-00...,
 // each in group "site" and alternately in "lab" and "office".
-func startFleet(t *testing.T, n int, opts ...mosquittotest.Option) (*mosquittotest.Broker, *fleettest.Fleet) {
+func startFleet(t testing.TB, n int, opts ...mosquittotest.Option) (*mosquittotest.Broker, *fleettest.Fleet) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds the agent and runs gateways as child processes")
@@ -51,11 +51,21 @@ func inGroup(gws []*fleettest.Gateway, group string) []*fleettest.Gateway {
 
 // fleetManifest writes a function manifest on the fixture wasm and returns
 // its path and the module's SHA-256.
-func fleetManifest(t *testing.T, name, wasmFixture string) (string, string) {
+func fleetManifest(t testing.TB, name, wasmFixture string) (string, string) {
+	return fleetManifestFile(t, name, filepath.Join("testdata", wasmFixture))
+}
+
+// fleetManifestFile is fleetManifest with a module from any path.
+func fleetManifestFile(t testing.TB, name, wasmPath string) (string, string) {
 	t.Helper()
+	wasm, err := os.ReadFile(wasmPath)
+	if err != nil {
+		t.Fatalf("%v (run make wasm)", err)
+	}
 	dir := t.TempDir()
-	writeFunction(t, dir, name, "triggers:\n  - mqtt: fleet-"+name+"/#\n", wasmFixture)
-	return filepath.Join(dir, name+".yaml"), fmt.Sprintf("%x", sha256.Sum256(fixture(t, wasmFixture)))
+	writeFile(t, filepath.Join(dir, name+".wasm"), wasm)
+	writeFile(t, filepath.Join(dir, name+".yaml"), []byte("name: "+name+"\nwasm: ./"+name+".wasm\nlimits: {memory: 32MiB}\ntriggers:\n  - mqtt: fleet-"+name+"/#\n"))
+	return filepath.Join(dir, name+".yaml"), fmt.Sprintf("%x", sha256.Sum256(wasm))
 }
 
 // 20 real gateways in two groups (and all in "site") converge after one
@@ -225,7 +235,7 @@ func TestFleetKillWhileApplying(t *testing.T) {
 	}
 }
 
-func writeFile(t *testing.T, path string, b []byte) {
+func writeFile(t testing.TB, path string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)

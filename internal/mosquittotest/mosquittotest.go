@@ -161,6 +161,17 @@ func (b *Broker) TLSURL() string {
 // certificate; empty without WithTLS.
 func (b *Broker) CAFile() string { return b.caFile }
 
+// Pid is the running broker's process id (0 when stopped), for
+// benchmarks that read its memory.
+func (b *Broker) Pid() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd == nil {
+		return 0
+	}
+	return b.cmd.Process.Pid
+}
+
 // Dir is the broker's directory (config, persistence file).
 func (b *Broker) Dir() string { return b.dir }
 

@@ -5,6 +5,9 @@
 #   make bench-quick  smaller scenarios, one run, no pinned run (a few minutes),
 #                     writes $(BENCH_QUICK_OUT)
 #   make bench-go     the Go benchmarks of every package (benchstat input)
+#   make bench-fleet  fleet rollouts to 20, 100 and 200 agent processes on one
+#                     mosquitto (gateway BenchmarkFleetConverge), writes
+#                     $(FLEET_BENCH_OUT) (docs/benchmarks/fleet.md quotes it)
 
 MQTTBENCH       ?= bin/mqttbench
 MQTTBENCH_FLAGS ?=
@@ -15,7 +18,10 @@ WASM += scripts/mqttbench/testdata/publish.wasm
 scripts/mqttbench/testdata/publish.wasm: scripts/mqttbench/testdata/publish.wat
 	wat2wasm -o $@ $<
 
-.PHONY: bench bench-quick bench-go
+FLEET_SIZES     ?= 20,100,200
+FLEET_BENCH_OUT ?= bin/fleet-bench.md
+
+.PHONY: bench bench-quick bench-go bench-fleet
 
 $(MQTTBENCH): FORCE
 	$(GO) build $(GOFLAGS) -o $@ ./scripts/mqttbench
@@ -32,3 +38,11 @@ bench-quick: build wasm $(MQTTBENCH)
 ## bench-go: every Go benchmark, BENCHCOUNT runs each, for benchstat.
 bench-go: wasm
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCHCOUNT) $(PKGS)
+
+## bench-fleet: one fleet deploy of a small and a 151 KiB module to FLEET_SIZES
+## gateway processes each: time to converge, broker traffic, RSS.
+bench-fleet: wasm
+	@mkdir -p $(dir $(FLEET_BENCH_OUT))
+	EDGEFN_FLEET_SIZES=$(FLEET_SIZES) EDGEFN_FLEET_REPORT=$(abspath $(FLEET_BENCH_OUT)) \
+		$(GO) test -count=1 -timeout 60m -run '^$$' -bench '^BenchmarkFleetConverge$$' -benchtime 1x ./gateway/
+	@cat $(FLEET_BENCH_OUT)

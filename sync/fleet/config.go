@@ -52,6 +52,9 @@ func (c Config) Validate() error {
 	if p := c.TopicPrefix; p != "" && (strings.ContainsAny(p, "+#") || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/")) {
 		errs = append(errs, fieldErr("topic_prefix", "%q: no wildcards, no leading or trailing '/'", p))
 	}
+	if p := c.TopicPrefix; strings.Count(p, "/") > MaxPrefixSlashes {
+		errs = append(errs, fieldErr("topic_prefix", "%q: at most %d levels: the deepest fleet topic, <prefix>/blobs/<sha256>/<chunk>, adds 4 slashes and AWS IoT Core allows 7", p, MaxPrefixSlashes+1))
+	}
 	if c.Password != "" && c.Username == "" {
 		errs = append(errs, fieldErr("password", "set without username"))
 	}

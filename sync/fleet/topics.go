@@ -10,6 +10,11 @@ import (
 // DefaultPrefix is the topic prefix when fleet.topic_prefix is not set.
 const DefaultPrefix = "edgefn/fleet"
 
+// MaxPrefixSlashes is how many '/' a topic prefix may hold: the deepest
+// topic, <prefix>/blobs/<sha256>/<i>, adds 4 and AWS IoT Core refuses
+// topics with more than 7.
+const MaxPrefixSlashes = 3
+
 // Topics is the topic layout under a prefix:
 //
 //	<prefix>/desired/group/<group>       retained signed document of a group
