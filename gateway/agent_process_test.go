@@ -3,7 +3,6 @@ package gateway
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -135,11 +134,24 @@ func (p *agentProc) term(t testing.TB) {
 // status asks the running agent process for its status.
 func (p *agentProc) status(t testing.TB, dataDir string) api.Status {
 	t.Helper()
-	var st api.Status
-	if err := json.Unmarshal(p.get(t, dataDir, "/v1/status"), &st); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := p.client(t, dataDir).Status(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// client is the typed API client of the running agent process, with its
+// token (any certificate: the test started the agent).
+func (p *agentProc) client(t testing.TB, dataDir string) *api.Client {
+	t.Helper()
+	tok, err := os.ReadFile(filepath.Join(dataDir, "api.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api.NewClient(p.adminURL, strings.TrimSpace(string(tok)), "", nil)
 }
 
 // get GETs path from the running agent's admin API with its token.

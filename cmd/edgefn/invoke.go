@@ -120,13 +120,13 @@ func printInvocationText(w io.Writer, r api.Invocation) {
 		if id == "" {
 			id = "(not committed)"
 		}
-		fmt.Fprintf(tw, "record %s\t%s\n", id, rec.Data)
+		fmt.Fprintf(tw, "record %s\t%s\n", id, rec.Text())
 	}
 	for _, p := range r.Published {
-		fmt.Fprintf(tw, "publish %s (qos %d)\t%s\n", p.Topic, p.QoS, p.Data)
+		fmt.Fprintf(tw, "publish %s (qos %d)\t%s\n", p.Topic, p.QoS, p.Text())
 	}
 	for _, k := range r.KV {
-		fmt.Fprintf(tw, "kv_%s %s\t%s\n", k.Op, k.Key, k.Data)
+		fmt.Fprintf(tw, "kv_%s %s\t%s\n", k.Op, k.Key, k.Text())
 	}
 	for _, g := range r.GPIO {
 		lv := "low"

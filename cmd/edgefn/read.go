@@ -385,7 +385,7 @@ func outboxCommand() *cli.Command {
 				tw = newTable(w)
 				fmt.Fprintln(tw, "DEAD LETTER\tFUNCTION\tVERSION\tPARKED\tREASON\tPAYLOAD")
 				for _, d := range o.DeadLetters {
-					p := d.Data.String()
+					p := d.Text()
 					if len(p) > 60 {
 						p = p[:57] + "..."
 					}
@@ -434,7 +434,7 @@ func outboxPeekCommand() *cli.Command {
 				return nil
 			}
 			for _, rec := range p.Records {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", rec.ID, rec.Function, rec.Version, rec.Subject, ago(rec.Time), humanSize(int64(rec.Size)), clip(rec.Data.String(), 200))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", rec.ID, rec.Function, rec.Version, rec.Subject, ago(rec.Time), humanSize(int64(rec.Size)), clip(rec.Text(), 200))
 			}
 			if err := tw.Flush(); err != nil {
 				return err

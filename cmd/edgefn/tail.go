@@ -112,7 +112,7 @@ func readEvents(ctx context.Context, resp *http.Response, fn func(event, data st
 }
 
 func printTraffic(c *cli.Context, m api.TrafficMessage) error {
-	p := m.Data.String()
+	p := m.Text()
 	if m.Truncated {
 		p += fmt.Sprintf(" … (%d bytes)", m.Size)
 	}

@@ -100,8 +100,9 @@ func (d Data) Bytes() ([]byte, error) {
 	return []byte(d.Payload), nil
 }
 
-// String is d for people: the text, the JSON compacted, or base64:….
-func (d Data) String() string {
+// Text is d for people: the text, the JSON compacted, or base64:… (not
+// String: the types that embed Data would print as their payload).
+func (d Data) Text() string {
 	switch {
 	case d.PayloadJSON != nil:
 		var b bytes.Buffer
