@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/edgefn/edgefn/internal/procstat"
+	"github.com/edgefn/edgefn/scripts/internal/tool"
 )
 
 type listFlag []string
@@ -53,10 +53,7 @@ func main() {
 	flag.StringVar(&o.topic, "topic", "sensors/bench/temperature", "topic of the load messages")
 	flag.StringVar(&o.payload, "payload", `{"celsius": 31.5}`, "payload of the load messages")
 	flag.Parse()
-	if err := run(o, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "footprint:", err)
-		os.Exit(1)
-	}
+	tool.Exit("footprint", run(o, os.Stdout))
 }
 
 func run(o options, w io.Writer) error {
@@ -78,7 +75,7 @@ func run(o options, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	brokerAddr, err := freePort()
+	brokerAddr, err := tool.FreePort()
 	if err != nil {
 		return err
 	}
@@ -301,15 +298,6 @@ loop:
 	res.acked = acked.Load()
 	res.replies = replies.Load()
 	return res, nil
-}
-
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/edgefn/edgefn/scripts/internal/tool"
 )
 
 type options struct {
@@ -44,16 +46,10 @@ func main() {
 		default:
 			err = benchMain(os.Args[1:])
 		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "mqttbench:", err)
-			os.Exit(1)
-		}
+		tool.Exit("mqttbench", err)
 		return
 	}
-	if err := benchMain(nil); err != nil {
-		fmt.Fprintln(os.Stderr, "mqttbench:", err)
-		os.Exit(1)
-	}
+	tool.Exit("mqttbench", benchMain(nil))
 }
 
 func benchMain(args []string) error {

@@ -124,17 +124,12 @@ func mb(b int64) float64 { return float64(b) / 1e6 }
 func pinSelf(cpu int) error {
 	var set unix.CPUSet
 	set.Set(cpu)
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return err
-	}
-	for _, t := range tasks {
-		tid, _ := strconv.Atoi(t.Name())
+	return eachThread(func(tid int) error {
 		if err := unix.SchedSetaffinity(tid, &set); err != nil {
 			return fmt.Errorf("pin thread %d to cpu %d: %w", tid, cpu, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // unpinSelf lets every thread run on any cpu again.
@@ -143,13 +138,24 @@ func unpinSelf() error {
 	for i := 0; i < 1024; i++ {
 		set.Set(i)
 	}
+	return eachThread(func(tid int) error {
+		_ = unix.SchedSetaffinity(tid, &set)
+		return nil
+	})
+}
+
+// eachThread calls f with the id of every thread of this process, up to
+// the first error.
+func eachThread(f func(tid int) error) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return err
 	}
 	for _, t := range tasks {
 		tid, _ := strconv.Atoi(t.Name())
-		_ = unix.SchedSetaffinity(tid, &set)
+		if err := f(tid); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/edgefn/edgefn/scripts/internal/tool"
 )
 
 // env is what starting a path needs.
@@ -157,15 +159,6 @@ func stopProc(p *proc) {
 	}
 }
 
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 // waitPort polls addr until it accepts a connection.
 func waitPort(addr string, d time.Duration) error {
 	deadline := time.Now().Add(d)
@@ -182,7 +175,7 @@ func waitPort(addr string, d time.Duration) error {
 }
 
 func startFloor(e *env, _ int) (*running, error) {
-	addr, err := freePort()
+	addr, err := tool.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +198,7 @@ func (e *env) mosquittoConf(port string) string {
 }
 
 func (e *env) startMosquitto(n int) (*proc, string, error) {
-	addr, err := freePort()
+	addr, err := tool.FreePort()
 	if err != nil {
 		return nil, "", err
 	}
@@ -271,7 +264,7 @@ func startNodeRed(e *env, n int) (*running, error) {
 	if err := os.WriteFile(filepath.Join(user, "flows.json"), nodeRedFlow(port), 0o644); err != nil {
 		return nil, err
 	}
-	uiAddr, err := freePort()
+	uiAddr, err := tool.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -313,7 +306,7 @@ func startAgent(e *env, n int, ext bool, fn, durability string) (*running, error
 		broker = addr
 		brokerConf = fmt.Sprintf("broker: { external: { brokers: [\"tcp://%s\"] } }", addr)
 	} else {
-		addr, err := freePort()
+		addr, err := tool.FreePort()
 		if err != nil {
 			return nil, err
 		}

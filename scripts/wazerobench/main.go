@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgefn/edgefn/scripts/internal/tool"
 	"github.com/tetratelabs/wazero"
 )
 
@@ -20,10 +21,7 @@ func main() {
 	engines := flag.String("engines", "compiler,interpreter", "comma-separated: compiler, interpreter")
 	count := flag.Int("count", 5, "timed calls per engine (median reported), after one warm-up call")
 	flag.Parse()
-	if err := run(*wasmPath, *export, *arg, strings.Split(*engines, ","), *count); err != nil {
-		fmt.Fprintln(os.Stderr, "wazerobench:", err)
-		os.Exit(1)
-	}
+	tool.Exit("wazerobench", run(*wasmPath, *export, *arg, strings.Split(*engines, ","), *count))
 }
 
 func run(path, export string, arg uint64, engines []string, count int) error {
