@@ -297,9 +297,7 @@ func TestAgentExternalBrokerRestartMidStream(t *testing.T) {
 		t.Skip("restarts mosquitto")
 	}
 	broker := mosquittotest.Start(t, mosquittotest.WithMaxQueuedMessages(10000))
-	dir := t.TempDir()
-	writeFunction(t, filepath.Join(dir, "fns"), "job", "triggers:\n  - mqtt: stream/#\n    qos: 1\n", "echo.wasm")
-	ta := startAgent(t, dir, func(c *Config) {
+	ta, _ := agentWithFunction(t, "job", "triggers:\n  - mqtt: stream/#\n    qos: 1\n", "echo.wasm", func(c *Config) {
 		c.Broker.External = &triggers.MQTTConfig{Brokers: []string{broker.URL()}, ClientID: "edgefn-restart", MaxReconnectInterval: time.Second}
 	})
 	waitFor(t, func() bool {

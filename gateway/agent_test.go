@@ -48,6 +48,15 @@ func writeFunction(t testing.TB, dir, name, manifest, wasmFixture string) {
 	}
 }
 
+// agentWithFunction starts an agent on a new data dir whose functions
+// directory holds one function (as writeFunction writes it).
+func agentWithFunction(t testing.TB, name, manifest, wasmFixture string, mutate ...func(*Config)) (ta *testAgent, dataDir string) {
+	t.Helper()
+	dataDir = t.TempDir()
+	writeFunction(t, filepath.Join(dataDir, "fns"), name, manifest, wasmFixture)
+	return startAgent(t, dataDir, mutate...), dataDir
+}
+
 func startAgent(t testing.TB, dataDir string, mutate ...func(*Config)) *testAgent {
 	t.Helper()
 	cfg := &Config{
@@ -155,9 +164,7 @@ func pahoClient(t testing.TB, addr, id string, clean bool) mqtt.Client {
 // once the functions it triggers have committed: when the PUBACK arrives,
 // the record is already in the outbox.
 func TestAgentEmbeddedPubackAfterCommit(t *testing.T) {
-	dir := t.TempDir()
-	writeFunction(t, filepath.Join(dir, "fns"), "echo", "triggers:\n  - mqtt: sensors/+/temp\n    qos: 1\n", "echo.wasm")
-	ta := startAgent(t, dir)
+	ta, _ := agentWithFunction(t, "echo", "triggers:\n  - mqtt: sensors/+/temp\n    qos: 1\n", "echo.wasm")
 	c := pahoClient(t, ta.ready.BrokerAddr, "device-1", true)
 	for i := 0; i < 20; i++ {
 		msg := fmt.Sprintf(`{"n":%d}`, i)
@@ -264,9 +271,7 @@ func TestAgentQueueFullBackpressure(t *testing.T) {
 // Functions deployed survive a restart, and records committed before it
 // are still there with their seqs.
 func TestAgentRestartKeepsFunctionsAndRecords(t *testing.T) {
-	dir := t.TempDir()
-	writeFunction(t, filepath.Join(dir, "fns"), "echo", "triggers:\n  - mqtt: a\n    qos: 1\n", "echo.wasm")
-	ta := startAgent(t, dir)
+	ta, dir := agentWithFunction(t, "echo", "triggers:\n  - mqtt: a\n    qos: 1\n", "echo.wasm")
 	c := pahoClient(t, ta.ready.BrokerAddr, "device-4", true)
 	c.Publish("a", 1, false, "one").WaitTimeout(10 * time.Second)
 	c.Disconnect(100)
@@ -288,9 +293,7 @@ func TestAgentRestartKeepsFunctionsAndRecords(t *testing.T) {
 
 // /metrics carries the counters and the gauges read at scrape time.
 func TestAgentMetrics(t *testing.T) {
-	dir := t.TempDir()
-	writeFunction(t, filepath.Join(dir, "fns"), "echo", "triggers:\n  - mqtt: m\n    qos: 1\n", "echo.wasm")
-	ta := startAgent(t, dir)
+	ta, _ := agentWithFunction(t, "echo", "triggers:\n  - mqtt: m\n    qos: 1\n", "echo.wasm")
 	c := pahoClient(t, ta.ready.BrokerAddr, "device-m", true)
 	c.Publish("m", 1, false, "x").WaitTimeout(10 * time.Second)
 	code, body := ta.api(t, "GET", "/metrics", nil)
@@ -336,9 +339,7 @@ func TestAgentReload(t *testing.T) {
 // A gpio_write happens after the commit, on the device's pin; a second
 // function claiming the same output pin is refused at deploy.
 func TestAgentGPIOWrite(t *testing.T) {
-	dir := t.TempDir()
-	writeFunction(t, filepath.Join(dir, "fns"), "fan", "allow: {gpio_write: [GPIO18]}\n", "gpiowrite.wasm")
-	ta := startAgent(t, dir)
+	ta, _ := agentWithFunction(t, "fan", "allow: {gpio_write: [GPIO18]}\n", "gpiowrite.wasm")
 	if code, body := ta.api(t, "POST", "/v1/functions/fan/invoke", nil); code != 200 {
 		t.Fatalf("invoke: %d %s", code, body)
 	}

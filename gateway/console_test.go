@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"sync/atomic"
 	"testing"
@@ -27,9 +26,7 @@ func TestConsoleOverviewUplink(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	}))
 	defer cloud.Close()
-	dir := t.TempDir()
-	writeFunction(t, filepath.Join(dir, "fns"), "echo", "triggers:\n  - mqtt: sensors/+/temp\n    qos: 1\n", "echo.wasm")
-	ta := startAgent(t, dir, func(c *Config) {
+	ta, _ := agentWithFunction(t, "echo", "triggers:\n  - mqtt: sensors/+/temp\n    qos: 1\n", "echo.wasm", func(c *Config) {
 		c.Uplinks = []UplinkConfig{{HTTP: &uplink.HTTPConfig{Name: "cloud", URL: cloud.URL,
 			Backoff: uplink.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}}}}
 	})

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -63,9 +62,7 @@ func nextEvent(t *testing.T, ch <-chan sseEvent) sseEvent {
 // 1 KiB; it takes the bearer token only, refuses a bad filter, and its
 // stream ends when the agent shuts down.
 func TestTrafficAPI(t *testing.T) {
-	dir := t.TempDir()
-	writeFunction(t, filepath.Join(dir, "fns"), "alpha", "triggers:\n  - mqtt: sensors/+/temp\n    qos: 1\n", "echo.wasm")
-	ta := startAgent(t, dir)
+	ta, _ := agentWithFunction(t, "alpha", "triggers:\n  - mqtt: sensors/+/temp\n    qos: 1\n", "echo.wasm")
 	dev := pahoClient(t, ta.ready.BrokerAddr, "traffic-device", true)
 	publish := func(topic string, qos byte, payload []byte) {
 		t.Helper()

@@ -151,8 +151,7 @@ func TestE2ENamesStayInFunctionsDir(t *testing.T) {
 		t.Errorf("files beside the functions dir changed:\nbefore %v\nafter  %v", beforeData, after)
 	}
 	// The CLI refuses such names too, with the agent's message.
-	c := newCLI(t)
-	c.login(a)
+	c := cliFor(t, a)
 	for _, args := range [][]string{{"rollback", "../../x/evil", "--to", "1"}, {"rm", "../evil2"}, {"invoke", "../evil2"}} {
 		if _, errOut, code := c.run(args...); code == 0 || !strings.Contains(errOut, "invalid") {
 			t.Errorf("edgefn %v: exit %d: %s", args, code, errOut)

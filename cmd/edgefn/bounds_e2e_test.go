@@ -17,10 +17,7 @@ import (
 // functions are refused at deploy, and the agent's peak RSS stays far from
 // what the bomb would have cost.
 func TestE2ESandboxBounds(t *testing.T) {
-	cloud := newReceiver(t)
-	a := startAgent(t, t.TempDir(), cloud.srv.URL, agentOpts{})
-	c := newCLI(t)
-	c.login(a)
+	_, a, c := loggedIn(t)
 	root := t.TempDir()
 	td, err := filepath.Abs(filepath.Join("..", "..", "sandbox", "testdata"))
 	if err != nil {

@@ -24,8 +24,7 @@ func TestE2ECeilings(t *testing.T) {
 	const head = "wasm: ./f.wasm\n"
 	high := agentOpts{limits: "{default: {max_output: 4KiB}, max: {memory: 64MiB, max_output: 8KiB}}"}
 	a := startAgent(t, dir, cloud.srv.URL, high)
-	c := newCLI(t)
-	c.login(a)
+	c := cliFor(t, a)
 
 	// Above the maximum: refused, naming line, field and maximum.
 	p := writeFunction(t, filepath.Join(root, "over"), "name: echo\n"+head+"limits: {max_output: 16KiB}\n", echo, "f.wasm")

@@ -253,6 +253,14 @@ type cliEnv struct {
 	env  []string
 }
 
+// cliFor is a CLI environment logged in to a.
+func cliFor(t *testing.T, a *agentProc) *cliEnv {
+	t.Helper()
+	c := newCLI(t)
+	c.login(a)
+	return c
+}
+
 func newCLI(t *testing.T) *cliEnv {
 	home := t.TempDir()
 	env := []string{"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config"), "PATH=" + os.Getenv("PATH")}
@@ -286,6 +294,22 @@ func (c *cliEnv) runIn(dir string, env []string, args ...string) (string, string
 }
 
 // ok runs the CLI and fails the test unless it exits 0.
+// functions is ls --json: the deployed functions and their active versions.
+func (c *cliEnv) functions() []struct {
+	Name    string
+	Version int
+} {
+	c.t.Helper()
+	var fns []struct {
+		Name    string
+		Version int
+	}
+	if err := json.Unmarshal([]byte(c.ok("ls", "--json")), &fns); err != nil {
+		c.t.Fatalf("ls --json: %v", err)
+	}
+	return fns
+}
+
 func (c *cliEnv) ok(args ...string) string {
 	c.t.Helper()
 	out, errOut, code := c.run(args...)
@@ -301,9 +325,7 @@ func loggedIn(t *testing.T) (*receiver, *agentProc, *cliEnv) {
 	t.Helper()
 	cloud := newReceiver(t)
 	a := startAgent(t, t.TempDir(), cloud.srv.URL, agentOpts{})
-	c := newCLI(t)
-	c.login(a)
-	return cloud, a, c
+	return cloud, a, cliFor(t, a)
 }
 
 func (c *cliEnv) login(a *agentProc) {
@@ -566,12 +588,8 @@ func TestE2EDeployEventsRedeployRollbackRemove(t *testing.T) {
 	}
 	t.Logf("records per version: %v", versions)
 
-	var fns []struct {
-		Name    string
-		Version int
-	}
-	if err := json.Unmarshal([]byte(c.ok("ls", "--json")), &fns); err != nil || len(fns) != 1 || fns[0].Version != 3 {
-		t.Fatalf("ls after redeploys: %v %+v", err, fns)
+	if fns := c.functions(); len(fns) != 1 || fns[0].Version != 3 {
+		t.Fatalf("ls after redeploys: %+v", fns)
 	}
 	table := c.ok("ls")
 	if !strings.Contains(table, "NAME") || !strings.Contains(table, "mqtt:e2e/echo (qos 1)") {
@@ -622,8 +640,7 @@ func TestE2ERestartKeepsFunctions(t *testing.T) {
 	cloud := newReceiver(t)
 	dir := t.TempDir()
 	a := startAgent(t, dir, cloud.srv.URL, agentOpts{})
-	c := newCLI(t)
-	c.login(a)
+	c := cliFor(t, a)
 	c.ok("deploy", writeFunction(t, filepath.Join(dir, "fn"), fmt.Sprintf(echoManifest, "1MiB"), example(t, "wat-minimal"), "echo.wasm"))
 	writeFunction(t, filepath.Join(dir, "fn"), fmt.Sprintf(echoManifest, "2MiB"), "", "")
 	c.ok("deploy", filepath.Join(dir, "fn", "function.yaml"))
@@ -936,12 +953,8 @@ func TestE2ETruncatedUpload(t *testing.T) {
 		t.Errorf("cut module with its hash: %s", resp)
 	}
 
-	var fns []struct {
-		Name    string
-		Version int
-	}
-	if err := json.Unmarshal([]byte(c.ok("ls", "--json")), &fns); err != nil || len(fns) != 1 || fns[0].Version != 1 {
-		t.Fatalf("ls after truncated uploads: %v %+v", err, fns)
+	if fns := c.functions(); len(fns) != 1 || fns[0].Version != 1 {
+		t.Fatalf("ls after truncated uploads: %+v", fns)
 	}
 	if out := c.ok("invoke", "echo", "--data", "still v1"); !strings.Contains(out, "version 1: ok") || !strings.Contains(out, "still v1") {
 		t.Errorf("invoke after truncated uploads: %s", out)

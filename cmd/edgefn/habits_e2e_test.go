@@ -91,8 +91,7 @@ func TestE2EUsageErrors(t *testing.T) {
 func TestE2EStatusWithoutUplinkAndMetricsAtZero(t *testing.T) {
 	dir := t.TempDir()
 	a := startAgent(t, dir, "", agentOpts{noUplink: true})
-	c := newCLI(t)
-	c.login(a)
+	c := cliFor(t, a)
 	c.ok("deploy", writeFunction(t, filepath.Join(dir, "fn"), fmt.Sprintf(echoManifest, "2MiB"), example(t, "wat-minimal"), "echo.wasm"))
 
 	body := scrape(t, a)
@@ -197,8 +196,7 @@ func TestE2EInvokeSubjectSource(t *testing.T) {
 func TestE2ESIGINTLogsNoError(t *testing.T) {
 	dir := t.TempDir()
 	a := startAgent(t, dir, "", agentOpts{noUplink: true})
-	c := newCLI(t)
-	c.login(a)
+	c := cliFor(t, a)
 	c.ok("deploy", writeFunction(t, filepath.Join(dir, "fn"), "name: button\nwasm: ./echo.wasm\ntriggers:\n  - gpio: GPIO17\n    edge: falling\nlimits: {memory: 2MiB}\n",
 		example(t, "wat-minimal"), "echo.wasm"))
 	// An edge handled proves the pin is watched before the signal.

@@ -6,6 +6,18 @@ import (
 	"fmt"
 )
 
+// v1RecordColumns are a record's columns in the first schema; a dead letter
+// kept them, with its reason and time. Migration 1 built from it is byte
+// for byte the text that shipped.
+const v1RecordColumns = `
+		seq     INTEGER PRIMARY KEY,
+		fn      INTEGER NOT NULL,
+		version INTEGER NOT NULL,
+		source  INTEGER NOT NULL,
+		subject TEXT NOT NULL,
+		time    INTEGER NOT NULL,
+		payload BLOB NOT NULL`
+
 // migrations is the ordered schema history: migrations[i] takes the
 // database from user_version i to i+1. Append only; never edit a shipped
 // entry. Each runs in its own transaction together with the user_version
@@ -21,23 +33,9 @@ var migrations = []string{
 		id   INTEGER PRIMARY KEY,
 		name TEXT NOT NULL UNIQUE
 	);
-	CREATE TABLE records (
-		seq     INTEGER PRIMARY KEY,
-		fn      INTEGER NOT NULL,
-		version INTEGER NOT NULL,
-		source  INTEGER NOT NULL,
-		subject TEXT NOT NULL,
-		time    INTEGER NOT NULL,
-		payload BLOB NOT NULL
+	CREATE TABLE records (` + v1RecordColumns + `
 	);
-	CREATE TABLE dead_letters (
-		seq     INTEGER PRIMARY KEY,
-		fn      INTEGER NOT NULL,
-		version INTEGER NOT NULL,
-		source  INTEGER NOT NULL,
-		subject TEXT NOT NULL,
-		time    INTEGER NOT NULL,
-		payload BLOB NOT NULL,
+	CREATE TABLE dead_letters (` + v1RecordColumns + `,
 		reason  TEXT NOT NULL,
 		at      INTEGER NOT NULL
 	);

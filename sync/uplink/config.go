@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -25,6 +26,23 @@ func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)}
 }
 
+// belowZero adds to errs the error "<v>: <must>" for field when v is below
+// zero.
+func belowZero[T ~int | ~int64](errs []error, field string, v T, must string) []error {
+	if v < 0 {
+		errs = append(errs, fieldErr(field, "%v: %s", v, must))
+	}
+	return errs
+}
+
+// orDefault sets an unset (zero) config value to its default.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
 // Batch sizes the batches an uplink sends.
 type Batch struct {
 	// MaxRecords caps the records in one batch (HTTP request). Default 500.
@@ -38,29 +56,17 @@ type Batch struct {
 }
 
 func (b Batch) withDefaults() Batch {
-	if b.MaxRecords == 0 {
-		b.MaxRecords = 500
-	}
-	if b.MaxBytes == 0 {
-		b.MaxBytes = edgefn.MiB
-	}
-	if b.Linger == 0 {
-		b.Linger = 100 * time.Millisecond
-	}
+	orDefault(&b.MaxRecords, 500)
+	orDefault(&b.MaxBytes, edgefn.MiB)
+	orDefault(&b.Linger, 100*time.Millisecond)
 	return b
 }
 
 func (b Batch) validate(prefix string) []error {
 	var errs []error
-	if b.MaxRecords < 0 {
-		errs = append(errs, fieldErr(prefix+"max_records", "%d: must be positive", b.MaxRecords))
-	}
-	if b.MaxBytes < 0 {
-		errs = append(errs, fieldErr(prefix+"max_bytes", "%v: must be positive", b.MaxBytes))
-	}
-	if b.Linger < 0 {
-		errs = append(errs, fieldErr(prefix+"linger", "%v: must not be negative", b.Linger))
-	}
+	errs = belowZero(errs, prefix+"max_records", b.MaxRecords, "must be positive")
+	errs = belowZero(errs, prefix+"max_bytes", b.MaxBytes, "must be positive")
+	errs = belowZero(errs, prefix+"linger", b.Linger, "must not be negative")
 	return errs
 }
 
@@ -78,32 +84,20 @@ type Backoff struct {
 }
 
 func (b Backoff) withDefaults() Backoff {
-	if b.Min == 0 {
-		b.Min = 200 * time.Millisecond
-	}
-	if b.Max == 0 {
-		b.Max = 5 * time.Second
-	}
-	if b.MaxRetryAfter == 0 {
-		b.MaxRetryAfter = 5 * time.Minute
-	}
+	orDefault(&b.Min, 200*time.Millisecond)
+	orDefault(&b.Max, 5*time.Second)
+	orDefault(&b.MaxRetryAfter, 5*time.Minute)
 	return b
 }
 
 func (b Backoff) validate(prefix string) []error {
 	var errs []error
-	if b.Min < 0 {
-		errs = append(errs, fieldErr(prefix+"min", "%v: must not be negative", b.Min))
-	}
-	if b.Max < 0 {
-		errs = append(errs, fieldErr(prefix+"max", "%v: must not be negative", b.Max))
-	}
+	errs = belowZero(errs, prefix+"min", b.Min, "must not be negative")
+	errs = belowZero(errs, prefix+"max", b.Max, "must not be negative")
 	if b.Min > 0 && b.Max > 0 && b.Min > b.Max {
 		errs = append(errs, fieldErr(prefix+"min", "%v: larger than backoff.max %v", b.Min, b.Max))
 	}
-	if b.MaxRetryAfter < 0 {
-		errs = append(errs, fieldErr(prefix+"max_retry_after", "%v: must not be negative", b.MaxRetryAfter))
-	}
+	errs = belowZero(errs, prefix+"max_retry_after", b.MaxRetryAfter, "must not be negative")
 	return errs
 }
 
@@ -119,6 +113,44 @@ func tlsProblems(c TLS, prefix string) []error {
 		}
 	}
 	return errs
+}
+
+// linkConfig is what HTTPConfig and MQTTConfig share for prepare.
+type linkConfig[C any] interface {
+	Validate() error
+	withDefaults() C
+	name() string
+}
+
+// prepare is the start NewHTTP and NewMQTT share: it checks that there is
+// a Source to drain and that cfg is valid (kind names the uplink in the
+// error), and returns cfg with its defaults and logger (a discarding one
+// for nil) naming the uplink on every line.
+func prepare[C linkConfig[C]](kind string, src Source, cfg C, logger *slog.Logger) (C, *slog.Logger, error) {
+	if src == nil {
+		return cfg, nil, fmt.Errorf("uplink %s: nil Source", kind)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, nil, fmt.Errorf("uplink %s: %w", kind, err)
+	}
+	cfg = cfg.withDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg, logger.With("uplink", cfg.name()), nil
+}
+
+// linkTLS loads the tls: files of an uplink's config, warning on logger
+// when certificate verification is off.
+func linkTLS(kind string, c TLS, logger *slog.Logger) (*tls.Config, error) {
+	tc, err := loadTLS(c, "tls.")
+	if err != nil {
+		return nil, fmt.Errorf("uplink %s: %w", kind, err)
+	}
+	if c.InsecureSkipVerify {
+		logger.Warn("TLS certificate verification is off (tls.insecure_skip_verify)")
+	}
+	return tc, nil
 }
 
 // loadTLS builds the tls.Config; it reads the files.
@@ -192,22 +224,18 @@ func (c HTTPConfig) Validate() error {
 			errs = append(errs, fieldErr("retry_on", "%d: only 4xx statuses can be listed (5xx are always retried)", st))
 		}
 	}
-	if c.Timeout < 0 {
-		errs = append(errs, fieldErr("timeout", "%v: must not be negative", c.Timeout))
-	}
+	errs = belowZero(errs, "timeout", c.Timeout, "must not be negative")
 	errs = append(errs, tlsProblems(c.TLS, "tls.")...)
 	errs = append(errs, c.Batch.validate("batch.")...)
 	errs = append(errs, c.Backoff.validate("backoff.")...)
 	return errors.Join(errs...)
 }
 
+func (c HTTPConfig) name() string { return c.Name }
+
 func (c HTTPConfig) withDefaults() HTTPConfig {
-	if c.Name == "" {
-		c.Name = "http"
-	}
-	if c.Timeout == 0 {
-		c.Timeout = 30 * time.Second
-	}
+	orDefault(&c.Name, "http")
+	orDefault(&c.Timeout, 30*time.Second)
 	if c.RetryOn == nil {
 		c.RetryOn = []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound}
 	}
@@ -270,17 +298,10 @@ func (c MQTTConfig) Validate() error {
 	if c.InFlight < 0 || c.InFlight > 65535 {
 		errs = append(errs, fieldErr("in_flight", "%d: must be between 1 and 65535", c.InFlight))
 	}
-	if c.MaxBytes < 0 {
-		errs = append(errs, fieldErr("max_bytes", "%v: must be positive", c.MaxBytes))
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"keep_alive", c.KeepAlive}, {"connect_timeout", c.ConnectTimeout}, {"ack_timeout", c.AckTimeout}} {
-		if d.v < 0 {
-			errs = append(errs, fieldErr(d.name, "%v: must not be negative", d.v))
-		}
-	}
+	errs = belowZero(errs, "max_bytes", c.MaxBytes, "must be positive")
+	errs = belowZero(errs, "keep_alive", c.KeepAlive, "must not be negative")
+	errs = belowZero(errs, "connect_timeout", c.ConnectTimeout, "must not be negative")
+	errs = belowZero(errs, "ack_timeout", c.AckTimeout, "must not be negative")
 	if c.Password != "" && c.Username == "" {
 		errs = append(errs, fieldErr("password", "set without username"))
 	}
@@ -340,10 +361,10 @@ func topicField(name string) bool {
 	return name == "gateway" || name == "function" || name == "source"
 }
 
+func (c MQTTConfig) name() string { return c.Name }
+
 func (c MQTTConfig) withDefaults() MQTTConfig {
-	if c.Name == "" {
-		c.Name = "mqtt"
-	}
+	orDefault(&c.Name, "mqtt")
 	if c.ClientID == "" {
 		host, _ := os.Hostname()
 		if host == "" {
@@ -351,24 +372,12 @@ func (c MQTTConfig) withDefaults() MQTTConfig {
 		}
 		c.ClientID = "edgefn-uplink-" + host
 	}
-	if c.Topic == "" {
-		c.Topic = DefaultTopic
-	}
-	if c.InFlight == 0 {
-		c.InFlight = 32
-	}
-	if c.MaxBytes == 0 {
-		c.MaxBytes = edgefn.MiB
-	}
-	if c.KeepAlive == 0 {
-		c.KeepAlive = 30 * time.Second
-	}
-	if c.ConnectTimeout == 0 {
-		c.ConnectTimeout = 10 * time.Second
-	}
-	if c.AckTimeout == 0 {
-		c.AckTimeout = 30 * time.Second
-	}
+	orDefault(&c.Topic, DefaultTopic)
+	orDefault(&c.InFlight, 32)
+	orDefault(&c.MaxBytes, edgefn.MiB)
+	orDefault(&c.KeepAlive, 30*time.Second)
+	orDefault(&c.ConnectTimeout, 10*time.Second)
+	orDefault(&c.AckTimeout, 30*time.Second)
 	c.Backoff = c.Backoff.withDefaults()
 	return c
 }

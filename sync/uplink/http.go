@@ -53,17 +53,10 @@ var _ Link = (*HTTP)(nil)
 // draining src. It does no network I/O; an unreachable cloud shows up in
 // State once Run starts. A nil logger discards logs.
 func NewHTTP(cfg HTTPConfig, src Source, logger *slog.Logger) (*HTTP, error) {
-	if src == nil {
-		return nil, errors.New("uplink http: nil Source")
+	cfg, logger, err := prepare("http", src, cfg, logger)
+	if err != nil {
+		return nil, err
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("uplink http: %w", err)
-	}
-	cfg = cfg.withDefaults()
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	logger = logger.With("uplink", cfg.Name)
 	tr := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         (&net.Dialer{Timeout: min(cfg.Timeout, 10*time.Second), KeepAlive: 30 * time.Second}).DialContext,
@@ -73,12 +66,9 @@ func NewHTTP(cfg HTTPConfig, src Source, logger *slog.Logger) (*HTTP, error) {
 		ForceAttemptHTTP2:   true,
 	}
 	if strings.HasPrefix(cfg.URL, "https:") {
-		tc, err := loadTLS(cfg.TLS, "tls.")
+		tc, err := linkTLS("http", cfg.TLS, logger)
 		if err != nil {
-			return nil, fmt.Errorf("uplink http: %w", err)
-		}
-		if cfg.TLS.InsecureSkipVerify {
-			logger.Warn("TLS certificate verification is off (tls.insecure_skip_verify)")
+			return nil, err
 		}
 		tr.TLSClientConfig = tc
 	}

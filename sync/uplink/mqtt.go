@@ -42,17 +42,10 @@ var _ Link = (*MQTT)(nil)
 // draining src. It does not connect; an unreachable broker shows up in
 // State once Run starts. A nil logger discards logs.
 func NewMQTT(cfg MQTTConfig, src Source, logger *slog.Logger) (*MQTT, error) {
-	if src == nil {
-		return nil, errors.New("uplink mqtt: nil Source")
+	cfg, logger, err := prepare("mqtt", src, cfg, logger)
+	if err != nil {
+		return nil, err
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("uplink mqtt: %w", err)
-	}
-	cfg = cfg.withDefaults()
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	logger = logger.With("uplink", cfg.Name)
 	m := &MQTT{
 		cfg:  cfg,
 		src:  src,
@@ -61,12 +54,9 @@ func NewMQTT(cfg MQTTConfig, src Source, logger *slog.Logger) (*MQTT, error) {
 		dial: func(o *paho.ClientOptions) mqttClient { return paho.NewClient(o) },
 	}
 	if u, _ := url.Parse(cfg.Broker); u.Scheme == "ssl" || u.Scheme == "tls" || u.Scheme == "mqtts" || cfg.TLS.IsSet() {
-		tc, err := loadTLS(cfg.TLS, "tls.")
+		tc, err := linkTLS("mqtt", cfg.TLS, logger)
 		if err != nil {
-			return nil, fmt.Errorf("uplink mqtt: %w", err)
-		}
-		if cfg.TLS.InsecureSkipVerify {
-			logger.Warn("TLS certificate verification is off (tls.insecure_skip_verify)")
+			return nil, err
 		}
 		m.tls = tc
 	}
