@@ -3,8 +3,14 @@ package gateway
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
+	"fmt"
+	"reflect"
 	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/edgefn/edgefn/internal/activation"
 	"github.com/edgefn/edgefn/sync/fleet"
@@ -34,8 +40,10 @@ func (f *fleetGateway) Installed(ctx context.Context) ([]fleet.Installed, error)
 		if err != nil {
 			continue
 		}
+		name := fi.Name
 		in := fleet.Installed{Name: fi.Name, Version: fi.Version, ManifestSHA: sums[0], ModuleSHA256: sums[1], Origin: fleet.OriginLocal,
-			Health: fleet.Health{Invocations: fi.Stats.Invocations, P99: fi.Stats.P99}}
+			Health:   fleet.Health{Invocations: fi.Stats.Invocations, P99: fi.Stats.P99},
+			P99Since: func(since time.Time) time.Duration { return f.g.p99Since(name, since) }}
 		if meta.Origin == fleet.OriginFleet {
 			in.Origin = fleet.OriginFleet
 		}
@@ -76,20 +84,155 @@ func (f *fleetGateway) Deploy(ctx context.Context, manifest, wasm []byte, sg act
 
 func (f *fleetGateway) Remove(ctx context.Context, name string) error { return f.g.Remove(ctx, name) }
 
-// fleetAgent builds the fleet agent of cfg.Fleet.
-func (a *Agent) fleetAgent() (*fleet.Agent, error) {
+// Failures counts the failed invocations (and drops) of every function
+// since the agent started, from memory.
+func (f *fleetGateway) Failures() int64 {
+	var n int64
+	for _, d := range f.g.deployedFns() {
+		d.stats.mu.Lock()
+		for _, c := range d.stats.errors {
+			n += c
+		}
+		d.stats.mu.Unlock()
+	}
+	return n
+}
+
+func (g *Host) deployedFns() []*deployed {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	ds := make([]*deployed, 0, len(g.fns))
+	for _, d := range g.fns {
+		ds = append(ds, d)
+	}
+	return ds
+}
+
+// p99Since is the p99 duration of the invocations of name from the minute
+// of since on, from the per-minute histograms.
+func (g *Host) p99Since(name string, since time.Time) time.Duration {
+	g.mu.RLock()
+	d := g.fns[name]
+	g.mu.RUnlock()
+	if d == nil {
+		return 0
+	}
+	d.stats.mu.Lock()
+	defer d.stats.mu.Unlock()
+	var sum histMinute
+	from, to := since.Unix()/60, time.Now().Unix()/60
+	for i := range d.stats.hist.mins {
+		m := &d.stats.hist.mins[i]
+		if m.at >= from && m.at <= to {
+			for b, c := range m.buckets {
+				sum.buckets[b] += c
+			}
+		}
+	}
+	return sum.quantile(0.99)
+}
+
+// fleetRunner runs the fleet agent of the config's fleet section, and
+// replaces it when a reload changes that section.
+type fleetRunner struct {
+	a   *Agent
+	mu  sync.Mutex
+	ctx context.Context // the agent's intake; nil before start
+	cfg *fleet.Config
+	// stop ends the running fleet agent and waits for it (nil: none).
+	stop func()
+}
+
+// start runs the fleet agent, if configured, until ctx ends.
+func (r *fleetRunner) start(ctx context.Context, g *errgroup.Group) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ctx = ctx
+	if r.cfg != nil {
+		if err := r.runLocked(r.cfg); err != nil {
+			return err
+		}
+	}
+	g.Go(func() error {
+		<-ctx.Done()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.stop != nil {
+			r.stop()
+			r.stop = nil
+		}
+		return nil
+	})
+	return nil
+}
+
+func (r *fleetRunner) runLocked(cfg *fleet.Config) error {
+	fa, err := r.a.fleetAgent(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := fa.Run(ctx); err != nil && ctx.Err() == nil {
+			r.a.log.Error("fleet agent stopped", "err", err)
+		}
+	}()
+	r.stop = func() { cancel(); <-done }
+	return nil
+}
+
+// reload replaces the running fleet agent when the fleet section changed:
+// the old one says goodbye (status offline), the new one connects.
+func (r *fleetRunner) reload(next *fleet.Config) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if reflect.DeepEqual(next, r.cfg) {
+		return
+	}
+	r.cfg = next
+	if r.ctx == nil || r.ctx.Err() != nil {
+		return // not started, or shutting down
+	}
+	if r.stop != nil {
+		r.stop()
+		r.stop = nil
+	}
+	if next == nil {
+		r.a.log.Info("reload: fleet section removed: fleet agent stopped (functions it placed stay)")
+		return
+	}
+	if err := r.runLocked(next); err != nil {
+		r.a.log.Error("reload: fleet section refused: fleet agent stopped", "err", err)
+		return
+	}
+	r.a.log.Info("reload: fleet agent restarted with the new fleet section", "broker", next.Broker, "groups", next.Groups)
+}
+
+// fleetAgent builds the fleet agent of cfg.
+func (a *Agent) fleetAgent(fc *fleet.Config) (*fleet.Agent, error) {
 	cfg := a.cfg
-	d := fleet.Dial{Broker: cfg.Fleet.Broker, ClientID: cfg.Fleet.ClientID, Username: cfg.Fleet.Username, Password: cfg.Fleet.Password}
-	if cfg.Fleet.TLS.IsSet() {
-		tc, err := cfg.Fleet.TLS.Load()
+	d := fleet.Dial{Broker: fc.Broker, ClientID: fc.ClientID, Username: fc.Username, Password: fc.Password}
+	if fc.TLS.IsSet() {
+		tc, err := fc.TLS.Load()
 		if err != nil {
 			return nil, err
 		}
 		d.TLS = tc
 	}
-	return fleet.NewAgent(*cfg.Fleet, fleet.AgentOptions{
+	var mtc *tls.Config
+	if fc.ModuleTLS.IsSet() {
+		tc, err := fc.ModuleTLS.Load()
+		if err != nil {
+			return nil, fmt.Errorf("fleet.module_tls.%w", err)
+		}
+		mtc = tc
+	}
+	fg := &fleetGateway{g: a.Host, sums: map[string][2]string{}}
+	return fleet.NewAgent(*fc, fleet.AgentOptions{
 		GatewayID: cfg.GatewayID, Trusted: a.trusted, DataDir: cfg.DataDir,
-		Gateway: &fleetGateway{g: a.Host, sums: map[string][2]string{}}, Dial: d,
+		Gateway: fg, Dial: d, HealthWindow: fc.HealthWindow, HTTP: fleet.ModuleClient(mtc),
 		Log: a.log.With("part", "fleet"),
 	})
 }

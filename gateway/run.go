@@ -43,6 +43,7 @@ type Agent struct {
 	brokerAddr string
 	uplinks    []uplink.Link
 	starts     []func(ctx context.Context, g *errgroup.Group) error
+	fleet      *fleetRunner // the fleet section's agent, replaced on reload
 	stops      []func(ctx context.Context) error
 }
 
@@ -145,16 +146,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	// the heap next doubles.
 	debug.FreeOSMemory()
 
-	if cfg.Fleet != nil {
-		fa, err := a.fleetAgent()
-		if err != nil {
-			return err
-		}
-		a.starts = append(a.starts, func(ctx context.Context, g *errgroup.Group) error {
-			g.Go(func() error { return fa.Run(ctx) })
-			return nil
-		})
-	}
+	a.fleet = &fleetRunner{a: a, cfg: cfg.Fleet}
+	a.starts = append(a.starts, a.fleet.start)
 
 	srv, ready, err := a.adminServer()
 	if err != nil {
@@ -254,7 +247,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 // With next (the config file read again, nil to skip) it also applies the
 // log level through level (may be nil) and says which changed settings
 // need a restart: the broker, admin API, uplinks, outbox, GPIO and the
-// limits are wired at start.
+// limits are wired at start. A changed fleet section restarts the fleet
+// agent with it.
 func (a *Agent) Reload(ctx context.Context, next *Config, level *slog.LevelVar) {
 	if next != nil {
 		if level != nil && next.LogLevel != a.cfg.LogLevel {
@@ -281,6 +275,9 @@ func (a *Agent) Reload(ctx context.Context, next *Config, level *slog.LevelVar) 
 			if !same {
 				restart = append(restart, name)
 			}
+		}
+		if a.fleet != nil {
+			a.fleet.reload(next.Fleet)
 		}
 		if len(restart) > 0 {
 			sort.Strings(restart)

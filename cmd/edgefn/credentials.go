@@ -18,8 +18,23 @@ type credentials struct {
 	// given: the last one logged in to.
 	Default  string                  `json:"default,omitempty"`
 	Gateways map[string]gatewayCreds `json:"gateways"`
+	// FleetDefault is the cloud broker of edgefn fleet commands given no
+	// --broker: the last one edgefn fleet login stored.
+	FleetDefault string                 `json:"fleet_default,omitempty"`
+	Fleet        map[string]brokerCreds `json:"fleet,omitempty"`
 
 	path string
+}
+
+// brokerCreds is what edgefn fleet login stored for one cloud broker.
+type brokerCreds struct {
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// CA, Cert and Key are absolute paths of PEM files (TLS, mTLS).
+	CA    string    `json:"ca,omitempty"`
+	Cert  string    `json:"cert,omitempty"`
+	Key   string    `json:"key_file,omitempty"`
+	Added time.Time `json:"added"`
 }
 
 // gatewayCreds is what login stored for one agent.

@@ -3,9 +3,14 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -16,9 +21,17 @@ import (
 	"github.com/edgefn/edgefn/internal/activation"
 	"github.com/edgefn/edgefn/internal/tlsclient"
 	"github.com/edgefn/edgefn/sync/fleet"
+	"github.com/edgefn/edgefn/sync/uplink"
 )
 
 func fleetCommand() *cli.Command {
+	keyFlags := func(extra ...cli.Flag) []cli.Flag {
+		return fleetFlags(append([]cli.Flag{jsonFlag(),
+			&cli.StringFlag{Name: "group", Usage: "the group whose document is written"},
+			&cli.StringFlag{Name: "key", Usage: "ed25519 private key file (edgefn keygen)"},
+			&cli.DurationFlag{Name: "watch", Usage: "wait this long for the group's online gateways to report"},
+		}, extra...)...)
+	}
 	return &cli.Command{
 		Name:  "fleet",
 		Usage: "roll functions out to many gateways through the cloud MQTT broker (docs/fleet.md)",
@@ -31,16 +44,40 @@ func fleetCommand() *cli.Command {
 					"document (its current functions plus this one), signed with --key. With --watch the\n" +
 					"command waits that long for every online gateway of the group to report the new\n" +
 					"module active, printing a line per gateway, and exits 1 if one refused it or did not\n" +
-					"report in time.",
-				Flags: fleetFlags(jsonFlag(),
-					&cli.StringFlag{Name: "group", Usage: "the group whose document is written"},
-					&cli.StringFlag{Name: "key", Usage: "ed25519 private key file (edgefn keygen)"},
-					&cli.StringFlag{Name: "canary", Usage: "N or P%: gateways to try first (not implemented yet)"},
-					&cli.DurationFlag{Name: "watch", Usage: "wait this long for the group's gateways to report"},
-					&cli.StringFlag{Name: "max-error-rate", Usage: "canary failure threshold, P% (not implemented yet)"},
+					"report in time.\n\n" +
+					"With --canary N|P% it first writes the function into the own documents of N (or P%,\n" +
+					"at least one) of the group's online gateways, waits until each reports it active and\n" +
+					"then healthy for --watch (error rate at most --max-error-rate, default 0%), and only\n" +
+					"then writes the group's document. A canary that fails, or does not report in time,\n" +
+					"rolls every canary back to the group's previous entry and exits 1.",
+				Flags: keyFlags(
+					&cli.StringFlag{Name: "canary", Usage: "N or P%: gateways that run it for --watch before the group"},
+					&cli.StringFlag{Name: "max-error-rate", Usage: "P%: a canary failing more of its events is rolled back (default 0%)"},
 					&cli.IntFlag{Name: "chunk-size", Value: fleet.DefaultChunkSize, Usage: "bytes per retained blob chunk"},
+					&cli.StringFlag{Name: "module-url", Usage: "https URL the gateways fetch the module from, instead of broker chunks"},
 				),
 				Action: withArgs(1, 1, "one manifest file", fleetDeployAction),
+			},
+			{
+				Name:      "rollback",
+				Usage:     "activate a group's previous entry of a function again (signed anew)",
+				ArgsUsage: "NAME",
+				Description: "Every fleet deploy and fleet rm keeps the entry it replaces in the group's history\n" +
+					"(retained, the last " + fmt.Sprint(historyDepth) + "). Rollback takes the newest one, checks it is signed by\n" +
+					"--key, signs its statement again with a higher sequence (the gateways refuse an old\n" +
+					"statement) and writes the group's document with it.",
+				Flags:  keyFlags(),
+				Action: fleetRollbackAction,
+			},
+			{
+				Name:      "rm",
+				Usage:     "remove a function from a group's desired state",
+				ArgsUsage: "NAME",
+				Description: "Writes the group's document without the function (kept in the history: fleet\n" +
+					"rollback brings it back). The gateways remove it unless another of their documents\n" +
+					"names it.",
+				Flags:  keyFlags(),
+				Action: fleetRmAction,
 			},
 			{
 				Name:   "ls",
@@ -48,14 +85,29 @@ func fleetCommand() *cli.Command {
 				Flags:  fleetFlags(jsonFlag(), &cli.StringFlag{Name: "group", Usage: "only the gateways of this group"}),
 				Action: fleetLsAction,
 			},
+			{
+				Name:      "login",
+				Usage:     "check and store a cloud broker's credentials for the fleet commands",
+				ArgsUsage: "BROKER",
+				Description: "Connects to BROKER with --username/--password and --ca/--cert/--key-file, then stores\n" +
+					"them in the credentials file (" + credentialsHint + ", mode 0600)\n" +
+					"and makes BROKER the default of later fleet commands. Flags given to a later command\n" +
+					"override the stored values.",
+				Flags:  fleetFlags(jsonFlag()),
+				Action: fleetLoginAction,
+			},
 		},
 	}
 }
 
+// historyDepth is how many earlier entries of a function a group's history
+// keeps.
+const historyDepth = 10
+
 // fleetFlags are the broker flags of every fleet subcommand.
 func fleetFlags(extra ...cli.Flag) []cli.Flag {
 	return append([]cli.Flag{
-		&cli.StringFlag{Name: "broker", EnvVars: []string{"EDGEFN_FLEET_BROKER"}, Usage: "cloud broker URL (tcp://, mqtts://...)"},
+		&cli.StringFlag{Name: "broker", EnvVars: []string{"EDGEFN_FLEET_BROKER"}, Usage: "cloud broker URL (tcp://, mqtts://...); default: the one of edgefn fleet login"},
 		&cli.StringFlag{Name: "topic-prefix", Value: fleet.DefaultPrefix, Usage: "topic prefix of the fleet"},
 		&cli.StringFlag{Name: "username", EnvVars: []string{"EDGEFN_FLEET_USERNAME"}},
 		&cli.StringFlag{Name: "password", EnvVars: []string{"EDGEFN_FLEET_PASSWORD"}},
@@ -65,47 +117,405 @@ func fleetFlags(extra ...cli.Flag) []cli.Flag {
 	}, extra...)
 }
 
-func fleetConnect(c *cli.Context) (*fleet.Conn, error) {
+// fleetDial resolves the broker and its credentials from the flags, the
+// environment and what edgefn fleet login stored.
+func fleetDial(c *cli.Context) (fleet.Dial, brokerCreds, error) {
+	creds, err := loadCredentials()
+	if err != nil {
+		return fleet.Dial{}, brokerCreds{}, err
+	}
+	broker := c.String("broker")
+	if broker == "" {
+		broker = creds.FleetDefault
+	}
+	if broker == "" {
+		return fleet.Dial{}, brokerCreds{}, usagef("fleet %s: --broker is required (or store one with edgefn fleet login BROKER)", cmdName(c))
+	}
+	if err := uplink.CheckBroker(broker); err != nil {
+		return fleet.Dial{}, brokerCreds{}, usagef("fleet %s: --%v", cmdName(c), err)
+	}
+	bc := creds.Fleet[broker]
+	if u := c.String("username"); u != "" && u != bc.Username {
+		bc.Username, bc.Password = u, ""
+	}
+	for _, f := range []struct {
+		flag string
+		dst  *string
+	}{{"password", &bc.Password}, {"ca", &bc.CA}, {"cert", &bc.Cert}, {"key-file", &bc.Key}} {
+		if v := c.String(f.flag); v != "" {
+			*f.dst = v
+		}
+	}
 	// Resubscribe: --watch follows the gateways across a broker restart.
-	d := fleet.Dial{Broker: c.String("broker"), Username: c.String("username"), Password: c.String("password"), Resubscribe: true}
-	if tc := (tlsclient.Config{CAFile: c.String("ca"), CertFile: c.String("cert"), KeyFile: c.String("key-file")}); tc.IsSet() {
+	d := fleet.Dial{Broker: broker, Username: bc.Username, Password: bc.Password, Resubscribe: true}
+	if tc := (tlsclient.Config{CAFile: bc.CA, CertFile: bc.Cert, KeyFile: bc.Key}); tc.IsSet() {
+		if errs := tc.Problems(); len(errs) > 0 {
+			return fleet.Dial{}, brokerCreds{}, usagef("fleet %s: %v", cmdName(c), errors.Join(errs...))
+		}
 		t, err := tc.Load()
 		if err != nil {
-			return nil, usagef("fleet: %v", err)
+			return fleet.Dial{}, brokerCreds{}, usagef("fleet %s: %v", cmdName(c), err)
 		}
 		d.TLS = t
+	}
+	return d, bc, nil
+}
+
+func fleetConnect(c *cli.Context) (*fleet.Conn, error) {
+	d, _, err := fleetDial(c)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
 	defer cancel()
 	return fleet.Connect(ctx, d, fleet.Topics{Prefix: c.String("topic-prefix")})
 }
 
-// fleetResult is what fleet deploy --json prints.
-type fleetResult struct {
-	Function  string            `json:"function"`
-	Group     string            `json:"group"`
-	Module    string            `json:"module_sha256"`
-	Sequence  uint64            `json:"sequence"`
-	Converged []string          `json:"converged"`
-	Failed    map[string]string `json:"failed,omitempty"`
-	Pending   []string          `json:"pending,omitempty"`
-	Seconds   float64           `json:"seconds"`
+func fleetLoginAction(c *cli.Context) error {
+	c, err := interleaved(c)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(c, 1, 1, "the cloud broker's URL"); err != nil {
+		return err
+	}
+	if err := c.Set("broker", c.Args().First()); err != nil {
+		return err
+	}
+	d, bc, err := fleetDial(c)
+	if err != nil {
+		return err
+	}
+	for _, p := range []*string{&bc.CA, &bc.Cert, &bc.Key} {
+		if *p != "" {
+			if *p, err = filepath.Abs(*p); err != nil {
+				return err
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+	defer cancel()
+	cn, err := fleet.Connect(ctx, d, fleet.Topics{Prefix: c.String("topic-prefix")})
+	if err != nil {
+		return fmt.Errorf("fleet login: %w (nothing stored)", err)
+	}
+	cn.Close()
+	creds, err := loadCredentials()
+	if err != nil {
+		return err
+	}
+	if creds.Fleet == nil {
+		creds.Fleet = map[string]brokerCreds{}
+	}
+	bc.Added = time.Now().UTC()
+	creds.Fleet[d.Broker] = bc
+	creds.FleetDefault = d.Broker
+	if err := creds.save(); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, map[string]any{"broker": d.Broker, "username": bc.Username, "tls": d.TLS != nil, "credentials": creds.path})
+	}
+	fmt.Fprintf(c.App.Writer, "connected to %s; stored in %s; fleet commands use it by default\n", d.Broker, creds.path)
+	return nil
 }
 
-func fleetDeployAction(c *cli.Context) error {
-	if c.String("canary") != "" || c.String("max-error-rate") != "" {
-		return usagef("fleet deploy: --canary and --max-error-rate are not implemented yet")
+// fleetResult is what fleet deploy, rollback and rm print with --json.
+type fleetResult struct {
+	Function string `json:"function"`
+	Group    string `json:"group"`
+	Module   string `json:"module_sha256,omitempty"`
+	// Sequence is the group document's new sequence; 0 if it was not
+	// written (a failed canary).
+	Sequence uint64 `json:"sequence"`
+	// Canaries ran the function before the group; CanaryFailed says why
+	// those that failed did; RolledBack says the canaries were returned to
+	// the group's previous entry.
+	Canaries     []string          `json:"canaries,omitempty"`
+	CanaryFailed map[string]string `json:"canary_failed,omitempty"`
+	RolledBack   bool              `json:"rolled_back,omitempty"`
+	Converged    []string          `json:"converged"`
+	Failed       map[string]string `json:"failed,omitempty"`
+	Pending      []string          `json:"pending,omitempty"`
+	Seconds      float64           `json:"seconds"`
+}
+
+// fleetOp is one signed change to a group's desired state.
+type fleetOp struct {
+	c     *cli.Context
+	cn    *fleet.Conn
+	ctx   context.Context
+	group string
+	priv  ed25519.PrivateKey
+	start time.Time
+	cmd   string // deploy, rollback, rm
+	res   fleetResult
+	// online are the group's gateways online before the group's document
+	// was written (with --watch): awaited even if offline for a moment.
+	online []string
+	// canaryDocs are the canaries' own documents before the canary, to
+	// write back (with a new sequence) once it ends.
+	canaryDocs map[string]fleet.Document
+}
+
+// newFleetOp checks the flags every signed fleet command needs and
+// connects. The caller closes op.cn.
+func newFleetOp(c *cli.Context, what string) (*fleetOp, context.CancelFunc, error) {
+	if err := wantArgs(c, 1, 1, what); err != nil {
+		return nil, nil, err
 	}
-	for _, f := range []string{"broker", "group", "key"} {
+	for _, f := range []string{"group", "key"} {
 		if c.String(f) == "" {
-			return usagef("fleet deploy: --%s is required", f)
+			return nil, nil, usagef("fleet %s: --%s is required", cmdName(c), f)
 		}
 	}
 	group := c.String("group")
 	if err := fleet.CheckName(group); err != nil {
-		return usagef("fleet deploy: --group %v", err)
+		return nil, nil, usagef("fleet %s: --group %v", cmdName(c), err)
+	}
+	priv, err := readPrivateKey(c.String("key"))
+	if err != nil {
+		return nil, nil, usagef("fleet %s: --key: %v", cmdName(c), err)
+	}
+	if _, _, err := fleetDial(c); err != nil {
+		return nil, nil, err
+	}
+	op := &fleetOp{c: c, group: group, priv: priv, start: time.Now(), cmd: cmdName(c)}
+	op.res = fleetResult{Group: group, Converged: []string{}}
+	if op.cn, err = fleetConnect(c); err != nil {
+		return nil, nil, err
+	}
+	// Bounded: uploads and reads, plus the watches of a canary and the
+	// group, plus a margin.
+	ctx, cancel := context.WithTimeout(c.Context, 5*time.Minute+3*c.Duration("watch"))
+	op.ctx = ctx
+	return op, func() { cancel(); op.cn.Close() }, nil
+}
+
+func (op *fleetOp) progress(gw, what string) { fmt.Fprintf(op.c.App.ErrWriter, "%s: %s\n", gw, what) }
+
+// pub is the signing key's public half: entries signed again must verify
+// with it.
+func (op *fleetOp) pub() []ed25519.PublicKey {
+	return []ed25519.PublicKey{op.priv.Public().(ed25519.PublicKey)}
+}
+
+// readDoc is a target's current document (unverified: the agents verify),
+// or an empty one, and whether one was there.
+func (op *fleetOp) readDoc(kind, name string) (fleet.Document, bool, error) {
+	topic := op.cn.Topics().Desired(kind, name)
+	got, err := op.cn.Retained(op.ctx, topic)
+	if err != nil {
+		return fleet.Document{}, false, err
+	}
+	d := fleet.Document{Target: fleet.Target(kind, name)}
+	p, ok := got[topic]
+	if ok {
+		if d, err = fleet.Peek(p); err != nil {
+			return fleet.Document{}, false, fmt.Errorf("%s %s: current document: %w", kind, name, err)
+		}
+	}
+	d.Functions = slices.DeleteFunc(d.Functions, func(f fleet.Function) bool { return f.Name == "" })
+	return d, ok, nil
+}
+
+// writeDoc signs d for its target with a sequence above its current one
+// and publishes it retained.
+func (op *fleetOp) writeDoc(kind, name string, d *fleet.Document) error {
+	d.Target = fleet.Target(kind, name)
+	d.Sequence = nextSequence(d.Sequence)
+	if d.Functions == nil {
+		d.Functions = []fleet.Function{}
+	}
+	sd, err := fleet.Sign(*d, op.priv)
+	if err != nil {
+		return err
+	}
+	p, err := json.Marshal(sd)
+	if err != nil {
+		return err
+	}
+	return op.cn.Publish(op.ctx, op.cn.Topics().Desired(kind, name), p, true)
+}
+
+// writeGroupDoc writes the group's document; with --watch it first notes
+// the group's online gateways, which the watch awaits.
+func (op *fleetOp) writeGroupDoc(d *fleet.Document) error {
+	if op.c.Duration("watch") > 0 {
+		sts, err := statuses(op.ctx, op.cn)
+		if err != nil {
+			return err
+		}
+		op.online = nil
+		for _, st := range sts {
+			if st.Online && slices.Contains(st.Groups, op.group) {
+				op.online = append(op.online, st.Gateway)
+			}
+		}
+	}
+	if err := op.writeDoc(fleet.KindGroup, op.group, d); err != nil {
+		return err
+	}
+	op.res.Sequence = d.Sequence
+	return nil
+}
+
+func entryOf(d fleet.Document, name string) (fleet.Function, bool) {
+	i := slices.IndexFunc(d.Functions, func(f fleet.Function) bool { return f.Name == name })
+	if i < 0 {
+		return fleet.Function{}, false
+	}
+	return d.Functions[i], true
+}
+
+// withEntry replaces or adds f in the document's functions.
+func withEntry(fns []fleet.Function, f fleet.Function) []fleet.Function {
+	out := slices.DeleteFunc(slices.Clone(fns), func(x fleet.Function) bool { return x.Name == f.Name })
+	return append(out, f)
+}
+
+func without(fns []fleet.Function, name string) []fleet.Function {
+	return slices.DeleteFunc(slices.Clone(fns), func(x fleet.Function) bool { return x.Name == name })
+}
+
+// fleetHistory is the retained history of a group's function: the entries
+// fleet deploy and fleet rm replaced, newest first.
+type fleetHistory struct {
+	Group    string           `json:"group"`
+	Function string           `json:"function"`
+	Entries  []fleet.Function `json:"entries"`
+}
+
+func (op *fleetOp) readHistory(name string) (fleetHistory, error) {
+	topic := op.cn.Topics().History(op.group, name)
+	got, err := op.cn.Retained(op.ctx, topic)
+	h := fleetHistory{Group: op.group, Function: name}
+	if err != nil {
+		return h, err
+	}
+	if p, ok := got[topic]; ok {
+		if err := json.Unmarshal(p, &h); err != nil {
+			return h, fmt.Errorf("history of %s in group %s (%s): %v", name, op.group, topic, err)
+		}
+	}
+	h.Entries = slices.DeleteFunc(h.Entries, func(f fleet.Function) bool { return f.Name != name })
+	return h, nil
+}
+
+func (op *fleetOp) writeHistory(h fleetHistory) error {
+	if len(h.Entries) > historyDepth {
+		h.Entries = h.Entries[:historyDepth]
+	}
+	if h.Entries == nil {
+		h.Entries = []fleet.Function{}
+	}
+	p, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	return op.cn.Publish(op.ctx, op.cn.Topics().History(op.group, h.Function), p, true)
+}
+
+// pushHistory keeps the entry a change replaces (nothing if it is the same
+// content as the replacement).
+func (op *fleetOp) pushHistory(old fleet.Function, next *fleet.Function) error {
+	if next != nil && old.Module.SHA256 == next.Module.SHA256 && string(old.Manifest) == string(next.Manifest) {
+		return nil
+	}
+	h, err := op.readHistory(old.Name)
+	if err != nil {
+		return err
+	}
+	h.Entries = append([]fleet.Function{old}, h.Entries...)
+	return op.writeHistory(h)
+}
+
+// resign verifies an entry against the signing key and signs its
+// statement again above both its own sequence and after.
+func (op *fleetOp) resign(f fleet.Function, after uint64) (fleet.Function, error) {
+	st, err := f.Verify(op.pub())
+	if err != nil {
+		return fleet.Function{}, fmt.Errorf("the earlier entry of %s (module %.12s) does not verify with --key, so it is not signed again: %w", f.Name, f.Module.SHA256, err)
+	}
+	return f.Resign(st, nextSequence(max(st.Sequence, after)), op.priv), nil
+}
+
+// finish prints the result and returns failedError if something failed.
+func (op *fleetOp) finish(summary string) error {
+	res := &op.res
+	res.Seconds = time.Since(op.start).Seconds()
+	c := op.c
+	if c.Bool("json") {
+		if err := printJSON(c.App.Writer, res); err != nil {
+			return err
+		}
+	} else if summary != "" {
+		fmt.Fprintln(c.App.Writer, summary)
+	}
+	bad := len(res.Failed) > 0 || len(res.Pending) > 0 || len(res.CanaryFailed) > 0
+	for _, gw := range slices.Sorted(maps.Keys(res.CanaryFailed)) {
+		fmt.Fprintf(c.App.ErrWriter, "edgefn: canary %s: %s\n", gw, res.CanaryFailed[gw])
+	}
+	if len(res.CanaryFailed) > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "edgefn: fleet %s: %d of %d canaries failed; canaries rolled back, group %s unchanged\n", op.cmd, len(res.CanaryFailed), len(res.Canaries), op.group)
+	}
+	for _, gw := range slices.Sorted(maps.Keys(res.Failed)) {
+		fmt.Fprintf(c.App.ErrWriter, "edgefn: %s: %s\n", gw, res.Failed[gw])
+	}
+	if len(res.Failed) > 0 || len(res.Pending) > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "edgefn: fleet %s: %d gateways failed, %d did not report: %s\n", op.cmd, len(res.Failed), len(res.Pending), strings.Join(res.Pending, ", "))
+	}
+	if bad {
+		return failedError{}
+	}
+	return nil
+}
+
+// watch follows the group's online gateways until each reaches the state
+// (reached) or reports an error about the function, for --watch.
+func (op *fleetOp) watch(name string, reached func(fleet.StatusDoc) (string, bool)) {
+	w := op.c.Duration("watch")
+	if w <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(op.ctx, w)
+	defer cancel()
+	op.res.Converged, op.res.Failed, op.res.Pending = watchGroup(ctx, op.cn, op.group, name, op.res.Sequence, op.online, reached, op.progress)
+}
+
+func (op *fleetOp) summary() string {
+	if op.c.Duration("watch") <= 0 {
+		return ""
+	}
+	r := op.res
+	return fmt.Sprintf("%s: %d gateways converged, %d failed, %d pending in %.1fs", r.Function, len(r.Converged), len(r.Failed), len(r.Pending), time.Since(op.start).Seconds())
+}
+
+// runs is the watch state of a gateway running module sha of name.
+func runs(name, sha string) func(fleet.StatusDoc) (string, bool) {
+	return func(st fleet.StatusDoc) (string, bool) {
+		for _, f := range st.Functions {
+			if f.Name == name && f.Hash == sha {
+				return fmt.Sprintf("%s version %d active", name, f.Version), true
+			}
+		}
+		return "", false
+	}
+}
+
+func fleetDeployAction(c *cli.Context) error {
+	c, err := interleaved(c)
+	if err != nil {
+		return err
+	}
+	canary, maxRate, err := canaryFlags(c)
+	if err != nil {
+		return err
 	}
 	path := c.Args().First()
+	if c.NArg() != 1 {
+		return usagef("deploy: want one manifest file, got %d argument(s)", c.NArg())
+	}
 	manifest, err := os.ReadFile(path)
 	if err != nil {
 		return usagef("fleet deploy: %v", err)
@@ -114,107 +524,166 @@ func fleetDeployAction(c *cli.Context) error {
 	if name == "" {
 		return usagef("fleet deploy: %s: no function name (edgefn deploy to a single agent lists the manifest's problems)", path)
 	}
-	priv, err := readPrivateKey(c.String("key"))
-	if err != nil {
-		return usagef("fleet deploy: --key: %v", err)
+	murl := c.String("module-url")
+	if murl != "" {
+		if err := fleet.CheckURL(murl); err != nil {
+			return usagef("fleet deploy: --module-url: %v", err)
+		}
 	}
 	_, wasm, err := readModule(path, manifest)
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	cn, err := fleetConnect(c)
+	op, done, err := newFleetOp(c, "one manifest file")
 	if err != nil {
 		return err
 	}
-	defer cn.Close()
-	ctx, cancel := context.WithTimeout(c.Context, 5*time.Minute)
-	defer cancel()
-	mod, err := cn.PublishBlob(ctx, wasm, c.Int("chunk-size"))
+	defer done()
+	op.res.Function = name
+	var mod fleet.Module
+	if murl != "" {
+		sum := sha256.Sum256(wasm)
+		mod = fleet.Module{SHA256: hex.EncodeToString(sum[:]), Size: int64(len(wasm)), URL: murl}
+	} else if mod, err = op.cn.PublishBlob(op.ctx, wasm, c.Int("chunk-size")); err != nil {
+		return err
+	}
+	op.res.Module = mod.SHA256
+	doc, _, err := op.readDoc(fleet.KindGroup, op.group)
 	if err != nil {
 		return err
 	}
-	doc, err := currentDoc(ctx, cn, group)
-	if err != nil {
-		return err
-	}
+	prev, hadPrev := entryOf(doc, name)
 	entry := fleet.Function{Name: name, Manifest: manifest, Module: mod,
-		Activation: activation.Sign(activation.New(activation.Deploy, name, manifest, wasm, nextSequence(0)), priv)}
-	doc.Functions = slices.DeleteFunc(doc.Functions, func(f fleet.Function) bool { return f.Name == name })
-	doc.Functions = append(doc.Functions, entry)
-	// The gateways online before the document are awaited even if they
-	// drop offline for a moment during the watch.
-	var online []string
-	if c.Duration("watch") > 0 {
-		sts, err := statuses(ctx, cn)
+		Activation: activation.Sign(activation.New(activation.Deploy, name, manifest, wasm, nextSequence(0)), op.priv)}
+	if canary != "" {
+		if hadPrev {
+			// Check now that a failed canary can roll back to it.
+			if _, err := prev.Verify(op.pub()); err != nil {
+				return fmt.Errorf("fleet deploy --canary: group %s's current entry of %s does not verify with --key, so a failed canary could not be rolled back to it: %w (deploy with the key that signed it)", op.group, name, err)
+			}
+		}
+		ok, err := op.runCanary(canary, maxRate, entry)
 		if err != nil {
 			return err
 		}
-		for _, st := range sts {
-			if st.Online && slices.Contains(st.Groups, group) {
-				online = append(online, st.Gateway)
-			}
+		if !ok {
+			return op.finish("")
 		}
-	}
-	if err := writeDoc(ctx, cn, group, &doc, priv); err != nil {
-		return err
-	}
-	res := fleetResult{Function: name, Group: group, Module: mod.SHA256, Sequence: doc.Sequence, Converged: []string{}}
-	fmt.Fprintf(c.App.ErrWriter, "published %s (module %.12s, %d chunks) in group %s, document sequence %d\n", name, mod.SHA256, mod.Chunks(), group, doc.Sequence)
-	if w := c.Duration("watch"); w > 0 {
-		watchCtx, cancel := context.WithTimeout(c.Context, w)
-		defer cancel()
-		res.Converged, res.Failed, res.Pending = watchGroup(watchCtx, cn, group, name, mod.SHA256, online, func(gw, what string) {
-			fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", gw, what)
-		})
-	}
-	res.Seconds = time.Since(start).Seconds()
-	if c.Bool("json") {
-		if err := printJSON(c.App.Writer, res); err != nil {
+		// The group may have changed during the watch.
+		if doc, _, err = op.readDoc(fleet.KindGroup, op.group); err != nil {
 			return err
 		}
-	} else if c.Duration("watch") > 0 {
-		fmt.Fprintf(c.App.Writer, "%s: %d gateways converged, %d failed, %d pending in %.1fs\n", name, len(res.Converged), len(res.Failed), len(res.Pending), res.Seconds)
+		prev, hadPrev = entryOf(doc, name)
 	}
-	if len(res.Failed) > 0 || len(res.Pending) > 0 {
-		for gw, why := range res.Failed {
-			fmt.Fprintf(c.App.ErrWriter, "edgefn: %s: %s\n", gw, why)
+	if hadPrev {
+		if err := op.pushHistory(prev, &entry); err != nil {
+			return err
 		}
-		fmt.Fprintf(c.App.ErrWriter, "edgefn: fleet deploy: %d gateways failed, %d did not report: %s\n", len(res.Failed), len(res.Pending), strings.Join(res.Pending, ", "))
+	}
+	doc.Functions = withEntry(doc.Functions, entry)
+	if err := op.writeGroupDoc(&doc); err != nil {
+		return err
+	}
+	op.res.Sequence = doc.Sequence
+	where := fmt.Sprintf("%d chunks", mod.Chunks())
+	if murl != "" {
+		where = "at " + murl
+	}
+	fmt.Fprintf(c.App.ErrWriter, "published %s (module %.12s, %s) in group %s, document sequence %d\n", name, mod.SHA256, where, op.group, doc.Sequence)
+	if err := op.restoreCanaries(); err != nil {
+		return err
+	}
+	op.watch(name, runs(name, mod.SHA256))
+	return op.finish(op.summary())
+}
+
+// fleetNameOp starts a signed command on one function NAME.
+func fleetNameOp(c *cli.Context) (*fleetOp, string, context.CancelFunc, error) {
+	c, err := interleaved(c)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	op, done, err := newFleetOp(c, "one function name")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	op.res.Function = c.Args().First()
+	return op, op.res.Function, done, nil
+}
+
+func fleetRollbackAction(c *cli.Context) error {
+	op, name, done, err := fleetNameOp(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	h, err := op.readHistory(name)
+	if err != nil {
+		return err
+	}
+	if len(h.Entries) == 0 {
+		fmt.Fprintf(c.App.ErrWriter, "edgefn: fleet rollback: group %s has no earlier entry of %s (fleet deploy and fleet rm keep the last %d)\n", op.group, name, historyDepth)
 		return failedError{}
 	}
-	return nil
-}
-
-// currentDoc is the group's current document (unverified: the agents
-// verify), or an empty one.
-func currentDoc(ctx context.Context, cn *fleet.Conn, group string) (fleet.Document, error) {
-	topic := cn.Topics().Desired(fleet.KindGroup, group)
-	got, err := cn.Retained(ctx, topic)
+	doc, _, err := op.readDoc(fleet.KindGroup, op.group)
 	if err != nil {
-		return fleet.Document{}, err
+		return err
 	}
-	d := fleet.Document{Target: fleet.Target(fleet.KindGroup, group)}
-	if p, ok := got[topic]; ok {
-		if d, err = fleet.Peek(p); err != nil {
-			return fleet.Document{}, fmt.Errorf("group %s: current document: %w", group, err)
+	var after uint64
+	if cur, ok := entryOf(doc, name); ok {
+		if st, err := cur.Activation.Verify(op.pub()); err == nil {
+			after = st.Sequence
 		}
 	}
-	return d, nil
+	entry, err := op.resign(h.Entries[0], after)
+	if err != nil {
+		return err
+	}
+	doc.Functions = withEntry(doc.Functions, entry)
+	if err := op.writeGroupDoc(&doc); err != nil {
+		return err
+	}
+	h.Entries = h.Entries[1:]
+	if err := op.writeHistory(h); err != nil {
+		return err
+	}
+	op.res.Module, op.res.Sequence = entry.Module.SHA256, doc.Sequence
+	fmt.Fprintf(c.App.ErrWriter, "rolled %s in group %s back to module %.12s, document sequence %d (%d earlier entries left)\n", name, op.group, entry.Module.SHA256, doc.Sequence, len(h.Entries))
+	op.watch(name, runs(name, entry.Module.SHA256))
+	return op.finish(op.summary())
 }
 
-func writeDoc(ctx context.Context, cn *fleet.Conn, group string, d *fleet.Document, priv ed25519.PrivateKey) error {
-	d.Target = fleet.Target(fleet.KindGroup, group)
-	d.Sequence = nextSequence(d.Sequence)
-	sd, err := fleet.Sign(*d, priv)
+func fleetRmAction(c *cli.Context) error {
+	op, name, done, err := fleetNameOp(c)
 	if err != nil {
 		return err
 	}
-	p, err := json.Marshal(sd)
+	defer done()
+	doc, _, err := op.readDoc(fleet.KindGroup, op.group)
 	if err != nil {
 		return err
 	}
-	return cn.Publish(ctx, cn.Topics().Desired(fleet.KindGroup, group), p, true)
+	cur, ok := entryOf(doc, name)
+	if !ok {
+		fmt.Fprintf(c.App.ErrWriter, "edgefn: fleet rm: group %s's document does not name %s\n", op.group, name)
+		return failedError{}
+	}
+	if err := op.pushHistory(cur, nil); err != nil {
+		return err
+	}
+	doc.Functions = without(doc.Functions, name)
+	if err := op.writeGroupDoc(&doc); err != nil {
+		return err
+	}
+	op.res.Sequence = doc.Sequence
+	fmt.Fprintf(c.App.ErrWriter, "removed %s from group %s, document sequence %d (fleet rollback %s brings it back)\n", name, op.group, doc.Sequence, name)
+	op.watch(name, func(st fleet.StatusDoc) (string, bool) {
+		if slices.ContainsFunc(st.Functions, func(f fleet.StatusFunction) bool { return f.Name == name && f.Origin == fleet.OriginFleet }) {
+			return "", false
+		}
+		return name + " removed", true
+	})
+	return op.finish(op.summary())
 }
 
 // statuses reads every gateway's retained status.
@@ -235,10 +704,10 @@ func statuses(ctx context.Context, cn *fleet.Conn) ([]fleet.StatusDoc, error) {
 }
 
 // watchGroup follows the status documents until every gateway of group
-// online before (online) or seen online during the watch reports function name with module sha
-// active or an error about it, or ctx ends (then the ones that did not are
-// pending, offline or not).
-func watchGroup(ctx context.Context, cn *fleet.Conn, group, name, sha string, online []string, progress func(gw, what string)) (converged []string, failed map[string]string, pending []string) {
+// online before the document (online) or seen online during the watch
+// reaches the state (reached says so and what to print) or reports
+// an error about the function or the group's document, or ctx ends.
+func watchGroup(ctx context.Context, cn *fleet.Conn, group, name string, seq uint64, online []string, reached func(fleet.StatusDoc) (string, bool), progress func(gw, what string)) (converged []string, failed map[string]string, pending []string) {
 	type state struct {
 		st   fleet.StatusDoc
 		done string // "", "ok", "failed"
@@ -246,22 +715,15 @@ func watchGroup(ctx context.Context, cn *fleet.Conn, group, name, sha string, on
 		// for a moment (a broker restart sends every gateway's will).
 		online bool
 	}
+	// The group's gateways are those online before the document, and any
+	// that reports online during the watch.
 	states := map[string]*state{}
 	for _, gw := range online {
 		states[gw] = &state{online: true}
 	}
-	converged = []string{}
-	updates := make(chan fleet.StatusDoc, 256)
-	_ = cn.Subscribe(ctx, cn.Topics().AllStatus(), func(_ string, p []byte, _ bool) {
-		var st fleet.StatusDoc
-		if json.Unmarshal(p, &st) == nil && slices.Contains(st.Groups, group) {
-			select {
-			case updates <- st:
-			case <-ctx.Done():
-			}
-		}
-	})
-	failed = map[string]string{}
+	updates, stop := followStatuses(ctx, cn, func(st fleet.StatusDoc) bool { return slices.Contains(st.Groups, group) })
+	defer stop()
+	converged, failed = []string{}, map[string]string{}
 	finished := func() bool {
 		for _, s := range states {
 			if s.online && s.done == "" {
@@ -292,19 +754,16 @@ func watchGroup(ctx context.Context, cn *fleet.Conn, group, name, sha string, on
 			if s.done != "" {
 				continue
 			}
-			for _, f := range st.Functions {
-				if f.Name == name && f.Hash == sha {
-					s.done = "ok"
-					converged = append(converged, st.Gateway)
-					progress(st.Gateway, fmt.Sprintf("%s version %d active", name, f.Version))
-				}
+			if what, ok := reached(st); ok {
+				s.done = "ok"
+				converged = append(converged, st.Gateway)
+				progress(st.Gateway, what)
+				continue
 			}
-			for _, e := range st.Errors {
-				if s.done == "" && (strings.HasPrefix(e, "function "+name+":") || strings.HasPrefix(e, fleet.Target(fleet.KindGroup, group)+":")) {
-					s.done = "failed"
-					failed[st.Gateway] = e
-					progress(st.Gateway, "refused: "+e)
-				}
+			if e, ok := errorAbout(st, name, seq, fleet.Target(fleet.KindGroup, group)); ok {
+				s.done = "failed"
+				failed[st.Gateway] = e
+				progress(st.Gateway, "refused: "+e)
 			}
 		}
 	}
@@ -312,10 +771,24 @@ func watchGroup(ctx context.Context, cn *fleet.Conn, group, name, sha string, on
 	return converged, failed, nil
 }
 
-func fleetLsAction(c *cli.Context) error {
-	if c.String("broker") == "" {
-		return usagef("fleet ls: --broker is required")
+// errorAbout is the first error of a status about one of the targets'
+// documents, or about function name once the gateway accepted the first
+// target's document of sequence seq (an error from before is stale).
+func errorAbout(st fleet.StatusDoc, name string, seq uint64, targets ...string) (string, bool) {
+	for _, e := range st.Errors {
+		if strings.HasPrefix(e, "function "+name+":") && st.Documents[targets[0]] >= seq {
+			return e, true
+		}
+		for _, t := range targets {
+			if strings.HasPrefix(e, t+":") {
+				return e, true
+			}
+		}
 	}
+	return "", false
+}
+
+func fleetLsAction(c *cli.Context) error {
 	cn, err := fleetConnect(c)
 	if err != nil {
 		return err
@@ -346,4 +819,14 @@ func fleetLsAction(c *cli.Context) error {
 		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%d\n", st.Gateway, st.Online, strings.Join(st.Groups, ","), strings.Join(fns, " "), len(st.Errors))
 	}
 	return tw.Flush()
+}
+
+// cmdName is the subcommand's name, also in a context interleaved made.
+func cmdName(c *cli.Context) string {
+	for _, x := range c.Lineage() {
+		if x.Command != nil && x.Command.Name != "" {
+			return x.Command.Name
+		}
+	}
+	return ""
 }

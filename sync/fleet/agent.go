@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -32,14 +34,23 @@ type Installed struct {
 	ModuleSHA256 string
 	ManifestSHA  string
 	Origin       string // OriginFleet or OriginLocal
-	Health       Health
+	// Health holds the counters since the agent started (Invocations,
+	// Failures) and the p99 of recent invocations; the agent turns them
+	// into health over its window.
+	Health Health
+	// P99Since, if set, is the p99 duration of the invocations since a
+	// moment (the gateway's per-minute histograms: whole minutes).
+	P99Since func(since time.Time) time.Duration
 }
 
-// Health is a function's recent record.
+// Health is a function's record over the status's window: the last
+// fleet.health_window, or since its version was activated if that is
+// later (Window says how long it covers).
 type Health struct {
 	Invocations int64            `json:"invocations"`
 	Failures    map[string]int64 `json:"failures,omitempty"` // by reason
 	P99         time.Duration    `json:"p99_ns"`
+	Window      Seconds          `json:"window_s,omitempty"`
 }
 
 // Gateway is what the agent needs from the gateway's registry.
@@ -52,6 +63,10 @@ type Gateway interface {
 	Deploy(ctx context.Context, manifest, wasm []byte, sg activation.Signed) (version int, err error)
 	// Remove removes a function.
 	Remove(ctx context.Context, name string) error
+	// Failures is the count of failed invocations of every function since
+	// the agent started, from memory: the agent polls it to publish its
+	// status soon after failures start.
+	Failures() int64
 }
 
 // StatusDoc is the retained document at Topics.Status(gateway).
@@ -90,6 +105,18 @@ type AgentOptions struct {
 	StatusEvery time.Duration
 	// FetchTimeout bounds fetching one module (default 2m).
 	FetchTimeout time.Duration
+	// HealthWindow is the span of the health in the status (default
+	// DefaultHealthWindow).
+	HealthWindow time.Duration
+	// HealthPoll is how often the agent looks for new failures, to publish
+	// its status soon after them (default 5s; at most one status per poll).
+	HealthPoll time.Duration
+	// Retry is the first wait before a function that failed to apply is
+	// tried again; the wait doubles up to RetryMax (defaults 10s, 10m).
+	Retry, RetryMax time.Duration
+	// HTTP fetches modules named by an https URL (default: a client with
+	// the system roots).
+	HTTP *http.Client
 }
 
 // Agent keeps a gateway at the desired state its fleet documents name.
@@ -101,10 +128,24 @@ type Agent struct {
 	log    *slog.Logger
 	wake   chan struct{}
 
+	health *healthTracker // used by Run's goroutine only
+	// followUntil: after its own document changed (a canary), the
+	// gateway publishes its health at each poll where it changed, until
+	// then. Run's goroutine only.
+	followUntil time.Time
+	retries     map[string]retry // function: when to try again; Run's goroutine only
+
 	mu      sync.Mutex
 	inbox   map[string][]byte // target: newest payload not yet handled
 	docErrs map[string]string // target: why its newest document was refused
 	fnErrs  map[string]string // function: why it was not applied
+}
+
+// retry is the backoff of a function entry that failed to apply.
+type retry struct {
+	entry    string // the entry's statement: a new entry is tried at once
+	attempts int
+	next     time.Time
 }
 
 // NewAgent checks the options; Run connects.
@@ -115,24 +156,28 @@ func NewAgent(cfg Config, o AgentOptions) (*Agent, error) {
 	if err := CheckName(o.GatewayID); err != nil {
 		return nil, fmt.Errorf("gateway_id %v", err)
 	}
-	if o.MaxModule == 0 {
-		o.MaxModule = 64 << 20
-	}
-	if o.StatusEvery == 0 {
-		o.StatusEvery = time.Minute
-	}
-	if o.FetchTimeout == 0 {
-		o.FetchTimeout = 2 * time.Minute
-	}
+	o.MaxModule = cmp.Or(o.MaxModule, 64<<20)
+	o.StatusEvery = cmp.Or(o.StatusEvery, time.Minute)
+	o.FetchTimeout = cmp.Or(o.FetchTimeout, 2*time.Minute)
+	o.HealthPoll = cmp.Or(o.HealthPoll, 5*time.Second)
+	o.Retry = cmp.Or(o.Retry, 10*time.Second)
+	o.RetryMax = cmp.Or(o.RetryMax, 10*time.Minute)
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := CheckHealthWindow(o.HealthWindow); err != nil {
+		return nil, fmt.Errorf("health_window %v", err)
+	}
+	if o.HTTP == nil {
+		o.HTTP = ModuleClient(nil)
 	}
 	l, err := OpenLedger(filepath.Join(o.DataDir, "fleet.json"))
 	if err != nil {
 		return nil, err
 	}
 	return &Agent{o: o, cfg: cfg, topics: Topics{Prefix: cfg.TopicPrefix}, ledger: l, log: o.Log,
-		wake: make(chan struct{}, 1), inbox: map[string][]byte{}, docErrs: map[string]string{}, fnErrs: map[string]string{}}, nil
+		wake: make(chan struct{}, 1), inbox: map[string][]byte{}, docErrs: map[string]string{}, fnErrs: map[string]string{},
+		health: newHealthTracker(o.HealthWindow), retries: map[string]retry{}}, nil
 }
 
 // targets are the documents that apply, in order: groups in config order,
@@ -199,7 +244,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	// Reconcile with what was accepted before, broker or not (what needs
 	// a module from the broker is retried once connected).
-	a.reconcile(ctx, nil)
+	a.reconcile(ctx, nil, true)
 	cn, err := Connect(ctx, d, a.topics)
 	if err != nil {
 		return err
@@ -207,10 +252,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cn.Close()
 	tick := time.NewTicker(a.o.StatusEvery)
 	defer tick.Stop()
-	// retry fires while a function could not be applied because the
-	// broker was unreachable (a broker restart mid-rollout).
-	var retry <-chan time.Time
+	poll := time.NewTicker(a.o.HealthPoll)
+	defer poll.Stop()
+	retryTimer := time.NewTimer(time.Hour)
+	defer retryTimer.Stop()
+	armRetry := func() {
+		retryTimer.Stop()
+		if at, ok := a.nextRetry(); ok {
+			retryTimer.Reset(max(time.Until(at), 0))
+		}
+	}
+	armRetry()
 	var last []byte
+	failures := a.o.Gateway.Failures()
 	publish := func(force bool) {
 		st := a.status(ctx, true)
 		p, _ := json.Marshal(st)
@@ -245,15 +299,36 @@ func (a *Agent) Run(ctx context.Context) error {
 			in := a.inbox
 			a.inbox = map[string][]byte{}
 			a.mu.Unlock()
-			retry = a.retryAfter(a.reconcile(ctx, func(target string) []byte { return in[target] }))
+			a.reconcile(ctx, func(target string) []byte { return in[target] }, true)
+			armRetry()
 			publish(false)
-		case <-retry:
-			retry = a.retryAfter(a.reconcile(ctx, nil))
+		case <-retryTimer.C:
+			a.reconcile(ctx, nil, false)
+			armRetry()
 			publish(false)
+		case <-poll.C:
+			// New failures are news for a canary watch: publish now
+			// rather than at the next minute; so is any change of health
+			// while a canary is followed.
+			if n := a.o.Gateway.Failures(); n != failures || time.Now().Before(a.followUntil) {
+				failures = n
+				publish(false)
+			}
 		case <-tick.C:
 			publish(true)
 		}
 	}
+}
+
+// nextRetry is the earliest time a failed function is due again.
+func (a *Agent) nextRetry() (time.Time, bool) {
+	var at time.Time
+	for _, r := range a.retries {
+		if at.IsZero() || r.next.Before(at) {
+			at = r.next
+		}
+	}
+	return at, !at.IsZero()
 }
 
 // accept verifies a newly arrived payload for target and records it in
@@ -296,6 +371,9 @@ func (a *Agent) accept(target string, payload []byte) {
 		return
 	}
 	a.setDocErr(target, "")
+	if target == Target(KindGateway, a.o.GatewayID) {
+		a.followUntil = time.Now().Add(a.health.window)
+	}
 	a.log.Info("fleet document accepted", "target", target, "sequence", d.Sequence, "functions", len(d.Functions))
 }
 
@@ -309,16 +387,14 @@ func (a *Agent) setDocErr(target, msg string) {
 	}
 }
 
-// retryDelay is how long the agent waits before it tries again to apply
-// functions whose module it could not fetch for want of the broker.
-const retryDelay = 2 * time.Second
-
-func (a *Agent) retryAfter(again bool) <-chan time.Time {
-	if !again {
-		return nil
-	}
-	return time.After(retryDelay)
-}
+// retryDelay is the first wait before the agent tries again to apply
+// functions whose module it could not fetch for want of the broker; the
+// wait doubles up to retryUnreachableMax (the broker's return is awaited,
+// not hammered).
+const (
+	retryDelay          = 2 * time.Second
+	retryUnreachableMax = 30 * time.Second
+)
 
 // errUnreachable marks a function not applied because the broker could
 // not be reached or the connection dropped while fetching: the agent
@@ -326,9 +402,11 @@ func (a *Agent) retryAfter(again bool) <-chan time.Time {
 var errUnreachable = errors.New("broker unreachable")
 
 // reconcile accepts the new payloads (arrived(target), nil for none), then
-// makes the gateway run the desired set of the accepted documents. It
-// reports whether a function must be tried again (errUnreachable).
-func (a *Agent) reconcile(ctx context.Context, arrived func(string) []byte) (again bool) {
+// makes the gateway run the desired set of the accepted documents. A
+// function that failed to apply is tried again when its entry changes,
+// with all (a document arrived, the agent started), or once its backoff
+// has passed.
+func (a *Agent) reconcile(ctx context.Context, arrived func(string) []byte, all bool) {
 	var docs []Document
 	for _, t := range a.targets() {
 		if arrived != nil {
@@ -352,27 +430,55 @@ func (a *Agent) reconcile(ctx context.Context, arrived func(string) []byte) (aga
 	have, err := a.o.Gateway.Installed(ctx)
 	if err != nil {
 		a.log.Warn("fleet: list functions", "err", err)
-		return false
+		return
 	}
 	byName := map[string]Installed{}
 	for _, in := range have {
 		byName[in.Name] = in
 	}
+	a.mu.Lock()
+	prevErrs := a.fnErrs
+	a.mu.Unlock()
 	fnErrs := map[string]string{}
+	retries := map[string]retry{}
+	now := time.Now()
+	applied := false
 	for _, f := range want {
 		in, ok := byName[f.Name]
 		man := sha256.Sum256(f.Manifest)
 		if ok && in.ModuleSHA256 == f.Module.SHA256 && in.ManifestSHA == hex.EncodeToString(man[:]) {
 			continue
 		}
-		if err := a.apply(ctx, f); errors.Is(err, errUnreachable) && ctx.Err() == nil {
-			a.log.Info("fleet: module not fetched, will retry", "function", f.Name, "err", err)
-			again = true
-		} else if err != nil {
-			a.log.Warn("fleet: function not applied", "function", f.Name, "err", err)
-			fnErrs[f.Name] = err.Error()
+		r, failedBefore := a.retries[f.Name]
+		if failedBefore && r.entry == f.Activation.Statement && !all && now.Before(r.next) {
+			retries[f.Name], fnErrs[f.Name] = r, prevErrs[f.Name]
+			continue
 		}
+		if r.entry != f.Activation.Statement {
+			r = retry{entry: f.Activation.Statement}
+		}
+		if err := a.apply(ctx, f); err != nil {
+			r.attempts++
+			first, most := a.o.Retry, a.o.RetryMax
+			unreachable := errors.Is(err, errUnreachable) && ctx.Err() == nil
+			if unreachable {
+				first, most = retryDelay, retryUnreachableMax
+			}
+			wait := min(first<<min(r.attempts-1, 16), most)
+			r.next = time.Now().Add(wait)
+			retries[f.Name] = r
+			if unreachable {
+				// Not refused: reported only in the log, tried again.
+				a.log.Info("fleet: module not fetched, will retry", "function", f.Name, "retry_in", wait, "err", err)
+				continue
+			}
+			a.log.Warn("fleet: function not applied", "function", f.Name, "attempt", r.attempts, "retry_in", wait, "err", err)
+			fnErrs[f.Name] = err.Error()
+			continue
+		}
+		applied = true
 	}
+	a.retries = retries
 	named := map[string]bool{}
 	for _, f := range want {
 		named[f.Name] = true
@@ -389,29 +495,39 @@ func (a *Agent) reconcile(ctx context.Context, arrived func(string) []byte) (aga
 	a.mu.Lock()
 	a.fnErrs = fnErrs
 	a.mu.Unlock()
-	return again
+	if applied {
+		// The health of a new version starts at its activation.
+		if have, err := a.o.Gateway.Installed(ctx); err == nil {
+			a.health.observe(time.Now(), have)
+		}
+	}
 }
 
 func (a *Agent) apply(ctx context.Context, f Function) error {
-	if f.Module.URL != "" && f.Module.ChunkSize == 0 {
-		return errors.New("modules by url are not supported yet: publish the module as chunks")
-	}
 	fctx, cancel := context.WithTimeout(ctx, a.o.FetchTimeout)
 	defer cancel()
-	lost := make(chan struct{})
-	cn, err := a.fetchConn(fctx, func() { close(lost); cancel() })
-	if err != nil {
-		return fmt.Errorf("%w: %w", errUnreachable, err)
-	}
-	defer cn.Close()
-	wasm, err := cn.FetchBlob(fctx, f.Module, a.o.MaxModule)
-	select {
-	case <-lost:
-		return fmt.Errorf("%w: connection lost while fetching the module", errUnreachable)
-	default:
-	}
-	if err != nil {
-		return err
+	var wasm []byte
+	if f.Module.URL != "" {
+		var err error
+		if wasm, err = FetchURL(fctx, a.o.HTTP, f.Module, a.o.MaxModule); err != nil {
+			return err
+		}
+	} else {
+		lost := make(chan struct{})
+		cn, err := a.fetchConn(fctx, func() { close(lost); cancel() })
+		if err != nil {
+			return fmt.Errorf("%w: %w", errUnreachable, err)
+		}
+		wasm, err = cn.FetchBlob(fctx, f.Module, a.o.MaxModule)
+		cn.Close()
+		select {
+		case <-lost:
+			return fmt.Errorf("%w: connection lost while fetching the module", errUnreachable)
+		default:
+		}
+		if err != nil {
+			return err
+		}
 	}
 	v, err := a.o.Gateway.Deploy(ctx, f.Manifest, wasm, f.Activation)
 	if err != nil {
@@ -448,8 +564,9 @@ func (a *Agent) status(ctx context.Context, online bool) StatusDoc {
 	if err != nil {
 		st.Errors = append(st.Errors, "list functions: "+err.Error())
 	}
+	health := a.health.observe(time.Now(), have)
 	for _, in := range have {
-		st.Functions = append(st.Functions, StatusFunction{Name: in.Name, Version: in.Version, Hash: in.ModuleSHA256, Origin: in.Origin, Health: in.Health})
+		st.Functions = append(st.Functions, StatusFunction{Name: in.Name, Version: in.Version, Hash: in.ModuleSHA256, Origin: in.Origin, Health: health[in.Name]})
 	}
 	slices.SortFunc(st.Functions, func(x, y StatusFunction) int { return strings.Compare(x.Name, y.Name) })
 	a.mu.Lock()

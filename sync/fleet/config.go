@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/edgefn/edgefn/internal/strictyaml"
 	"github.com/edgefn/edgefn/internal/tlsclient"
@@ -26,6 +27,12 @@ type Config struct {
 	Username string           `yaml:"username"`
 	Password string           `yaml:"password"`
 	TLS      tlsclient.Config `yaml:"tls"`
+	// HealthWindow is the span of each function's health in the status
+	// (DefaultHealthWindow; MinHealthWindow to MaxHealthWindow).
+	HealthWindow time.Duration `yaml:"health_window"`
+	// ModuleTLS is the TLS of modules named by an https URL: ca_file
+	// replaces the system roots, cert_file/key_file for mutual TLS.
+	ModuleTLS tlsclient.Config `yaml:"module_tls"`
 }
 
 func fieldErr(field, format string, args ...any) error {
@@ -59,5 +66,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fieldErr("password", "set without username"))
 	}
 	errs = append(errs, uplink.TLSProblems(c.TLS, "tls.")...)
+	errs = append(errs, uplink.TLSProblems(c.ModuleTLS, "module_tls.")...)
+	if err := CheckHealthWindow(c.HealthWindow); err != nil {
+		errs = append(errs, fieldErr("health_window", "%v", err))
+	}
 	return errors.Join(errs...)
 }

@@ -146,6 +146,25 @@ func (sd SignedDocument) Verify(trusted []ed25519.PublicKey, target string) (Doc
 	return d, nil
 }
 
+// Verify checks one entry as Verify checks each entry of a document: its
+// deploy statement signed by a trusted key, naming this function, manifest
+// and module. The CLI verifies an entry it is about to sign again.
+func (f Function) Verify(trusted []ed25519.PublicKey) (activation.Statement, error) {
+	if err := f.check(trusted); err != nil {
+		return activation.Statement{}, err
+	}
+	return f.Activation.Verify(trusted)
+}
+
+// Resign returns the entry with a new deploy statement of the same content
+// at sequence, signed by priv: how an earlier entry is activated again on
+// gateways whose per-function sequence has moved past its statement.
+func (f Function) Resign(st activation.Statement, sequence uint64, priv ed25519.PrivateKey) Function {
+	st.Sequence = sequence
+	f.Activation = activation.Sign(st, priv)
+	return f
+}
+
 func (f Function) check(trusted []ed25519.PublicKey) error {
 	st, err := f.Activation.Verify(trusted)
 	if err != nil {
@@ -168,6 +187,11 @@ func (f Function) check(trusted []ed25519.PublicKey) error {
 		return fmt.Errorf("%w: module size %d", ErrMalformed, f.Module.Size)
 	case f.Module.URL == "" && f.Module.ChunkSize <= 0:
 		return fmt.Errorf("%w: module has neither chunk_size nor url", ErrMalformed)
+	}
+	if f.Module.URL != "" {
+		if err := CheckURL(f.Module.URL); err != nil {
+			return fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
 	}
 	return nil
 }

@@ -21,6 +21,7 @@ const MaxPrefixSlashes = 3
 //	<prefix>/desired/gateway/<gateway>   retained signed document of one gateway
 //	<prefix>/blobs/<sha256>/<i>          retained chunk i (0-based) of a module
 //	<prefix>/status/<gateway>            retained status of a gateway (last will: offline)
+//	<prefix>/history/group/<group>/<fn>  retained earlier entries of a function (fleet rollback)
 type Topics struct{ Prefix string }
 
 // Kinds of desired-state document targets.
@@ -63,6 +64,12 @@ func (t Topics) Chunk(sha string, i int) string {
 
 // Chunks is the filter matching every chunk of a blob.
 func (t Topics) Chunks(sha string) string { return t.prefix() + "/blobs/" + sha + "/+" }
+
+// History is the topic of a group's earlier entries of a function (what
+// fleet rollback activates again); only the CLI reads it.
+func (t Topics) History(group, function string) string {
+	return t.prefix() + "/history/group/" + group + "/" + function
+}
 
 // Status is the topic of a gateway's status document.
 func (t Topics) Status(gateway string) string { return t.prefix() + "/status/" + gateway }

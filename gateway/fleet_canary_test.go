@@ -1,0 +1,206 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgefn/edgefn/internal/mosquittotest"
+	"github.com/edgefn/edgefn/sync/fleet"
+)
+
+// fleetResultJSON is the part of fleet deploy|rollback|rm --json the tests
+// read.
+type fleetResultJSON struct {
+	Sequence     uint64            `json:"sequence"`
+	Canaries     []string          `json:"canaries"`
+	CanaryFailed map[string]string `json:"canary_failed"`
+	RolledBack   bool              `json:"rolled_back"`
+	Converged    []string          `json:"converged"`
+	Module       string            `json:"module_sha256"`
+}
+
+func fleetJSON(t *testing.T, wantCode int, args ...string) (fleetResultJSON, string) {
+	t.Helper()
+	out, errOut, code := fleetCLI(t, append(args, "--json")...)
+	var res fleetResultJSON
+	if code != wantCode || json.Unmarshal([]byte(out), &res) != nil {
+		t.Fatalf("fleet %s: exit %d, want %d\n%s\n%s", strings.Join(args, " "), code, wantCode, out, errOut)
+	}
+	return res, errOut
+}
+
+func fleetStatusOf(t *testing.T, broker, gw string) fleet.StatusDoc {
+	t.Helper()
+	for _, st := range fleetLs(t, broker) {
+		if st.Gateway == gw {
+			return st
+		}
+	}
+	return fleet.StatusDoc{}
+}
+
+func fnStatus(st fleet.StatusDoc, name string) (fleet.StatusFunction, bool) {
+	i := slices.IndexFunc(st.Functions, func(f fleet.StatusFunction) bool { return f.Name == name })
+	if i < 0 {
+		return fleet.StatusFunction{}, false
+	}
+	return st.Functions[i], true
+}
+
+// ledgerNames reports whether any document a gateway ever accepted (its
+// data dir's fleet.json) names the module sha.
+func ledgerNames(t *testing.T, dataDir, sha string) bool {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, "fleet.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]fleet.LedgerEntry
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range m {
+		p, _ := json.Marshal(e.Signed)
+		d, err := fleet.Peek(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(d.Functions, func(f fleet.Function) bool { return f.Module.SHA256 == sha }) {
+			return true
+		}
+	}
+	return false
+}
+
+// A canary whose function traps on every event is rolled back
+// automatically, and the gateways outside the canary never activate it;
+// then rollback and rm end to end through real agent processes.
+func TestFleetCanaryRollbackRm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the agent and runs gateways as child processes")
+	}
+	broker := mosquittotest.Start(t)
+	key, pub, _ := fleetKeyPair(t)
+	ids := []string{"gw-a", "gw-b", "gw-c"}
+	dirs := map[string]string{}
+	for _, id := range ids {
+		dirs[id] = t.TempDir()
+		startAgentProc(t, fleetGatewayConfig(t, dirs[id], id, broker.URL(), pub, "lab"))
+	}
+	waitFor(t, func() bool {
+		sts := fleetLs(t, broker.URL())
+		return len(sts) == len(ids) && !slices.ContainsFunc(sts, func(s fleet.StatusDoc) bool { return !s.Online })
+	})
+	fns := t.TempDir()
+	const trig = "triggers:\n  - mqtt: fleet-canary/#\n"
+	writeFunction(t, fns, "echo", trig, "echo.wasm")
+	echoSHA := fmt.Sprintf("%x", sha256.Sum256(fixture(t, "echo.wasm")))
+	trapSHA := fmt.Sprintf("%x", sha256.Sum256(fixture(t, "trap.wasm")))
+	logSHA := fmt.Sprintf("%x", sha256.Sum256(fixture(t, "logecho.wasm")))
+	deploy := func(wasm string, extra ...string) []string {
+		// The same function, echo, with another module.
+		dir := t.TempDir()
+		writeFunction(t, dir, "echo", trig, wasm)
+		return append([]string{"deploy", filepath.Join(dir, "echo.yaml"), "--broker", broker.URL(), "--group", "lab", "--key", key}, extra...)
+	}
+	res, _ := fleetJSON(t, 0, deploy("echo.wasm", "--watch", "60s")...)
+	if len(res.Converged) != 3 {
+		t.Fatalf("echo converged on %v", res.Converged)
+	}
+
+	// Events flow to every gateway during the canary.
+	cn, err := fleet.Connect(context.Background(), fleet.Dial{Broker: broker.URL()}, fleet.Topics{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cn.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_ = cn.Publish(ctx, "fleet-canary/t", []byte(`{"t":21}`), false)
+				cancel()
+			}
+		}
+	}()
+
+	res, errOut := fleetJSON(t, 1, deploy("trap.wasm", "--canary", "1", "--watch", "20s", "--max-error-rate", "10%")...)
+	if !slices.Equal(res.Canaries, []string{"gw-a"}) || !res.RolledBack || res.Sequence != 0 ||
+		!strings.Contains(res.CanaryFailed["gw-a"], "trap") || !strings.Contains(res.CanaryFailed["gw-a"], "above --max-error-rate 10.0%") {
+		t.Fatalf("trapping canary: %+v\n%s", res, errOut)
+	}
+	if !strings.Contains(errOut, "gw-a: rolled back to echo version") || !strings.Contains(errOut, "edgefn: canary gw-a:") {
+		t.Errorf("progress lines:\n%s", errOut)
+	}
+	t.Logf("canary output:\n%s", errOut)
+	waitFor(t, func() bool {
+		f, ok := fnStatus(fleetStatusOf(t, broker.URL(), "gw-a"), "echo")
+		return ok && f.Hash == echoSHA
+	})
+	for _, id := range []string{"gw-b", "gw-c"} {
+		f, _ := fnStatus(fleetStatusOf(t, broker.URL(), id), "echo")
+		// Version 1: nothing else was ever activated there.
+		if f.Hash != echoSHA || f.Version != 1 || ledgerNames(t, dirs[id], trapSHA) {
+			t.Errorf("%s outside the canary: %+v (ledger names the trap: %v)", id, f, ledgerNames(t, dirs[id], trapSHA))
+		}
+	}
+	if f, _ := fnStatus(fleetStatusOf(t, broker.URL(), "gw-a"), "echo"); f.Version != 3 {
+		t.Errorf("gw-a after the canary: %+v, want version 3 (echo, trap, echo again)", f)
+	}
+	// A healthy canary (the same function, logecho) goes on to the group.
+	res, errOut = fleetJSON(t, 0, deploy("logecho.wasm", "--canary", "34%", "--watch", "10s")...)
+	if !slices.Equal(res.Canaries, []string{"gw-a", "gw-b"}) || res.Sequence == 0 || len(res.Converged) != 3 || res.Module != logSHA {
+		t.Fatalf("healthy canary: %+v\n%s", res, errOut)
+	}
+	if !strings.Contains(errOut, "gw-b: healthy: echo version") {
+		t.Errorf("progress lines:\n%s", errOut)
+	}
+
+	// Rollback: the entry logecho replaced, signed again.
+	flags := []string{"--broker", broker.URL(), "--group", "lab", "--key", key, "--watch", "60s"}
+	res, _ = fleetJSON(t, 0, append([]string{"rollback", "echo"}, flags...)...)
+	if res.Module != echoSHA || len(res.Converged) != 3 {
+		t.Errorf("rollback: %+v", res)
+	}
+	// rm, and rollback brings it back.
+	res, _ = fleetJSON(t, 0, append([]string{"rm", "echo"}, flags...)...)
+	if len(res.Converged) != 3 {
+		t.Errorf("rm: %+v", res)
+	}
+	for _, id := range ids {
+		if _, ok := fnStatus(fleetStatusOf(t, broker.URL(), id), "echo"); ok {
+			t.Errorf("%s still runs echo after rm", id)
+		}
+	}
+	res, _ = fleetJSON(t, 0, append([]string{"rollback", "echo"}, flags...)...)
+	if res.Module != echoSHA || len(res.Converged) != 3 {
+		t.Errorf("rollback after rm: %+v", res)
+	}
+	// History exhausted; rm of a function the group does not name.
+	if _, errOut, code := fleetCLI(t, append([]string{"rollback", "echo"}, flags...)...); code != 1 || !strings.Contains(errOut, "no earlier entry of echo") {
+		t.Errorf("rollback with no history: exit %d\n%s", code, errOut)
+	}
+	if _, errOut, code := fleetCLI(t, append([]string{"rm", "nope"}, flags...)...); code != 1 || !strings.Contains(errOut, "does not name nope") {
+		t.Errorf("rm of an unknown function: exit %d\n%s", code, errOut)
+	}
+	for _, st := range fleetLs(t, broker.URL()) {
+		if len(st.Errors) > 0 {
+			t.Errorf("%s reports errors: %v", st.Gateway, st.Errors)
+		}
+	}
+}
