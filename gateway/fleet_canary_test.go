@@ -2,10 +2,7 @@ package gateway
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
-	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -55,19 +52,19 @@ func fnStatus(st fleet.StatusDoc, name string) (fleet.StatusFunction, bool) {
 	return st.Functions[i], true
 }
 
-// ledgerNames reports whether any document a gateway ever accepted (its
-// data dir's fleet.json) names the module sha.
-func ledgerNames(t *testing.T, dataDir, sha string) bool {
+// ledgerNames reports whether a document a gateway accepted for one of
+// the targets (its data dir's fleet.json) names the module sha.
+func ledgerNames(t *testing.T, dataDir, sha string, targets ...string) bool {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dataDir, "fleet.json"))
+	l, err := fleet.OpenLedger(filepath.Join(dataDir, "fleet.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m map[string]fleet.LedgerEntry
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range m {
+	for _, target := range targets {
+		e, ok := l.Get(target)
+		if !ok {
+			continue
+		}
 		p, _ := json.Marshal(e.Signed)
 		d, err := fleet.Peek(p)
 		if err != nil {
@@ -99,18 +96,18 @@ func TestFleetCanaryRollbackRm(t *testing.T) {
 		sts := fleetLs(t, broker.URL())
 		return len(sts) == len(ids) && !slices.ContainsFunc(sts, func(s fleet.StatusDoc) bool { return !s.Online })
 	})
-	fns := t.TempDir()
-	const trig = "triggers:\n  - mqtt: fleet-canary/#\n"
-	writeFunction(t, fns, "echo", trig, "echo.wasm")
-	echoSHA := fmt.Sprintf("%x", sha256.Sum256(fixture(t, "echo.wasm")))
-	trapSHA := fmt.Sprintf("%x", sha256.Sum256(fixture(t, "trap.wasm")))
-	logSHA := fmt.Sprintf("%x", sha256.Sum256(fixture(t, "logecho.wasm")))
+	// The same function, echo, with other modules (fleetManifest: topic
+	// fleet-echo/#).
+	shas := map[string]string{}
 	deploy := func(wasm string, extra ...string) []string {
-		// The same function, echo, with another module.
-		dir := t.TempDir()
-		writeFunction(t, dir, "echo", trig, wasm)
-		return append([]string{"deploy", filepath.Join(dir, "echo.yaml"), "--broker", broker.URL(), "--group", "lab", "--key", key}, extra...)
+		var path string
+		path, shas[wasm] = fleetManifest(t, "echo", wasm)
+		return append([]string{"deploy", path, "--broker", broker.URL(), "--group", "lab", "--key", key}, extra...)
 	}
+	for _, w := range []string{"echo.wasm", "trap.wasm", "logecho.wasm"} {
+		deploy(w)
+	}
+	echoSHA, trapSHA, logSHA := shas["echo.wasm"], shas["trap.wasm"], shas["logecho.wasm"]
 	res, _ := fleetJSON(t, 0, deploy("echo.wasm", "--watch", "60s")...)
 	if len(res.Converged) != 3 {
 		t.Fatalf("echo converged on %v", res.Converged)
@@ -133,7 +130,7 @@ func TestFleetCanaryRollbackRm(t *testing.T) {
 				return
 			case <-tick.C:
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				_ = cn.Publish(ctx, "fleet-canary/t", []byte(`{"t":21}`), false)
+				_ = cn.Publish(ctx, "fleet-echo/t", []byte(`{"t":21}`), false)
 				cancel()
 			}
 		}
@@ -155,8 +152,12 @@ func TestFleetCanaryRollbackRm(t *testing.T) {
 	for _, id := range []string{"gw-b", "gw-c"} {
 		f, _ := fnStatus(fleetStatusOf(t, broker.URL(), id), "echo")
 		// Version 1: nothing else was ever activated there.
-		if f.Hash != echoSHA || f.Version != 1 || ledgerNames(t, dirs[id], trapSHA) {
-			t.Errorf("%s outside the canary: %+v (ledger names the trap: %v)", id, f, ledgerNames(t, dirs[id], trapSHA))
+		targets := []string{"group/lab", "gateway/" + id}
+		if !ledgerNames(t, dirs[id], echoSHA, targets...) {
+			t.Fatalf("%s: its ledger does not name echo: the check below would prove nothing", id)
+		}
+		if f.Hash != echoSHA || f.Version != 1 || ledgerNames(t, dirs[id], trapSHA, targets...) {
+			t.Errorf("%s outside the canary: %+v (ledger names the trap: %v)", id, f, ledgerNames(t, dirs[id], trapSHA, targets...))
 		}
 	}
 	if f, _ := fnStatus(fleetStatusOf(t, broker.URL(), "gw-a"), "echo"); f.Version != 3 {
