@@ -32,6 +32,30 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 }
 
+// memory_limit wins over GOMEMLIMIT, which wins over the default (and is
+// then left as the Go runtime applied it).
+func TestMemoryLimitSource(t *testing.T) {
+	env := func(v string) func(string) string { return func(string) string { return v } }
+	c, err := LoadConfig(writeConfig(t, "memory_limit: 48MiB\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		c     *Config
+		env   string
+		limit edgefn.Size
+		from  string
+	}{
+		{c, "160MiB", 48 * edgefn.MiB, "memory_limit"},
+		{&Config{}, "160MiB", 0, "GOMEMLIMIT"},
+		{&Config{}, "", DefaultMemoryLimit, "default"},
+	} {
+		if l, from := tc.c.memoryLimit(env(tc.env)); l != tc.limit || from != tc.from {
+			t.Errorf("memory_limit %s, GOMEMLIMIT %q: got %s from %s, want %s from %s", tc.c.MemoryLimit, tc.env, l, from, tc.limit, tc.from)
+		}
+	}
+}
+
 // grants.max.files entries resolve next to the config file.
 func TestLoadConfigFileRoots(t *testing.T) {
 	p := writeConfig(t, "grants:\n  max:\n    files: [inbox, /var/lib/edgefn/inbox]\n")
@@ -100,6 +124,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"bad duration typed", "shutdown_grace: 5\n", []string{`edgefn.yaml:1: shutdown_grace: "5": not a duration`}},
 		{"long value cut", "log_level: " + strings.Repeat("x", 5000) + "\n", []string{`log_level: "xxxxxxxx`, "… (5000 bytes): use debug"}},
 		{"several at once", "log_level: loud\ngpio:\n  backend: x\n", []string{"log_level", "gpio.backend"}},
+		{"memory limit too low", "memory_limit: 4MiB\n", []string{"edgefn.yaml:1: memory_limit: 4MiB: use 16MiB to 64GiB"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := LoadConfig(writeConfig(t, tc.body))

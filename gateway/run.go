@@ -70,6 +70,11 @@ func (a *Agent) Ready() <-chan Ready { return a.ready }
 func (a *Agent) Run(ctx context.Context) (err error) {
 	cfg := a.cfg
 	log := a.log
+	if limit, from := cfg.memoryLimit(os.Getenv); limit > 0 {
+		prev := debug.SetMemoryLimit(int64(limit))
+		defer debug.SetMemoryLimit(prev)
+		log.Debug("Go memory limit", "limit", limit, "from", from)
+	}
 	if err := ensureDataDir(cfg.DataDir); err != nil {
 		return err
 	}

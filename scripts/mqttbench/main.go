@@ -43,6 +43,8 @@ func main() {
 			err = floorMain(os.Args[2:])
 		case "forward":
 			err = forwardMain(os.Args[2:])
+		case "conns":
+			err = connsMain(os.Args[2:])
 		default:
 			err = benchMain(os.Args[1:])
 		}

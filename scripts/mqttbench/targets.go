@@ -33,7 +33,10 @@ type env struct {
 	// brokerLimits sets the embedded broker's per-client limits (off for
 	// agents older than those settings, whose broker had mochi's defaults).
 	brokerLimits bool
-	logs         io.Writer
+	// brokerExtra is appended to the embedded broker's settings
+	// (", max_clients: 2000").
+	brokerExtra string
+	logs        io.Writer
 }
 
 // path is one row of the table: how to start the gateway side.
@@ -315,7 +318,7 @@ func startAgent(e *env, n int, ext bool, fn, durability string) (*running, error
 		// saturated subscriber must not lose derived messages.
 		brokerConf = fmt.Sprintf("broker: { embedded: { listen: %q, max_queued: 8192, max_inflight: 65535 } }", addr)
 		if !e.brokerLimits {
-			brokerConf = fmt.Sprintf("broker: { embedded: { listen: %q } }", addr)
+			brokerConf = fmt.Sprintf("broker: { embedded: { listen: %q%s } }", addr, e.brokerExtra)
 		}
 	}
 	conf := fmt.Sprintf("data_dir: %s\nfunctions_dir: %s\nlog_level: warn\n%s\nadmin: { listen: \"127.0.0.1:0\", tls: \"off\" }\ngpio: { backend: none }\noutbox: { durability: %s }\n",
