@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/edgefn/edgefn/gateway/api"
 	"github.com/edgefn/edgefn/internal/strictyaml"
 )
 
@@ -154,10 +156,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if wantsJSON(args) {
 		// One JSON object on stdout, as for a success; the exit status
 		// is the same as without --json.
-		_ = printJSON(stdout, struct {
-			Error string `json:"error"`
-			Code  int    `json:"code"`
-		}{err.Error(), code})
+		_ = printJSON(stdout, jsonError(err, code))
 		return code
 	}
 	fmt.Fprintf(stderr, "edgefn: %v\n", err)
@@ -235,4 +234,16 @@ func interleaved(c *cli.Context) (*cli.Context, error) {
 		return nil, usagef("%s: %v", c.Command.Name, err)
 	}
 	return cli.NewContext(c.App, set, c), nil
+}
+
+// jsonError is err as --json prints it: the API's error shape, code being
+// the exit status, with a refused deploy's problems as a list.
+func jsonError(err error, code int) api.Error {
+	e := api.Error{Error: err.Error(), Code: code}
+	var se *api.StatusError
+	if errors.As(err, &se) && len(se.Problems) > 0 {
+		e.Problems = se.Problems
+		e.Error = strings.TrimSuffix(e.Error, ":\n  "+strings.Join(se.Problems, "\n  "))
+	}
+	return e
 }

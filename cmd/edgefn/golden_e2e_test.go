@@ -90,6 +90,8 @@ func TestGoldenJSON(t *testing.T) {
 	// Errors: one object with the exit status.
 	g.check("error_not_found", 1, "ls", "nope", "--json")
 	g.check("error_usage", 2, "logs", "--json")
+	bad := writeFunction(t, filepath.Join(dir, "bad"), "name: bad\nwasm: ./echo.wasm\nlimits: {memory: 1GiB}\nbogus: 1\n", example(t, "wat-minimal"), "echo.wasm")
+	g.check("error_deploy_refused", 1, "deploy", bad, "--json")
 	g.check("error_peek_limit", 2, "outbox", "peek", "-n", "100000", "--json")
 
 	// tail streams: the first line, from a message sent before.
@@ -178,7 +180,7 @@ var (
 	goldenHex    = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	goldenTime   = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d`)
 	goldenAddr   = regexp.MustCompile(`(https?://)?127\.0\.0\.1:\d+`)
-	goldenTmpDir = regexp.MustCompile(`/tmp/\S+`)
+	goldenTmpDir = regexp.MustCompile(`/tmp/[^\s:]+`)
 	// An event id (Host.NewEventID): base 36 start time, "-", base 36
 	// counter; within payloads that carry it.
 	goldenEventID = regexp.MustCompile(`\b[0-9a-z]{11,14}-[0-9a-z]{1,6}\b`)
