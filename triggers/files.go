@@ -294,6 +294,7 @@ func (f *Files) start(ctx, _ context.Context, w *fileWatch, run func(func())) <-
 		go func() {
 			defer wg.Done()
 			if err := d.watch(ctx, w.add, w.needRescan); err != nil && ctx.Err() == nil {
+				w.watching.Store(false)
 				w.setErr(err)
 				log.Error("file trigger: watch ended", "err", err)
 			}
@@ -351,11 +352,11 @@ func (f *Files) process(ctx context.Context, d *watchedDir, w *fileWatch, name s
 	switch {
 	case errors.Is(err, errGone), errors.Is(err, errBeingWritten):
 		return true // gone, or its writer's close will queue it again
-	case errors.Is(err, errNotRegular):
+	case errors.Is(err, errNotRegular), errors.Is(err, errNotReadable):
 		return f.reject(ctx, d, w, name, 0, edgefn.Fail(edgefn.ReasonRejected, "file %s: %v", name, err), log)
-	case err != nil:
-		log.Warn("file trigger: cannot open a file", "file", name, "err", err)
-		return f.reject(ctx, d, w, name, 0, edgefn.Fail(edgefn.ReasonRejected, "file %s: %v", name, err), log)
+	case err != nil: // out of descriptors, I/O error: try again later
+		log.Warn("file trigger: cannot open a file, tried again later", "file", name, "err", err)
+		return false
 	}
 	defer fl.close()
 	if fl.size > int64(w.spec.MaxSize) {
@@ -386,6 +387,7 @@ func (f *Files) process(ctx context.Context, d *watchedDir, w *fileWatch, name s
 		to = ""
 	}
 	if err := d.finish(fl, to); err != nil {
+		w.setErr(fmt.Errorf("cannot move processed file %s: %w", name, err))
 		log.Error("file trigger: cannot move the processed file; it will be processed again", "file", name, "to", to, "err", err)
 		return false
 	}
@@ -428,4 +430,5 @@ var (
 	errGone         = errors.New("no longer in the directory")
 	errBeingWritten = errors.New("still open for writing")
 	errNotRegular   = errors.New("not a regular file")
+	errNotReadable  = errors.New("not readable by the agent")
 )

@@ -27,11 +27,20 @@ type watchedDir struct {
 
 	mu     sync.Mutex
 	notify *os.File // the inotify instance, non-blocking (the poller wakes Read on Close)
+	// wd and parentWd are the watches of the directory and its parent
+	// (-1: none).
+	wd, parentWd int
 }
 
-// inotify mask: a file closed after writing, or moved in; the directory
-// itself going away.
-const watchMask = unix.IN_CLOSE_WRITE | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW
+// inotify masks: in the directory, a file closed after writing or moved
+// in, the directory itself moved or deleted; in its parent, an entry
+// deleted: IN_DELETE_SELF comes only once no descriptor holds the
+// directory, and the agent holds one, so its removal is seen in the
+// parent.
+const (
+	watchMask  = unix.IN_CLOSE_WRITE | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW
+	parentMask = unix.IN_DELETE | unix.IN_ONLYDIR
+)
 
 // openWatchedDir opens dir, creates its .done and .rejected directories
 // and starts watching it: events that come before watch runs are kept by
@@ -54,9 +63,15 @@ func openWatchedDir(dir string) (*watchedDir, error) {
 		return nil, fmt.Errorf("inotify: %w", err)
 	}
 	d.notify = os.NewFile(uintptr(in), "inotify")
-	if _, err := unix.InotifyAddWatch(in, dir, watchMask); err != nil {
+	if d.wd, err = unix.InotifyAddWatch(in, dir, watchMask); err != nil {
 		d.close()
 		return nil, fmt.Errorf("watch %s: %w", dir, err)
+	}
+	d.parentWd = -1
+	if dir != "/" {
+		if wd, err := unix.InotifyAddWatch(in, filepath.Dir(dir), parentMask); err == nil {
+			d.parentWd = wd
+		}
 	}
 	return d, nil
 }
@@ -98,13 +113,16 @@ func (d *watchedDir) watch(ctx context.Context, add func(string), rescan func())
 			return fmt.Errorf("read inotify events: %w", err)
 		}
 		gone := false
-		parseInotify(buf[:n], func(mask uint32, name string) {
+		parseInotify(buf[:n], func(wd int, mask uint32, name string) {
 			switch {
 			case mask&unix.IN_Q_OVERFLOW != 0:
 				rescan()
+			case wd == d.parentWd:
+				gone = gone || name == filepath.Base(d.path) && d.unlinked()
+			case wd != d.wd:
 			case mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_IGNORED) != 0:
 				gone = true
-			case name != "":
+			case mask&(unix.IN_CLOSE_WRITE|unix.IN_MOVED_TO) != 0 && name != "":
 				add(name)
 			}
 		})
@@ -114,10 +132,16 @@ func (d *watchedDir) watch(ctx context.Context, add func(string), rescan func())
 	}
 }
 
+// unlinked reports whether the directory was removed.
+func (d *watchedDir) unlinked() bool {
+	var st unix.Stat_t
+	return unix.Fstat(int(d.dir.Fd()), &st) == nil && st.Nlink == 0
+}
+
 // parseInotify calls f for each event in buf (struct inotify_event
 // records, each followed by its NUL-padded name). A record cut short ends
 // the parse.
-func parseInotify(buf []byte, f func(mask uint32, name string)) {
+func parseInotify(buf []byte, f func(wd int, mask uint32, name string)) {
 	for len(buf) >= unix.SizeofInotifyEvent {
 		ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[0]))
 		end := unix.SizeofInotifyEvent + int(ev.Len)
@@ -128,7 +152,7 @@ func parseInotify(buf []byte, f func(mask uint32, name string)) {
 		if i := strings.IndexByte(name, 0); i >= 0 {
 			name = name[:i]
 		}
-		f(ev.Mask, name)
+		f(int(ev.Wd), ev.Mask, name)
 		buf = buf[end:]
 	}
 }
@@ -175,6 +199,8 @@ func (d *watchedDir) open(name string) (*openFile, error) {
 		return nil, errGone
 	case errors.Is(err, unix.ELOOP):
 		return nil, fmt.Errorf("%w: a symbolic link (not followed)", errNotRegular)
+	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
+		return nil, fmt.Errorf("%w: %v", errNotReadable, err)
 	case err != nil:
 		return nil, err
 	}

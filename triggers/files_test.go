@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/edgefn/edgefn"
@@ -355,6 +356,13 @@ func TestFilesNoSymlinkFollowing(t *testing.T) {
 		if err := os.Symlink(outside, filepath.Join(dir, "link")); err != nil {
 			t.Fatal(err)
 		}
+		if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	waitFor(t, "fifo rejected", func() bool {
+		_, err := os.Lstat(filepath.Join(dir, edgefn.FileRejectedDir, "fifo"))
+		return err == nil
 	})
 	waitFor(t, "link rejected", func() bool {
 		_, err := os.Lstat(filepath.Join(dir, edgefn.FileRejectedDir, "link"))
@@ -368,9 +376,27 @@ func TestFilesNoSymlinkFollowing(t *testing.T) {
 	}
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
-	if len(sink.got) != 0 || len(sink.rejected) != 1 || !strings.Contains(sink.whys[0].Message, "symbolic link") {
+	var whys []string
+	for _, w := range sink.whys {
+		whys = append(whys, w.Message)
+	}
+	slices.Sort(whys)
+	if len(sink.got) != 0 || len(whys) != 2 || !strings.Contains(whys[0], "file fifo: not a regular file") || !strings.Contains(whys[1], "file link: not a regular file: a symbolic link") {
 		t.Errorf("got %v, rejected %v %v", sink.got, sink.rejected, sink.whys)
 	}
+}
+
+// A watched directory that goes away stops its watch, and the status
+// says so.
+func TestFilesDirRemoved(t *testing.T) {
+	dir, f := runFiles(t, FileWatch{}, &fileSink{}, nil)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "watch stopped", func() bool {
+		st := f.Stats()[0]
+		return !st.Watching && strings.Contains(st.Error, "was removed or moved away")
+	})
 }
 
 // Invalid watches are refused at once, naming the directory.
