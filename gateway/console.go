@@ -39,6 +39,21 @@ func (l *liveState) done() <-chan struct{} {
 	return l.closed
 }
 
+// streamContext is a stream's context: ctx (its request's), also ended
+// when the admin server stops every stream.
+func (l *liveState) streamContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := l.done()
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // stop ends every stream; the admin server calls it on shutdown.
 func (l *liveState) stop() {
 	l.done()
@@ -258,11 +273,12 @@ func (g *Host) handleLogEvents(w http.ResponseWriter, r *http.Request) {
 	poll := time.NewTicker(logStreamPoll)
 	defer poll.Stop()
 	quiet := 0
-	done := g.live.done()
+	ctx, cancel := g.live.streamContext(r.Context())
+	defer cancel()
 	for {
 		select {
 		case <-poll.C:
-			ents, err := g.store.Logs(r.Context(), name, time.Time{}, logStreamBatch)
+			ents, err := g.store.Logs(ctx, name, time.Time{}, logStreamBatch)
 			if err != nil {
 				return
 			}
@@ -275,9 +291,7 @@ func (g *Host) handleLogEvents(w http.ResponseWriter, r *http.Request) {
 					return
 				}
 			}
-		case <-r.Context().Done():
-			return
-		case <-done:
+		case <-ctx.Done():
 			return
 		}
 	}

@@ -178,7 +178,8 @@ func (g *Host) handleTraffic(w http.ResponseWriter, r *http.Request) {
 	}
 	heartbeat := time.NewTicker(sse.Heartbeat)
 	defer heartbeat.Stop()
-	done := g.live.done()
+	ctx, cancel := g.live.streamContext(r.Context())
+	defer cancel()
 	for {
 		select {
 		case m := <-watcher.ch:
@@ -194,9 +195,7 @@ func (g *Host) handleTraffic(w http.ResponseWriter, r *http.Request) {
 			if s.Comment("heartbeat") != nil {
 				return
 			}
-		case <-r.Context().Done():
-			return
-		case <-done:
+		case <-ctx.Done():
 			return
 		}
 	}

@@ -21,7 +21,7 @@ func agentCommand() *cli.Command {
 			"With no --config it runs on defaults: embedded broker on :1883, data in ./data.\n" +
 			"SIGINT/SIGTERM drain in-flight invocations, commit and disconnect; a second signal aborts.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"EDGEFN_CONFIG"}, Usage: "agent config file (YAML)"},
+			configFlag(),
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
 		},
 		Action: func(c *cli.Context) error {
@@ -101,4 +101,10 @@ func agentCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// configFlag is --config, the agent config file, for the commands that run
+// on the device.
+func configFlag() cli.Flag {
+	return &cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"EDGEFN_CONFIG"}, Usage: "agent config file (YAML)"}
 }

@@ -36,7 +36,7 @@ func deployCommand() *cli.Command {
 			"either activates a new version (in-flight events finish on the old one) or lists every\n" +
 			"problem at once; nothing changes then. With --key the deploy is signed (edgefn keygen);\n" +
 			"agents with admin.trusted_keys refuse unsigned deploys.",
-		Flags:        remoteFlags(jsonFlag(), &cli.StringFlag{Name: "key", Usage: "sign with this ed25519 private key file (from edgefn keygen)"}),
+		Flags:        remoteFlags(jsonFlag(), signKeyFlag()),
 		BashComplete: completeFiles(".yaml", ".yml"),
 		Action:       withArgs(0, 1, "at most one manifest file", deployAction),
 	}
@@ -279,7 +279,7 @@ func rollbackCommand() *cli.Command {
 			"rollback is signed (edgefn keygen): agents with admin.trusted_keys refuse unsigned ones.\n" +
 			"The statement names the content of the target version as the agent reports it.",
 		Flags: remoteFlags(jsonFlag(), &cli.IntFlag{Name: "to", Usage: "version to activate", DefaultText: "the one before the active one"},
-			&cli.StringFlag{Name: "key", Usage: "sign with this ed25519 private key file (from edgefn keygen)"}),
+			signKeyFlag()),
 		BashComplete: completeFunctions,
 		Action: withArgs(1, 1, "a function NAME", func(c *cli.Context) error {
 			to := c.Int("to")
@@ -415,4 +415,9 @@ func readPrivateKey(path string) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("%s: readable by others (mode %v): chmod 600 it", path, fi.Mode().Perm())
 	}
 	return priv, nil
+}
+
+// signKeyFlag is --key, the private key that signs what a command sends.
+func signKeyFlag() cli.Flag {
+	return &cli.StringFlag{Name: "key", Usage: "sign with this ed25519 private key file (from edgefn keygen)"}
 }

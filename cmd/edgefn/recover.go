@@ -24,7 +24,7 @@ func outboxRecoverCommand() *cli.Command {
 			"the fresh outbox continue above the old ones. A healthy outbox is left alone unless\n" +
 			"--force. Stop the agent first (systemctl stop edgefn).",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"EDGEFN_CONFIG"}, Usage: "agent config file"},
+			configFlag(),
 			&cli.BoolFlag{Name: "force", Usage: "move the outbox aside even when it opens cleanly (its pending records go with it)"},
 		},
 		Action: func(c *cli.Context) error {

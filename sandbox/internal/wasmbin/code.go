@@ -239,14 +239,23 @@ func (rw *rewriter) assembleBody(cb codeBody, code []byte, inst, hasLoop, addLoc
 //	local.get d; i32.const 1; i32.sub; global.set depth
 func (rw *rewriter) entry(b []byte, cnt uint32) []byte {
 	d := cnt + 2
+	b = rw.spentOrStopped(b, d)
+	b = append(b, opIf, 0x40, opUnreachable, opEnd)
+	return rw.takeDepth(b, d)
+}
+
+// spentOrStopped appends the test both entry checks start with, leaving
+// the depth in local d:
+//
+//	global.get depth; local.tee d; i32.eqz; global.get stop; i32.or
+func (rw *rewriter) spentOrStopped(b []byte, d uint32) []byte {
 	b = append(b, opGlobalGet)
 	b = appendU32(b, rw.gDepth)
 	b = append(b, opLocalTee)
 	b = appendU32(b, d)
 	b = append(b, opI32Eqz, opGlobalGet)
 	b = appendU32(b, rw.gStop)
-	b = append(b, opI32Or, opIf, 0x40, opUnreachable, opEnd)
-	return rw.takeDepth(b, d)
+	return append(b, opI32Or)
 }
 
 func (rw *rewriter) takeDepth(b []byte, d uint32) []byte {
@@ -271,13 +280,8 @@ func (rw *rewriter) takeDepth(b []byte, d uint32) []byte {
 //	local.get d; i32.const 1; i32.sub; global.set depth
 func (rw *rewriter) entryYield(b []byte, cnt uint32) []byte {
 	d := cnt + 2
+	b = rw.spentOrStopped(b, d)
 	b = append(b, opGlobalGet)
-	b = appendU32(b, rw.gDepth)
-	b = append(b, opLocalTee)
-	b = appendU32(b, d)
-	b = append(b, opI32Eqz, opGlobalGet)
-	b = appendU32(b, rw.gStop)
-	b = append(b, opI32Or, opGlobalGet)
 	b = appendU32(b, rw.gCalls)
 	b = append(b, opLocalTee)
 	b = appendU32(b, cnt)
