@@ -252,10 +252,30 @@ func TestCCommandInSandbox(t *testing.T) {
 func TestRustReactorInSandbox(t *testing.T) {
 	d := newDevice(t)
 	f := d.load(t, find("rust-reactor"))
-	press := edgefn.Event{Source: edgefn.SourceGPIO, Subject: "GPIO17", Meta: map[string]string{"edge": "falling"}}
-	for i, led := range []bool{true, false, true} {
+	press := edgefn.Event{Source: edgefn.SourceMQTT, Subject: "buttons/hall/press", Payload: []byte("press")}
+	for i, light := range []bool{true, false, true} {
 		res := d.invoke(t, f, press)
-		wantFields(t, record(t, res), map[string]any{"pin": "GPIO17", "edge": "falling", "presses": float64(i + 1), "led": led})
+		wantFields(t, record(t, res), map[string]any{"button": "buttons/hall/press", "edge": "", "presses": float64(i + 1), "light": light})
+		if w := effects(res, edgefn.EffectGPIOWrite); len(w) != 0 {
+			t.Errorf("press %d: GPIO writes %+v without env LED", i+1, w)
+		}
+	}
+	// A topic is any text: the record stays JSON.
+	odd := press
+	odd.Subject = "buttons/\"hall\"\\\n/press"
+	wantFields(t, record(t, d.invoke(t, f, odd)), map[string]any{"button": odd.Subject})
+
+	// Wired to a button and an LED (the README's manifest): the light is
+	// the pin named by env LED too.
+	d = newDevice(t)
+	f = d.load(t, find("rust-reactor"), func(s *sandbox.Spec) {
+		s.Env = map[string]string{"LED": "GPIO18"}
+		s.Grants.GPIOWrite = []string{"GPIO18"}
+	})
+	edge := edgefn.Event{Source: edgefn.SourceGPIO, Subject: "GPIO17", Meta: map[string]string{"edge": "falling"}}
+	for i, led := range []bool{true, false} {
+		res := d.invoke(t, f, edge)
+		wantFields(t, record(t, res), map[string]any{"button": "GPIO17", "edge": "falling", "presses": float64(i + 1), "light": led})
 		w := effects(res, edgefn.EffectGPIOWrite)
 		if len(w) != 1 || w[0].Pin != "GPIO18" || w[0].High != led {
 			t.Errorf("press %d: GPIO writes %+v, want GPIO18 %v", i+1, w, led)

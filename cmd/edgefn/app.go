@@ -53,7 +53,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			if c.NArg() == 0 {
 				return cli.ShowAppHelp(c)
 			}
-			return unknownCommand(c.App, c.Args().First())
+			return unknownCommand(c.App.Commands, "", c.Args().First())
 		},
 		Commands: []*cli.Command{
 			versionCommand(),
@@ -86,13 +86,49 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	setUsage = func(cmds []*cli.Command) {
 		for _, cmd := range cmds {
 			cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error {
-				return usageError{fmt.Errorf("%s: %v", c.Command.Name, err)}
+				return usageError{fmt.Errorf("%s: %v", commandPath(c), err)}
+			}
+			if len(cmd.Subcommands) > 0 && cmd.Action == nil {
+				// urfave/cli would answer "No help topic for 'x'", exit 1.
+				cmd.Action = func(c *cli.Context) error {
+					if c.NArg() == 0 {
+						return cli.ShowSubcommandHelp(c)
+					}
+					return unknownCommand(cmd.Subcommands, cmd.Name+" ", c.Args().First())
+				}
 			}
 			setUsage(cmd.Subcommands)
 		}
 	}
 	setUsage(app.Commands)
 	completeDefaults(app.Commands)
+	// help NAME (and h NAME) for a command that does not exist is a usage
+	// error with a suggestion, like the command itself.
+	app.Setup()
+	for _, cmd := range app.Commands {
+		if cmd.Name != "help" || cmd.Action == nil {
+			continue
+		}
+		show := cmd.Action
+		// One help command serves the app and every command with
+		// subcommands (gpio help NAME): the context above it says which.
+		cmd.Action = func(c *cli.Context) error {
+			name := c.Args().First()
+			if name == "" {
+				return show(c)
+			}
+			cmds, prefix := c.App.Commands, ""
+			if l := c.Lineage(); len(l) > 2 && l[1].Command != nil && l[2].Command != nil {
+				cmds, prefix = l[1].Command.Subcommands, l[1].Command.Name+" "
+			}
+			for _, sub := range cmds {
+				if sub.HasName(name) {
+					return show(c)
+				}
+			}
+			return unknownCommand(cmds, prefix, name)
+		}
+	}
 	return app
 }
 
@@ -101,12 +137,13 @@ func init() {
 	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, versionInfo().String()) }
 }
 
-// unknownCommand is the usage error for a command name the app does not
-// have, with the closest one when it is close enough to be a typo.
-func unknownCommand(app *cli.App, name string) error {
+// unknownCommand is the usage error for a command name that is not among
+// cmds (the app's, or a command's subcommands, named with prefix "gpio "),
+// with the closest one when it is close enough to be a typo.
+func unknownCommand(cmds []*cli.Command, prefix, name string) error {
 	best, dist := "", len(name)/2+2
-	for _, cmd := range app.Commands {
-		if cmd.Hidden {
+	for _, cmd := range cmds {
+		if cmd.Hidden || prefix != "" && cmd.Name == "help" {
 			continue
 		}
 		for _, n := range cmd.Names() {
@@ -116,9 +153,9 @@ func unknownCommand(app *cli.App, name string) error {
 		}
 	}
 	if best != "" {
-		return usagef("unknown command %s, did you mean %s?", name, best)
+		return usagef("unknown command %s%s, did you mean %s%s?", prefix, name, prefix, best)
 	}
-	return usagef("unknown command %s (edgefn help lists them)", name)
+	return usagef("unknown command %s%s (edgefn %shelp lists them)", prefix, name, prefix)
 }
 
 // wantsJSON reports whether the command line asks for JSON output, so that
@@ -182,7 +219,7 @@ func interleaved(c *cli.Context) (*cli.Context, error) {
 	rest := c.Args().Slice()
 	for len(rest) > 0 {
 		if err := set.Parse(rest); err != nil {
-			return nil, usagef("%s: %v", c.Command.Name, err)
+			return nil, usagef("%s: %v", commandPath(c), err)
 		}
 		rest = set.Args()
 		if len(rest) > 0 {
@@ -203,7 +240,7 @@ func interleaved(c *cli.Context) (*cli.Context, error) {
 		}
 		for _, v := range vals {
 			if err := set.Set(name, v); err != nil {
-				return nil, usagef("%s: --%s: %v", c.Command.Name, name, err)
+				return nil, usagef("%s: --%s: %v", commandPath(c), name, err)
 			}
 		}
 	}
@@ -223,7 +260,7 @@ func interleaved(c *cli.Context) (*cli.Context, error) {
 			for _, other := range names {
 				if other != n {
 					if err := set.Set(other, v); err != nil {
-						return nil, usagef("%s: --%s: %v", c.Command.Name, other, err)
+						return nil, usagef("%s: --%s: %v", commandPath(c), other, err)
 					}
 				}
 			}
@@ -231,9 +268,24 @@ func interleaved(c *cli.Context) (*cli.Context, error) {
 		}
 	}
 	if err := set.Parse(append([]string{"--"}, pos...)); err != nil {
-		return nil, usagef("%s: %v", c.Command.Name, err)
+		return nil, usagef("%s: %v", commandPath(c), err)
 	}
-	return cli.NewContext(c.App, set, c), nil
+	nc := cli.NewContext(c.App, set, c)
+	nc.Command = c.Command // NewContext leaves an empty one: errors name the command
+	return nc, nil
+}
+
+// commandPath names the running command as typed: "logs", "gpio pulse".
+func commandPath(c *cli.Context) string {
+	var names []string
+	var last *cli.Command
+	for _, l := range c.Lineage() {
+		if cmd := l.Command; cmd != nil && cmd != last && cmd.Name != "" && cmd.Name != c.App.Name {
+			names = append([]string{cmd.Name}, names...)
+			last = cmd
+		}
+	}
+	return strings.Join(names, " ")
 }
 
 // jsonError is err as --json prints it: the API's error shape, code being

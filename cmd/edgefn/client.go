@@ -69,7 +69,7 @@ func connect(c *cli.Context) (*api.Client, error) {
 // wantArgs checks the number of positional arguments.
 func wantArgs(c *cli.Context, min, max int, what string) error {
 	if n := c.NArg(); n < min || n > max {
-		return usagef("%s: want %s, got %d argument(s)", c.Command.Name, what, n)
+		return usagef("%s: want %s, got %d argument(s)", commandPath(c), what, n)
 	}
 	return nil
 }

@@ -248,9 +248,10 @@ func (a *agentProc) stop(t *testing.T) {
 
 // cliEnv is a workstation: its own config dir for the credentials file.
 type cliEnv struct {
-	t    *testing.T
-	home string
-	env  []string
+	t       *testing.T
+	home    string
+	env     []string
+	timeout time.Duration // of one command; 0 is 60s
 }
 
 // cliFor is a CLI environment logged in to a.
@@ -275,7 +276,11 @@ func (c *cliEnv) run(args ...string) (string, string, int) {
 
 func (c *cliEnv) runIn(dir string, env []string, args ...string) (string, string, int) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	timeout := c.timeout
+	if timeout == 0 {
+		timeout = 60 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, e2eBin, args...)
 	cmd.Dir = dir

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -131,12 +132,20 @@ func renderTemplate(lang, ex, name, sdk string) (map[string][]byte, error) {
 	// by side.
 	for p, b := range files {
 		s := string(b)
-		for _, prefix := range []string{"sensors/", "actuators/", "alerts/"} {
-			s = strings.ReplaceAll(s, `"`+prefix, `"`+name+"/"+strings.TrimSuffix(prefix, "s/")+"/")
-			s = strings.ReplaceAll(s, " "+prefix, " "+name+"/"+strings.TrimSuffix(prefix, "s/")+"/")
+		for _, prefix := range []string{"sensors/", "actuators/", "alerts/", "buttons/"} {
+			for _, before := range []string{`"`, " ", "`"} {
+				s = strings.ReplaceAll(s, before+prefix, before+name+"/"+strings.TrimSuffix(prefix, "s/")+"/")
+			}
 		}
-		if p == "function.yaml" {
+		switch p {
+		case "function.yaml":
 			s = strings.TrimRight(s, "\n") + "\nbuild: " + buildLine(lang, name) + "\n"
+		case "README.md":
+			// The example's build paragraph speaks of the repository
+			// (make wasm, paths from its root); the project has its
+			// build: line.
+			s = repoBuild.ReplaceAllLiteralString(s, "Build with `edgefn build` in this directory: it runs the manifest's `build:` line\n\n    "+
+				buildLine(lang, name)+"\n\nthen checks the module (ABI v1, the manifest's limits).\n")
 		}
 		files[p] = []byte(s)
 	}
@@ -145,6 +154,10 @@ func renderTemplate(lang, ex, name, sdk string) (map[string][]byte, error) {
 	}
 	return files, nil
 }
+
+// repoBuild is the build paragraph of an example's README: "Build (from
+// the repository root…", up to and including its indented command line.
+var repoBuild = regexp.MustCompile(`(?s)Build \(from the repository root.*?\n\n    [^\n]*\n`)
 
 // buildLine is the command that builds the project in its directory.
 func buildLine(lang, name string) string {
