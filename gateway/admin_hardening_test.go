@@ -132,7 +132,7 @@ func TestAdminCutsSlowClients(t *testing.T) {
 			if !ok {
 				t.Fatalf("the stream ended %v after it opened", time.Since(opened).Round(time.Millisecond))
 			}
-			late = ev.name == "message" && time.Since(opened) > 3*time.Second
+			late = ev.Name == "message" && time.Since(opened) > 3*time.Second
 		case <-tick.C:
 			dev.Publish("stream/x", 0, false, "m")
 		case <-deadline:

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,11 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgefn/edgefn/gateway/api"
 	"github.com/edgefn/edgefn/triggers"
 )
 
 // sseEvent is one server-sent event as a client reads it.
-type sseEvent struct{ name, id, data string }
+type sseEvent = api.Event
 
 // readEvents reads server-sent events from r until it ends, sending each on
 // the returned channel (closed at the end of the stream).
@@ -21,24 +21,7 @@ func readEvents(resp *http.Response) <-chan sseEvent {
 	ch := make(chan sseEvent, 64)
 	go func() {
 		defer close(ch)
-		sc := bufio.NewScanner(resp.Body)
-		var ev sseEvent
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case line == "":
-				if ev.data != "" {
-					ch <- ev
-				}
-				ev = sseEvent{}
-			case strings.HasPrefix(line, "event: "):
-				ev.name = strings.TrimPrefix(line, "event: ")
-			case strings.HasPrefix(line, "id: "):
-				ev.id = strings.TrimPrefix(line, "id: ")
-			case strings.HasPrefix(line, "data: "):
-				ev.data = strings.TrimPrefix(line, "data: ")
-			}
-		}
+		_ = api.ReadEvents(resp.Body, func(ev api.Event) error { ch <- ev; return nil })
 	}()
 	return ch
 }
@@ -89,14 +72,14 @@ func TestTrafficAPI(t *testing.T) {
 	decode := func(ev sseEvent) TrafficMessage {
 		t.Helper()
 		var m TrafficMessage
-		if ev.name != "message" {
-			t.Fatalf("event %q, want message", ev.name)
+		if ev.Name != "message" {
+			t.Fatalf("event %q, want message", ev.Name)
 		}
-		if err := json.Unmarshal([]byte(ev.data), &m); err != nil {
+		if err := json.Unmarshal([]byte(ev.Data), &m); err != nil {
 			t.Fatal(err)
 		}
-		if ev.id != fmt.Sprint(m.Seq) {
-			t.Errorf("event id %s, seq %d", ev.id, m.Seq)
+		if ev.ID != fmt.Sprint(m.Seq) {
+			t.Errorf("event id %s, seq %d", ev.ID, m.Seq)
 		}
 		return m
 	}

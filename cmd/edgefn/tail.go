@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -53,20 +49,20 @@ func tailAction(c *cli.Context) error {
 		return err
 	}
 	defer resp.Body.Close()
-	err = readEvents(c.Context, resp, func(event, data string) error {
-		switch event {
+	err = api.ReadEvents(resp.Body, func(ev api.Event) error {
+		switch ev.Name {
 		case "message":
 			if c.Bool("json") {
-				_, err := fmt.Fprintln(c.App.Writer, data)
+				_, err := fmt.Fprintln(c.App.Writer, ev.Data)
 				return err
 			}
 			var m api.TrafficMessage
-			if err := json.Unmarshal([]byte(data), &m); err != nil {
+			if err := json.Unmarshal([]byte(ev.Data), &m); err != nil {
 				return fmt.Errorf("tail: the agent sent something that is not a message: %v", err)
 			}
 			return printTraffic(c, m)
 		case "missed":
-			fmt.Fprintf(c.App.ErrWriter, "edgefn: tail: %s messages missed (printing too slowly)\n", data)
+			fmt.Fprintf(c.App.ErrWriter, "edgefn: tail: %s messages missed (printing too slowly)\n", ev.Data)
 		}
 		return nil
 	})
@@ -77,38 +73,6 @@ func tailAction(c *cli.Context) error {
 		err = fmt.Errorf("tail: the agent at %s closed the stream", r.URL)
 	}
 	return err
-}
-
-// readEvents reads a text/event-stream and calls fn for each event.
-func readEvents(ctx context.Context, resp *http.Response, fn func(event, data string) error) error {
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	event, data := "", []string{}
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if len(data) > 0 {
-				if event == "" {
-					event = "message"
-				}
-				if err := fn(event, strings.Join(data, "\n")); err != nil {
-					return err
-				}
-			}
-			event, data = "", data[:0]
-		case strings.HasPrefix(line, ":"):
-			// comment (keep-alive)
-		case strings.HasPrefix(line, "event:"):
-			event = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
-		case strings.HasPrefix(line, "data:"):
-			data = append(data, strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
-		}
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return sc.Err()
 }
 
 func printTraffic(c *cli.Context, m api.TrafficMessage) error {
