@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgefn/edgefn/internal/fleettest"
 	"github.com/edgefn/edgefn/internal/mosquittotest"
 	"github.com/edgefn/edgefn/sync/fleet"
 )
@@ -163,6 +164,17 @@ func TestFleetCanaryRollbackRm(t *testing.T) {
 	if f, _ := fnStatus(fleetStatusOf(t, broker.URL(), "gw-a"), "echo"); f.Version != 3 {
 		t.Errorf("gw-a after the canary: %+v, want version 3 (echo, trap, echo again)", f)
 	}
+	// Ctrl-C during a canary's watch: the canary still goes back.
+	run := fleettest.New(t, agentBinary(t), broker.URL()).Background(deploy("logecho.wasm", "--canary", "1", "--watch", "60s")...)
+	run.WaitLine(60*time.Second, "watching for")
+	run.Interrupt()
+	if _, errOut, code := run.Wait(60 * time.Second); code != 1 || !strings.Contains(errOut, "documents are written back") {
+		t.Errorf("interrupted canary: exit %d\n%s", code, errOut)
+	}
+	waitFor(t, func() bool {
+		f, ok := fnStatus(fleetStatusOf(t, broker.URL(), "gw-a"), "echo")
+		return ok && f.Hash == echoSHA
+	})
 	// A healthy canary (the same function, logecho) goes on to the group.
 	res, errOut = fleetJSON(t, 0, deploy("logecho.wasm", "--canary", "34%", "--watch", "10s")...)
 	if !slices.Equal(res.Canaries, []string{"gw-a", "gw-b"}) || res.Sequence == 0 || len(res.Converged) != 3 || res.Module != logSHA {

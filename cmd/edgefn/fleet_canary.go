@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -89,22 +90,22 @@ func (op *fleetOp) runCanary(spec string, maxRate float64, entry fleet.Function)
 	// The first in name order: a stable canary ring that operators can
 	// watch.
 	canaries := online[:k]
-	op.res.Canaries = canaries
 	op.canaryDocs = map[string]fleet.Document{}
 	for _, gw := range canaries {
 		d, _, err := op.readDoc(fleet.KindGateway, gw)
-		if err != nil {
-			return false, err
-		}
-		op.canaryDocs[gw] = d
 		next := d
 		next.Functions = withEntry(d.Functions, entry)
-		if err := op.writeDoc(fleet.KindGateway, gw, &next); err != nil {
-			return false, err
+		if err == nil {
+			err = op.writeDoc(fleet.KindGateway, gw, &next)
+		}
+		if err != nil {
+			// The canaries written so far go back.
+			return false, errors.Join(err, op.rollbackCanaries(entry.Name))
 		}
 		// A later write of this gateway's document must be newer.
 		d.Sequence = next.Sequence
 		op.canaryDocs[gw] = d
+		op.res.Canaries = append(op.res.Canaries, gw)
 	}
 	watch := op.c.Duration("watch")
 	fmt.Fprintf(op.c.App.ErrWriter, "canary %s (module %.12s) on %s: each must run it for %v at most %.1f%% failed events\n",
@@ -126,6 +127,15 @@ func (op *fleetOp) runCanary(spec string, maxRate float64, entry fleet.Function)
 // gateways' per-function sequence having moved past its own, and the
 // canaries' own documents are written back as they were.
 func (op *fleetOp) rollbackCanaries(name string) error {
+	if len(op.res.Canaries) == 0 {
+		return nil
+	}
+	// Interrupted (Ctrl-C) or out of time, the canaries still go back.
+	interrupted := op.ctx.Err() != nil
+	saved := op.ctx
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(op.ctx), time.Minute)
+	defer func() { cancel(); op.ctx = saved }()
+	op.ctx = ctx
 	doc, _, err := op.readDoc(fleet.KindGroup, op.group)
 	if err != nil {
 		return err
@@ -145,9 +155,13 @@ func (op *fleetOp) rollbackCanaries(name string) error {
 		return err
 	}
 	op.res.RolledBack = true
+	if interrupted {
+		fmt.Fprintf(op.c.App.ErrWriter, "canaries %s: their documents are written back; not following them (interrupted)\n", strings.Join(op.res.Canaries, ", "))
+		return nil
+	}
 	// Follow the canaries back, briefly: the exit status is already 1.
-	ctx, cancel := context.WithTimeout(op.ctx, min(op.c.Duration("watch"), time.Minute))
-	defer cancel()
+	ctx, cancelFollow := context.WithTimeout(op.ctx, min(op.c.Duration("watch"), time.Minute))
+	defer cancelFollow()
 	back := func(st fleet.StatusDoc) (string, bool) {
 		i := slices.IndexFunc(st.Functions, func(f fleet.StatusFunction) bool { return f.Name == name })
 		switch {

@@ -514,6 +514,14 @@ func (f *Fleet) Background(args ...string) *Run {
 	return r
 }
 
+// Interrupt sends the command SIGINT (Ctrl-C).
+func (r *Run) Interrupt() {
+	r.t.Helper()
+	if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
 // WaitLine waits for a stderr line containing s.
 func (r *Run) WaitLine(timeout time.Duration, s string) {
 	r.t.Helper()
