@@ -16,7 +16,7 @@ func BenchmarkInvoke(b *testing.B) {
 	}{
 		{"go-temp-alert", edgefn.Event{Source: edgefn.SourceMQTT, Subject: "sensors/kitchen/temperature", Payload: []byte(`{"celsius": 25}`)}},
 		{"c-command", edgefn.Event{Source: edgefn.SourceMQTT, Subject: "sensors/kitchen/celsius", Payload: []byte("21.5")}},
-		{"rust-reactor", edgefn.Event{Source: edgefn.SourceGPIO, Subject: "GPIO17", Meta: map[string]string{"edge": "falling"}}},
+		{"rust-reactor", edgefn.Event{Source: edgefn.SourceMQTT, Subject: "buttons/hall/press", Payload: []byte("press")}},
 		{"as-reactor", edgefn.Event{Source: edgefn.SourceMQTT, Subject: "sensors/tank/level", Payload: []byte("10")}},
 		{"wat-minimal", edgefn.Event{Source: edgefn.SourceTimer, Subject: "every 30s", Payload: []byte("tick")}},
 	}
