@@ -172,14 +172,7 @@ func TestE2ETail(t *testing.T) {
 	_, a, c := loggedIn(t)
 	publish(t, a.broker, "sensors/kitchen/temp", []string{"before"})
 
-	var out testutil.Buffer
-	cmd := exec.Command(e2eBin, "tail", "sensors/#", "--json", "-n", "5")
-	cmd.Env = c.env
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	out := c.background("tail", "sensors/#", "--json", "-n", "5")
 	waitFor(t, 10*time.Second, "the message from before", func() bool { return strings.Contains(out.String(), `"before"`) })
 	publish(t, a.broker, "sensors/hall/temp", []string{"21.5"})
 	publish(t, a.broker, "other/topic", []string{"not me"})
@@ -194,14 +187,7 @@ func TestE2ETail(t *testing.T) {
 		}
 	}
 	// The table form, and a bad filter is an error naming it.
-	var tbl testutil.Buffer
-	cmd2 := exec.Command(e2eBin, "tail", "sensors/+/temp")
-	cmd2.Env = c.env
-	cmd2.Stdout, cmd2.Stderr = &tbl, &tbl
-	if err := cmd2.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd2.Process.Kill(); cmd2.Wait() })
+	tbl := c.background("tail", "sensors/+/temp")
 	waitFor(t, 10*time.Second, "the table line", func() bool { return strings.Contains(tbl.String(), "sensors/hall/temp (qos 1)  21.5") })
 	if _, errOut, code := c.run("tail", "a/#/b"); code != 1 || !strings.Contains(errOut, "a/#/b") {
 		t.Errorf("tail a/#/b: exit %d, %q", code, errOut)
@@ -226,18 +212,23 @@ func TestE2EInvokeSubjectSource(t *testing.T) {
 }
 
 // A SIGINT is a clean stop: the agent watching a GPIO pin (the chip closes
-// under the watch) and holding records logs no ERROR line and exits 0.
+// under the watch), subscribed to a topic, shipping records to its uplink
+// and streaming traffic to a tail logs no ERROR line and exits 0.
 func TestE2ESIGINTLogsNoError(t *testing.T) {
 	dir := t.TempDir()
-	a := startAgent(t, dir, "", agentOpts{noUplink: true})
+	cloud := newReceiver(t)
+	a := startAgent(t, dir, cloud.srv.URL, agentOpts{})
 	c := cliFor(t, a)
 	c.ok("deploy", writeFunction(t, filepath.Join(dir, "fn"), "name: button\nwasm: ./echo.wasm\ntriggers:\n  - gpio: GPIO17\n    edge: falling\nlimits: {memory: 2MiB}\n",
 		example(t, "wat-minimal"), "echo.wasm"))
-	// An edge handled proves the pin is watched before the signal.
+	c.ok("deploy", writeFunction(t, filepath.Join(dir, "echo"), fmt.Sprintf(echoManifest, "2MiB"), example(t, "wat-minimal"), "echo.wasm"))
+	tailOut := c.background("tail", "#")
+	// An edge and a message handled prove the pin is watched and the topic
+	// subscribed before the signal.
 	c.ok("gpio", "pulse", "GPIO17")
-	waitFor(t, 20*time.Second, "the edge's record", func() bool {
-		return strings.Contains(c.ok("status"), "no uplink configured: 1 records waiting")
-	})
+	publish(t, a.broker, "e2e/echo", []string{"before the signal"})
+	waitFor(t, 20*time.Second, "both records at the cloud", func() bool { return len(cloud.snapshot()) == 2 })
+	waitFor(t, 10*time.Second, "the message in tail", func() bool { return strings.Contains(tailOut.String(), "before the signal") })
 	if err := a.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
@@ -260,4 +251,20 @@ func TestE2ESIGINTLogsNoError(t *testing.T) {
 			t.Errorf("ERROR line on a clean SIGINT: %s", l)
 		}
 	}
+}
+
+// background starts the CLI without waiting for it (tail, logs -f): its
+// stdout and stderr go to the buffer returned; it is killed at the end of
+// the test.
+func (c *cliEnv) background(args ...string) *testutil.Buffer {
+	c.t.Helper()
+	out := &testutil.Buffer{}
+	cmd := exec.Command(e2eBin, args...)
+	cmd.Env = c.env
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return out
 }
