@@ -21,6 +21,7 @@ import (
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/internal/mosquittotest"
 	"github.com/edgefn/edgefn/internal/procstat"
+	"github.com/edgefn/edgefn/internal/testutil"
 	"github.com/edgefn/edgefn/sync/outbox"
 	"github.com/edgefn/edgefn/triggers"
 )
@@ -30,6 +31,15 @@ var (
 	binPath string
 	binErr  error
 )
+
+// skipShort skips a test that builds and runs processes (why says what
+// it runs) under -short.
+func skipShort(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(why)
+	}
+}
 
 // agentBinary builds cmd/edgefn once per test run: crash tests kill a real
 // process, not a goroutine.
@@ -237,9 +247,7 @@ func readRecords(t testing.TB, dataDir string) []edgefn.Record {
 // redelivered and processed after the restart; messages published while
 // the agent is down are processed when it comes back (persistent session).
 func TestAgentExternalBrokerRedeliveryAndCatchUp(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the agent and runs it as a child process")
-	}
+	skipShort(t, "builds the agent and runs it as a child process")
 	broker := mosquittotest.Start(t)
 	dir := t.TempDir()
 	fns := filepath.Join(dir, "fns")
@@ -304,13 +312,9 @@ func TestAgentExternalBrokerRestartMidStream(t *testing.T) {
 		st := ta.Status(context.Background()).Broker
 		return st != nil && st.Connected && st.Subscribed > 0
 	})
-	o := mqtt.NewClientOptions().AddBroker(broker.URL()).SetClientID("device-stream").SetCleanSession(false).
-		SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(time.Second)
-	dev := mqtt.NewClient(o)
-	if tok := dev.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
-	defer dev.Disconnect(100)
+	dev := testutil.MQTTClient(t, broker.URL(), "device-stream", func(o *mqtt.ClientOptions) {
+		o.SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(time.Second)
+	})
 	const n = 300
 	var toks []mqtt.Token
 	for i := 0; i < n; i++ {

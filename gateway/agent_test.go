@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn/gateway/api"
+	"github.com/edgefn/edgefn/internal/testutil"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
@@ -151,13 +152,9 @@ func (ta *testAgent) records(t testing.TB) []edgefn.Record {
 
 func pahoClient(t testing.TB, addr, id string, clean bool) mqtt.Client {
 	t.Helper()
-	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetCleanSession(clean).SetOrderMatters(false).SetAutoReconnect(false)
-	c := mqtt.NewClient(o)
-	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect %s: %v", addr, tok.Error())
-	}
-	t.Cleanup(func() { c.Disconnect(100) })
-	return c
+	return testutil.MQTTClient(t, "tcp://"+addr, id, func(o *mqtt.ClientOptions) {
+		o.SetCleanSession(clean).SetOrderMatters(false).SetAutoReconnect(false)
+	})
 }
 
 // A device's QoS 1 PUBLISH to the embedded broker is acknowledged only

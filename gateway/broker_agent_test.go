@@ -19,6 +19,7 @@ import (
 
 	"github.com/edgefn/edgefn/internal/procstat"
 	"github.com/edgefn/edgefn/internal/rawmqtt"
+	"github.com/edgefn/edgefn/internal/testutil"
 )
 
 // TestAgentBrokerLimits runs the agent with its embedded broker configured
@@ -28,9 +29,7 @@ import (
 // was; a device cannot subscribe to "#"; TLS clients trusting
 // data_dir/broker.crt get in.
 func TestAgentBrokerLimits(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the agent and runs it as a child process")
-	}
+	skipShort(t, "builds the agent and runs it as a child process")
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "edgefn.yaml")
 	cfg := fmt.Sprintf(`gateway_id: gw1
@@ -127,13 +126,9 @@ broker:
 		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 
-	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("s1").SetUsername("sensor1").SetPassword("change-me").
-		SetProtocolVersion(4).SetAutoReconnect(false)
-	s1 := mqtt.NewClient(o)
-	if tok := s1.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
-		t.Fatalf("sensor1: %v", tok.Error())
-	}
-	defer s1.Disconnect(0)
+	s1 := testutil.MQTTClient(t, "tcp://"+addr, "s1", func(o *mqtt.ClientOptions) {
+		o.SetUsername("sensor1").SetPassword("change-me").SetProtocolVersion(4).SetAutoReconnect(false)
+	})
 	tok := s1.Subscribe("#", 1, nil)
 	if !tok.WaitTimeout(20*time.Second) || tok.(*mqtt.SubscribeToken).Result()["#"] != 0x80 {
 		t.Errorf("sensor1 subscribing to #: %v, want refused (0x80)", tok.(*mqtt.SubscribeToken).Result())

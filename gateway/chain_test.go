@@ -82,9 +82,7 @@ func TestAgentChainStopsAtMaxDepth(t *testing.T) {
 // status and metrics, and the log stays small. Embedded broker and
 // mosquitto.
 func TestAgentSelfLoopBounded(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the agent and runs it as a child process")
-	}
+	skipShort(t, "builds the agent and runs it as a child process")
 	for _, external := range []bool{false, true} {
 		name := "embedded"
 		if external {

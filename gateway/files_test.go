@@ -16,9 +16,7 @@ import (
 // compile cache) are 0600 and directories 0700, and looser ones already
 // there are tightened at start, and logged.
 func TestAgentDataDirIsPrivate(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the agent and runs it as a child process")
-	}
+	skipShort(t, "builds the agent and runs it as a child process")
 	old := syscall.Umask(0o022) // the child inherits it
 	defer syscall.Umask(old)
 

@@ -20,9 +20,7 @@ import (
 // dir, the functions dir and the inbox.
 func fileAgentSetup(t *testing.T) (cfgPath, data, fns, inbox string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the agent and runs it as a child process")
-	}
+	skipShort(t, "builds the agent and runs it as a child process")
 	dir := t.TempDir()
 	data, fns, inbox = filepath.Join(dir, "data"), filepath.Join(dir, "fns"), filepath.Join(dir, "inbox", "cam")
 	if err := os.MkdirAll(inbox, 0o755); err != nil {

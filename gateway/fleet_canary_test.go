@@ -82,9 +82,7 @@ func ledgerNames(t *testing.T, dataDir, sha string, targets ...string) bool {
 // automatically, and the gateways outside the canary never activate it;
 // then rollback and rm end to end through real agent processes.
 func TestFleetCanaryRollbackRm(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the agent and runs gateways as child processes")
-	}
+	skipShort(t, "builds the agent and runs gateways as child processes")
 	broker := mosquittotest.Start(t)
 	key, pub, _ := fleetKeyPair(t)
 	ids := []string{"gw-a", "gw-b", "gw-c"}

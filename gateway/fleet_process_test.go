@@ -87,9 +87,7 @@ func runsFleet(st fleet.StatusDoc, name, sha string) bool {
 // again; a document signed by another key is refused and reported, and the
 // gateway keeps what it had.
 func TestFleetGatewaysConverge(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the agent and runs gateways as child processes")
-	}
+	skipShort(t, "builds the agent and runs gateways as child processes")
 	broker := mosquittotest.Start(t)
 	key, pub, priv := fleetKeyPair(t)
 	const n = 4

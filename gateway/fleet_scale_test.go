@@ -22,9 +22,7 @@ import (
 // each in group "site" and alternately in "lab" and "office".
 func startFleet(t testing.TB, n int, opts ...mosquittotest.Option) (*mosquittotest.Broker, *fleettest.Fleet) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the agent and runs gateways as child processes")
-	}
+	skipShort(t, "builds the agent and runs gateways as child processes")
 	broker := mosquittotest.Start(t, append([]mosquittotest.Option{mosquittotest.WithConfigLines(fleettest.SysInterval)}, opts...)...)
 	f := fleettest.New(t, agentBinary(t), broker.URL())
 	for i := range n {
@@ -154,9 +152,7 @@ func TestFleetBrokerRestartMidRollout(t *testing.T) {
 // was accepted (fetch, compile, store, activation), alternating a 3 MB Go
 // module (about a second to compile) and a small one.
 func TestFleetKillWhileApplying(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the agent and runs gateways as child processes")
-	}
+	skipShort(t, "builds the agent and runs gateways as child processes")
 	broker := mosquittotest.Start(t)
 	f := fleettest.New(t, agentBinary(t), broker.URL())
 	g := f.Add("gw-k", "site")

@@ -11,6 +11,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/testutil"
 	mqttsrv "github.com/mochi-mqtt/server/v2"
 )
 
@@ -24,20 +25,9 @@ var deviceUsers = []BrokerUser{
 // returns it with the connection error.
 func userClient(t *testing.T, url, id, user, pass string, opts ...func(*mqtt.ClientOptions)) (mqtt.Client, error) {
 	t.Helper()
-	o := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetUsername(user).SetPassword(pass).
-		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
-	for _, f := range opts {
-		f(o)
-	}
-	c := mqtt.NewClient(o)
-	tok := c.Connect()
-	if !tok.WaitTimeout(testTimeout) {
-		return c, errors.New("connect timed out")
-	}
-	if tok.Error() == nil {
-		t.Cleanup(func() { c.Disconnect(0) })
-	}
-	return c, tok.Error()
+	return testutil.MQTTDial(t, url, id, append([]func(*mqtt.ClientOptions){func(o *mqtt.ClientOptions) {
+		o.SetUsername(user).SetPassword(pass).SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+	}}, opts...)...)
 }
 
 // toChan is a client option sending every message received, as "topic

@@ -15,6 +15,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/testutil"
 	mqttsrv "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -382,12 +383,7 @@ func TestBrokerCloseCancelsDeliver(t *testing.T) {
 		t.Fatal(err)
 	}
 	subscribe(t, b, []Subscription{{"#", 1}})
-	o := mqtt.NewClientOptions().AddBroker("tcp://" + b.Addr()).SetClientID("dev-close").SetAutoReconnect(false)
-	dev := mqtt.NewClient(o)
-	if tok := dev.Connect(); !tok.WaitTimeout(testTimeout) || tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
-	defer dev.Disconnect(0)
+	dev := testutil.MQTTClient(t, "tcp://"+b.Addr(), "dev-close", func(o *mqtt.ClientOptions) { o.SetAutoReconnect(false) })
 	tok := dev.Publish("x", 1, false, "v")
 	<-entered
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -196,15 +196,10 @@ func waitSubReady(t *testing.T, lines <-chan string, probe string, publish func(
 // device is a paho client acting as a sensor.
 func device(t *testing.T, url, id string, clean bool) mqtt.Client {
 	t.Helper()
-	o := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(clean).
-		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).
-		SetMaxReconnectInterval(time.Second).SetOrderMatters(false)
-	c := mqtt.NewClient(o)
-	if tok := c.Connect(); !tok.WaitTimeout(testTimeout) || tok.Error() != nil {
-		t.Fatalf("device %s: connect to %s: %v", id, url, tok.Error())
-	}
-	t.Cleanup(func() { c.Disconnect(100) })
-	return c
+	return testutil.MQTTClient(t, url, id, func(o *mqtt.ClientOptions) {
+		o.SetCleanSession(clean).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).
+			SetMaxReconnectInterval(time.Second).SetOrderMatters(false)
+	})
 }
 
 func devicePublish(t *testing.T, c mqtt.Client, topic, payload string, qos byte) {

@@ -78,30 +78,26 @@ func newMQTTCloud(t *testing.T) cloud {
 
 // collect subscribes to edgefn/# with a persistent session.
 func (c *mqttCloud) collect(t *testing.T, url string, opts func(*paho.ClientOptions)) {
-	o := paho.NewClientOptions().AddBroker(url).SetClientID("collector-" + fmt.Sprint(time.Now().UnixNano())).
-		SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).
-		SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond)
-	if opts != nil {
-		opts(o)
-	}
-	o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
-		var l receiver.Line
-		if err := json.Unmarshal(m.Payload(), &l); err != nil {
-			t.Errorf("collector: bad message on %s: %v: %s", m.Topic(), err, m.Payload())
-			return
+	cl := testutil.MQTTClient(t, url, "collector-"+fmt.Sprint(time.Now().UnixNano()), func(o *paho.ClientOptions) {
+		o.SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).
+			SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond)
+		if opts != nil {
+			opts(o)
 		}
-		c.mu.Lock()
-		c.ls = append(c.ls, l)
-		c.mu.Unlock()
+		o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+			var l receiver.Line
+			if err := json.Unmarshal(m.Payload(), &l); err != nil {
+				t.Errorf("collector: bad message on %s: %v: %s", m.Topic(), err, m.Payload())
+				return
+			}
+			c.mu.Lock()
+			c.ls = append(c.ls, l)
+			c.mu.Unlock()
+		})
 	})
-	cl := paho.NewClient(o)
-	if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("collector connect: %v", tok.Error())
-	}
 	if tok := cl.Subscribe("edgefn/#", 1, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("collector subscribe: %v", tok.Error())
 	}
-	t.Cleanup(func() { cl.Disconnect(100) })
 }
 
 func (c *mqttCloud) newUplink(t *testing.T, src uplink.Source) uplink.Link {

@@ -21,17 +21,13 @@ func TestMQTTTopicTemplateAndMessage(t *testing.T) {
 	b := mosquittotest.Start(t)
 	var mu sync.Mutex
 	topics := map[string]string{}
-	o := paho.NewClientOptions().AddBroker(b.URL()).SetClientID("topic-collector").
-		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+	c := testutil.MQTTClient(t, b.URL(), "topic-collector", func(o *paho.ClientOptions) {
+		o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
 			mu.Lock()
 			topics[m.Topic()] = string(m.Payload())
 			mu.Unlock()
 		})
-	c := paho.NewClient(o)
-	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
-	defer c.Disconnect(100)
+	})
 	if tok := c.Subscribe("cloud/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
