@@ -42,6 +42,7 @@ func haveNPM() bool {
 var examples = []example{
 	{dir: "go-temp-alert", imports: []string{"input", "meta", "emit", "publish", "log", "kv_get", "kv_set"}, toolchain: always},
 	{dir: "c-command", command: true, toolchain: always},
+	{dir: "c-file-stats", imports: []string{"input", "meta", "emit"}, toolchain: always},
 	{dir: "rust-reactor", imports: []string{"input", "meta", "emit", "log", "gpio_write", "kv_get", "kv_set"}, toolchain: haveRust},
 	{dir: "as-reactor", imports: []string{"input", "meta", "emit", "publish", "log", "kv_get", "kv_set"}, toolchain: haveNPM},
 	{dir: "wat-minimal", imports: []string{"input", "emit"}, toolchain: always},

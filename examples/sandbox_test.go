@@ -11,6 +11,7 @@ import (
 
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/sandbox"
+	"github.com/edgefn/edgefn/triggers"
 )
 
 // memKV is the committed kv state: the sandbox reads it, and the test
@@ -247,6 +248,32 @@ func TestCCommandInSandbox(t *testing.T) {
 	}
 	res = d.run(f, edgefn.Event{Source: edgefn.SourceMQTT, Subject: "x", Payload: []byte("warm")})
 	wantFailure(t, res, edgefn.ReasonExit)
+}
+
+// c-file-stats counts a dropped file's bytes and lines (the payload grows
+// the guest's memory past its first pages) and escapes a hostile name.
+func TestCFileStatsInSandbox(t *testing.T) {
+	d := newDevice(t)
+	f := d.load(t, find("c-file-stats"))
+	big := strings.Repeat("0123456789abcde\n", 192<<10) + "no newline at the end"
+	for _, tc := range []struct {
+		name, payload string
+		lines         float64
+	}{
+		{"empty.txt", "", 0},
+		{"one.csv", "a,b\n", 1},
+		{"big.log", big, 192<<10 + 1},
+		{"q\"uote\\\x01.txt", "x", 1},
+	} {
+		ev := triggers.FileEvent("/inbox", tc.name, int64(len(tc.payload)))
+		ev.Payload = []byte(tc.payload)
+		wantFields(t, record(t, d.invoke(t, f, ev)), map[string]any{"file": tc.name, "bytes": float64(len(tc.payload)), "lines": tc.lines})
+	}
+	// Past limits.memory (8MiB): the function fails, nothing is emitted.
+	res := d.run(f, edgefn.Event{Source: edgefn.SourceFile, Payload: make([]byte, 9<<20)})
+	if res.Err == nil || len(effects(res, edgefn.EffectEmit)) != 0 {
+		t.Errorf("9MiB payload: %v, effects %v", res.Err, res.Effects)
+	}
 }
 
 func TestRustReactorInSandbox(t *testing.T) {

@@ -282,8 +282,14 @@ func (c *Config) setDefaults() {
 		c.Grants.Max.Publish = DefaultPublishCeiling
 	}
 	for i, d := range c.Grants.Max.Files {
-		if d != "" && !filepath.IsAbs(d) && c.path != "" {
-			c.Grants.Max.Files[i] = filepath.Join(filepath.Dir(c.path), d)
+		if d == "" || filepath.IsAbs(d) {
+			continue
+		}
+		if c.path != "" {
+			d = filepath.Join(filepath.Dir(c.path), d)
+		}
+		if abs, err := filepath.Abs(d); err == nil {
+			c.Grants.Max.Files[i] = abs
 		}
 	}
 	if c.QueueSize == 0 {
@@ -432,7 +438,7 @@ func (c *Config) Validate() error {
 	}
 	for i, d := range c.Grants.Max.Files {
 		if !filepath.IsAbs(d) {
-			bad(fmt.Sprintf("grants.max.files[%d]", i), "%s: use an absolute path (or a path relative to the config file)", strictyaml.Quote(d))
+			bad(fmt.Sprintf("grants.max.files[%d]", i), "%s: name a directory (absolute, or relative to the config file)", strictyaml.Quote(d))
 		}
 	}
 	return d.Err()

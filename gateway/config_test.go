@@ -76,6 +76,9 @@ func TestLoadConfigShipped(t *testing.T) {
 	if c.GPIO.Backend != "simulated" || c.DefaultLimits().Timeout != 100*time.Millisecond {
 		t.Errorf("shipped config: %+v", c)
 	}
+	if abs, _ := filepath.Abs("../examples/c-file-stats/inbox"); len(c.Grants.Max.Files) != 1 || c.Grants.Max.Files[0] != abs {
+		t.Errorf("grants.max.files = %q, want [%s]", c.Grants.Max.Files, abs)
+	}
 	if !strings.HasSuffix(c.DataDir, "data") || !filepath.IsAbs(c.DataDir) && !strings.HasPrefix(c.DataDir, "../") {
 		t.Errorf("data dir = %q", c.DataDir)
 	}
@@ -115,7 +118,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"default over default max", "limits:\n  default: {max_output: 8MiB}\n", []string{"edgefn.yaml:2: limits.default.max_output: 8MiB: over the agent's maximum 4MiB"}},
 		{"max out of range", "limits:\n  max:\n    concurrency: 5000\n", []string{"edgefn.yaml:3: limits.max.concurrency: 5000: out of range, use 1 to 1024"}},
 		{"unknown limit", "limits:\n  max:\n    max_outptu: 1MiB\n", []string{`edgefn.yaml:3: limits.max.max_outptu: unknown key "max_outptu", did you mean "max_output"?`}},
-		{"empty files root", "grants:\n  max:\n    files: [\"\"]\n", []string{`edgefn.yaml:3: grants.max.files[0]: "": use an absolute path`}},
+		{"empty files root", "grants:\n  max:\n    files: [\"\"]\n", []string{`edgefn.yaml:3: grants.max.files[0]: "": name a directory`}},
 		{"bad grant ceiling", "grants:\n  max:\n    publish: [\"a/#/b\"]\n", []string{`edgefn.yaml:3: grants.max.publish[0]: "a/#/b": not a valid MQTT topic filter`}},
 		{"old keepalive spelling", "broker:\n  external:\n    brokers: [tcp://127.0.0.1:1883]\n    keepalive: 30s\n", []string{`edgefn.yaml:4: broker.external.keepalive: unknown key "keepalive", did you mean "keep_alive"?`}},
 		{"external broker field", "broker:\n  external:\n    client_id: x\n    brokers:\n      - tcp://h\n      - ws://x\n    tls: {cert_file: /nonexistent.pem}\n", []string{

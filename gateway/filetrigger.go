@@ -77,6 +77,13 @@ func (g *Host) otherFileDirs(name string) map[string]string {
 // grants.max.files and outside the data dir, and the agent can create
 // files in it (it creates .done and .rejected there).
 func (g *Host) fileDir(p, origin string) (string, error) {
+	if ext := filepath.Ext(origin); !filepath.IsAbs(origin) && (ext == ".yaml" || ext == ".yml") {
+		// A functions_dir manifest named relative to the agent's
+		// working directory.
+		if abs, err := filepath.Abs(origin); err == nil {
+			origin = abs
+		}
+	}
 	if !filepath.IsAbs(p) {
 		if !filepath.IsAbs(origin) {
 			return "", errors.New("a relative path resolves next to the manifest, which the agent has only for the manifests of its functions_dir: write an absolute path")

@@ -113,6 +113,9 @@ func statusCommand() *cli.Command {
 				fmt.Fprintf(tw, "gpio\t%s backend, %d pins (edgefn gpio ls)\n", st.GPIO.Backend, len(st.GPIO.Pins))
 			}
 			fmt.Fprintf(tw, "timers\t%s\n", describeTimers(st.Timers))
+			for _, f := range st.Files {
+				fmt.Fprintf(tw, "files\t%s\n", describeFileWatch(f))
+			}
 			for _, u := range st.Uplinks {
 				fmt.Fprintf(tw, "uplink\t%s\n", describeUplink(u))
 			}
@@ -193,6 +196,18 @@ func describeTimers(ts []api.Timer) string {
 		parts[i] = fmt.Sprintf("%s (fired %d, skipped %d, failed %d, next in %s)", t.Spec, t.Fired, t.Skipped, t.Failed, roundDur(time.Until(t.Next)))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// describeFileWatch formats a watched directory on a line.
+func describeFileWatch(f api.FileWatch) string {
+	s := fmt.Sprintf("%s -> %s (queued %d, processed %d, failed %d, rejected %d)", f.Dir, f.Function, f.Queued, f.Processed, f.Failed, f.Rejected)
+	if !f.Watching {
+		s += ", not watched"
+	}
+	if f.Error != "" {
+		s += ", error: " + f.Error
+	}
+	return s
 }
 
 func sum(m map[string]int64) int64 {

@@ -15,6 +15,7 @@ NPM          ?= npm
 
 WASM += $(EX)/go-temp-alert/go-temp-alert.wasm \
 	$(EX)/c-command/c-command.wasm \
+	$(EX)/c-file-stats/c-file-stats.wasm \
 	$(EX)/wat-minimal/wat-minimal.wasm
 
 $(EX)/go-temp-alert/go-temp-alert.wasm: $(wildcard $(EX)/go-temp-alert/*.go) $(wildcard sandbox/guest/*.go)
@@ -22,6 +23,10 @@ $(EX)/go-temp-alert/go-temp-alert.wasm: $(wildcard $(EX)/go-temp-alert/*.go) $(w
 
 $(EX)/c-command/c-command.wasm: $(EX)/c-command/convert.c
 	$(WASI_CC) --target=wasm32-wasi --sysroot=$(WASI_SYSROOT) -O2 -fuse-ld=lld -Wl,--strip-all -o $@ $<
+
+# Freestanding C (no libc): a reactor with only the edgefn imports.
+$(EX)/c-file-stats/c-file-stats.wasm: $(EX)/c-file-stats/stats.c
+	$(WASI_CC) --target=wasm32 -nostdlib -O2 -fuse-ld=lld -Wl,--no-entry -Wl,--strip-all -o $@ $<
 
 $(EX)/wat-minimal/wat-minimal.wasm: $(EX)/wat-minimal/minimal.wat
 	wat2wasm -o $@ $<
