@@ -84,18 +84,18 @@ func (f *fleetGateway) Deploy(ctx context.Context, manifest, wasm []byte, sg act
 
 func (f *fleetGateway) Remove(ctx context.Context, name string) error { return f.g.Remove(ctx, name) }
 
-// Failures counts the failed invocations (and drops) of every function
-// since the agent started, from memory.
-func (f *fleetGateway) Failures() int64 {
-	var n int64
+// Counts sums the invocations and the failures (drops included) of every
+// function since the agent started, from memory.
+func (f *fleetGateway) Counts() (invocations, failures int64) {
 	for _, d := range f.g.deployedFns() {
 		d.stats.mu.Lock()
+		invocations += d.stats.invocations
 		for _, c := range d.stats.errors {
-			n += c
+			failures += c
 		}
 		d.stats.mu.Unlock()
 	}
-	return n
+	return invocations, failures
 }
 
 func (g *Host) deployedFns() []*deployed {
@@ -232,7 +232,7 @@ func (a *Agent) fleetAgent(fc *fleet.Config) (*fleet.Agent, error) {
 	fg := &fleetGateway{g: a.Host, sums: map[string][2]string{}}
 	return fleet.NewAgent(*fc, fleet.AgentOptions{
 		GatewayID: cfg.GatewayID, Trusted: a.trusted, DataDir: cfg.DataDir,
-		Gateway: fg, Dial: d, HealthWindow: fc.HealthWindow, HTTP: fleet.ModuleClient(mtc),
+		Gateway: fg, Dial: d, HealthWindow: fc.HealthWindow, StatusEvery: fc.StatusEvery, HTTP: fleet.ModuleClient(mtc),
 		Log: a.log.With("part", "fleet"),
 	})
 }

@@ -101,22 +101,24 @@ func TestFleetReloadAndModuleURL(t *testing.T) {
 	}
 }
 
-// fleet.health_window is bounded; fleet.module_tls is checked like tls.
+// fleet.health_window and status_every are bounded; fleet.module_tls is
+// checked like tls.
 func TestFleetConfigHealthWindow(t *testing.T) {
 	_, pub := fleetKey(t)
 	base := "admin: {trusted_keys: [%q]}\nfleet:\n  broker: tcp://127.0.0.1:1883\n"
 	for extra, want := range map[string]string{
-		"  health_window: 1s\n":                      "fleet.health_window",
-		"  health_window: 2h\n":                      "fleet.health_window",
+		"  health_window: 1s\n":                       "fleet.health_window",
+		"  health_window: 2h\n":                       "fleet.health_window",
 		"  module_tls: {ca_file: /nonexistent.pem}\n": "fleet.module_tls.ca_file",
+		"  status_every: 5s\n":                        "fleet.status_every",
 	} {
 		_, err := LoadConfig(writeConfig(t, fmt.Sprintf(base+extra, pub)))
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want a problem with %s", extra, err, want)
 		}
 	}
-	c, err := LoadConfig(writeConfig(t, fmt.Sprintf(base+"  health_window: 30s\n", pub)))
-	if err != nil || c.Fleet.HealthWindow != 30*time.Second {
+	c, err := LoadConfig(writeConfig(t, fmt.Sprintf(base+"  health_window: 30s\n  status_every: 10m\n", pub)))
+	if err != nil || c.Fleet.HealthWindow != 30*time.Second || c.Fleet.StatusEvery != 10*time.Minute {
 		t.Errorf("health_window 30s: %+v %v", c, err)
 	}
 }

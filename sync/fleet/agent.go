@@ -63,10 +63,10 @@ type Gateway interface {
 	Deploy(ctx context.Context, manifest, wasm []byte, sg activation.Signed) (version int, err error)
 	// Remove removes a function.
 	Remove(ctx context.Context, name string) error
-	// Failures is the count of failed invocations of every function since
-	// the agent started, from memory: the agent polls it to publish its
-	// status soon after failures start.
-	Failures() int64
+	// Counts are the invocations and the failures (drops included) of
+	// every function since the agent started, from memory: the agent polls
+	// them to publish its status soon after failures start.
+	Counts() (invocations, failures int64)
 }
 
 // StatusDoc is the retained document at Topics.Status(gateway).
@@ -264,7 +264,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	armRetry()
 	var last []byte
-	failures := a.o.Gateway.Failures()
+	invocations, failures := a.o.Gateway.Counts()
 	publish := func(force bool) {
 		st := a.status(ctx, true)
 		p, _ := json.Marshal(st)
@@ -310,10 +310,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			// New failures are news for a canary watch: publish now
 			// rather than at the next minute; so is any change of health
 			// while a canary is followed.
-			if n := a.o.Gateway.Failures(); n != failures || time.Now().Before(a.followUntil) {
-				failures = n
+			inv, fails := a.o.Gateway.Counts()
+			if fails != failures || (inv != invocations && time.Now().Before(a.followUntil)) {
 				publish(false)
 			}
+			invocations, failures = inv, fails
 		case <-tick.C:
 			publish(true)
 		}

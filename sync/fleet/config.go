@@ -11,6 +11,12 @@ import (
 	"github.com/edgefn/edgefn/sync/uplink"
 )
 
+// Bounds of fleet.status_every.
+const (
+	MinStatusEvery = 30 * time.Second
+	MaxStatusEvery = time.Hour
+)
+
 // Config is the agent config's fleet section. Credentials and TLS are as
 // in uplinks[].mqtt.
 type Config struct {
@@ -30,6 +36,10 @@ type Config struct {
 	// HealthWindow is the span of each function's health in the status
 	// (DefaultHealthWindow; MinHealthWindow to MaxHealthWindow).
 	HealthWindow time.Duration `yaml:"health_window"`
+	// StatusEvery is how often the status is republished when nothing
+	// changed (default 1m, 30s to 1h): brokers that meter every message
+	// (AWS IoT Core) want it longer.
+	StatusEvery time.Duration `yaml:"status_every"`
 	// ModuleTLS is the TLS of modules named by an https URL: ca_file
 	// replaces the system roots, cert_file/key_file for mutual TLS.
 	ModuleTLS tlsclient.Config `yaml:"module_tls"`
@@ -69,6 +79,9 @@ func (c Config) Validate() error {
 	errs = append(errs, uplink.TLSProblems(c.ModuleTLS, "module_tls.")...)
 	if err := CheckHealthWindow(c.HealthWindow); err != nil {
 		errs = append(errs, fieldErr("health_window", "%v", err))
+	}
+	if d := c.StatusEvery; d != 0 && (d < MinStatusEvery || d > MaxStatusEvery) {
+		errs = append(errs, fieldErr("status_every", "%v: want %v to %v", d, MinStatusEvery, MaxStatusEvery))
 	}
 	return errors.Join(errs...)
 }
