@@ -23,9 +23,7 @@ import (
 // in module_tls) restarts the fleet agent, which fetches the module,
 // checks it and runs it.
 func TestFleetReloadAndModuleURL(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the agent and runs a gateway as a child process")
-	}
+	skipShort(t, "builds the agent and runs a gateway as a child process")
 	broker := mosquittotest.Start(t)
 	key, pub, _ := fleetKeyPair(t)
 	pki := testpki.New(t)
