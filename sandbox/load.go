@@ -143,26 +143,16 @@ func (r *Runtime) checkSpec(spec Spec) error {
 	if l.Memory > r.cfg.MaxMemory {
 		errs = append(errs, fmt.Errorf("limits.memory %s: over the agent's maximum %s", l.Memory, r.cfg.MaxMemory))
 	}
-	if l.Timeout <= 0 {
-		errs = append(errs, fmt.Errorf("limits.timeout %s: must be positive", l.Timeout))
-	}
-	if l.Concurrency <= 0 {
-		errs = append(errs, fmt.Errorf("limits.concurrency %d: must be positive", l.Concurrency))
-	}
-	if l.MaxOutput <= 0 {
-		errs = append(errs, fmt.Errorf("limits.max_output %s: must be positive", l.MaxOutput))
-	}
-	if l.MaxPublishes < 0 {
-		errs = append(errs, fmt.Errorf("limits.max_publishes %d: must not be negative", l.MaxPublishes))
-	}
-	if l.MaxLog <= 0 {
-		errs = append(errs, fmt.Errorf("limits.max_log %s: must be positive", l.MaxLog))
-	}
-	if l.KeepWarm <= 0 {
-		errs = append(errs, fmt.Errorf("limits.keep_warm %s: must be positive", l.KeepWarm))
-	}
-	if l.MaxDepth <= 0 {
-		errs = append(errs, fmt.Errorf("limits.max_depth %d: must be positive", l.MaxDepth))
+	// Once the defaults are applied every limit is positive, but for
+	// max_publishes, whose 0 means no publishes.
+	for _, f := range edgefn.LimitFields {
+		switch v := f.Get(l); {
+		case f.Key == "memory": // checked above, against a page and the agent's maximum
+		case f.Key == "max_publishes" && v < 0:
+			errs = append(errs, fmt.Errorf("limits.%s %s: must not be negative", f.Key, f.Format(v)))
+		case f.Key != "max_publishes" && v <= 0:
+			errs = append(errs, fmt.Errorf("limits.%s %s: must be positive", f.Key, f.Format(v)))
+		}
 	}
 	switch spec.Isolation {
 	case "", edgefn.IsolationWarm, edgefn.IsolationFresh:

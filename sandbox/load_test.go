@@ -49,6 +49,23 @@ func TestLoadRejectsBadSpec(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "limits.memory") || !strings.Contains(err.Error(), "limits.concurrency") {
 		t.Fatalf("want both limit errors, got %v", err)
 	}
+
+	// Every limit but max_publishes must be positive; max_publishes 0 (no
+	// publishes) is fine, -1 is not.
+	s = testSpec("trivial")
+	s.Limits = edgefn.Limits{Memory: s.Limits.Memory}
+	_, err = r.Load(context.Background(), s, fixture(t, "trivial"))
+	for _, f := range edgefn.LimitFields {
+		named := err != nil && strings.Contains(err.Error(), "limits."+f.Key+" ")
+		if want := f.Key != "memory" && f.Key != "max_publishes"; named != want {
+			t.Errorf("all limits 0 but memory: error names limits.%s: %v, want %v (%v)", f.Key, named, want, err)
+		}
+	}
+	s = testSpec("trivial")
+	s.Limits.MaxPublishes = -1
+	if _, err = r.Load(context.Background(), s, fixture(t, "trivial")); err == nil || !strings.Contains(err.Error(), "limits.max_publishes -1: must not be negative") {
+		t.Errorf("max_publishes -1: %v", err)
+	}
 }
 
 func TestShapes(t *testing.T) {
