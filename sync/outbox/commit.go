@@ -62,7 +62,7 @@ func (s *Store) Commit(ctx context.Context, inv *Invocation) ([]uint64, error) {
 	if deferrable(inv) {
 		return nil, s.deferInvocation(inv)
 	}
-	r := &request{kind: opInvoke, ctx: ctx, inv: inv, done: make(chan struct{})}
+	r := &request{kind: opInvoke, ctx: ctx, inv: inv, at: time.Now(), done: make(chan struct{})}
 	if err := s.enqueue(ctx, r); err != nil {
 		return nil, err
 	}
@@ -159,6 +159,9 @@ type request struct {
 	seqs   []uint64
 	reason string
 	exec   func(context.Context, *sql.DB) error
+	// at is when Commit was called (invocations only): the batching rule
+	// follows the rate of invocations from it.
+	at time.Time
 
 	out  []uint64
 	err  error

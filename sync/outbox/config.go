@@ -70,18 +70,22 @@ type Config struct {
 	MaxAge time.Duration
 	// OnFull is DropOldest (default) or RejectNew.
 	OnFull OnFull
-	// FlushInterval is how long the committer waits, after the first
-	// invocation of a batch arrives, for more to join it. Default 2ms; a
-	// negative value commits whatever is queued without waiting. A batch
-	// commits before that once the queue is empty and it holds as many
+	// FlushInterval is the longest the committer waits, after the first
+	// request of a batch arrives, for more to join it: the latency budget
+	// of group commit. Default 1ms; a negative value commits whatever is
+	// queued without waiting. The wait adapts to the rate of invocations:
+	// none while they come more than two windows apart (an idle store
+	// commits at once), up to the window under load. A batch commits
+	// before that once the queue is empty and it holds as many
 	// invocations as recent batches did (their callers are back).
 	FlushInterval time.Duration
 	// FlushQuiet closes a batch early when no invocation arrived for this
-	// long (a burst is over: its callers are all in). Default
-	// FlushInterval/10; negative disables it, so every batch waits the whole
-	// FlushInterval (fewer, bigger commits: less SD card wear at moderate
-	// rates, at the price of latency and of throughput when few callers
-	// commit at once).
+	// long, or for twice the usual gap between invocations if that is
+	// longer (a burst is over: its callers are all in). Default
+	// FlushInterval/10; negative disables it, so every batch that waits
+	// waits the whole FlushInterval (fewer, bigger commits: less SD card
+	// wear at moderate rates, at the price of latency and of throughput
+	// when few callers commit at once).
 	FlushQuiet time.Duration
 	// FlushRecords commits a batch as soon as it holds this many rows
 	// (records, or one per invocation without records). Default 512.
@@ -135,7 +139,7 @@ func (c Config) withDefaults() Config {
 		c.OnFull = DropOldest
 	}
 	if c.FlushInterval == 0 {
-		c.FlushInterval = 2 * time.Millisecond
+		c.FlushInterval = time.Millisecond
 	}
 	if c.FlushQuiet == 0 {
 		c.FlushQuiet = c.FlushInterval / 10
