@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"path/filepath"
+	rtmetrics "runtime/metrics"
 	"sort"
 	"sync"
 	"syscall"
@@ -11,6 +12,14 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
+
+// voluntaryCtxSwitches counts the times the process's threads blocked
+// (each is a futex sleep or a blocking syscall, and a wake-up after it).
+func voluntaryCtxSwitches() int64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Nvcsw
+}
 
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -164,4 +173,52 @@ func BenchmarkHostileNeighbour(b *testing.B) {
 	b.ReportMetric(float64(alone.Microseconds())/1000, "alone-p50-ms")
 	b.ReportMetric(float64(withSpin.Microseconds())/1000, "beside-hostile-p50-ms")
 	b.ReportMetric(float64(withSpin)/float64(alone), "ratio")
+}
+
+// BenchmarkEmbeddedQoS1Handoffs counts what one event costs between the
+// socket read and the PUBACK: one device publishes QoS 1 messages one at a
+// time (the next after the PUBACK) to the embedded broker; each runs
+// relay.wasm (emit a record, publish the reading on relay/out) and is
+// committed before its PUBACK. Reports, per event, the goroutine wake-ups
+// (the count of runtime/metrics /sched/latencies, which the runtime samples
+// one scheduling in 8: scaled by 8, so approximate), the thread sleeps
+// (voluntary context switches from getrusage: the wake-ups that cost a
+// futex), the heap allocations and the CPU, all of the whole process, the
+// paho device included, so compare them between builds, not with zero.
+func BenchmarkEmbeddedQoS1Handoffs(b *testing.B) {
+	for _, dur := range []string{"normal", "full"} {
+		b.Run(dur, func(b *testing.B) {
+			dir := b.TempDir()
+			writeFunction(b, filepath.Join(dir, "fns"), "relay", "triggers:\n  - mqtt: bench/#\n    qos: 1\nallow: {publish: [relay/out]}\n", "relay.wasm")
+			ta := startAgent(b, dir, func(c *Config) { c.Outbox.Durability = dur })
+			dev := pahoClient(b, ta.ready.BrokerAddr, "handoffs", true)
+			payload := []byte(`{"sensor":"kitchen","celsius":21.5,"humidity":40,"ts":1732662000000,"seq":123456}`)
+			for range 200 { // warm: the instance pool, the statements, the broker's buffers
+				dev.Publish("bench/a", 1, false, payload).Wait()
+			}
+			samples := []rtmetrics.Sample{{Name: "/sched/latencies:seconds"}, {Name: "/gc/heap/allocs:objects"}}
+			read := func() (wakeups, allocs uint64) {
+				rtmetrics.Read(samples)
+				for _, c := range samples[0].Value.Float64Histogram().Counts {
+					wakeups += c
+				}
+				return wakeups, samples[1].Value.Uint64()
+			}
+			b.ResetTimer()
+			w0, a0 := read()
+			cpu0, cs0 := cpuTime(), voluntaryCtxSwitches()
+			for range b.N {
+				if tok := dev.Publish("bench/a", 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+					b.Fatalf("publish: %v", tok.Error())
+				}
+			}
+			cpu, cs := cpuTime()-cpu0, voluntaryCtxSwitches()-cs0
+			w1, a1 := read()
+			b.StopTimer()
+			b.ReportMetric(8*float64(w1-w0)/float64(b.N), "wakeups/event")
+			b.ReportMetric(float64(cs)/float64(b.N), "thread-sleeps/event")
+			b.ReportMetric(float64(a1-a0)/float64(b.N), "allocs/event")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/event")
+		})
+	}
 }

@@ -200,7 +200,7 @@ func (s fileSink) RejectFile(ctx context.Context, function string, ev edgefn.Eve
 	ev.ID = g.NewEventID()
 	inv := &outbox.Invocation{Function: v.name, Version: v.meta.Version, EventID: ev.ID, Source: ev.Source, Subject: ev.Subject,
 		Time: ev.Time, Err: why, MemoryCap: int64(v.limits.Memory)}
-	ctx, cancel := context.WithTimeout(ctx, g.commitTimeout)
+	ctx, cancel := context.WithTimeout(ctx, g.commitDeadline.d)
 	defer cancel()
 	if _, err := g.store.Commit(ctx, inv); err != nil {
 		return err

@@ -56,8 +56,11 @@ type Host struct {
 	pub     publisher
 	gpio    gpioDevice
 
-	commitTimeout  time.Duration
-	publishTimeout time.Duration
+	// commitDeadline and publishDeadline bound a commit (30 s) and a
+	// publish after it (10 s) with contexts shared by the events of the
+	// same tick, instead of a timer per event.
+	commitDeadline  *sharedDeadline
+	publishDeadline *sharedDeadline
 
 	deployMu sync.Mutex // serializes deploy, rollback and remove
 	mu       sync.RWMutex
@@ -99,7 +102,7 @@ func newHost(cfg *Config, log *slog.Logger, store *outbox.Store, rt *sandbox.Run
 	}
 	g := &Host{
 		cfg: cfg, log: log, store: store, rt: rt, reg: reg, trusted: trusted, metrics: newMetrics(),
-		commitTimeout: 30 * time.Second, publishTimeout: 10 * time.Second,
+		commitDeadline: newSharedDeadline(30 * time.Second), publishDeadline: newSharedDeadline(10 * time.Second),
 		fns: map[string]*deployed{}, extraRoutes: map[string]http.HandlerFunc{},
 		started: time.Now(),
 		evBase:  strconv.FormatInt(time.Now().UnixNano(), 36),
@@ -172,6 +175,20 @@ func (g *Host) Deliver(ctx context.Context, ev edgefn.Event) error {
 	// instead of piling them up.
 	wait := qos1 && !ownPublish
 	fireAndForget := ownPublish || (ev.Source == edgefn.SourceMQTT && !qos1)
+	if len(targets) == 1 && !fireAndForget {
+		// One function and a caller that waits for it: run it on this
+		// goroutine when it can start at once.
+		g.mu.RLock()
+		d := g.fns[targets[0]]
+		g.mu.RUnlock()
+		if d != nil && d.q.tryInline() {
+			if err := ctx.Err(); err != nil {
+				d.q.inlineDone()
+				return err
+			}
+			return errors.Join(g.runInline(d, &job{ev: ev, enqueued: time.Now()}).Err)
+		}
+	}
 	var dones []chan outcome
 	var errs []error
 	for _, name := range targets {

@@ -63,8 +63,43 @@ func (g *Host) run(d *deployed, j *job) {
 		}
 		return
 	}
+	res, inv := g.invoke(v, j)
+	// The worker hands the commit off and takes the next event: group
+	// commit batches invocations, so waiting here would serialize them.
+	d.commits <- struct{}{}
+	d.pending.Add(1)
+	go func() {
+		defer func() { <-d.commits; d.pending.Done() }()
+		o := g.settle(d, v, j, res, inv)
+		if j.done != nil {
+			j.done <- o
+		}
+	}()
+}
+
+// runInline runs one job on the caller's goroutine, which waits for its
+// outcome anyway: no hand-off to a worker, no goroutine for the commit, no
+// channel back. The caller holds a worker slot (queue.tryInline), which
+// is given back once the function returned, before the commit, as a
+// worker gives it back by handing the commit off.
+func (g *Host) runInline(d *deployed, j *job) outcome {
+	v := d.cur.Load()
+	if v == nil {
+		d.q.inlineDone()
+		return outcome{Err: errQueueClosed}
+	}
+	res, inv := g.invoke(v, j)
+	d.pending.Add(1) // before the slot is given back: close waits for both
+	d.q.inlineDone()
+	defer d.pending.Done()
+	return g.settle(d, v, j, res, inv)
+}
+
+// invoke runs v on j's event and returns the result and what the outbox
+// keeps of it.
+func (g *Host) invoke(v *version, j *job) (*sandbox.Result, *outbox.Invocation) {
 	res := v.fn.Invoke(context.Background(), j.ev)
-	inv := &outbox.Invocation{
+	return res, &outbox.Invocation{
 		Function:    v.name,
 		Version:     v.meta.Version,
 		EventID:     j.ev.ID,
@@ -79,25 +114,19 @@ func (g *Host) run(d *deployed, j *job) {
 		Effects:     res.Effects,
 		Logs:        res.Logs,
 	}
-	// The worker hands the commit off and takes the next event: group
-	// commit batches invocations, so waiting here would serialize them.
-	d.commits <- struct{}{}
-	d.pending.Add(1)
-	go func() {
-		defer func() { <-d.commits; d.pending.Done() }()
-		ctx, cancel := context.WithTimeout(context.Background(), g.commitTimeout)
-		seqs, err := g.store.Commit(ctx, inv)
-		cancel()
-		committed := time.Now()
-		d.stats.observe(v, res, err, committed.Sub(j.enqueued))
-		g.logInvocation(v, &j.ev, res, err)
-		if err == nil && res.Err == nil {
-			g.apply(v, d.stats, j.ev.Depth, res.Effects)
-		}
-		if j.done != nil {
-			j.done <- outcome{Err: err, Result: &invocationResult{Function: v.name, Version: v.meta.Version, Sandbox: res, Seqs: seqs, Committed: committed}}
-		}
-	}()
+}
+
+// settle commits an invocation, records it in the stats and the log, and
+// applies its publishes and GPIO writes once they are durable.
+func (g *Host) settle(d *deployed, v *version, j *job, res *sandbox.Result, inv *outbox.Invocation) outcome {
+	seqs, err := g.store.Commit(g.commitDeadline.context(), inv)
+	committed := time.Now()
+	d.stats.observe(v, res, err, committed.Sub(j.enqueued))
+	g.logInvocation(v, &j.ev, res, err)
+	if err == nil && res.Err == nil {
+		g.apply(v, d.stats, j.ev.Depth, res.Effects)
+	}
+	return outcome{Err: err, Result: &invocationResult{Function: v.name, Version: v.meta.Version, Sandbox: res, Seqs: seqs, Committed: committed}}
 }
 
 // apply carries out publishes and GPIO writes of a committed invocation of
@@ -116,9 +145,7 @@ func (g *Host) apply(v *version, stats *fnStats, depth int, effects []edgefn.Eff
 				stats.chainDrop(g.log, e.Topic, depth+1)
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), g.publishTimeout)
-			err := g.pub.Publish(ctx, e.Topic, e.Payload, e.QoS, false, depth+1)
-			cancel()
+			err := g.pub.Publish(g.publishDeadline.context(), e.Topic, e.Payload, e.QoS, false, depth+1)
 			if err != nil {
 				g.metrics.effectFailed("publish")
 				g.log.Warn("publish after commit failed", "function", v.name, "topic", e.Topic, "err", err)

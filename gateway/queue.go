@@ -96,6 +96,36 @@ func (q *queue) offer(ctx context.Context, j *job, wait bool) error {
 	}
 }
 
+// tryInline takes a worker slot for a caller that runs a job on its own
+// goroutine (Host.runInline): only while nothing is queued, so the job does
+// not overtake queued ones, and the pool is below its bound. The caller
+// calls inlineDone when the function returned.
+func (q *queue) tryInline() bool {
+	q.sending.RLock()
+	defer q.sending.RUnlock()
+	if q.closed.Load() {
+		return false
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.jobs) > 0 || q.workers >= int(q.max.Load()) {
+		return false
+	}
+	q.workers++
+	q.wg.Add(1) // close waits for it as for a worker
+	return true
+}
+
+// inlineDone gives back the slot of tryInline, and starts a worker for the
+// jobs queued meanwhile if the pool was full.
+func (q *queue) inlineDone() {
+	q.mu.Lock()
+	q.workers--
+	q.mu.Unlock()
+	q.wg.Done()
+	q.grow()
+}
+
 // grow starts a worker when jobs are waiting and the pool is below its bound.
 func (q *queue) grow() {
 	q.mu.Lock()

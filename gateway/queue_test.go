@@ -108,3 +108,48 @@ func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	testutil.Eventually(t, 30*time.Second, "condition", cond)
 }
+
+// A caller running a job on its own goroutine takes a worker slot: the
+// slots it holds count against the bound, it never overtakes a queued job,
+// the job queued while every slot was taken runs once one is given back,
+// and close waits for it.
+func TestQueueInlineSlots(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ran := make(chan struct{}, 1)
+	q := newQueue("f", 4, 2, time.Second, func(_ context.Context, j *job) { ran <- struct{}{} }, discardLogger())
+	if !q.tryInline() || !q.tryInline() {
+		t.Fatal("two free slots: inline refused")
+	}
+	if q.tryInline() {
+		t.Fatal("a third inline run past concurrency 2")
+	}
+	if err := q.offer(context.Background(), &job{}, false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ran:
+		t.Fatal("a queued job ran while both slots were held inline")
+	case <-time.After(20 * time.Millisecond):
+	}
+	q.inlineDone()
+	if q.tryInline() {
+		t.Fatal("inline run taken before the queued job")
+	}
+	<-ran // the slot given back started a worker for the queued job
+	waitFor(t, func() bool { return q.depth() == 0 })
+
+	closed := make(chan error, 1)
+	go func() { closed <- q.close(context.Background()) }()
+	select {
+	case err := <-closed:
+		t.Fatalf("close returned (%v) while an inline run holds a slot", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	if q.tryInline() {
+		t.Error("inline run after close")
+	}
+	q.inlineDone()
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+}
