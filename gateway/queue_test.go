@@ -117,8 +117,10 @@ func TestQueueInlineSlots(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	ran := make(chan struct{}, 1)
 	q := newQueue("f", 4, 2, time.Second, func(_ context.Context, j *job) { ran <- struct{}{} }, discardLogger())
-	if !q.tryInline() || !q.tryInline() {
-		t.Fatal("two free slots: inline refused")
+	for i := range 2 {
+		if !q.tryInline() {
+			t.Fatalf("free slot %d of 2: inline refused", i+1)
+		}
 	}
 	if q.tryInline() {
 		t.Fatal("a third inline run past concurrency 2")
