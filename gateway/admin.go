@@ -262,6 +262,12 @@ func triggerStrings(m *edgefn.Manifest) []string {
 			out = append(out, fmt.Sprintf("gpio:%s %s", t.GPIO, t.Edge))
 		case edgefn.SourceTimer:
 			out = append(out, timerKey(t))
+		case edgefn.SourceFile:
+			s := "files:" + t.Files
+			if t.Pattern != "" {
+				s += " (" + t.Pattern + ")"
+			}
+			out = append(out, s)
 		}
 	}
 	return out

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgefn/edgefn/gateway/api"
 	"github.com/edgefn/edgefn/internal/testutil"
 )
 
@@ -28,7 +30,11 @@ var update = flag.Bool("update", false, "rewrite the golden files of TestGoldenJ
 // type. go test -run TestGoldenJSON -update rewrites the files.
 func TestGoldenJSON(t *testing.T) {
 	dir := t.TempDir()
-	a := startAgent(t, dir, "", agentOpts{noUplink: true})
+	inbox := filepath.Join(dir, "inbox")
+	if err := os.Mkdir(inbox, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, dir, "", agentOpts{noUplink: true, extra: fmt.Sprintf("grants: {max: {files: [%q]}}", inbox)})
 	c := newCLI(t)
 	g := &goldens{t: t, c: c}
 
@@ -57,6 +63,15 @@ func TestGoldenJSON(t *testing.T) {
 	g.check("outbox", 0, "outbox", "--json")
 	g.check("outbox_peek", 0, "outbox", "peek", "--json")
 	g.check("outbox_peek_function", 0, "outbox", "peek", "conv", "-n", "1", "--json")
+	// A file trigger, for the status's files part.
+	c.ok("deploy", writeFunction(t, filepath.Join(dir, "cam"), fmt.Sprintf("name: cam\nwasm: ./echo.wasm\ntriggers:\n  - files: %s\n    pattern: \"*.txt\"\n", inbox), example(t, "wat-minimal"), "echo.wasm"))
+	if err := os.WriteFile(filepath.Join(inbox, "a.txt"), []byte("snapshot"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the file processed", func() bool {
+		var st api.Status
+		return json.Unmarshal([]byte(c.ok("status", "--json")), &st) == nil && len(st.Files) == 1 && st.Files[0].Processed == 1
+	})
 	g.check("status", 0, "status", "--json")
 	g.check("gpio_ls", 0, "gpio", "ls", "--json")
 	g.check("gpio_set", 0, "gpio", "set", "GPIO5", "high", "--json")
@@ -65,8 +80,8 @@ func TestGoldenJSON(t *testing.T) {
 	// Completion: function names from the agent, manifests and modules
 	// from the directory; nothing (not "help h") for a command that takes
 	// no argument.
-	if out := c.ok("invoke", "--generate-bash-completion"); out != "conv\necho\n" {
-		t.Errorf("invoke NAME completion: %q, want the two functions", out)
+	if out := c.ok("invoke", "--generate-bash-completion"); out != "cam\nconv\necho\n" {
+		t.Errorf("invoke NAME completion: %q, want the three functions", out)
 	}
 	if out, _, _ := c.runIn(filepath.Join(dir, "echo"), []string{"EDGEFN_COMPLETE_WORD=fu"}, "deploy", "--generate-bash-completion"); out != "function.yaml\n" {
 		t.Errorf("deploy FILE completion: %q", out)
