@@ -28,6 +28,18 @@ type backend struct {
 	skip string
 }
 
+// opener opens backend with the test's clock, closed when the test ends.
+func opener(backend string) func(t *testing.T, now func() time.Time) *devices.GPIO {
+	return func(t *testing.T, now func() time.Time) *devices.GPIO {
+		g, err := devices.Open(devices.Config{Backend: backend, Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = g.Close() })
+		return g
+	}
+}
+
 // backends returns the backends available here: simulated always, periph
 // when host.Init finds GPIO pins. On hardware, writes and edges need
 // EDGEFN_GPIO_LOOP=OUT:IN naming two free pins wired together (OUT drives
@@ -35,14 +47,7 @@ type backend struct {
 func backends(t *testing.T) []backend {
 	bs := []backend{{
 		name: devices.BackendSimulated,
-		open: func(t *testing.T, now func() time.Time) *devices.GPIO {
-			g, err := devices.Open(devices.Config{Backend: devices.BackendSimulated, Now: now})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = g.Close() })
-			return g
-		},
+		open: opener(devices.BackendSimulated),
 		in: "GPIO17", out: "GPIO18",
 		drive: func(g *devices.GPIO, high bool) error { return g.Inject("GPIO17", high) },
 		edges: true,
@@ -54,14 +59,7 @@ func backends(t *testing.T) []backend {
 	_ = g.Close()
 	pb := backend{
 		name: devices.BackendPeriph,
-		open: func(t *testing.T, now func() time.Time) *devices.GPIO {
-			g, err := devices.Open(devices.Config{Backend: devices.BackendPeriph, Now: now})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = g.Close() })
-			return g
-		},
+		open: opener(devices.BackendPeriph),
 	}
 	if out, in, ok := strings.Cut(os.Getenv("EDGEFN_GPIO_LOOP"), ":"); ok {
 		pb.in, pb.out, pb.edges = in, out, true

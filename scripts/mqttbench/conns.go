@@ -28,11 +28,7 @@ func connsMain(args []string) error {
 	settle := fs.Duration("settle", 5*time.Second, "wait after the last connection before measuring")
 	profile := fs.String("profile", "", "directory for a heap profile of the agent with the connections open")
 	_ = fs.Parse(args)
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "mqttbench-conns")
+	self, dir, err := selfAndScratch("mqttbench-conns")
 	if err != nil {
 		return err
 	}

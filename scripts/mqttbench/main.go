@@ -87,11 +87,7 @@ func benchMain(args []string) error {
 	}
 	o.lat.Name, o.cpu.Name, o.sat.Name = "lat", "cpu", "sat"
 	o.sat.Rate = 0
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "mqttbench")
+	self, dir, err := selfAndScratch("mqttbench")
 	if err != nil {
 		return err
 	}
@@ -314,4 +310,14 @@ func installNodeRed(prefix string, logs io.Writer) (string, error) {
 		return "", err
 	}
 	return v.Version, nil
+}
+
+// selfAndScratch returns this program's path (it runs itself as the
+// forwarder and the floor) and a new scratch directory named prefix*.
+func selfAndScratch(prefix string) (self, dir string, err error) {
+	if self, err = os.Executable(); err != nil {
+		return "", "", err
+	}
+	dir, err = os.MkdirTemp("", prefix)
+	return self, dir, err
 }

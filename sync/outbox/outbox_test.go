@@ -33,6 +33,16 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// reopen closes s, failing the test if Close does, and opens the outbox
+// again with cfg: a clean restart.
+func reopen(t testing.TB, s *Store, cfg Config) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return openStore(t, cfg)
+}
+
 func openStore(t testing.TB, cfg Config) *Store {
 	t.Helper()
 	if cfg.Path == "" {
@@ -170,10 +180,7 @@ func TestGroupCommitConcurrent(t *testing.T) {
 			if len(all) != workers*each*2 || len(slices.Compact(slices.Clone(all))) != len(all) {
 				t.Fatalf("%d seqs, %d unique", len(all), len(slices.Compact(slices.Clone(all))))
 			}
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			s2 := openStore(t, Config{Path: path})
+			s2 := reopen(t, s, Config{Path: path})
 			recs, err := s2.Pending(context.Background(), 0, 1<<20, 1<<30)
 			if err != nil {
 				t.Fatal(err)
@@ -200,10 +207,7 @@ func TestSeqNeverReused(t *testing.T) {
 	if err := s.Confirm(ctx, seqs); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openStore(t, Config{Path: path})
+	s = reopen(t, s, Config{Path: path})
 	if got := mustCommit(t, s, emitInv("f", "4")); !slices.Equal(got, []uint64{4}) {
 		t.Fatalf("after deleting all rows and reopening: seqs = %v, want [4]", got)
 	}
@@ -211,10 +215,7 @@ func TestSeqNeverReused(t *testing.T) {
 	if err := s.DeadLetter(ctx, []uint64{4}, "gone"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openStore(t, Config{Path: path})
+	s = reopen(t, s, Config{Path: path})
 	if got := mustCommit(t, s, emitInv("f", "5")); !slices.Equal(got, []uint64{5}) {
 		t.Fatalf("seqs = %v, want [5]", got)
 	}
@@ -237,10 +238,7 @@ func TestDropOldest(t *testing.T) {
 		t.Fatalf("pending = %d records from %d", len(recs), recs[0].Seq)
 	}
 	// Counters survive a restart.
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openStore(t, Config{Path: path, MaxBytes: edgefn.Size(5 * per)})
+	s = reopen(t, s, Config{Path: path, MaxBytes: edgefn.Size(5 * per)})
 	if st := stats(t, s); st.Drops[DropMaxBytes] != 3 || st.Depth != 5 || st.Bytes != 5*per {
 		t.Fatalf("after reopen: %+v", st)
 	}
@@ -727,10 +725,7 @@ func TestDeferredInvocations(t *testing.T) {
 	}
 
 	mustCommit(t, s, pub)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s2 := openStore(t, Config{Path: path})
+	s2 := reopen(t, s, Config{Path: path})
 	if st := stats(t, s2); st.Invocations != 5 {
 		t.Errorf("after close and reopen %d invocations, want 5 (the last deferred one committed by Close)", st.Invocations)
 	}
