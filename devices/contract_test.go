@@ -48,7 +48,7 @@ func backends(t *testing.T) []backend {
 	bs := []backend{{
 		name: devices.BackendSimulated,
 		open: opener(devices.BackendSimulated),
-		in: "GPIO17", out: "GPIO18",
+		in:   "GPIO17", out: "GPIO18",
 		drive: func(g *devices.GPIO, high bool) error { return g.Inject("GPIO17", high) },
 		edges: true,
 	}}
