@@ -8,6 +8,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -191,6 +195,23 @@ func (cn *Conn) PublishBlob(ctx context.Context, b []byte, chunkSize int) (Modul
 	return m, nil
 }
 
+// FetchWindow is how many chunk topics FetchBlob subscribes to at once
+// (AWS IoT Core's limit of filters per SUBSCRIBE).
+const FetchWindow = 8
+
+// waitUntil checks cond each time changed signals, until it holds or ctx
+// ends.
+func waitUntil(ctx context.Context, changed <-chan struct{}, cond func() bool) error {
+	for !cond() {
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 // ErrBlobMismatch says the fetched chunks do not hash to the module's
 // SHA-256 (a tampered or partly overwritten blob).
 var ErrBlobMismatch = errors.New("module bytes do not match their sha256")
@@ -208,13 +229,12 @@ func (cn *Conn) FetchBlob(ctx context.Context, m Module, maxSize int64) ([]byte,
 	var mu sync.Mutex
 	chunks := make([][]byte, n)
 	have := 0
-	done := make(chan struct{})
+	more := make(chan struct{}, 1) // a chunk arrived
 	prefix := cn.topic.Chunk(m.SHA256, 0)
 	prefix = prefix[:len(prefix)-1]
-	filter := cn.topic.Chunks(m.SHA256)
-	err := cn.Subscribe(ctx, filter, func(topic string, p []byte, _ bool) {
-		var i int
-		if _, err := fmt.Sscanf(topic[len(prefix):], "%d", &i); err != nil || i < 0 || i >= n {
+	handler := func(_ paho.Client, msg paho.Message) {
+		i, err := strconv.Atoi(strings.TrimPrefix(msg.Topic(), prefix))
+		if err != nil || i < 0 || i >= n {
 			return
 		}
 		mu.Lock()
@@ -222,25 +242,42 @@ func (cn *Conn) FetchBlob(ctx context.Context, m Module, maxSize int64) ([]byte,
 		if chunks[i] == nil {
 			have++
 		}
-		chunks[i] = append([]byte(nil), p...)
-		if have == n {
-			select {
-			case <-done:
-			default:
-				close(done)
-			}
+		chunks[i] = append([]byte(nil), msg.Payload()...)
+		select {
+		case more <- struct{}{}:
+		default:
 		}
-	})
-	if err != nil {
-		return nil, err
 	}
-	defer func() { _ = cn.Unsubscribe(context.Background(), filter) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		mu.Lock()
-		defer mu.Unlock()
-		return nil, fmt.Errorf("module %.12s: %d of %d chunks arrived: %w", m.SHA256, have, n, ctx.Err())
+	// Each chunk topic is subscribed to exactly, FetchWindow at a time:
+	// AWS IoT Core sends no retained message to a filter with a
+	// wildcard and takes at most 8 filters per SUBSCRIBE.
+	for from := 0; from < n; from += FetchWindow {
+		to := min(from+FetchWindow, n)
+		filters := make(map[string]byte, to-from)
+		for i := from; i < to; i++ {
+			filters[cn.topic.Chunk(m.SHA256, i)] = 1
+		}
+		if err := wait(ctx, cn.c.SubscribeMultiple(filters, handler)); err != nil {
+			return nil, fmt.Errorf("module %.12s: subscribe to chunks %d-%d: %w", m.SHA256, from, to-1, err)
+		}
+		arrived := func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			for i := from; i < to; i++ {
+				if chunks[i] == nil {
+					return false
+				}
+			}
+			return true
+		}
+		err := waitUntil(ctx, more, arrived)
+		topics := slices.Collect(maps.Keys(filters))
+		_ = wait(context.Background(), cn.c.Unsubscribe(topics...))
+		if err != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			return nil, fmt.Errorf("module %.12s: %d of %d chunks arrived: %w", m.SHA256, have, n, err)
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -1,7 +1,9 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,5 +80,40 @@ func TestConnAcrossBrokerRestart(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("kept/y did not arrive")
 		}
+	}
+}
+
+// FetchBlob subscribes to chunk topics exactly, FetchWindow at a time (AWS
+// IoT Core sends no retained message to a wildcard filter): a blob of
+// several windows arrives whole; one with a chunk cleared from the broker
+// in the last window times out naming how many arrived.
+func TestFetchBlobWindows(t *testing.T) {
+	b := mosquittotest.Start(t)
+	cn := connect(t, b)
+	ctx := context.Background()
+	blob := make([]byte, 20*16-5) // 20 chunks of 16 bytes, the last short
+	for i := range blob {
+		blob[i] = byte(i * 7)
+	}
+	m, err := cn.PublishBlob(ctx, blob, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Chunks() != 20 || m.Chunks() <= 2*FetchWindow {
+		t.Fatalf("want a blob of more than two windows, got %d chunks", m.Chunks())
+	}
+	got, err := connect(t, b).FetchBlob(ctx, m, 1<<20)
+	if err != nil || !bytes.Equal(got, blob) {
+		t.Fatalf("fetch of %d chunks: %v (%d bytes)", m.Chunks(), err, len(got))
+	}
+	// An empty retained message clears chunk 17.
+	if err := cn.Publish(ctx, cn.Topics().Chunk(m.SHA256, 17), nil, true); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err = connect(t, b).FetchBlob(short, m, 1<<20)
+	if err == nil || !strings.Contains(err.Error(), "19 of 20 chunks arrived") {
+		t.Errorf("fetch with chunk 17 cleared: %v", err)
 	}
 }

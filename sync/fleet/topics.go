@@ -62,9 +62,6 @@ func (t Topics) Chunk(sha string, i int) string {
 	return t.prefix() + "/blobs/" + sha + "/" + strconv.Itoa(i)
 }
 
-// Chunks is the filter matching every chunk of a blob.
-func (t Topics) Chunks(sha string) string { return t.prefix() + "/blobs/" + sha + "/+" }
-
 // History is the topic of a group's earlier entries of a function (what
 // fleet rollback activates again); only the CLI reads it.
 func (t Topics) History(group, function string) string {
