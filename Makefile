@@ -26,7 +26,7 @@ all: build
 build: $(BIN)
 
 $(BIN): FORCE
-	$(GO) build $(GOFLAGS) -ldflags "-X main.commit=$(COMMIT)" -o $(BIN) ./cmd/edgefn
+	$(GO) build $(GOFLAGS) -tags urfave_cli_no_docs -ldflags "-X main.commit=$(COMMIT)" -o $(BIN) ./cmd/edgefn
 
 FORCE:
 

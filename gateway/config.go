@@ -54,7 +54,7 @@ type Config struct {
 	// (debug.SetMemoryLimit): the garbage collector collects more often as
 	// the agent's Go memory (heap, stacks, guest memories) nears it, and
 	// returns freed memory to the OS to stay under it. Default: GOMEMLIMIT
-	// from the environment when set, else DefaultMemoryLimit. Soft: the
+	// from the environment when set, else a quarter of MemTotal. Soft: the
 	// agent goes over it rather than stop (the collector then takes at most
 	// about half the CPU).
 	MemoryLimit edgefn.Size `yaml:"memory_limit"`
@@ -168,15 +168,16 @@ const (
 // DefaultMaxChainDepth is max_chain_depth when the config does not set it.
 const DefaultMaxChainDepth = 8
 
-// DefaultMemoryLimit is memory_limit when neither the config nor GOMEMLIMIT
-// sets it: well above what the agent uses at rest (about 10 MiB of Go
-// memory) or under saturation (about 30 MiB), so the collector works harder
-// only when something grows (thousands of device connections, many guest
-// memories). Bounds of memory_limit: MinMemoryLimit to MaxMemoryLimit.
+// Bounds of memory_limit. Without it (and without GOMEMLIMIT) the limit is
+// a quarter of the device's memory (MemTotal), like a JVM's default heap:
+// far above what the agent uses at rest (about 10 MiB of Go memory) or
+// under saturation (about 30 MiB), it keeps the heap from growing into the
+// memory other software needs, and a lower limit would make the collector
+// run all the time on a gateway with thousands of device connections
+// (about 30 KiB each, docs/performance.md).
 const (
-	DefaultMemoryLimit = 64 * edgefn.MiB
-	MinMemoryLimit     = 16 * edgefn.MiB
-	MaxMemoryLimit     = 64 * edgefn.GiB
+	MinMemoryLimit = 16 * edgefn.MiB
+	MaxMemoryLimit = 64 * edgefn.GiB
 )
 
 // LoadConfig reads and validates the agent config at path. An empty path
@@ -301,16 +302,20 @@ func (c *Config) setDefaults() {
 }
 
 // memoryLimit is the soft memory limit the agent sets and where it comes
-// from ("memory_limit", "GOMEMLIMIT" or "default"); 0 with GOMEMLIMIT: the
-// runtime already applied it.
-func (c *Config) memoryLimit(getenv func(string) string) (edgefn.Size, string) {
+// from ("memory_limit", "GOMEMLIMIT" or "MemTotal/4"); 0 with GOMEMLIMIT
+// (the runtime already applied it) or when memTotal fails (none).
+func (c *Config) memoryLimit(getenv func(string) string, memTotal func() (int64, error)) (edgefn.Size, string) {
 	switch {
 	case c.MemoryLimit != 0:
 		return c.MemoryLimit, "memory_limit"
 	case getenv("GOMEMLIMIT") != "":
 		return 0, "GOMEMLIMIT"
 	}
-	return DefaultMemoryLimit, "default"
+	total, err := memTotal()
+	if err != nil || total <= 0 {
+		return 0, "none (MemTotal unknown)"
+	}
+	return max(edgefn.Size(total/4), MinMemoryLimit), "MemTotal/4"
 }
 
 // DefaultLimits returns the agent's default limits for functions.

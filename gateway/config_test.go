@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,25 +33,29 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 }
 
-// memory_limit wins over GOMEMLIMIT, which wins over the default (and is
-// then left as the Go runtime applied it).
+// memory_limit wins over GOMEMLIMIT (then left as the Go runtime applied
+// it), which wins over a quarter of the device's memory.
 func TestMemoryLimitSource(t *testing.T) {
 	env := func(v string) func(string) string { return func(string) string { return v } }
+	gib := func() (int64, error) { return 1 << 30, nil }
+	unknown := func() (int64, error) { return 0, errors.New("no /proc/meminfo") }
 	c, err := LoadConfig(writeConfig(t, "memory_limit: 48MiB\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		c     *Config
-		env   string
-		limit edgefn.Size
-		from  string
+		c        *Config
+		env      string
+		memTotal func() (int64, error)
+		limit    edgefn.Size
+		from     string
 	}{
-		{c, "160MiB", 48 * edgefn.MiB, "memory_limit"},
-		{&Config{}, "160MiB", 0, "GOMEMLIMIT"},
-		{&Config{}, "", DefaultMemoryLimit, "default"},
+		{c, "160MiB", gib, 48 * edgefn.MiB, "memory_limit"},
+		{&Config{}, "160MiB", gib, 0, "GOMEMLIMIT"},
+		{&Config{}, "", gib, 256 * edgefn.MiB, "MemTotal/4"},
+		{&Config{}, "", unknown, 0, "none (MemTotal unknown)"},
 	} {
-		if l, from := tc.c.memoryLimit(env(tc.env)); l != tc.limit || from != tc.from {
+		if l, from := tc.c.memoryLimit(env(tc.env), tc.memTotal); l != tc.limit || from != tc.from {
 			t.Errorf("memory_limit %s, GOMEMLIMIT %q: got %s from %s, want %s from %s", tc.c.MemoryLimit, tc.env, l, from, tc.limit, tc.from)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/edgefn/edgefn/gateway/internal/ratelog"
 	"github.com/edgefn/edgefn/gateway/internal/sdnotify"
+	"github.com/edgefn/edgefn/internal/procstat"
 	"github.com/edgefn/edgefn/sandbox"
 	"github.com/edgefn/edgefn/sync/outbox"
 	"github.com/edgefn/edgefn/sync/uplink"
@@ -70,7 +71,7 @@ func (a *Agent) Ready() <-chan Ready { return a.ready }
 func (a *Agent) Run(ctx context.Context) (err error) {
 	cfg := a.cfg
 	log := a.log
-	if limit, from := cfg.memoryLimit(os.Getenv); limit > 0 {
+	if limit, from := cfg.memoryLimit(os.Getenv, func() (int64, error) { return procstat.MemInfo("MemTotal") }); limit > 0 {
 		prev := debug.SetMemoryLimit(int64(limit))
 		defer debug.SetMemoryLimit(prev)
 		log.Debug("Go memory limit", "limit", limit, "from", from)
@@ -177,6 +178,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	for _, u := range a.uplinks {
 		ups.Go(func() error { return u.Run(upCtx) })
 	}
+	intake.Go(func() error { return releaseIdleMemory(intakeCtx) })
 	intake.Go(func() error {
 		err := srv.serve()
 		if errors.Is(err, http.ErrServerClosed) {

@@ -36,6 +36,7 @@ const (
 	DefaultMaxInflight      = 64
 	DefaultMaxSubscriptions = 100
 	DefaultSessionExpiry    = 24 * time.Hour
+	DefaultReadBuffer       = 1 * edgefn.KiB
 	// maxMQTTPacket is the largest remaining length MQTT can encode.
 	maxMQTTPacket = 268435455
 )
@@ -92,6 +93,11 @@ type BrokerConfig struct {
 	// SessionExpiry bounds how long a disconnected persistent session is
 	// kept (default 24h).
 	SessionExpiry time.Duration `yaml:"session_expiry" json:"session_expiry"`
+	// ReadBuffer is each client's read buffer (default 1 KiB, mochi's 2 KiB
+	// halved: an idle device costs the broker about 30 KiB, most of it the
+	// stacks of its two goroutines; docs/performance.md). A packet larger
+	// than it is read in more than one step.
+	ReadBuffer edgefn.Size `yaml:"read_buffer" json:"read_buffer"`
 
 	// TLS adds a TLS listener.
 	TLS BrokerTLS `yaml:"tls" json:"tls"`
@@ -152,6 +158,9 @@ func (c BrokerConfig) Validate() error {
 	if c.MaxInflight < 0 || c.MaxInflight > 65535 {
 		bad("max_inflight", "%d: use 1 to 65535 (0: the default)", c.MaxInflight)
 	}
+	if c.ReadBuffer < 0 || (c.ReadBuffer != 0 && (c.ReadBuffer < 256 || c.ReadBuffer > 64*edgefn.KiB)) {
+		bad("read_buffer", "%s: use 256B to 64KiB (0: the default)", c.ReadBuffer)
+	}
 	if c.MaxRetainedBytes < 0 {
 		bad("max_retained_bytes", "%d: must not be negative", c.MaxRetainedBytes)
 	}
@@ -196,6 +205,7 @@ func (c BrokerConfig) withDefaults() BrokerConfig {
 	orDefault(&c.MaxRetainedBytes, DefaultMaxRetainedBytes)
 	orDefault(&c.ConnectTimeout, DefaultConnectTimeout)
 	orDefault(&c.SessionExpiry, DefaultSessionExpiry)
+	orDefault(&c.ReadBuffer, DefaultReadBuffer)
 	if c.TLS.ClientCAFile != "" {
 		orDefault(&c.TLS.ClientCerts, "optional")
 	}
@@ -417,9 +427,10 @@ func (b *Broker) Start() error {
 	caps.MaximumSessionExpiryInterval = uint32(c.SessionExpiry / time.Second)
 	caps.TopicAliasMaximum = 64 // mochi's default, 65535, lets a client grow a map that large
 	srv := mqttsrv.New(&mqttsrv.Options{
-		InlineClient: true,
-		Logger:       b.log,
-		Capabilities: caps,
+		InlineClient:            true,
+		Logger:                  b.log,
+		Capabilities:            caps,
+		ClientNetReadBufferSize: int(c.ReadBuffer),
 	})
 	inline, ok := srv.Clients.Get(mqttsrv.InlineClientId)
 	if !ok {

@@ -51,8 +51,10 @@ func TestBrokerConfigValidate(t *testing.T) {
 			{Username: "b", Password: "$7$abc$x$y"},
 			{Username: "c", Password: "p"}, {Username: "c", Password: "q"},
 		},
+		ReadBuffer: 16,
 	}.Validate()
-	for _, w := range []string{"listen", "users[0].username", "users[1].password", "users[2].password", "iteration", "users[4].username: \"c\": listed twice"} {
+	for _, w := range []string{"listen", "users[0].username", "users[1].password", "users[2].password", "iteration", "users[4].username: \"c\": listed twice",
+		"read_buffer: 16B: use 256B to 64KiB"} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("Validate() = %v, want it to mention %q", err, w)
 		}

@@ -40,7 +40,16 @@ func CPU(pid int) (time.Duration, error) {
 // Status reads a "kB" field of /proc/PID/status (VmRSS, VmHWM, RssAnon…),
 // in bytes.
 func Status(pid int, field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	return kBField(fmt.Sprintf("/proc/%d/status", pid), field)
+}
+
+// MemInfo reads a field of /proc/meminfo (MemTotal, MemAvailable…), in
+// bytes.
+func MemInfo(field string) (int64, error) { return kBField("/proc/meminfo", field) }
+
+// kBField reads a "Field: N kB" line of a /proc file, in bytes.
+func kBField(path, field string) (int64, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
@@ -50,5 +59,5 @@ func Status(pid int, field string) (int64, error) {
 			return kb * 1024, err
 		}
 	}
-	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
+	return 0, fmt.Errorf("%s has no %s", path, field)
 }
