@@ -181,6 +181,15 @@ func TestFleetCanaryRollbackRm(t *testing.T) {
 	if !strings.Contains(errOut, "gw-b: healthy: echo version") {
 		t.Errorf("progress lines:\n%s", errOut)
 	}
+	// The canaries' health (followed: published as invocations move) is
+	// that of the new version: invocations, a p99, no failures.
+	waitFor(t, func() bool {
+		f, _ := fnStatus(fleetStatusOf(t, broker.URL(), "gw-b"), "echo")
+		return f.Hash == logSHA && f.Invocations > 0 && f.P99 > 0 && f.Window > 0
+	})
+	if f, _ := fnStatus(fleetStatusOf(t, broker.URL(), "gw-b"), "echo"); len(f.Failures) > 0 {
+		t.Errorf("gw-b's health after a healthy canary: %+v", f.Health)
+	}
 
 	// Rollback: the entry logecho replaced, signed again.
 	flags := []string{"--broker", broker.URL(), "--group", "lab", "--key", key, "--watch", "60s"}
