@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/examples"
+	"github.com/edgefn/edgefn/internal/manifest"
 	guestsdk "github.com/edgefn/edgefn/sandbox/guest"
 )
 
@@ -86,11 +87,26 @@ func newAction(c *cli.Context) error {
 		}
 	}
 	w := c.App.Writer
+	data := sampleData[lang]
 	fmt.Fprintf(w, "wrote %s/ (%s): %s\n", dir, lang, strings.Join(paths, ", "))
 	fmt.Fprintf(w, "build (the manifest's build: line):\n  edgefn build %s\n", dir)
-	fmt.Fprintf(w, "try it locally:\n  edgefn run %s/function.yaml --data '...'\n", dir)
+	fmt.Fprintf(w, "try it locally:\n  edgefn run %s/function.yaml --data '%s'\n", dir, data)
 	fmt.Fprintf(w, "deploy:\n  edgefn deploy %s/function.yaml\n", dir)
+	if m, err := manifest.Parse("function.yaml", files["function.yaml"]); err == nil && len(m.Triggers) > 0 && m.Triggers[0].MQTT != "" {
+		fmt.Fprintf(w, "send it a message and watch:\n  mosquitto_pub -q 1 -t %s -m '%s'\n", sampleTopic(m.Triggers[0].MQTT), data)
+		fmt.Fprintf(w, "  edgefn tail '%s/#'       # its topics, live (Ctrl-C ends it)\n", name)
+		fmt.Fprintf(w, "  edgefn logs %s\n  edgefn outbox peek %s\n", name, name)
+	}
 	return nil
+}
+
+// sampleData is a payload each template handles, for the lines new prints.
+var sampleData = map[string]string{
+	"go":   `{"celsius": 31}`,
+	"c":    "21.5",
+	"rust": "press",
+	"as":   "23.4",
+	"wat":  "hi",
 }
 
 // renderTemplate returns the project files for lang, renamed from the

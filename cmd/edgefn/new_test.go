@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -119,10 +120,10 @@ func TestNewProjects(t *testing.T) {
 		tool             string
 		slow             bool
 	}{
-		{lang: "wat", data: "hello", want: "hello", tool: "wat2wasm"},
-		{lang: "c", data: "20", want: `"F":68.00`, tool: "clang"},
+		{lang: "wat", data: "hi", want: "hi", tool: "wat2wasm"},
+		{lang: "c", data: "21.5", want: `"F":70.70`, tool: "clang"},
 		{lang: "rust", data: "press", want: `"presses":1`, tool: "/usr/bin/rustc"},
-		{lang: "as", data: "5", want: `"ema"`, tool: "npm"},
+		{lang: "as", data: "23.4", want: `"ema"`, tool: "npm"},
 		{lang: "go", data: `{"celsius": 31}`, want: `"alert":true`, tool: "go", slow: true},
 	}
 	for _, tc := range cases {
@@ -147,6 +148,14 @@ func TestNewProjects(t *testing.T) {
 				}
 				proj := filepath.Join(dir, name)
 				m := templateManifest(t, proj, name)
+				// The lines new prints are the ones this test runs.
+				pub := fmt.Sprintf("mosquitto_pub -q 1 -t %s -m '%s'", sampleTopic(m.Triggers[0].MQTT), tc.data)
+				for _, want := range []string{"edgefn build " + name, fmt.Sprintf("edgefn run %s/function.yaml --data '%s'", name, tc.data),
+					"edgefn deploy " + name + "/function.yaml", pub, "edgefn tail '" + name + "/#'", "edgefn outbox peek " + name} {
+					if !strings.Contains(out, "\n  "+want) {
+						t.Errorf("new does not print %q:\n%s", want, out)
+					}
+				}
 				readme, _ := os.ReadFile(filepath.Join(proj, "README.md"))
 				if strings.Contains(string(readme), templateLangs[tc.lang]) || strings.Contains(string(readme), "repository root") ||
 					!strings.Contains(string(readme), "edgefn build") {
@@ -165,13 +174,13 @@ func TestNewProjects(t *testing.T) {
 				}
 				// A generous timeout: the cold start compiles the module on
 				// a shared CI machine.
-				args := []string{"run", "function.yaml", "--timeout", "5s", "--data", tc.data}
-				out, errOut, code = c.runIn(proj, nil, args...)
+				args := []string{"run", name + "/function.yaml", "--timeout", "5s", "--data", tc.data}
+				out, errOut, code = c.runIn(dir, nil, args...)
 				if code != 0 || !strings.Contains(out, tc.want) {
 					t.Errorf("run: exit %d: %s %s", code, out, errOut)
 				}
 				if tc.lang == "go" { // guest.Env reads the manifest's env (--env here)
-					out, errOut, code = c.runIn(proj, nil, append(args, "--env", "THRESHOLD=40")...)
+					out, errOut, code = c.runIn(dir, nil, append(args, "--env", "THRESHOLD=40")...)
 					if code != 0 || !strings.Contains(out, `"threshold":40,"alert":false`) {
 						t.Errorf("run --env THRESHOLD=40: exit %d: %s %s", code, out, errOut)
 					}
