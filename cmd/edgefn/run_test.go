@@ -13,17 +13,6 @@ import (
 	"github.com/edgefn/edgefn/gateway/api"
 )
 
-// buildBinary builds the edgefn binary into a temporary directory.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "edgefn")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 func guest(t *testing.T, name string) string {
 	t.Helper()
 	p := filepath.Join("..", "..", "sandbox", "testdata", name+".wasm")
@@ -50,7 +39,7 @@ func binRunner(t *testing.T, bin, cmd string) func(args ...string) (string, int)
 }
 
 func TestRunCommand(t *testing.T) {
-	bin := buildBinary(t)
+	bin := e2eBin
 	run := binRunner(t, bin, "run")
 
 	out, code := run(guest(t, "script"), "--data", "emit hi\nset a 1\npublish x/y z 1", "--allow-kv", "--allow-publish", "x/#", "--json")
@@ -127,7 +116,7 @@ func scriptProject(t *testing.T, manifest string) (dir, man string) {
 // pins and takes writes, and --kv-file keeps kv across runs (not the
 // writes of a failed run).
 func TestRunManifest(t *testing.T) {
-	bin := buildBinary(t)
+	bin := e2eBin
 	run := binRunner(t, bin, "run")
 	dir, man := scriptProject(t, `name: scr
 wasm: script.wasm
@@ -184,7 +173,7 @@ env:
 // trigger's directory resolved next to the manifest; a file over the
 // trigger's max_size is refused as the agent refuses it.
 func TestRunFile(t *testing.T) {
-	bin := buildBinary(t)
+	bin := e2eBin
 	run := binRunner(t, bin, "run")
 	dir, man := scriptProject(t, "name: cam\nwasm: script.wasm\ntriggers:\n  - files: inbox\n    max_size: 64B\n")
 	// The payload is the script guest's program.
@@ -229,7 +218,7 @@ func TestBuildCommand(t *testing.T) {
 	if _, err := exec.LookPath("wat2wasm"); err != nil {
 		t.Skip("wat2wasm not installed")
 	}
-	build := binRunner(t, buildBinary(t), "build")
+	build := binRunner(t, e2eBin, "build")
 	dir := t.TempDir()
 	write := func(name, s string) {
 		t.Helper()
