@@ -12,7 +12,7 @@ import "time"
 // twice the window, a batch does not wait at all (an idle or slow store
 // commits each invocation at once, and an uplink's confirm does not wait
 // for an invocation that is not coming); when they come closer, a batch
-// waits up to the window (FlushInterval, 1 ms by default) for the ones
+// waits up to the window (FlushInterval, 2 ms by default) for the ones
 // that follow, and stops early once the queue ran dry for about twice the
 // usual gap, or once as many invocations are in as recent batches held.
 type batchRule struct {

@@ -5,10 +5,13 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -178,5 +181,57 @@ func BenchmarkDropOldest(b *testing.B) {
 		b.Run(string(d), func(b *testing.B) {
 			benchCommit(b, Config{Durability: d, MaxBytes: 4 * edgefn.MiB, OnFull: DropOldest}, 1, false)
 		})
+	}
+}
+
+// BenchmarkCommitPaced: the MQTT path's shape at moderate rates, where
+// group commit has to gather on purpose: 4 devices, each committing one
+// record at rate/4 per second and waiting for its commit (as a QoS 1
+// message waits for its PUBACK) before the next. Reports records per
+// commit, CPU per record and the commit latency (p50/p99).
+func BenchmarkCommitPaced(b *testing.B) {
+	for _, d := range []Durability{DurabilityNormal, DurabilityFull} {
+		for _, rate := range []int{1000, 4000} {
+			b.Run(fmt.Sprintf("%s/%d", d, rate), func(b *testing.B) {
+				s := openStore(b, Config{Path: filepath.Join(b.TempDir(), "outbox.db"), Logger: testLogger(b), Durability: d})
+				payload := bytes.Repeat([]byte("x"), 100)
+				const devices = 4
+				per := max(b.N/devices, 1)
+				lat := make([][]time.Duration, devices)
+				commits0, cpu0 := stats(b, s).Commits, cpuTime(b)
+				b.ResetTimer()
+				var wg sync.WaitGroup
+				for dev := range devices {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						// Devices out of phase: one commit every 1/rate overall.
+						time.Sleep(time.Duration(dev) * time.Second / time.Duration(rate))
+						tick := time.NewTicker(devices * time.Second / time.Duration(rate))
+						defer tick.Stop()
+						for range per {
+							<-tick.C
+							start := time.Now()
+							inv := &Invocation{Function: "bench", Version: 1, EventID: "0123456789abcdefghij", Source: edgefn.SourceMQTT,
+								Subject: "sensors/room1/temperature", Time: start, Effects: []edgefn.Effect{{Kind: edgefn.EffectEmit, Payload: payload}}}
+							if _, err := s.Commit(context.Background(), inv); err != nil {
+								b.Error(err)
+								return
+							}
+							lat[dev] = append(lat[dev], time.Since(start))
+						}
+					}()
+				}
+				wg.Wait()
+				b.StopTimer()
+				n := float64(per * devices)
+				all := slices.Concat(lat...)
+				slices.Sort(all)
+				b.ReportMetric(n/float64(stats(b, s).Commits-commits0), "records/commit")
+				b.ReportMetric(float64(cpuTime(b)-cpu0)/n, "cpu_ns/record")
+				b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+				b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+			})
+		}
 	}
 }

@@ -72,12 +72,15 @@ type Config struct {
 	OnFull OnFull
 	// FlushInterval is the longest the committer waits, after the first
 	// request of a batch arrives, for more to join it: the latency budget
-	// of group commit. Default 1ms; a negative value commits whatever is
-	// queued without waiting. The wait adapts to the rate of invocations:
-	// none while they come more than two windows apart (an idle store
-	// commits at once), up to the window under load. A batch commits
-	// before that once the queue is empty and it holds as many
-	// invocations as recent batches did (their callers are back).
+	// of group commit. Default 2ms: at 1,000 evenly spaced invocations a
+	// second a 1ms window ends just before the next one arrives and
+	// gathers nothing, 2ms gathers about two per commit for about 1ms more
+	// latency. A negative value commits whatever is queued without
+	// waiting. The wait adapts to the rate of invocations: none while they
+	// come more than two windows apart (an idle store commits at once), up
+	// to the window under load. A batch commits before that once the queue
+	// is empty and it holds as many invocations as recent batches did
+	// (their callers are back).
 	FlushInterval time.Duration
 	// FlushQuiet closes a batch early when no invocation arrived for this
 	// long, or for twice the usual gap between invocations if that is
@@ -139,7 +142,7 @@ func (c Config) withDefaults() Config {
 		c.OnFull = DropOldest
 	}
 	if c.FlushInterval == 0 {
-		c.FlushInterval = time.Millisecond
+		c.FlushInterval = 2 * time.Millisecond
 	}
 	if c.FlushQuiet == 0 {
 		c.FlushQuiet = c.FlushInterval / 10
