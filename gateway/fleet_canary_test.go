@@ -173,8 +173,13 @@ func TestFleetCanaryRollbackRm(t *testing.T) {
 		f, ok := fnStatus(fleetStatusOf(t, broker.URL(), "gw-a"), "echo")
 		return ok && f.Hash == echoSHA
 	})
+	// A canary that saw too few events is not judged healthy.
+	res, errOut = fleetJSON(t, 1, deploy("logecho.wasm", "--canary", "1", "--watch", "3s", "--min-invocations", "100000")...)
+	if !res.RolledBack || !strings.Contains(res.CanaryFailed["gw-a"], "--min-invocations 100000") {
+		t.Errorf("canary with too few invocations: %+v\n%s", res, errOut)
+	}
 	// A healthy canary (the same function, logecho) goes on to the group.
-	res, errOut = fleetJSON(t, 0, deploy("logecho.wasm", "--canary", "34%", "--watch", "10s")...)
+	res, errOut = fleetJSON(t, 0, deploy("logecho.wasm", "--canary", "34%", "--watch", "10s", "--min-invocations", "5")...)
 	if !slices.Equal(res.Canaries, []string{"gw-a", "gw-b"}) || res.Sequence == 0 || len(res.Converged) != 3 || res.Module != logSHA {
 		t.Fatalf("healthy canary: %+v\n%s", res, errOut)
 	}

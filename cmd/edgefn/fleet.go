@@ -53,6 +53,7 @@ func fleetCommand() *cli.Command {
 				Flags: keyFlags(
 					&cli.StringFlag{Name: "canary", Usage: "N or P%: gateways that run it for --watch before the group"},
 					&cli.StringFlag{Name: "max-error-rate", Usage: "P%: a canary failing more of its events is rolled back (default 0%)"},
+					&cli.Int64Flag{Name: "min-invocations", Usage: "a canary with fewer invocations in its watch is rolled back (default 0)"},
 					&cli.IntFlag{Name: "chunk-size", Value: fleet.DefaultChunkSize, Usage: "bytes per retained blob chunk"},
 					&cli.StringFlag{Name: "module-url", Usage: "https URL the gateways fetch the module from, instead of broker chunks"},
 				),
@@ -508,7 +509,7 @@ func fleetDeployAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	canary, maxRate, err := canaryFlags(c)
+	rule, err := canaryFlags(c)
 	if err != nil {
 		return err
 	}
@@ -555,14 +556,14 @@ func fleetDeployAction(c *cli.Context) error {
 	prev, hadPrev := entryOf(doc, name)
 	entry := fleet.Function{Name: name, Manifest: manifest, Module: mod,
 		Activation: activation.Sign(activation.New(activation.Deploy, name, manifest, wasm, nextSequence(0)), op.priv)}
-	if canary != "" {
+	if rule.spec != "" {
 		if hadPrev {
 			// Check now that a failed canary can roll back to it.
 			if _, err := prev.Verify(op.pub()); err != nil {
 				return fmt.Errorf("fleet deploy --canary: group %s's current entry of %s does not verify with --key, so a failed canary could not be rolled back to it: %w (deploy with the key that signed it)", op.group, name, err)
 			}
 		}
-		ok, err := op.runCanary(canary, maxRate, entry)
+		ok, err := op.runCanary(rule, entry)
 		if err != nil {
 			return err
 		}

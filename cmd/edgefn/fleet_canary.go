@@ -21,31 +21,43 @@ import (
 // status: a gateway publishes new failures within its health poll (5 s).
 const canaryGrace = 6 * time.Second
 
-// canaryFlags checks --canary and --max-error-rate.
-func canaryFlags(c *cli.Context) (canary string, maxRate float64, err error) {
-	canary = c.String("canary")
+// canaryRule is what a canary must do: run the new version for watch
+// with an error rate at most maxRate over at least minEvents invocations.
+type canaryRule struct {
+	spec      string // --canary: N or P%; "" for no canary
+	watch     time.Duration
+	maxRate   float64
+	minEvents int64
+}
+
+// canaryFlags checks --canary, --max-error-rate and --min-invocations.
+func canaryFlags(c *cli.Context) (canaryRule, error) {
+	r := canaryRule{spec: c.String("canary"), watch: c.Duration("watch"), minEvents: c.Int64("min-invocations")}
 	rate := c.String("max-error-rate")
-	if canary == "" {
-		if rate != "" {
-			return "", 0, usagef("fleet deploy: --max-error-rate applies to canaries: give --canary N|P%%")
+	if r.spec == "" {
+		if rate != "" || c.IsSet("min-invocations") {
+			return r, usagef("fleet deploy: --max-error-rate and --min-invocations apply to canaries: give --canary N|P%%")
 		}
-		return "", 0, nil
+		return r, nil
 	}
-	if _, err := canaryCount(canary, 1); err != nil {
-		return "", 0, err
+	if _, err := canaryCount(r.spec, 1); err != nil {
+		return r, err
 	}
-	if c.Duration("watch") <= 0 {
-		return "", 0, usagef("fleet deploy: --canary needs --watch DUR: how long the canaries must run it healthy")
+	if r.watch <= 0 {
+		return r, usagef("fleet deploy: --canary needs --watch DUR: how long the canaries must run it healthy")
+	}
+	if r.minEvents < 0 {
+		return r, usagef("fleet deploy: --min-invocations %d: want 0 or more", r.minEvents)
 	}
 	if rate != "" {
 		p, ok := strings.CutSuffix(rate, "%")
 		f, perr := strconv.ParseFloat(p, 64)
 		if !ok || perr != nil || f < 0 || f > 100 || math.IsNaN(f) {
-			return "", 0, usagef("fleet deploy: --max-error-rate %q: want a percentage from 0%% to 100%%, such as 5%%", rate)
+			return r, usagef("fleet deploy: --max-error-rate %q: want a percentage from 0%% to 100%%, such as 5%%", rate)
 		}
-		maxRate = f / 100
+		r.maxRate = f / 100
 	}
-	return canary, maxRate, nil
+	return r, nil
 }
 
 // canaryCount is how many of n gateways --canary names: N, or P% rounded
@@ -69,7 +81,7 @@ func canaryCount(spec string, n int) (int, error) {
 // watches them. It returns true when every canary ran it healthy for
 // --watch; otherwise it rolls the canaries back (the group's previous
 // entry, signed anew) and returns false with the reasons in op.res.
-func (op *fleetOp) runCanary(spec string, maxRate float64, entry fleet.Function) (bool, error) {
+func (op *fleetOp) runCanary(rule canaryRule, entry fleet.Function) (bool, error) {
 	sts, err := statuses(op.ctx, op.cn)
 	if err != nil {
 		return false, err
@@ -83,7 +95,7 @@ func (op *fleetOp) runCanary(spec string, maxRate float64, entry fleet.Function)
 	if len(online) == 0 {
 		return false, fmt.Errorf("fleet deploy --canary: no gateway of group %s is online (fleet ls --group %s): nothing to try the function on", op.group, op.group)
 	}
-	k, err := canaryCount(spec, len(online))
+	k, err := canaryCount(rule.spec, len(online))
 	if err != nil {
 		return false, err
 	}
@@ -107,14 +119,13 @@ func (op *fleetOp) runCanary(spec string, maxRate float64, entry fleet.Function)
 		op.canaryDocs[gw] = d
 		op.res.Canaries = append(op.res.Canaries, gw)
 	}
-	watch := op.c.Duration("watch")
-	fmt.Fprintf(op.c.App.ErrWriter, "canary %s (module %.12s) on %s: each must run it for %v at most %.1f%% failed events\n",
-		entry.Name, entry.Module.SHA256, strings.Join(canaries, ", "), watch, maxRate*100)
+	fmt.Fprintf(op.c.App.ErrWriter, "canary %s (module %.12s) on %s: each must run it for %v, at most %.1f%% failed events, at least %d invocations\n",
+		entry.Name, entry.Module.SHA256, strings.Join(canaries, ", "), rule.watch, rule.maxRate*100, rule.minEvents)
 	seqs := map[string]uint64{}
 	for gw, d := range op.canaryDocs {
 		seqs[gw] = d.Sequence
 	}
-	failed := watchCanaries(op.ctx, op.cn, seqs, entry, watch, maxRate, func(gw, what string) { op.progress("canary "+gw, what) })
+	failed := watchCanaries(op.ctx, op.cn, seqs, entry, rule, func(gw, what string) { op.progress("canary "+gw, what) })
 	if len(failed) == 0 {
 		return true, nil
 	}
@@ -244,16 +255,16 @@ func followStatuses(ctx context.Context, cn *fleet.Conn, keep func(fleet.StatusD
 
 // watchCanaries follows the canaries' status documents: each must report
 // entry's module active within watch, then run it for watch (plus
-// canaryGrace for a last status) with an error rate at most maxRate. It
+// canaryGrace for a last status) as the rule says. It
 // returns the canaries (gateway: the sequence of the document that made
 // it one) that failed and why.
-func watchCanaries(ctx context.Context, cn *fleet.Conn, canaries map[string]uint64, entry fleet.Function, watch time.Duration, maxRate float64, progress func(gw, what string)) map[string]string {
+func watchCanaries(ctx context.Context, cn *fleet.Conn, canaries map[string]uint64, entry fleet.Function, rule canaryRule, progress func(gw, what string)) map[string]string {
 	type canary struct {
 		active  time.Time
 		version int
 		health  fleet.Health
 	}
-	start := time.Now()
+	start, watch := time.Now(), rule.watch
 	state := map[string]*canary{}
 	for gw := range canaries {
 		state[gw] = &canary{}
@@ -283,6 +294,8 @@ func watchCanaries(ctx context.Context, cn *fleet.Conn, canaries map[string]uint
 				switch {
 				case s.active.IsZero() && now.Sub(start) > watch:
 					fail(gw, fmt.Sprintf("did not report %s (module %.12s) active within %v", name, sha, watch))
+				case !s.active.IsZero() && now.Sub(s.active) >= watch+canaryGrace && s.health.Invocations < rule.minEvents:
+					fail(gw, fmt.Sprintf("only %d invocations of %s in %v, --min-invocations %d: not enough to judge it", s.health.Invocations, name, watch, rule.minEvents))
 				case !s.active.IsZero() && now.Sub(s.active) >= watch+canaryGrace:
 					delete(state, gw)
 					progress(gw, fmt.Sprintf("healthy: %s version %d ran %v, %d invocations, %s failed", name, s.version, watch, s.health.Invocations, failures(s.health)))
@@ -314,9 +327,9 @@ func watchCanaries(ctx context.Context, cn *fleet.Conn, canaries map[string]uint
 				progress(st.Gateway, fmt.Sprintf("%s version %d active, watching for %v", name, f.Version, watch))
 			}
 			s.health = f.Health
-			if r := f.Health.ErrorRate(); r > maxRate {
+			if r := f.Health.ErrorRate(); r > rule.maxRate {
 				fail(st.Gateway, fmt.Sprintf("%.1f%% of its events failed (%d invocations, %s failed over %ds), above --max-error-rate %.1f%%",
-					r*100, f.Health.Invocations, failures(f.Health), time.Duration(f.Health.Window)/time.Second, maxRate*100))
+					r*100, f.Health.Invocations, failures(f.Health), time.Duration(f.Health.Window)/time.Second, rule.maxRate*100))
 			}
 		}
 	}
