@@ -870,6 +870,11 @@ func TestE2ELogsFollowAndUsage(t *testing.T) {
 	if strings.Count(logs, "FAIL   exit: ") != 3 || strings.Contains(logs, "exit: exit: ") {
 		t.Errorf("logs: want each failure as 'exit: ...' once:\n%s", logs)
 	}
+	// So does the web console's function page: the reason, then the
+	// message without it.
+	if page := adminGet(t, a, "/functions/conv"); strings.Count(page, `<td class="bad">exit</td><td class="msg">exit code 1; stderr: `) != 3 {
+		t.Errorf("console: want 3 failures, reason and message apart:\n%s", page)
+	}
 	if out := c.ok("logs", "conv", "-n", "2", "--json"); strings.Count(out, "\n") != 2 {
 		t.Errorf("logs -n 2 --json: %s", out)
 	}

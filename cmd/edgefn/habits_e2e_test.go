@@ -149,10 +149,14 @@ func TestE2EStatusWithoutUplinkAndMetricsAtZero(t *testing.T) {
 }
 
 // scrape reads the agent's /metrics with its token.
-func scrape(t *testing.T, a *agentProc) string {
+func scrape(t *testing.T, a *agentProc) string { return adminGet(t, a, "/metrics") }
+
+// adminGet reads a page of the agent's admin listener (metrics, the web
+// console) with its token.
+func adminGet(t *testing.T, a *agentProc, path string) string {
 	t.Helper()
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 10 * time.Second}
-	req, _ := http.NewRequest("GET", a.url+"/metrics", nil)
+	req, _ := http.NewRequest("GET", a.url+path, nil)
 	req.Header.Set("Authorization", "Bearer "+a.token)
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -161,7 +165,7 @@ func scrape(t *testing.T, a *agentProc) string {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("/metrics: %d %v", resp.StatusCode, err)
+		t.Fatalf("%s: %d %v", path, resp.StatusCode, err)
 	}
 	return string(b)
 }
