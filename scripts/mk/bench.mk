@@ -5,6 +5,8 @@
 #   make bench-quick  smaller scenarios, one run, no pinned run (a few minutes),
 #                     writes $(BENCH_QUICK_OUT)
 #   make bench-go     the Go benchmarks of every package (benchstat input)
+#   make bench-conns  what 2,000 idle device connections cost the agent, mochi
+#                     alone and mosquitto (docs/performance.md#device-connections)
 #   make bench-fleet  fleet rollouts to 20, 100 and 200 agent processes on one
 #                     mosquitto (gateway BenchmarkFleetConverge), writes
 #                     $(FLEET_BENCH_OUT) (docs/benchmarks/fleet.md quotes it)
@@ -21,7 +23,7 @@ scripts/mqttbench/testdata/publish.wasm: scripts/mqttbench/testdata/publish.wat
 FLEET_SIZES     ?= 20,100,200
 FLEET_BENCH_OUT ?= bin/fleet-bench.md
 
-.PHONY: bench bench-quick bench-go bench-fleet
+.PHONY: bench bench-quick bench-go bench-conns bench-fleet
 
 $(MQTTBENCH): FORCE
 	$(GO) build $(GOFLAGS) -o $@ ./scripts/mqttbench
@@ -46,3 +48,8 @@ bench-fleet: wasm
 	EDGEFN_FLEET_SIZES=$(FLEET_SIZES) EDGEFN_FLEET_REPORT=$(abspath $(FLEET_BENCH_OUT)) \
 		$(GO) test -count=1 -timeout 60m -run '^$$' -bench '^BenchmarkFleetConverge$$' -benchtime 1x ./gateway/
 	@cat $(FLEET_BENCH_OUT)
+
+## bench-conns: RSS per idle device connection (2,000 raw clients, each
+## subscribed to its own topic) of the agent, mochi alone and mosquitto.
+bench-conns: build wasm $(MQTTBENCH)
+	$(MQTTBENCH) conns -edgefn $(BIN) -n 2000 -settle 35s

@@ -66,7 +66,8 @@ test-arm: wasm
 test-deb: $(DIST)/edgefn_$(DEB_VERSION)_amd64.deb $(DIST)/edgefn_$(VERSION)_linux_amd64.tar.gz
 	scripts/test-deb.sh $(DIST)/edgefn_$(DEB_VERSION)_amd64.deb $(DIST)/edgefn_$(VERSION)_linux_amd64.tar.gz
 
-## footprint: sizes of the cross builds, RSS idle and under MQTT load, start-to-ready.
+## footprint: sizes of the cross builds, RSS idle (after keep_warm: the functions'
+## code unloaded) and under MQTT load, start-to-ready.
 footprint: wasm $(foreach t,$(CROSS_TARGETS),$(DIST)/edgefn-linux-$(t))
-	$(GO) run ./scripts/footprint -bin $(DIST)/edgefn-linux-amd64 -functions examples \
+	$(GO) run ./scripts/footprint -bin $(DIST)/edgefn-linux-amd64 -functions examples -keep-warm 10s \
 		$(foreach t,$(CROSS_TARGETS),-size $(DIST)/edgefn-linux-$(t))
