@@ -35,8 +35,9 @@ func newCommand() *cli.Command {
 		Usage:     "write a new function project from a template",
 		ArgsUsage: "NAME",
 		Description: "Writes ./NAME/ (or --dir) with function.yaml, the source and a README, copied from\n" +
-			"the matching example (go, c, rust, as = AssemblyScript, wat) and renamed to NAME, then\n" +
-			"prints the line that builds it.",
+			"the matching example (go, c, rust, as = AssemblyScript, wat) and renamed to NAME: its\n" +
+			"topics are NAME/..., it claims no GPIO pin, its build: line works offline. Then prints\n" +
+			"the loop: build, run locally, deploy, a message on its topic, tail, logs, outbox peek.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "lang", Aliases: []string{"l"}, Usage: "go, c, rust, as or wat (required)"},
 			&cli.StringFlag{Name: "dir", Usage: "directory to write (default ./NAME); must not exist or be empty"},
