@@ -228,4 +228,11 @@ func TestFleetCanaryRollbackRm(t *testing.T) {
 			t.Errorf("%s reports errors: %v", st.Gateway, st.Errors)
 		}
 	}
+	// The table: one row per gateway with its health.
+	out, _, code := fleetCLI(t, "ls", "--broker", broker.URL(), "--group", "lab")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 4 || strings.Join(strings.Fields(lines[0]), " ") != "GATEWAY ONLINE GROUPS FUNCTIONS EVENTS FAILED ERRORS" ||
+		!strings.HasPrefix(lines[1], "gw-a ") || !strings.Contains(lines[1], "echo@") {
+		t.Errorf("fleet ls: exit %d\n%s", code, out)
+	}
 }

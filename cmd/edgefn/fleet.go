@@ -811,13 +811,20 @@ func fleetLsAction(c *cli.Context) error {
 		return printJSON(c.App.Writer, out)
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GATEWAY\tONLINE\tGROUPS\tFUNCTIONS\tERRORS")
+	// EVENTS and FAILED: every function's health over the gateway's
+	// window (fleet.health_window).
+	fmt.Fprintln(tw, "GATEWAY\tONLINE\tGROUPS\tFUNCTIONS\tEVENTS\tFAILED\tERRORS")
 	for _, st := range out {
 		var fns []string
+		var events, failed int64
 		for _, f := range st.Functions {
 			fns = append(fns, fmt.Sprintf("%s@%d(%s)", f.Name, f.Version, f.Origin))
+			events += f.Invocations
+			for _, n := range f.Failures {
+				failed += n
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%d\n", st.Gateway, st.Online, strings.Join(st.Groups, ","), strings.Join(fns, " "), len(st.Errors))
+		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%d\t%d\t%d\n", st.Gateway, st.Online, strings.Join(st.Groups, ","), strings.Join(fns, " "), events, failed, len(st.Errors))
 	}
 	return tw.Flush()
 }
