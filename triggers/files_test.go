@@ -459,3 +459,39 @@ func FuzzCollisionName(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkFilesDrop measures one small file's way through the trigger:
+// written and closed in the directory, seen, read, handed to the sink,
+// moved to .done.
+func BenchmarkFilesDrop(b *testing.B) {
+	dir := b.TempDir()
+	sink := &countSink{done: make(chan struct{}, 1)}
+	f := NewFiles(sink, nil)
+	if err := f.Set([]FileWatch{FileWatchOf("fn", edgefn.Trigger{Files: dir})}); err != nil {
+		b.Fatal(err)
+	}
+	testutil.Run(b, f.Run)
+	testutil.Eventually(b, testTimeout, "watching", func() bool { return f.Stats()[0].Watching })
+	payload := bytes.Repeat([]byte("x"), 1024)
+	b.ResetTimer()
+	for i := range b.N {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d", i)), payload, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		<-sink.done
+	}
+	b.StopTimer()
+	testutil.Eventually(b, testTimeout, "all moved", func() bool { return f.Stats()[0].Processed == uint64(b.N) })
+}
+
+// countSink signals each delivery.
+type countSink struct{ done chan struct{} }
+
+func (s *countSink) DeliverFile(context.Context, string, edgefn.Event) (error, error) {
+	s.done <- struct{}{}
+	return nil, nil
+}
+
+func (s *countSink) RejectFile(context.Context, string, edgefn.Event, *edgefn.Failure) error {
+	return nil
+}
