@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -118,5 +119,38 @@ func TestFleetConfigHealthWindow(t *testing.T) {
 	c, err := LoadConfig(writeConfig(t, fmt.Sprintf(base+"  health_window: 30s\n  status_every: 10m\n", pub)))
 	if err != nil || c.Fleet.HealthWindow != 30*time.Second || c.Fleet.StatusEvery != 10*time.Minute {
 		t.Errorf("health_window 30s: %+v %v", c, err)
+	}
+}
+
+// Reload swaps the fleet agent in process (under the race detector in
+// CI): another group applies that group's document; removing the section
+// stops the fleet agent, which says it is offline, and leaves the function.
+func TestFleetReloadInProcess(t *testing.T) {
+	skipShort(t, "runs the fleet CLI binary")
+	broker := mosquittotest.Start(t)
+	key, pub, _ := fleetKeyPair(t)
+	ta := startAgent(t, t.TempDir(), func(c *Config) {
+		c.Admin.TrustedKeys = []string{pub}
+		c.Fleet = &fleet.Config{Broker: broker.URL(), Groups: []string{"lab"}}
+	})
+	echo, echoSHA := fleetManifest(t, "echo", "echo.wasm")
+	if _, errOut, code := fleetCLI(t, "deploy", echo, "--broker", broker.URL(), "--group", "office", "--key", key); code != 0 {
+		t.Fatalf("deploy to office: exit %d\n%s", code, errOut)
+	}
+	waitFor(t, func() bool { st := fleetStatusOf(t, broker.URL(), "gw1"); return st.Online && slices.Equal(st.Groups, []string{"lab"}) })
+	reload := func(fc *fleet.Config) {
+		next := *ta.cfg
+		next.Fleet = fc
+		ta.Reload(context.Background(), &next, nil)
+	}
+	reload(&fleet.Config{Broker: broker.URL(), Groups: []string{"office"}})
+	waitFor(t, func() bool {
+		st := fleetStatusOf(t, broker.URL(), "gw1")
+		return st.Online && slices.Equal(st.Groups, []string{"office"}) && runsFleet(st, "echo", echoSHA)
+	})
+	reload(nil)
+	waitFor(t, func() bool { return !fleetStatusOf(t, broker.URL(), "gw1").Online })
+	if !slices.ContainsFunc(ta.functions(), func(fi FunctionInfo) bool { return fi.Name == "echo" && fi.Version == 1 }) {
+		t.Errorf("echo after the fleet section was removed: %+v", ta.functions())
 	}
 }
