@@ -13,94 +13,87 @@ import (
 )
 
 func agentCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "agent",
-		Usage: "run the edgefn daemon",
-		Description: "Runs the agent: the embedded MQTT broker (or a connection to an external one),\n" +
-			"GPIO, timers, the deployed functions, the outbox and the uplink, and the admin API.\n" +
-			"With no --config it runs on defaults: embedded broker on :1883, data in ./data.\n" +
-			"SIGINT/SIGTERM drain in-flight invocations, commit and disconnect; a second signal aborts.",
-		Flags: []cli.Flag{
-			configFlag(),
-			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
-		},
-		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usagef("agent takes no arguments, got %q", c.Args().First())
-			}
-			cfg, err := gateway.LoadConfig(c.String("config"))
-			if err != nil {
-				return err
-			}
-			var l slog.Level
-			if err := l.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-				return err
-			}
-			level := new(slog.LevelVar)
-			level.Set(l)
-			opts := &slog.HandlerOptions{Level: level}
-			var h slog.Handler
-			switch c.String("log-format") {
-			case "text":
-				h = slog.NewTextHandler(c.App.ErrWriter, opts)
-			case "json":
-				h = slog.NewJSONHandler(c.App.ErrWriter, opts)
-			default:
-				return usagef("--log-format %q: use text or json", c.String("log-format"))
-			}
-			log := slog.New(h)
-			a, err := gateway.NewAgent(cfg, log)
-			if err != nil {
-				return err
-			}
-			a.Version = version
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
-			go func() {
-				select {
-				case r := <-a.Ready():
-					w := c.App.Writer
-					fmt.Fprintf(w, "edgefn agent %s ready\n", cfg.GatewayID)
-					fmt.Fprintf(w, "  admin API:   %s\n", r.AdminURL)
-					fmt.Fprintf(w, "  API token:   %s (mode 0600)\n", r.TokenFile)
-					if r.Fingerprint != "" {
-						fmt.Fprintf(w, "  certificate: %s\n", r.Fingerprint)
-					}
-					if r.BrokerAddr != "" {
-						fmt.Fprintf(w, "  MQTT broker: %s (embedded)\n", r.BrokerAddr)
-					}
-					fmt.Fprintf(w, "  data dir:    %s\n", cfg.DataDir)
-					fmt.Fprintf(w, "log in from a workstation:\n  edgefn login %s --token \"$(cat %s)\"", r.AdminURL, r.TokenFile)
-					if r.Fingerprint != "" {
-						fmt.Fprintf(w, " --fingerprint %s", r.Fingerprint)
-					}
-					fmt.Fprintln(w)
-				case <-c.Context.Done():
-					return
-				}
-				for {
-					select {
-					case <-hup:
-						// The config is read again: the log level applies
-						// now, other changes are reported for a restart.
-						next, err := gateway.LoadConfig(c.String("config"))
-						if err != nil {
-							log.Error("reload: config refused, keeping the running one", "err", err)
-							next = nil
-						}
-						a.Reload(c.Context, next, level)
-					case <-c.Context.Done():
-						return
-					}
-				}
-			}()
-			if err := a.Run(c.Context); err != nil {
-				return err
-			}
-			return nil
-		},
+	return command("agent", []cli.Flag{
+		configFlag(),
+		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
+	}, nil, agentAction)
+}
+
+func agentAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("agent takes no arguments, got %q", c.Args().First())
 	}
+	cfg, err := gateway.LoadConfig(c.String("config"))
+	if err != nil {
+		return err
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return err
+	}
+	level := new(slog.LevelVar)
+	level.Set(l)
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch c.String("log-format") {
+	case "text":
+		h = slog.NewTextHandler(c.App.ErrWriter, opts)
+	case "json":
+		h = slog.NewJSONHandler(c.App.ErrWriter, opts)
+	default:
+		return usagef("--log-format %q: use text or json", c.String("log-format"))
+	}
+	log := slog.New(h)
+	a, err := gateway.NewAgent(cfg, log)
+	if err != nil {
+		return err
+	}
+	a.Version = version
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		select {
+		case r := <-a.Ready():
+			w := c.App.Writer
+			fmt.Fprintf(w, "edgefn agent %s ready\n", cfg.GatewayID)
+			fmt.Fprintf(w, "  admin API:   %s\n", r.AdminURL)
+			fmt.Fprintf(w, "  API token:   %s (mode 0600)\n", r.TokenFile)
+			if r.Fingerprint != "" {
+				fmt.Fprintf(w, "  certificate: %s\n", r.Fingerprint)
+			}
+			if r.BrokerAddr != "" {
+				fmt.Fprintf(w, "  MQTT broker: %s (embedded)\n", r.BrokerAddr)
+			}
+			fmt.Fprintf(w, "  data dir:    %s\n", cfg.DataDir)
+			fmt.Fprintf(w, "log in from a workstation:\n  edgefn login %s --token \"$(cat %s)\"", r.AdminURL, r.TokenFile)
+			if r.Fingerprint != "" {
+				fmt.Fprintf(w, " --fingerprint %s", r.Fingerprint)
+			}
+			fmt.Fprintln(w)
+		case <-c.Context.Done():
+			return
+		}
+		for {
+			select {
+			case <-hup:
+				// The config is read again: the log level applies
+				// now, other changes are reported for a restart.
+				next, err := gateway.LoadConfig(c.String("config"))
+				if err != nil {
+					log.Error("reload: config refused, keeping the running one", "err", err)
+					next = nil
+				}
+				a.Reload(c.Context, next, level)
+			case <-c.Context.Done():
+				return
+			}
+		}
+	}()
+	if err := a.Run(c.Context); err != nil {
+		return err
+	}
+	return nil
 }
 
 // configFlag is --config, the agent config file, for the commands that run

@@ -17,17 +17,7 @@ import (
 )
 
 func buildCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "build",
-		Usage:     "build a function with its manifest's build: command and check the module",
-		ArgsUsage: "[DIR|function.yaml]",
-		Description: "Runs the manifest's build: command with sh in the manifest's directory, then loads\n" +
-			"the module it names as the agent would (ABI v1, the manifest's limits, the size\n" +
-			"bounds) and prints its size, shape and exports. DIR defaults to the current directory.\n" +
-			"Exit status: 0 when the module builds and loads, 1 when not, 2 on usage errors.",
-		BashComplete: completeFiles(".yaml", ".yml"),
-		Action:       withArgs(0, 1, "DIR or function.yaml", buildAction),
-	}
+	return command("build", nil, completeFiles(".yaml", ".yml"), withArgs(0, 1, "DIR or function.yaml", buildAction))
 }
 
 func buildAction(c *cli.Context) error {

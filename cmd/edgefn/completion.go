@@ -52,24 +52,19 @@ compdef _edgefn_complete edgefn
 `
 
 func completionCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "completion",
-		Usage:     "print the shell completion script (bash or zsh)",
-		ArgsUsage: "bash|zsh",
-		Description: "bash: source <(edgefn completion bash)   (add it to ~/.bashrc)\n" +
-			"zsh:  source <(edgefn completion zsh)    (add it to ~/.zshrc, after compinit)",
-		Action: countArgs(1, 1, "bash or zsh", func(c *cli.Context) error {
-			switch c.Args().First() {
-			case "bash":
-				fmt.Fprint(c.App.Writer, bashCompletion)
-			case "zsh":
-				fmt.Fprint(c.App.Writer, zshCompletion)
-			default:
-				return usagef("completion: %q: want bash or zsh", c.Args().First())
-			}
-			return nil
-		}),
+	return command("completion", nil, nil, countArgs(1, 1, "bash or zsh", completionAction))
+}
+
+func completionAction(c *cli.Context) error {
+	switch c.Args().First() {
+	case "bash":
+		fmt.Fprint(c.App.Writer, bashCompletion)
+	case "zsh":
+		fmt.Fprint(c.App.Writer, zshCompletion)
+	default:
+		return usagef("completion: %q: want bash or zsh", c.Args().First())
 	}
+	return nil
 }
 
 // Bounds of argument completion: it must answer at once, or say nothing.

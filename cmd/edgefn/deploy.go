@@ -27,19 +27,7 @@ import (
 )
 
 func deployCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "deploy",
-		Usage:     "upload a function (manifest and module) to the agent and activate it",
-		ArgsUsage: "[function.yaml]",
-		Description: "Uploads the manifest (default ./function.yaml) and the module its wasm: field names\n" +
-			"(a relative path is resolved next to the manifest). The agent checks everything and\n" +
-			"either activates a new version (in-flight events finish on the old one) or lists every\n" +
-			"problem at once; nothing changes then. With --key the deploy is signed (edgefn keygen);\n" +
-			"agents with admin.trusted_keys refuse unsigned deploys.",
-		Flags:        remoteFlags(jsonFlag(), signKeyFlag()),
-		BashComplete: completeFiles(".yaml", ".yml"),
-		Action:       withArgs(0, 1, "at most one manifest file", deployAction),
-	}
+	return command("deploy", remoteFlags(jsonFlag(), signKeyFlag()), completeFiles(".yaml", ".yml"), withArgs(0, 1, "at most one manifest file", deployAction))
 }
 
 func deployAction(c *cli.Context) error {
@@ -271,126 +259,107 @@ func (p *progress) done(ok bool) {
 }
 
 func rollbackCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "rollback",
-		Usage:     "activate the previous (or a given) version of a function",
-		ArgsUsage: "NAME",
-		Description: "Activates a stored version again (the agent keeps the last 5). With --key the\n" +
-			"rollback is signed (edgefn keygen): agents with admin.trusted_keys refuse unsigned ones.\n" +
-			"The statement names the content of the target version as the agent reports it.",
-		Flags: remoteFlags(jsonFlag(), &cli.IntFlag{Name: "to", Usage: "version to activate", DefaultText: "the one before the active one"},
-			signKeyFlag()),
-		BashComplete: completeFunctions,
-		Action: withArgs(1, 1, "a function NAME", func(c *cli.Context) error {
-			to := c.Int("to")
-			if c.IsSet("to") && to < 1 {
-				return usagef("rollback: --to %d: versions start at 1", to)
-			}
-			var priv ed25519.PrivateKey
-			if k := c.String("key"); k != "" {
-				var err error
-				if priv, err = readPrivateKey(k); err != nil {
-					return usagef("rollback: --key: %v", err)
-				}
-			}
-			r, err := connect(c)
-			if err != nil {
-				return err
-			}
-			name := c.Args().First()
-			var statement []byte
-			signed := ""
-			if priv != nil && edgefn.ValidName(name) {
-				if to, statement, err = signRollback(c, r, name, to, priv); err != nil {
-					return fmt.Errorf("rollback %s: %w", name, err)
-				}
-				signed = ", signed"
-			}
-			meta, err := r.Rollback(c.Context, name, to, statement)
-			if err != nil {
-				return fmt.Errorf("rollback %s: %w", name, err)
-			}
-			if c.Bool("json") {
-				return printJSON(c.App.Writer, meta)
-			}
-			fmt.Fprintf(c.App.Writer, "%s: version %d active (sha256 %s%s)\n", meta.Name, meta.Version, meta.Hash, signed)
-			return nil
-		}),
+	return command("rollback", remoteFlags(jsonFlag(), &cli.IntFlag{Name: "to", Usage: "version to activate", DefaultText: "the one before the active one"},
+		signKeyFlag()), completeFunctions, withArgs(1, 1, "a function NAME", rollbackAction))
+}
+
+func rollbackAction(c *cli.Context) error {
+	to := c.Int("to")
+	if c.IsSet("to") && to < 1 {
+		return usagef("rollback: --to %d: versions start at 1", to)
 	}
+	var priv ed25519.PrivateKey
+	if k := c.String("key"); k != "" {
+		var err error
+		if priv, err = readPrivateKey(k); err != nil {
+			return usagef("rollback: --key: %v", err)
+		}
+	}
+	r, err := connect(c)
+	if err != nil {
+		return err
+	}
+	name := c.Args().First()
+	var statement []byte
+	signed := ""
+	if priv != nil && edgefn.ValidName(name) {
+		if to, statement, err = signRollback(c, r, name, to, priv); err != nil {
+			return fmt.Errorf("rollback %s: %w", name, err)
+		}
+		signed = ", signed"
+	}
+	meta, err := r.Rollback(c.Context, name, to, statement)
+	if err != nil {
+		return fmt.Errorf("rollback %s: %w", name, err)
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, meta)
+	}
+	fmt.Fprintf(c.App.Writer, "%s: version %d active (sha256 %s%s)\n", meta.Name, meta.Version, meta.Hash, signed)
+	return nil
 }
 
 func rmCommand() *cli.Command {
-	return &cli.Command{
-		Name:         "rm",
-		BashComplete: completeFunctions,
-		Usage:        "remove a function: stop its triggers, drain its queue, delete its versions",
-		ArgsUsage:    "NAME",
-		Flags:        remoteFlags(jsonFlag()),
-		Action: withArgs(1, 1, "a function NAME", func(c *cli.Context) error {
-			r, err := connect(c)
-			if err != nil {
-				return err
-			}
-			out, err := r.Remove(c.Context, c.Args().First())
-			if err != nil {
-				return fmt.Errorf("rm %s: %w", c.Args().First(), err)
-			}
-			if c.Bool("json") {
-				return printJSON(c.App.Writer, out)
-			}
-			fmt.Fprintf(c.App.Writer, "removed %s\n", c.Args().First())
-			return nil
-		}),
+	return command("rm", remoteFlags(jsonFlag()), completeFunctions, withArgs(1, 1, "a function NAME", rmAction))
+}
+
+func rmAction(c *cli.Context) error {
+	r, err := connect(c)
+	if err != nil {
+		return err
 	}
+	out, err := r.Remove(c.Context, c.Args().First())
+	if err != nil {
+		return fmt.Errorf("rm %s: %w", c.Args().First(), err)
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, out)
+	}
+	fmt.Fprintf(c.App.Writer, "removed %s\n", c.Args().First())
+	return nil
 }
 
 func keygenCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "keygen",
-		Usage:     "make an ed25519 key pair for signed deploys and rollbacks",
-		ArgsUsage: "[KEYFILE]",
-		Description: "Writes the private key to KEYFILE (default edgefn-deploy.key, mode 0600, PKCS#8 PEM)\n" +
-			"and the public key, base64, to KEYFILE.pub, and prints the public key. Add it to the\n" +
-			"agent's config under admin.trusted_keys, then deploy and roll back with --key KEYFILE.",
-		Action: countArgs(0, 1, "at most one KEYFILE", func(c *cli.Context) error {
-			path := "edgefn-deploy.key"
-			if c.NArg() == 1 {
-				path = c.Args().First()
-			}
-			pub, priv, err := ed25519.GenerateKey(rand.Reader)
-			if err != nil {
-				return err
-			}
-			der, err := x509.MarshalPKCS8PrivateKey(priv)
-			if err != nil {
-				return err
-			}
-			f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-			if err != nil {
-				if errors.Is(err, fs.ErrExist) {
-					return fmt.Errorf("keygen: %s exists: keeping it (choose another KEYFILE, or delete it first)", path)
-				}
-				return fmt.Errorf("keygen: %w", err)
-			}
-			if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-				f.Close()
-				return fmt.Errorf("keygen: write %s: %w", path, err)
-			}
-			if err := f.Close(); err != nil {
-				return fmt.Errorf("keygen: write %s: %w", path, err)
-			}
-			pubB64 := base64.StdEncoding.EncodeToString(pub)
-			if err := os.WriteFile(path+".pub", []byte(pubB64+"\n"), 0o644); err != nil {
-				return fmt.Errorf("keygen: %w", err)
-			}
-			w := c.App.Writer
-			fmt.Fprintf(w, "private key: %s (mode 0600: keep it secret)\n", path)
-			fmt.Fprintf(w, "public key:  %s.pub\n%s\n", path, pubB64)
-			fmt.Fprintf(w, "trust it on the agent (config file):\n  admin:\n    trusted_keys: [%q]\n", pubB64)
-			fmt.Fprintf(w, "deploy with: edgefn deploy --key %s (and edgefn rollback --key %s)\n", path, path)
-			return nil
-		}),
+	return command("keygen", nil, nil, countArgs(0, 1, "at most one KEYFILE", keygenAction))
+}
+
+func keygenAction(c *cli.Context) error {
+	path := "edgefn-deploy.key"
+	if c.NArg() == 1 {
+		path = c.Args().First()
 	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("keygen: %s exists: keeping it (choose another KEYFILE, or delete it first)", path)
+		}
+		return fmt.Errorf("keygen: %w", err)
+	}
+	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+		f.Close()
+		return fmt.Errorf("keygen: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("keygen: write %s: %w", path, err)
+	}
+	pubB64 := base64.StdEncoding.EncodeToString(pub)
+	if err := os.WriteFile(path+".pub", []byte(pubB64+"\n"), 0o644); err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "private key: %s (mode 0600: keep it secret)\n", path)
+	fmt.Fprintf(w, "public key:  %s.pub\n%s\n", path, pubB64)
+	fmt.Fprintf(w, "trust it on the agent (config file):\n  admin:\n    trusted_keys: [%q]\n", pubB64)
+	fmt.Fprintf(w, "deploy with: edgefn deploy --key %s (and edgefn rollback --key %s)\n", path, path)
+	return nil
 }
 
 // readPrivateKey reads a key written by keygen.

@@ -32,73 +32,19 @@ func fleetCommand() *cli.Command {
 			&cli.DurationFlag{Name: "watch", Usage: "wait this long for the group's online gateways to report"},
 		}, extra...)...)
 	}
-	return &cli.Command{
-		Name:  "fleet",
-		Usage: "roll functions out to many gateways through the cloud MQTT broker (docs/fleet.md)",
-		Subcommands: []*cli.Command{
-			{
-				Name:      "deploy",
-				Usage:     "sign and publish a function into a group's desired state",
-				ArgsUsage: "MANIFEST",
-				Description: "Uploads the module as retained chunks under its sha256, then writes the group's\n" +
-					"document (its current functions plus this one), signed with --key. With --watch the\n" +
-					"command waits that long for every online gateway of the group to report the new\n" +
-					"module active, printing a line per gateway, and exits 1 if one refused it or did not\n" +
-					"report in time.\n\n" +
-					"With --canary N|P% it first writes the function into the own documents of N (or P%,\n" +
-					"at least one) of the group's online gateways, waits until each reports it active and\n" +
-					"then healthy for --watch (error rate at most --max-error-rate, default 0%), and only\n" +
-					"then writes the group's document. A canary that fails, or does not report in time,\n" +
-					"rolls every canary back to the group's previous entry and exits 1.",
-				Flags: keyFlags(
-					&cli.StringFlag{Name: "canary", Usage: "N or P%: gateways that run it for --watch before the group"},
-					&cli.StringFlag{Name: "max-error-rate", Usage: "P%: a canary failing more of its events is rolled back (default 0%)"},
-					&cli.Int64Flag{Name: "min-invocations", Usage: "a canary with fewer invocations in its watch is rolled back (default 0)"},
-					&cli.IntFlag{Name: "chunk-size", Value: fleet.DefaultChunkSize, Usage: "bytes per retained blob chunk"},
-					&cli.StringFlag{Name: "module-url", Usage: "https URL the gateways fetch the module from, instead of broker chunks"},
-				),
-				Action: withArgs(1, 1, "one manifest file", fleetDeployAction),
-			},
-			{
-				Name:      "rollback",
-				Usage:     "activate a group's previous entry of a function again (signed anew)",
-				ArgsUsage: "NAME",
-				Description: "Every fleet deploy and fleet rm keeps the entry it replaces in the group's history\n" +
-					"(retained, the last " + fmt.Sprint(historyDepth) + "). Rollback takes the newest one, checks it is signed by\n" +
-					"--key, signs its statement again with a higher sequence (the gateways refuse an old\n" +
-					"statement) and writes the group's document with it.",
-				Flags:  keyFlags(),
-				Action: fleetRollbackAction,
-			},
-			{
-				Name:      "rm",
-				Usage:     "remove a function from a group's desired state",
-				ArgsUsage: "NAME",
-				Description: "Writes the group's document without the function (kept in the history: fleet\n" +
-					"rollback brings it back). The gateways remove it unless another of their documents\n" +
-					"names it.",
-				Flags:  keyFlags(),
-				Action: fleetRmAction,
-			},
-			{
-				Name:   "ls",
-				Usage:  "one row per gateway, from the retained status documents",
-				Flags:  fleetFlags(jsonFlag(), &cli.StringFlag{Name: "group", Usage: "only the gateways of this group"}),
-				Action: fleetLsAction,
-			},
-			{
-				Name:      "login",
-				Usage:     "check and store a cloud broker's credentials for the fleet commands",
-				ArgsUsage: "BROKER",
-				Description: "Connects to BROKER with --username/--password and --ca/--cert/--key-file, then stores\n" +
-					"them in the credentials file (" + credentialsHint + ", mode 0600)\n" +
-					"and makes BROKER the default of later fleet commands. Flags given to a later command\n" +
-					"override the stored values.",
-				Flags:  fleetFlags(jsonFlag()),
-				Action: fleetLoginAction,
-			},
-		},
-	}
+	return command("fleet", nil, nil, nil,
+		command("fleet deploy", keyFlags(
+			&cli.StringFlag{Name: "canary", Usage: "N or P%: gateways that run it for --watch before the group"},
+			&cli.StringFlag{Name: "max-error-rate", Usage: "P%: a canary failing more of its events is rolled back (default 0%)"},
+			&cli.Int64Flag{Name: "min-invocations", Usage: "a canary with fewer invocations in its watch is rolled back (default 0)"},
+			&cli.IntFlag{Name: "chunk-size", Value: fleet.DefaultChunkSize, Usage: "bytes per retained blob chunk"},
+			&cli.StringFlag{Name: "module-url", Usage: "https URL the gateways fetch the module from, instead of broker chunks"},
+		), nil, withArgs(1, 1, "one manifest file", fleetDeployAction)),
+		command("fleet rollback", keyFlags(), nil, fleetRollbackAction),
+		command("fleet rm", keyFlags(), nil, fleetRmAction),
+		command("fleet ls", fleetFlags(jsonFlag(), &cli.StringFlag{Name: "group", Usage: "only the gateways of this group"}), nil, fleetLsAction),
+		command("fleet login", fleetFlags(jsonFlag()), nil, fleetLoginAction),
+	)
 }
 
 // historyDepth is how many earlier entries of a function a group's history

@@ -15,22 +15,12 @@ import (
 )
 
 func invokeCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "invoke",
-		Usage:     "run a deployed function once on the agent and print what it did",
-		ArgsUsage: "NAME",
-		Description: "Sends one HTTP event to NAME and waits until its effects are committed. Prints the\n" +
-			"outcome, the records it emitted (with their ids), its publishes and its logs.\n" +
-			"Exit status 1 when the outcome is not ok.",
-		Flags: remoteFlags(jsonFlag(),
-			&cli.StringFlag{Name: "data", Aliases: []string{"d"}, Usage: "payload: a string, or @FILE to send FILE's content (@- for stdin)"},
-			&cli.StringSliceFlag{Name: "meta", Usage: "event metadata KEY=VALUE (repeatable)"},
-			&cli.StringFlag{Name: "subject", Usage: "the event's subject, as a trigger would set it: an MQTT topic, a pin name", DefaultText: "the function name"},
-			&cli.StringFlag{Name: "source", Usage: "the event's source: mqtt, gpio, timer or http", DefaultText: "http"},
-		),
-		BashComplete: completeFunctions,
-		Action:       withArgs(1, 1, "a function NAME", invokeAction),
-	}
+	return command("invoke", remoteFlags(jsonFlag(),
+		&cli.StringFlag{Name: "data", Aliases: []string{"d"}, Usage: "payload: a string, or @FILE to send FILE's content (@- for stdin)"},
+		&cli.StringSliceFlag{Name: "meta", Usage: "event metadata KEY=VALUE (repeatable)"},
+		&cli.StringFlag{Name: "subject", Usage: "the event's subject, as a trigger would set it: an MQTT topic, a pin name", DefaultText: "the function name"},
+		&cli.StringFlag{Name: "source", Usage: "the event's source: mqtt, gpio, timer or http", DefaultText: "http"},
+	), completeFunctions, withArgs(1, 1, "a function NAME", invokeAction))
 }
 
 func invokeAction(c *cli.Context) error {
@@ -145,67 +135,53 @@ func printInvocationText(w io.Writer, r api.Invocation) {
 }
 
 func gpioCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "gpio",
-		Usage: "list pins and inject edges on the agent's simulated GPIO chip",
-		Subcommands: []*cli.Command{
-			{
-				Name:  "ls",
-				Usage: "list the pins and their levels",
-				Flags: remoteFlags(jsonFlag()),
-				Action: noArgs(func(c *cli.Context) error {
-					g, printed, err := fetch(c, func(r *api.Client) (api.GPIO, error) { return r.GPIO(c.Context) })
-					if printed || err != nil {
-						return err
-					}
-					fmt.Fprintf(c.App.Writer, "backend %s\n", g.Backend)
-					tw := newTable(c.App.Writer)
-					fmt.Fprintln(tw, "PIN\tLEVEL")
-					for _, p := range g.Pins {
-						lv := "low"
-						if p.High {
-							lv = "high"
-						}
-						fmt.Fprintf(tw, "%s\t%s\n", p.Name, lv)
-					}
-					return tw.Flush()
-				}),
-			},
-			{
-				Name:      "pulse",
-				Usage:     "drive a pin to the opposite level for --width, then back (two edges)",
-				ArgsUsage: "PIN",
-				Flags:     remoteFlags(jsonFlag(), &cli.DurationFlag{Name: "width", Value: 10 * time.Millisecond, Usage: "how long the pulse lasts (up to 10s)"}),
-				Action: withArgs(1, 1, "a PIN such as GPIO17", func(c *cli.Context) error {
-					if w := c.Duration("width"); w <= 0 || w > 10*time.Second {
-						return usagef("gpio pulse: --width %s: want more than 0 and up to 10s", w)
-					}
-					return gpioPost(c, func(r *api.Client, pin string) (api.PinChange, error) {
-						return r.Pulse(c.Context, pin, c.Duration("width"))
-					}, fmt.Sprintf("pulsed %s for %s", c.Args().First(), c.Duration("width")))
-				}),
-			},
-			{
-				Name:      "set",
-				Usage:     "drive a simulated input pin high or low (an edge when it changes)",
-				ArgsUsage: "PIN high|low",
-				Flags:     remoteFlags(jsonFlag()),
-				Action: withArgs(2, 2, "PIN and high or low", func(c *cli.Context) error {
-					var high bool
-					switch strings.ToLower(c.Args().Get(1)) {
-					case "high", "1", "on":
-						high = true
-					case "low", "0", "off":
-					default:
-						return usagef("gpio set: level %q: want high or low", c.Args().Get(1))
-					}
-					return gpioPost(c, func(r *api.Client, pin string) (api.PinChange, error) {
-						return r.SetPin(c.Context, pin, high)
-					}, fmt.Sprintf("%s set %s", c.Args().First(), strings.ToLower(c.Args().Get(1))))
-				}),
-			},
-		},
+	return command("gpio", nil, nil, nil,
+		command("gpio ls", remoteFlags(jsonFlag()), nil, noArgs(gpioLsAction)),
+		command("gpio pulse", remoteFlags(jsonFlag(), &cli.DurationFlag{Name: "width", Value: 10 * time.Millisecond, Usage: "how long the pulse lasts (up to 10s)"}),
+			nil, withArgs(1, 1, "a PIN such as GPIO17", gpioPulseAction)),
+		command("gpio set", remoteFlags(jsonFlag()), nil, withArgs(2, 2, "PIN and high or low", gpioSetAction)),
+	)
+}
+
+func gpioLsAction(c *cli.Context) error {
+	g, printed, err := fetch(c, func(r *api.Client) (api.GPIO, error) { return r.GPIO(c.Context) })
+	if printed || err != nil {
+		return err
 	}
+	fmt.Fprintf(c.App.Writer, "backend %s\n", g.Backend)
+	tw := newTable(c.App.Writer)
+	fmt.Fprintln(tw, "PIN\tLEVEL")
+	for _, p := range g.Pins {
+		lv := "low"
+		if p.High {
+			lv = "high"
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", p.Name, lv)
+	}
+	return tw.Flush()
+}
+
+func gpioPulseAction(c *cli.Context) error {
+	if w := c.Duration("width"); w <= 0 || w > 10*time.Second {
+		return usagef("gpio pulse: --width %s: want more than 0 and up to 10s", w)
+	}
+	return gpioPost(c, func(r *api.Client, pin string) (api.PinChange, error) {
+		return r.Pulse(c.Context, pin, c.Duration("width"))
+	}, fmt.Sprintf("pulsed %s for %s", c.Args().First(), c.Duration("width")))
+}
+
+func gpioSetAction(c *cli.Context) error {
+	var high bool
+	switch strings.ToLower(c.Args().Get(1)) {
+	case "high", "1", "on":
+		high = true
+	case "low", "0", "off":
+	default:
+		return usagef("gpio set: level %q: want high or low", c.Args().Get(1))
+	}
+	return gpioPost(c, func(r *api.Client, pin string) (api.PinChange, error) {
+		return r.SetPin(c.Context, pin, high)
+	}, fmt.Sprintf("%s set %s", c.Args().First(), strings.ToLower(c.Args().Get(1))))
 }
 
 func gpioPost(c *cli.Context, call func(*api.Client, string) (api.PinChange, error), done string) error {

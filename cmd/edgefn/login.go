@@ -15,25 +15,13 @@ import (
 )
 
 func loginCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "login",
-		Usage:     "store the token of an agent and pin its certificate",
-		ArgsUsage: "URL",
-		Description: "Checks the token against the agent at URL (as printed by `edgefn agent`) and stores\n" +
-			"it in the credentials file (" + credentialsHint + ", mode 0600), with the\n" +
-			"fingerprint of the agent's TLS certificate. Trust on first use, like ssh: without\n" +
-			"--fingerprint, login shows the fingerprint it sees and asks to confirm it (or needs\n" +
-			"--accept-fingerprint when not on a terminal). Later commands refuse a different\n" +
-			"certificate. The URL becomes the default agent of later commands.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "token", EnvVars: []string{"EDGEFN_TOKEN"}, Usage: "the agent's API token (its data dir's api.token)"},
-			&cli.StringFlag{Name: "token-file", Usage: "read the token from this file"},
-			&cli.StringFlag{Name: "fingerprint", Usage: "the certificate fingerprint the agent printed, sha256:<hex>"},
-			&cli.BoolFlag{Name: "accept-fingerprint", Usage: "trust the certificate presented now without asking"},
-			jsonFlag(),
-		},
-		Action: withArgs(1, 1, "the agent's URL", loginAction),
-	}
+	return command("login", []cli.Flag{
+		&cli.StringFlag{Name: "token", EnvVars: []string{"EDGEFN_TOKEN"}, Usage: "the agent's API token (its data dir's api.token)"},
+		&cli.StringFlag{Name: "token-file", Usage: "read the token from this file"},
+		&cli.StringFlag{Name: "fingerprint", Usage: "the certificate fingerprint the agent printed, sha256:<hex>"},
+		&cli.BoolFlag{Name: "accept-fingerprint", Usage: "trust the certificate presented now without asking"},
+		jsonFlag(),
+	}, nil, withArgs(1, 1, "the agent's URL", loginAction))
 }
 
 const credentialsHint = "$XDG_CONFIG_HOME/edgefn/credentials.json or ~/.config/edgefn/credentials.json"

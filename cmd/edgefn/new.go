@@ -30,21 +30,11 @@ var templateLangs = map[string]string{
 }
 
 func newCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "new",
-		Usage:     "write a new function project from a template",
-		ArgsUsage: "NAME",
-		Description: "Writes ./NAME/ (or --dir) with function.yaml, the source and a README, copied from\n" +
-			"the matching example (go, c, rust, as = AssemblyScript, wat) and renamed to NAME: its\n" +
-			"topics are NAME/..., it claims no GPIO pin, its build: line works offline. Then prints\n" +
-			"the loop: build, run locally, deploy, a message on its topic, tail, logs, outbox peek.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "lang", Aliases: []string{"l"}, Usage: "go, c, rust, as or wat (required)"},
-			&cli.StringFlag{Name: "dir", Usage: "directory to write (default ./NAME); must not exist or be empty"},
-			&cli.StringFlag{Name: "sdk", EnvVars: []string{"EDGEFN_SRC"}, Usage: "go: a checkout of github.com/edgefn/edgefn for the SDK (a replace line in go.mod)"},
-		},
-		Action: withArgs(1, 1, "the function's NAME", newAction),
-	}
+	return command("new", []cli.Flag{
+		&cli.StringFlag{Name: "lang", Aliases: []string{"l"}, Usage: "go, c, rust, as or wat (required)"},
+		&cli.StringFlag{Name: "dir", Usage: "directory to write (default ./NAME); must not exist or be empty"},
+		&cli.StringFlag{Name: "sdk", EnvVars: []string{"EDGEFN_SRC"}, Usage: "go: a checkout of github.com/edgefn/edgefn for the SDK (a replace line in go.mod)"},
+	}, nil, withArgs(1, 1, "the function's NAME", newAction))
 }
 
 func newAction(c *cli.Context) error {

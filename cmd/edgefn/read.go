@@ -32,39 +32,31 @@ func fetch[T any](c *cli.Context, get func(*api.Client) (T, error)) (out T, prin
 }
 
 func lsCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "ls",
-		Usage:     "list the deployed functions (version, triggers, state), or one function's versions",
-		ArgsUsage: "[NAME]",
-		Description: "Without NAME: every function, its active version, state and triggers.\n" +
-			"With NAME: the versions the agent keeps of it (the last 5), with their hash, date,\n" +
-			"signer and which one is active: what rollback --to takes.",
-		Flags:        remoteFlags(jsonFlag()),
-		BashComplete: completeFunctions,
-		Action: withArgs(0, 1, "at most one function NAME", func(c *cli.Context) error {
-			if c.NArg() == 1 {
-				return lsVersions(c, c.Args().First())
-			}
-			fns, printed, err := fetch(c, func(r *api.Client) ([]api.Function, error) { return r.Functions(c.Context) })
-			if printed || err != nil {
-				return err
-			}
-			if len(fns) == 0 {
-				fmt.Fprintln(c.App.Writer, "no functions deployed (edgefn deploy function.yaml)")
-				return nil
-			}
-			tw := newTable(c.App.Writer)
-			fmt.Fprintln(tw, "NAME\tVERSION\tSTATE\tTRIGGERS\tDEPLOYED\tHASH")
-			for _, f := range fns {
-				trig := strings.Join(f.Triggers, ", ")
-				if trig == "" {
-					trig = "(invoke only)"
-				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.12s\n", f.Name, f.Version, f.State, trig, ago(f.Deployed), f.Hash)
-			}
-			return tw.Flush()
-		}),
+	return command("ls", remoteFlags(jsonFlag()), completeFunctions, withArgs(0, 1, "at most one function NAME", lsAction))
+}
+
+func lsAction(c *cli.Context) error {
+	if c.NArg() == 1 {
+		return lsVersions(c, c.Args().First())
 	}
+	fns, printed, err := fetch(c, func(r *api.Client) ([]api.Function, error) { return r.Functions(c.Context) })
+	if printed || err != nil {
+		return err
+	}
+	if len(fns) == 0 {
+		fmt.Fprintln(c.App.Writer, "no functions deployed (edgefn deploy function.yaml)")
+		return nil
+	}
+	tw := newTable(c.App.Writer)
+	fmt.Fprintln(tw, "NAME\tVERSION\tSTATE\tTRIGGERS\tDEPLOYED\tHASH")
+	for _, f := range fns {
+		trig := strings.Join(f.Triggers, ", ")
+		if trig == "" {
+			trig = "(invoke only)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.12s\n", f.Name, f.Version, f.State, trig, ago(f.Deployed), f.Hash)
+	}
+	return tw.Flush()
 }
 
 // lsVersions prints one function's stored versions.
@@ -94,63 +86,60 @@ func lsVersions(c *cli.Context, name string) error {
 }
 
 func statusCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "status",
-		Usage: "show the agent: broker, uplink, outbox, GPIO and per-function counters",
-		Flags: remoteFlags(jsonFlag()),
-		Action: noArgs(func(c *cli.Context) error {
-			st, printed, err := fetch(c, func(r *api.Client) (api.Status, error) { return r.Status(c.Context) })
-			if printed || err != nil {
-				return err
-			}
-			w := c.App.Writer
-			tw := newTable(w)
-			fmt.Fprintf(tw, "gateway\t%s (up %s)\n", st.Gateway, roundDur(time.Duration(st.UptimeMS)*time.Millisecond))
-			if st.Broker != nil {
-				fmt.Fprintf(tw, "broker\t%s\n", describeBroker(st.Broker))
-			}
-			if st.GPIO != nil {
-				fmt.Fprintf(tw, "gpio\t%s backend, %d pins (edgefn gpio ls)\n", st.GPIO.Backend, len(st.GPIO.Pins))
-			}
-			fmt.Fprintf(tw, "timers\t%s\n", describeTimers(st.Timers))
-			for _, f := range st.Files {
-				fmt.Fprintf(tw, "files\t%s\n", describeFileWatch(f))
-			}
-			for _, u := range st.Uplinks {
-				fmt.Fprintf(tw, "uplink\t%s\n", describeUplink(u))
-			}
-			if len(st.Uplinks) == 0 && st.Outbox != nil {
-				fmt.Fprintf(tw, "uplink\tno uplink configured: %d records waiting\n", st.Outbox.Depth)
-			}
-			switch {
-			case st.Outbox != nil:
-				o := st.Outbox
-				fmt.Fprintf(tw, "outbox\t%d pending (%s of %s), oldest %s, dead letters %d, drops %s\n",
-					o.Depth, humanSize(o.Bytes), humanSize(o.MaxBytes), roundDur(time.Duration(o.OldestAgeMS)*time.Millisecond), o.DeadLetterCount, drops(o.Drops))
-			case st.OutboxError != "":
-				fmt.Fprintf(tw, "outbox\terror: %s\n", st.OutboxError)
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			if len(st.Functions) == 0 {
-				fmt.Fprintln(w, "\nno functions deployed")
-				return nil
-			}
-			fmt.Fprintln(w)
-			tw = newTable(w)
-			fmt.Fprintln(tw, "FUNCTION\tVERSION\tSTATE\tINVOCATIONS\tERRORS\tP50\tP99\tCOLD\tWARM\tQUEUE\tDROPPED\tCHAIN DROPS")
-			for _, f := range st.Functions {
-				s := f.Stats
-				if s == nil {
-					s = &api.FunctionStats{}
-				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", f.Name, f.Version, f.State, s.Invocations,
-					errorsByReason(sum(s.Errors), s.Errors), roundDur(api.Duration(s.P50MS)), roundDur(api.Duration(s.P99MS)), s.Cold, s.Warm, s.QueueDepth, s.Dropped, s.ChainDropped)
-			}
-			return tw.Flush()
-		}),
+	return command("status", remoteFlags(jsonFlag()), nil, noArgs(statusAction))
+}
+
+func statusAction(c *cli.Context) error {
+	st, printed, err := fetch(c, func(r *api.Client) (api.Status, error) { return r.Status(c.Context) })
+	if printed || err != nil {
+		return err
 	}
+	w := c.App.Writer
+	tw := newTable(w)
+	fmt.Fprintf(tw, "gateway\t%s (up %s)\n", st.Gateway, roundDur(time.Duration(st.UptimeMS)*time.Millisecond))
+	if st.Broker != nil {
+		fmt.Fprintf(tw, "broker\t%s\n", describeBroker(st.Broker))
+	}
+	if st.GPIO != nil {
+		fmt.Fprintf(tw, "gpio\t%s backend, %d pins (edgefn gpio ls)\n", st.GPIO.Backend, len(st.GPIO.Pins))
+	}
+	fmt.Fprintf(tw, "timers\t%s\n", describeTimers(st.Timers))
+	for _, f := range st.Files {
+		fmt.Fprintf(tw, "files\t%s\n", describeFileWatch(f))
+	}
+	for _, u := range st.Uplinks {
+		fmt.Fprintf(tw, "uplink\t%s\n", describeUplink(u))
+	}
+	if len(st.Uplinks) == 0 && st.Outbox != nil {
+		fmt.Fprintf(tw, "uplink\tno uplink configured: %d records waiting\n", st.Outbox.Depth)
+	}
+	switch {
+	case st.Outbox != nil:
+		o := st.Outbox
+		fmt.Fprintf(tw, "outbox\t%d pending (%s of %s), oldest %s, dead letters %d, drops %s\n",
+			o.Depth, humanSize(o.Bytes), humanSize(o.MaxBytes), roundDur(time.Duration(o.OldestAgeMS)*time.Millisecond), o.DeadLetterCount, drops(o.Drops))
+	case st.OutboxError != "":
+		fmt.Fprintf(tw, "outbox\terror: %s\n", st.OutboxError)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(st.Functions) == 0 {
+		fmt.Fprintln(w, "\nno functions deployed")
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw = newTable(w)
+	fmt.Fprintln(tw, "FUNCTION\tVERSION\tSTATE\tINVOCATIONS\tERRORS\tP50\tP99\tCOLD\tWARM\tQUEUE\tDROPPED\tCHAIN DROPS")
+	for _, f := range st.Functions {
+		s := f.Stats
+		if s == nil {
+			s = &api.FunctionStats{}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", f.Name, f.Version, f.State, s.Invocations,
+			errorsByReason(sum(s.Errors), s.Errors), roundDur(api.Duration(s.P50MS)), roundDur(api.Duration(s.P99MS)), s.Cold, s.Warm, s.QueueDepth, s.Dropped, s.ChainDropped)
+	}
+	return tw.Flush()
 }
 
 // describeBroker formats the broker's state on a line.
@@ -254,18 +243,11 @@ func drops(m map[string]int64) string {
 }
 
 func logsCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "logs",
-		Usage:     "show a function's log lines and failures (from the agent's bounded log ring)",
-		ArgsUsage: "NAME",
-		Flags: remoteFlags(jsonFlag(),
-			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new lines until interrupted"},
-			&cli.StringFlag{Name: "since", Usage: "only lines newer than this: a duration (1h) or an RFC 3339 time"},
-			&cli.IntFlag{Name: "limit", Aliases: []string{"n"}, Value: 200, Usage: "at most this many of the most recent lines"},
-		),
-		BashComplete: completeFunctions,
-		Action:       withArgs(1, 1, "a function NAME", logsAction),
-	}
+	return command("logs", remoteFlags(jsonFlag(),
+		&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new lines until interrupted"},
+		&cli.StringFlag{Name: "since", Usage: "only lines newer than this: a duration (1h) or an RFC 3339 time"},
+		&cli.IntFlag{Name: "limit", Aliases: []string{"n"}, Value: 200, Usage: "at most this many of the most recent lines"},
+	), completeFunctions, withArgs(1, 1, "a function NAME", logsAction))
 }
 
 func logsAction(c *cli.Context) error {
@@ -332,85 +314,76 @@ func printLogEntry(w io.Writer, e api.LogEntry, asJSON bool) error {
 }
 
 func usageCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "usage",
-		Usage: "metering per function: invocations, errors, duration, GB-seconds, cold vs warm",
-		Description: "Aggregates the invocation records the agent keeps (bounded by its retention).\n" +
-			"GB-seconds is the memory cap (GiB) times the duration (s), summed, as clouds bill it.",
-		Flags: remoteFlags(jsonFlag(), &cli.StringFlag{Name: "since", Value: "24h", Usage: "period: a duration back from now or an RFC 3339 time"}),
-		Action: noArgs(func(c *cli.Context) error {
-			u, printed, err := fetch(c, func(r *api.Client) (api.Usage, error) { return r.Usage(c.Context, c.String("since")) })
-			if printed || err != nil {
-				return err
-			}
-			w := c.App.Writer
-			fmt.Fprintf(w, "since %s\n", u.Since.Local().Format("2006-01-02 15:04:05"))
-			tw := tableOf(w, len(u.Functions), "no invocations", "FUNCTION\tINVOCATIONS\tERRORS\tTOTAL\tP99\tGB-SECONDS\tCOLD\tWARM")
-			if tw == nil {
-				return nil
-			}
-			for _, f := range u.Functions {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.6f\t%d\t%d\n", f.Function, f.Invocations, errorsByReason(f.Errors, f.ErrorsByReason),
-					roundDur(api.Duration(f.TotalDurationMS)), roundDur(api.Duration(f.P99DurationMS)), f.GBSeconds, f.Cold, f.Warm)
-			}
-			return tw.Flush()
-		}),
+	return command("usage", remoteFlags(jsonFlag(), &cli.StringFlag{Name: "since", Value: "24h", Usage: "period: a duration back from now or an RFC 3339 time"}), nil, noArgs(usageAction))
+}
+
+func usageAction(c *cli.Context) error {
+	u, printed, err := fetch(c, func(r *api.Client) (api.Usage, error) { return r.Usage(c.Context, c.String("since")) })
+	if printed || err != nil {
+		return err
 	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "since %s\n", u.Since.Local().Format("2006-01-02 15:04:05"))
+	tw := tableOf(w, len(u.Functions), "no invocations", "FUNCTION\tINVOCATIONS\tERRORS\tTOTAL\tP99\tGB-SECONDS\tCOLD\tWARM")
+	if tw == nil {
+		return nil
+	}
+	for _, f := range u.Functions {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.6f\t%d\t%d\n", f.Function, f.Invocations, errorsByReason(f.Errors, f.ErrorsByReason),
+			roundDur(api.Duration(f.TotalDurationMS)), roundDur(api.Duration(f.P99DurationMS)), f.GBSeconds, f.Cold, f.Warm)
+	}
+	return tw.Flush()
 }
 
 func outboxCommand() *cli.Command {
-	return &cli.Command{
-		Name:        "outbox",
-		Usage:       "the outbox: backlog per function, drops by reason, dead letters",
-		Subcommands: []*cli.Command{outboxPeekCommand(), outboxRecoverCommand()},
-		Flags:       remoteFlags(jsonFlag(), &cli.IntFlag{Name: "dead-letters", Value: 20, Usage: "list at most this many dead letters"}),
-		Action: noArgs(func(c *cli.Context) error {
-			o, printed, err := fetch(c, func(r *api.Client) (api.Outbox, error) { return r.Outbox(c.Context, max(c.Int("dead-letters"), 0)) })
-			if printed || err != nil {
-				return err
-			}
-			w := c.App.Writer
-			tw := newTable(w)
-			fmt.Fprintf(tw, "pending\t%d records, %s of %s, oldest %s\n", o.Depth, humanSize(o.Bytes), humanSize(o.MaxBytes), roundDur(time.Duration(o.OldestAgeMS)*time.Millisecond))
-			fmt.Fprintf(tw, "drops\t%s\n", drops(o.Drops))
-			fmt.Fprintf(tw, "dead letters\t%d\n", o.DeadLetterCount)
-			fmt.Fprintf(tw, "last seq\t%d\n", o.LastSeq)
-			fmt.Fprintf(tw, "file\t%s, %d invocation records kept\n", humanSize(o.FileBytes), o.InvocationRecords)
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			if len(o.Functions) > 0 {
-				fmt.Fprintln(w)
-				tw = newTable(w)
-				fmt.Fprintln(tw, "FUNCTION\tPENDING\tBYTES")
-				names := make([]string, 0, len(o.Functions))
-				for n := range o.Functions {
-					names = append(names, n)
-				}
-				sort.Strings(names)
-				for _, n := range names {
-					fmt.Fprintf(tw, "%s\t%d\t%s\n", n, o.Functions[n].Depth, humanSize(o.Functions[n].Bytes))
-				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
-			}
-			if len(o.DeadLetters) > 0 {
-				fmt.Fprintln(w)
-				tw = newTable(w)
-				fmt.Fprintln(tw, "DEAD LETTER\tFUNCTION\tVERSION\tPARKED\tREASON\tPAYLOAD")
-				for _, d := range o.DeadLetters {
-					p := d.Text()
-					if len(p) > 60 {
-						p = p[:57] + "..."
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.Function, d.Version, ago(d.At), d.Reason, p)
-				}
-				return tw.Flush()
-			}
-			return nil
-		}),
+	return command("outbox", remoteFlags(jsonFlag(), &cli.IntFlag{Name: "dead-letters", Value: 20, Usage: "list at most this many dead letters"}), nil, noArgs(outboxAction), outboxPeekCommand(), outboxRecoverCommand())
+}
+
+func outboxAction(c *cli.Context) error {
+	o, printed, err := fetch(c, func(r *api.Client) (api.Outbox, error) { return r.Outbox(c.Context, max(c.Int("dead-letters"), 0)) })
+	if printed || err != nil {
+		return err
 	}
+	w := c.App.Writer
+	tw := newTable(w)
+	fmt.Fprintf(tw, "pending\t%d records, %s of %s, oldest %s\n", o.Depth, humanSize(o.Bytes), humanSize(o.MaxBytes), roundDur(time.Duration(o.OldestAgeMS)*time.Millisecond))
+	fmt.Fprintf(tw, "drops\t%s\n", drops(o.Drops))
+	fmt.Fprintf(tw, "dead letters\t%d\n", o.DeadLetterCount)
+	fmt.Fprintf(tw, "last seq\t%d\n", o.LastSeq)
+	fmt.Fprintf(tw, "file\t%s, %d invocation records kept\n", humanSize(o.FileBytes), o.InvocationRecords)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(o.Functions) > 0 {
+		fmt.Fprintln(w)
+		tw = newTable(w)
+		fmt.Fprintln(tw, "FUNCTION\tPENDING\tBYTES")
+		names := make([]string, 0, len(o.Functions))
+		for n := range o.Functions {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			fmt.Fprintf(tw, "%s\t%d\t%s\n", n, o.Functions[n].Depth, humanSize(o.Functions[n].Bytes))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(o.DeadLetters) > 0 {
+		fmt.Fprintln(w)
+		tw = newTable(w)
+		fmt.Fprintln(tw, "DEAD LETTER\tFUNCTION\tVERSION\tPARKED\tREASON\tPAYLOAD")
+		for _, d := range o.DeadLetters {
+			p := d.Text()
+			if len(p) > 60 {
+				p = p[:57] + "..."
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.Function, d.Version, ago(d.At), d.Reason, p)
+		}
+		return tw.Flush()
+	}
+	return nil
 }
 
 // failText is "reason: message", or the reason alone when the failure has
@@ -423,43 +396,35 @@ func failText(reason, msg string) string {
 }
 
 func outboxPeekCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "peek",
-		Usage:     "show the oldest records waiting for the uplink, decoded",
-		ArgsUsage: "[FUNCTION]",
-		Description: "Reads the pending records from the agent (GET /v1/outbox/records) without\n" +
-			"touching them: the oldest first, of FUNCTION when given. A JSON payload is shown as\n" +
-			"JSON, text as text, other bytes as base64. At most 1000 records (and 4 MiB of payload).",
-		Flags: remoteFlags(jsonFlag(),
-			&cli.IntFlag{Name: "n", Value: api.DefaultPeek, Usage: fmt.Sprintf("at most this many records (1 to %d)", api.MaxPeek)}),
-		BashComplete: completeFunctions,
-		Action: withArgs(0, 1, "at most one FUNCTION", func(c *cli.Context) error {
-			n := c.Int("n")
-			if n < 1 || n > api.MaxPeek {
-				return usagef("outbox peek: -n %d: want 1 to %d", n, api.MaxPeek)
-			}
-			fn := c.Args().First()
-			p, printed, err := fetch(c, func(r *api.Client) (api.PendingRecords, error) { return r.PendingRecords(c.Context, fn, n) })
-			if printed || err != nil {
-				return err
-			}
-			w := c.App.Writer
-			tw := tableOf(w, len(p.Records), "no records waiting", "ID\tFUNCTION\tVERSION\tSUBJECT\tAGE\tSIZE\tPAYLOAD")
-			if tw == nil {
-				return nil
-			}
-			for _, rec := range p.Records {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", rec.ID, rec.Function, rec.Version, rec.Subject, ago(rec.Time), humanSize(int64(rec.Size)), clip(rec.Text(), 200))
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			if p.More {
-				fmt.Fprintf(w, "%d of %d waiting shown (-n for more)\n", len(p.Records), p.Depth)
-			}
-			return nil
-		}),
+	return command("outbox peek", remoteFlags(jsonFlag(),
+		&cli.IntFlag{Name: "n", Value: api.DefaultPeek, Usage: fmt.Sprintf("at most this many records (1 to %d)", api.MaxPeek)}), completeFunctions, withArgs(0, 1, "at most one FUNCTION", outboxPeekAction))
+}
+
+func outboxPeekAction(c *cli.Context) error {
+	n := c.Int("n")
+	if n < 1 || n > api.MaxPeek {
+		return usagef("outbox peek: -n %d: want 1 to %d", n, api.MaxPeek)
 	}
+	fn := c.Args().First()
+	p, printed, err := fetch(c, func(r *api.Client) (api.PendingRecords, error) { return r.PendingRecords(c.Context, fn, n) })
+	if printed || err != nil {
+		return err
+	}
+	w := c.App.Writer
+	tw := tableOf(w, len(p.Records), "no records waiting", "ID\tFUNCTION\tVERSION\tSUBJECT\tAGE\tSIZE\tPAYLOAD")
+	if tw == nil {
+		return nil
+	}
+	for _, rec := range p.Records {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", rec.ID, rec.Function, rec.Version, rec.Subject, ago(rec.Time), humanSize(int64(rec.Size)), clip(rec.Text(), 200))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if p.More {
+		fmt.Fprintf(w, "%d of %d waiting shown (-n for more)\n", len(p.Records), p.Depth)
+	}
+	return nil
 }
 
 // clip cuts s to at most n bytes (on a rune boundary), marking the cut.

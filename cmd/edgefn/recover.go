@@ -16,48 +16,41 @@ import (
 // the agent stopped: it moves a corrupt outbox aside (kept for inspection)
 // so the agent starts with a fresh one whose seqs continue above the old.
 func outboxRecoverCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "recover",
-		Usage: "on the device, agent stopped: move a corrupt outbox aside so the agent starts fresh",
-		Description: "Checks the outbox database of the agent config. When it is corrupt, renames it (and its\n" +
-			"-wal/-shm files) to outbox.db.corrupt-<time>, keeping it for inspection; record seqs of\n" +
-			"the fresh outbox continue above the old ones. A healthy outbox is left alone unless\n" +
-			"--force. Stop the agent first (systemctl stop edgefn).",
-		Flags: []cli.Flag{
-			configFlag(),
-			&cli.BoolFlag{Name: "force", Usage: "move the outbox aside even when it opens cleanly (its pending records go with it)"},
-		},
-		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usagef("outbox recover takes no arguments")
-			}
-			cfg, err := gateway.LoadConfig(c.String("config"))
-			if err != nil {
-				return err
-			}
-			path := filepath.Join(cfg.DataDir, "outbox.db")
-			s, err := outbox.Open(context.Background(), outbox.Config{Path: path, Gateway: cfg.GatewayID})
-			switch {
-			case err == nil:
-				st, serr := s.Stats(context.Background())
-				s.Close()
-				if !c.Bool("force") {
-					if serr == nil {
-						return fmt.Errorf("%s is healthy (%d records pending): nothing to recover (--force moves it aside anyway)", path, st.Depth)
-					}
-					return fmt.Errorf("%s opens but cannot be read (%v): stop the agent and use --force to move it aside", path, serr)
-				}
-			case errors.Is(err, outbox.ErrCorrupt):
-				fmt.Fprintf(c.App.ErrWriter, "%v\n", err)
-			default:
-				return fmt.Errorf("%w (not a corruption: fix the cause, e.g. permissions or disk space, rather than moving it aside)", err)
-			}
-			moved, err := outbox.MoveAside(path)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.App.Writer, "moved %s to %s; the agent will start with a fresh outbox\n", path, moved)
-			return nil
-		},
+	return command("outbox recover", []cli.Flag{
+		configFlag(),
+		&cli.BoolFlag{Name: "force", Usage: "move the outbox aside even when it opens cleanly (its pending records go with it)"},
+	}, nil, outboxRecoverAction)
+}
+
+func outboxRecoverAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("outbox recover takes no arguments")
 	}
+	cfg, err := gateway.LoadConfig(c.String("config"))
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(cfg.DataDir, "outbox.db")
+	s, err := outbox.Open(context.Background(), outbox.Config{Path: path, Gateway: cfg.GatewayID})
+	switch {
+	case err == nil:
+		st, serr := s.Stats(context.Background())
+		s.Close()
+		if !c.Bool("force") {
+			if serr == nil {
+				return fmt.Errorf("%s is healthy (%d records pending): nothing to recover (--force moves it aside anyway)", path, st.Depth)
+			}
+			return fmt.Errorf("%s opens but cannot be read (%v): stop the agent and use --force to move it aside", path, serr)
+		}
+	case errors.Is(err, outbox.ErrCorrupt):
+		fmt.Fprintf(c.App.ErrWriter, "%v\n", err)
+	default:
+		return fmt.Errorf("%w (not a corruption: fix the cause, e.g. permissions or disk space, rather than moving it aside)", err)
+	}
+	moved, err := outbox.MoveAside(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "moved %s to %s; the agent will start with a fresh outbox\n", path, moved)
+	return nil
 }

@@ -27,40 +27,23 @@ import (
 )
 
 func runCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "run",
-		Usage:     "run one event through a function locally, with no agent",
-		ArgsUsage: "function.yaml|DIR|MODULE.wasm",
-		Description: "Runs the function once in the sandbox and prints the outcome, what it emitted,\n" +
-			"published, wrote to kv and to GPIO, and its logs. Given function.yaml (or the DIR\n" +
-			"holding it) the manifest's module, limits, grants, env and isolation apply, and the\n" +
-			"event is shaped like its first trigger's (override with --subject, --source, --pin,\n" +
-			"--file);\n" +
-			"a bare MODULE.wasm runs with the flags' limits and grants. kv lives in memory unless\n" +
-			"--kv-file keeps it in a JSON file across runs (the writes of a failed invocation are\n" +
-			"dropped, as on the agent); GPIO is a simulated chip (GPIO0..GPIO27 plus the manifest's\n" +
-			"pins, all low unless --high), so gpio_read and gpio_write work.\n" +
-			"Exit status: 0 when the function succeeded, 1 when it failed, 2 on usage errors.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "data", Usage: "event payload: a string, or @FILE to read it from FILE"},
-			&cli.StringFlag{Name: "subject", Usage: "event subject (MQTT topic, pin, timer spec…; default from the manifest's trigger, else local)"},
-			&cli.StringFlag{Name: "source", Usage: "event source: mqtt, gpio, timer or http (default from the manifest's trigger, else http)"},
-			&cli.StringSliceFlag{Name: "meta", Usage: "K=V event metadata, read with the meta import (repeatable)"},
-			&cli.StringFlag{Name: "file", Usage: "a file dropped for a files trigger: its content is the payload, with meta file.name and file.size (source file, subject the trigger's directory)"},
-			&cli.StringFlag{Name: "pin", Usage: "a GPIO edge on PIN: source gpio, subject PIN, the agent's gpio payload and meta"},
-			&cli.StringFlag{Name: "edge", Value: string(edgefn.EdgeRising), Usage: "with --pin: rising or falling"},
-			&cli.StringSliceFlag{Name: "high", Usage: "simulated GPIO input PIN that reads high (repeatable)"},
-			&cli.StringSliceFlag{Name: "env", Usage: "K=V added to (or replacing in) the manifest's env (repeatable)"},
-			&cli.StringFlag{Name: "kv-file", Usage: "keep kv in this JSON file across runs (created when missing)"},
-			&cli.StringFlag{Name: "memory", Value: edgefn.DefaultLimits.Memory.String(), Usage: "memory limit (KiB, MiB); overrides the manifest's"},
-			&cli.DurationFlag{Name: "timeout", Value: edgefn.DefaultLimits.Timeout, Usage: "deadline of the invocation; overrides the manifest's"},
-			&cli.StringSliceFlag{Name: "allow-publish", Usage: "MQTT topic filter the function may publish to (repeatable; added to the manifest's)"},
-			&cli.BoolFlag{Name: "allow-kv", Usage: "let the function use kv"},
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
-		},
-		BashComplete: completeFiles(".yaml", ".yml", ".wasm"),
-		Action:       withArgs(1, 1, "one function.yaml, DIR or MODULE.wasm", runAction),
-	}
+	return command("run", []cli.Flag{
+		&cli.StringFlag{Name: "data", Usage: "event payload: a string, or @FILE to read it from FILE"},
+		&cli.StringFlag{Name: "subject", Usage: "event subject (MQTT topic, pin, timer spec…; default from the manifest's trigger, else local)"},
+		&cli.StringFlag{Name: "source", Usage: "event source: mqtt, gpio, timer or http (default from the manifest's trigger, else http)"},
+		&cli.StringSliceFlag{Name: "meta", Usage: "K=V event metadata, read with the meta import (repeatable)"},
+		&cli.StringFlag{Name: "file", Usage: "a file dropped for a files trigger: its content is the payload, with meta file.name and file.size (source file, subject the trigger's directory)"},
+		&cli.StringFlag{Name: "pin", Usage: "a GPIO edge on PIN: source gpio, subject PIN, the agent's gpio payload and meta"},
+		&cli.StringFlag{Name: "edge", Value: string(edgefn.EdgeRising), Usage: "with --pin: rising or falling"},
+		&cli.StringSliceFlag{Name: "high", Usage: "simulated GPIO input PIN that reads high (repeatable)"},
+		&cli.StringSliceFlag{Name: "env", Usage: "K=V added to (or replacing in) the manifest's env (repeatable)"},
+		&cli.StringFlag{Name: "kv-file", Usage: "keep kv in this JSON file across runs (created when missing)"},
+		&cli.StringFlag{Name: "memory", Value: edgefn.DefaultLimits.Memory.String(), Usage: "memory limit (KiB, MiB); overrides the manifest's"},
+		&cli.DurationFlag{Name: "timeout", Value: edgefn.DefaultLimits.Timeout, Usage: "deadline of the invocation; overrides the manifest's"},
+		&cli.StringSliceFlag{Name: "allow-publish", Usage: "MQTT topic filter the function may publish to (repeatable; added to the manifest's)"},
+		&cli.BoolFlag{Name: "allow-kv", Usage: "let the function use kv"},
+		&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+	}, completeFiles(".yaml", ".yml", ".wasm"), withArgs(1, 1, "one function.yaml, DIR or MODULE.wasm", runAction))
 }
 
 // runTarget is what `edgefn run` loads: a manifest's function, or a bare

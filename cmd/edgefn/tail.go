@@ -11,17 +11,8 @@ import (
 )
 
 func tailCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "tail",
-		Usage:     "print the MQTT messages matching FILTER as they pass through the agent",
-		ArgsUsage: "[FILTER]",
-		Description: "Streams the agent's traffic tap (GET /v1/traffic) with the API token: no broker\n" +
-			"login needed. FILTER is an MQTT topic filter (default #). First the last -n messages the\n" +
-			"agent kept, then every new one until Ctrl-C. --json prints one JSON object a line.",
-		Flags: remoteFlags(jsonFlag(),
-			&cli.IntFlag{Name: "n", Value: 10, Usage: "messages from before to print first (0 to 256)"}),
-		Action: withArgs(0, 1, "at most one topic FILTER", tailAction),
-	}
+	return command("tail", remoteFlags(jsonFlag(),
+		&cli.IntFlag{Name: "n", Value: 10, Usage: "messages from before to print first (0 to 256)"}), nil, withArgs(0, 1, "at most one topic FILTER", tailAction))
 }
 
 func tailAction(c *cli.Context) error {

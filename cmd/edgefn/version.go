@@ -62,17 +62,14 @@ func (v buildInfo) String() string {
 }
 
 func versionCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "version",
-		Usage: "print the version of this binary and the commit it was built from",
-		Flags: []cli.Flag{jsonFlag()},
-		Action: noArgs(func(c *cli.Context) error {
-			v := versionInfo()
-			if c.Bool("json") {
-				return printJSON(c.App.Writer, v)
-			}
-			_, err := c.App.Writer.Write([]byte(v.String() + "\n"))
-			return err
-		}),
+	return command("version", []cli.Flag{jsonFlag()}, nil, noArgs(versionAction))
+}
+
+func versionAction(c *cli.Context) error {
+	v := versionInfo()
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, v)
 	}
+	_, err := c.App.Writer.Write([]byte(v.String() + "\n"))
+	return err
 }
