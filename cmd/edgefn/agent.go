@@ -12,21 +12,7 @@ import (
 	"github.com/edgefn/edgefn/gateway"
 )
 
-func agentCommand() *cli.Command {
-	return command("agent", []cli.Flag{
-		configFlag(),
-		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
-	}, nil, agentAction)
-}
-
-func agentAction(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return usagef("agent takes no arguments, got %q", c.Args().First())
-	}
-	cfg, err := gateway.LoadConfig(c.String("config"))
-	if err != nil {
-		return err
-	}
+func agentAction(c *cli.Context, cfg *gateway.Config) error {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return err
@@ -100,4 +86,20 @@ func agentAction(c *cli.Context) error {
 // on the device.
 func configFlag() cli.Flag {
 	return &cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"EDGEFN_CONFIG"}, Usage: "agent config file (YAML)"}
+}
+
+// onDevice is the action of a command run on the device, next to the agent:
+// it takes no arguments and reads the agent config that --config
+// (configFlag) names.
+func onDevice(action func(*cli.Context, *gateway.Config) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.NArg() > 0 {
+			return usagef("%s takes no arguments, got %q", commandPath(c), c.Args().First())
+		}
+		cfg, err := gateway.LoadConfig(c.String("config"))
+		if err != nil {
+			return err
+		}
+		return action(c, cfg)
+	}
 }

@@ -55,28 +55,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			}
 			return unknownCommand(c.App.Commands, "", c.Args().First())
 		},
-		Commands: []*cli.Command{
-			versionCommand(),
-			runCommand(),
-			buildCommand(),
-			agentCommand(),
-			loginCommand(),
-			deployCommand(),
-			lsCommand(),
-			statusCommand(),
-			logsCommand(),
-			tailCommand(),
-			usageCommand(),
-			outboxCommand(),
-			invokeCommand(),
-			rollbackCommand(),
-			rmCommand(),
-			gpioCommand(),
-			keygenCommand(),
-			fleetCommand(),
-			newCommand(),
-			completionCommand(),
-		},
+		Commands: commands(),
+
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},

@@ -16,16 +16,8 @@ import (
 	"github.com/edgefn/edgefn/sandbox"
 )
 
-func buildCommand() *cli.Command {
-	return command("build", nil, completeFiles(".yaml", ".yml"), withArgs(0, 1, "DIR or function.yaml", buildAction))
-}
-
 func buildAction(c *cli.Context) error {
-	arg := "."
-	if c.NArg() == 1 {
-		arg = c.Args().First()
-	}
-	m, file, err := readManifestArg("build", arg)
+	m, file, err := readManifestArg("build", argOr(c, "."))
 	if err != nil {
 		return err
 	}

@@ -74,6 +74,14 @@ func wantArgs(c *cli.Context, min, max int, what string) error {
 	return nil
 }
 
+// argOr is a command's one optional argument, def when it is not given.
+func argOr(c *cli.Context, def string) string {
+	if c.NArg() == 0 {
+		return def
+	}
+	return c.Args().First()
+}
+
 // withArgs is the start of a command that takes arguments: flags may
 // follow them (interleaved), then their number is checked as by wantArgs.
 func withArgs(min, max int, what string, action cli.ActionFunc) cli.ActionFunc {

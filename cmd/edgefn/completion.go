@@ -51,10 +51,6 @@ _edgefn_complete() {
 compdef _edgefn_complete edgefn
 `
 
-func completionCommand() *cli.Command {
-	return command("completion", nil, nil, countArgs(1, 1, "bash or zsh", completionAction))
-}
-
 func completionAction(c *cli.Context) error {
 	switch c.Args().First() {
 	case "bash":

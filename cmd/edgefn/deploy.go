@@ -26,15 +26,8 @@ import (
 	"github.com/edgefn/edgefn/internal/strictyaml"
 )
 
-func deployCommand() *cli.Command {
-	return command("deploy", remoteFlags(jsonFlag(), signKeyFlag()), completeFiles(".yaml", ".yml"), withArgs(0, 1, "at most one manifest file", deployAction))
-}
-
 func deployAction(c *cli.Context) error {
-	path := "function.yaml"
-	if c.NArg() == 1 {
-		path = c.Args().First()
-	}
+	path := argOr(c, "function.yaml")
 	manifest, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && c.NArg() == 0 {
@@ -258,11 +251,6 @@ func (p *progress) done(ok bool) {
 	}
 }
 
-func rollbackCommand() *cli.Command {
-	return command("rollback", remoteFlags(jsonFlag(), &cli.IntFlag{Name: "to", Usage: "version to activate", DefaultText: "the one before the active one"},
-		signKeyFlag()), completeFunctions, withArgs(1, 1, "a function NAME", rollbackAction))
-}
-
 func rollbackAction(c *cli.Context) error {
 	to := c.Int("to")
 	if c.IsSet("to") && to < 1 {
@@ -299,10 +287,6 @@ func rollbackAction(c *cli.Context) error {
 	return nil
 }
 
-func rmCommand() *cli.Command {
-	return command("rm", remoteFlags(jsonFlag()), completeFunctions, withArgs(1, 1, "a function NAME", rmAction))
-}
-
 func rmAction(c *cli.Context) error {
 	r, err := connect(c)
 	if err != nil {
@@ -319,15 +303,8 @@ func rmAction(c *cli.Context) error {
 	return nil
 }
 
-func keygenCommand() *cli.Command {
-	return command("keygen", nil, nil, countArgs(0, 1, "at most one KEYFILE", keygenAction))
-}
-
 func keygenAction(c *cli.Context) error {
-	path := "edgefn-deploy.key"
-	if c.NArg() == 1 {
-		path = c.Args().First()
-	}
+	path := argOr(c, "edgefn-deploy.key")
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return err

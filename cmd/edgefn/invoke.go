@@ -14,15 +14,6 @@ import (
 	"github.com/edgefn/edgefn/gateway/api"
 )
 
-func invokeCommand() *cli.Command {
-	return command("invoke", remoteFlags(jsonFlag(),
-		&cli.StringFlag{Name: "data", Aliases: []string{"d"}, Usage: "payload: a string, or @FILE to send FILE's content (@- for stdin)"},
-		&cli.StringSliceFlag{Name: "meta", Usage: "event metadata KEY=VALUE (repeatable)"},
-		&cli.StringFlag{Name: "subject", Usage: "the event's subject, as a trigger would set it: an MQTT topic, a pin name", DefaultText: "the function name"},
-		&cli.StringFlag{Name: "source", Usage: "the event's source: mqtt, gpio, timer or http", DefaultText: "http"},
-	), completeFunctions, withArgs(1, 1, "a function NAME", invokeAction))
-}
-
 func invokeAction(c *cli.Context) error {
 	var payload []byte
 	var err error
@@ -132,15 +123,6 @@ func printInvocationText(w io.Writer, r api.Invocation) {
 		fmt.Fprintf(tw, "logs dropped\t%d (over max_log)\n", r.LogsDropped)
 	}
 	_ = tw.Flush()
-}
-
-func gpioCommand() *cli.Command {
-	return command("gpio", nil, nil, nil,
-		command("gpio ls", remoteFlags(jsonFlag()), nil, noArgs(gpioLsAction)),
-		command("gpio pulse", remoteFlags(jsonFlag(), &cli.DurationFlag{Name: "width", Value: 10 * time.Millisecond, Usage: "how long the pulse lasts (up to 10s)"}),
-			nil, withArgs(1, 1, "a PIN such as GPIO17", gpioPulseAction)),
-		command("gpio set", remoteFlags(jsonFlag()), nil, withArgs(2, 2, "PIN and high or low", gpioSetAction)),
-	)
 }
 
 func gpioLsAction(c *cli.Context) error {

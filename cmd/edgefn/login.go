@@ -14,16 +14,6 @@ import (
 	"github.com/edgefn/edgefn/gateway/api"
 )
 
-func loginCommand() *cli.Command {
-	return command("login", []cli.Flag{
-		&cli.StringFlag{Name: "token", EnvVars: []string{"EDGEFN_TOKEN"}, Usage: "the agent's API token (its data dir's api.token)"},
-		&cli.StringFlag{Name: "token-file", Usage: "read the token from this file"},
-		&cli.StringFlag{Name: "fingerprint", Usage: "the certificate fingerprint the agent printed, sha256:<hex>"},
-		&cli.BoolFlag{Name: "accept-fingerprint", Usage: "trust the certificate presented now without asking"},
-		jsonFlag(),
-	}, nil, withArgs(1, 1, "the agent's URL", loginAction))
-}
-
 const credentialsHint = "$XDG_CONFIG_HOME/edgefn/credentials.json or ~/.config/edgefn/credentials.json"
 
 func loginAction(c *cli.Context) error {

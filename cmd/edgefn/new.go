@@ -29,14 +29,6 @@ var templateLangs = map[string]string{
 	"wat":  "wat-minimal",
 }
 
-func newCommand() *cli.Command {
-	return command("new", []cli.Flag{
-		&cli.StringFlag{Name: "lang", Aliases: []string{"l"}, Usage: "go, c, rust, as or wat (required)"},
-		&cli.StringFlag{Name: "dir", Usage: "directory to write (default ./NAME); must not exist or be empty"},
-		&cli.StringFlag{Name: "sdk", EnvVars: []string{"EDGEFN_SRC"}, Usage: "go: a checkout of github.com/edgefn/edgefn for the SDK (a replace line in go.mod)"},
-	}, nil, withArgs(1, 1, "the function's NAME", newAction))
-}
-
 func newAction(c *cli.Context) error {
 	name := c.Args().First()
 	if !edgefn.ValidName(name) {

@@ -31,10 +31,6 @@ func fetch[T any](c *cli.Context, get func(*api.Client) (T, error)) (out T, prin
 	return out, false, nil
 }
 
-func lsCommand() *cli.Command {
-	return command("ls", remoteFlags(jsonFlag()), completeFunctions, withArgs(0, 1, "at most one function NAME", lsAction))
-}
-
 func lsAction(c *cli.Context) error {
 	if c.NArg() == 1 {
 		return lsVersions(c, c.Args().First())
@@ -85,10 +81,6 @@ func lsVersions(c *cli.Context, name string) error {
 	return tw.Flush()
 }
 
-func statusCommand() *cli.Command {
-	return command("status", remoteFlags(jsonFlag()), nil, noArgs(statusAction))
-}
-
 func statusAction(c *cli.Context) error {
 	st, printed, err := fetch(c, func(r *api.Client) (api.Status, error) { return r.Status(c.Context) })
 	if printed || err != nil {
@@ -128,9 +120,7 @@ func statusAction(c *cli.Context) error {
 		fmt.Fprintln(w, "\nno functions deployed")
 		return nil
 	}
-	fmt.Fprintln(w)
-	tw = newTable(w)
-	fmt.Fprintln(tw, "FUNCTION\tVERSION\tSTATE\tINVOCATIONS\tERRORS\tP50\tP99\tCOLD\tWARM\tQUEUE\tDROPPED\tCHAIN DROPS")
+	tw = nextTable(w, "FUNCTION\tVERSION\tSTATE\tINVOCATIONS\tERRORS\tP50\tP99\tCOLD\tWARM\tQUEUE\tDROPPED\tCHAIN DROPS")
 	for _, f := range st.Functions {
 		s := f.Stats
 		if s == nil {
@@ -242,14 +232,6 @@ func drops(m map[string]int64) string {
 	return strings.Join(parts, ", ")
 }
 
-func logsCommand() *cli.Command {
-	return command("logs", remoteFlags(jsonFlag(),
-		&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new lines until interrupted"},
-		&cli.StringFlag{Name: "since", Usage: "only lines newer than this: a duration (1h) or an RFC 3339 time"},
-		&cli.IntFlag{Name: "limit", Aliases: []string{"n"}, Value: 200, Usage: "at most this many of the most recent lines"},
-	), completeFunctions, withArgs(1, 1, "a function NAME", logsAction))
-}
-
 func logsAction(c *cli.Context) error {
 	if c.Int("limit") < 1 || c.Int("limit") > 5000 {
 		return usagef("logs: --limit %d: want 1 to 5000", c.Int("limit"))
@@ -313,10 +295,6 @@ func printLogEntry(w io.Writer, e api.LogEntry, asJSON bool) error {
 	return err
 }
 
-func usageCommand() *cli.Command {
-	return command("usage", remoteFlags(jsonFlag(), &cli.StringFlag{Name: "since", Value: "24h", Usage: "period: a duration back from now or an RFC 3339 time"}), nil, noArgs(usageAction))
-}
-
 func usageAction(c *cli.Context) error {
 	u, printed, err := fetch(c, func(r *api.Client) (api.Usage, error) { return r.Usage(c.Context, c.String("since")) })
 	if printed || err != nil {
@@ -335,10 +313,6 @@ func usageAction(c *cli.Context) error {
 	return tw.Flush()
 }
 
-func outboxCommand() *cli.Command {
-	return command("outbox", remoteFlags(jsonFlag(), &cli.IntFlag{Name: "dead-letters", Value: 20, Usage: "list at most this many dead letters"}), nil, noArgs(outboxAction), outboxPeekCommand(), outboxRecoverCommand())
-}
-
 func outboxAction(c *cli.Context) error {
 	o, printed, err := fetch(c, func(r *api.Client) (api.Outbox, error) { return r.Outbox(c.Context, max(c.Int("dead-letters"), 0)) })
 	if printed || err != nil {
@@ -355,9 +329,7 @@ func outboxAction(c *cli.Context) error {
 		return err
 	}
 	if len(o.Functions) > 0 {
-		fmt.Fprintln(w)
-		tw = newTable(w)
-		fmt.Fprintln(tw, "FUNCTION\tPENDING\tBYTES")
+		tw = nextTable(w, "FUNCTION\tPENDING\tBYTES")
 		names := make([]string, 0, len(o.Functions))
 		for n := range o.Functions {
 			names = append(names, n)
@@ -371,9 +343,7 @@ func outboxAction(c *cli.Context) error {
 		}
 	}
 	if len(o.DeadLetters) > 0 {
-		fmt.Fprintln(w)
-		tw = newTable(w)
-		fmt.Fprintln(tw, "DEAD LETTER\tFUNCTION\tVERSION\tPARKED\tREASON\tPAYLOAD")
+		tw = nextTable(w, "DEAD LETTER\tFUNCTION\tVERSION\tPARKED\tREASON\tPAYLOAD")
 		for _, d := range o.DeadLetters {
 			p := d.Text()
 			if len(p) > 60 {
@@ -393,11 +363,6 @@ func failText(reason, msg string) string {
 		return reason
 	}
 	return reason + ": " + msg
-}
-
-func outboxPeekCommand() *cli.Command {
-	return command("outbox peek", remoteFlags(jsonFlag(),
-		&cli.IntFlag{Name: "n", Value: api.DefaultPeek, Usage: fmt.Sprintf("at most this many records (1 to %d)", api.MaxPeek)}), completeFunctions, withArgs(0, 1, "at most one FUNCTION", outboxPeekAction))
 }
 
 func outboxPeekAction(c *cli.Context) error {
@@ -436,6 +401,15 @@ func clip(s string, n int) string {
 		n--
 	}
 	return s[:n] + "…"
+}
+
+// nextTable starts a table below what w printed: a blank line, then
+// header.
+func nextTable(w io.Writer, header string) *tabwriter.Writer {
+	fmt.Fprintln(w)
+	tw := newTable(w)
+	fmt.Fprintln(tw, header)
+	return tw
 }
 
 // tableOf starts a table of n rows under header, or prints none and

@@ -12,24 +12,7 @@ import (
 	"github.com/edgefn/edgefn/sync/outbox"
 )
 
-// outboxRecoverCommand is `edgefn outbox recover`, run on the device with
-// the agent stopped: it moves a corrupt outbox aside (kept for inspection)
-// so the agent starts with a fresh one whose seqs continue above the old.
-func outboxRecoverCommand() *cli.Command {
-	return command("outbox recover", []cli.Flag{
-		configFlag(),
-		&cli.BoolFlag{Name: "force", Usage: "move the outbox aside even when it opens cleanly (its pending records go with it)"},
-	}, nil, outboxRecoverAction)
-}
-
-func outboxRecoverAction(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return usagef("outbox recover takes no arguments")
-	}
-	cfg, err := gateway.LoadConfig(c.String("config"))
-	if err != nil {
-		return err
-	}
+func outboxRecoverAction(c *cli.Context, cfg *gateway.Config) error {
 	path := filepath.Join(cfg.DataDir, "outbox.db")
 	s, err := outbox.Open(context.Background(), outbox.Config{Path: path, Gateway: cfg.GatewayID})
 	switch {

@@ -26,26 +26,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-func runCommand() *cli.Command {
-	return command("run", []cli.Flag{
-		&cli.StringFlag{Name: "data", Usage: "event payload: a string, or @FILE to read it from FILE"},
-		&cli.StringFlag{Name: "subject", Usage: "event subject (MQTT topic, pin, timer spec…; default from the manifest's trigger, else local)"},
-		&cli.StringFlag{Name: "source", Usage: "event source: mqtt, gpio, timer or http (default from the manifest's trigger, else http)"},
-		&cli.StringSliceFlag{Name: "meta", Usage: "K=V event metadata, read with the meta import (repeatable)"},
-		&cli.StringFlag{Name: "file", Usage: "a file dropped for a files trigger: its content is the payload, with meta file.name and file.size (source file, subject the trigger's directory)"},
-		&cli.StringFlag{Name: "pin", Usage: "a GPIO edge on PIN: source gpio, subject PIN, the agent's gpio payload and meta"},
-		&cli.StringFlag{Name: "edge", Value: string(edgefn.EdgeRising), Usage: "with --pin: rising or falling"},
-		&cli.StringSliceFlag{Name: "high", Usage: "simulated GPIO input PIN that reads high (repeatable)"},
-		&cli.StringSliceFlag{Name: "env", Usage: "K=V added to (or replacing in) the manifest's env (repeatable)"},
-		&cli.StringFlag{Name: "kv-file", Usage: "keep kv in this JSON file across runs (created when missing)"},
-		&cli.StringFlag{Name: "memory", Value: edgefn.DefaultLimits.Memory.String(), Usage: "memory limit (KiB, MiB); overrides the manifest's"},
-		&cli.DurationFlag{Name: "timeout", Value: edgefn.DefaultLimits.Timeout, Usage: "deadline of the invocation; overrides the manifest's"},
-		&cli.StringSliceFlag{Name: "allow-publish", Usage: "MQTT topic filter the function may publish to (repeatable; added to the manifest's)"},
-		&cli.BoolFlag{Name: "allow-kv", Usage: "let the function use kv"},
-		&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
-	}, completeFiles(".yaml", ".yml", ".wasm"), withArgs(1, 1, "one function.yaml, DIR or MODULE.wasm", runAction))
-}
-
 // runTarget is what `edgefn run` loads: a manifest's function, or a bare
 // module with the flags' limits and grants.
 type runTarget struct {

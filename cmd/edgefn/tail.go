@@ -10,11 +10,6 @@ import (
 	"github.com/edgefn/edgefn/gateway/api"
 )
 
-func tailCommand() *cli.Command {
-	return command("tail", remoteFlags(jsonFlag(),
-		&cli.IntFlag{Name: "n", Value: 10, Usage: "messages from before to print first (0 to 256)"}), nil, withArgs(0, 1, "at most one topic FILTER", tailAction))
-}
-
 func tailAction(c *cli.Context) error {
 	filter := c.Args().First()
 	if filter == "" {

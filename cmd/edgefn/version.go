@@ -61,10 +61,6 @@ func (v buildInfo) String() string {
 	return s + " " + v.OS + "/" + v.Arch + " " + v.Go
 }
 
-func versionCommand() *cli.Command {
-	return command("version", []cli.Flag{jsonFlag()}, nil, noArgs(versionAction))
-}
-
 func versionAction(c *cli.Context) error {
 	v := versionInfo()
 	if c.Bool("json") {
