@@ -298,6 +298,22 @@ func (c *cliEnv) runIn(dir string, env []string, args ...string) (string, string
 	return stdout.String(), stderr.String(), code
 }
 
+// background starts the CLI without waiting for it (tail, logs -f): its
+// stdout and stderr go to the buffer returned; it is killed at the end of
+// the test.
+func (c *cliEnv) background(args ...string) *testutil.Buffer {
+	c.t.Helper()
+	out := &testutil.Buffer{}
+	cmd := exec.Command(e2eBin, args...)
+	cmd.Env = c.env
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return out
+}
+
 // ok runs the CLI and fails the test unless it exits 0.
 // functions is ls --json: the deployed functions and their active versions.
 func (c *cliEnv) functions() []struct {

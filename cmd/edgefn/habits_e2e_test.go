@@ -7,13 +7,10 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/edgefn/edgefn/internal/testutil"
 )
 
 // The CLI habits of issue 12, with the real binary: help, version,
@@ -255,20 +252,4 @@ func TestE2ESIGINTLogsNoError(t *testing.T) {
 			t.Errorf("ERROR line on a clean SIGINT: %s", l)
 		}
 	}
-}
-
-// background starts the CLI without waiting for it (tail, logs -f): its
-// stdout and stderr go to the buffer returned; it is killed at the end of
-// the test.
-func (c *cliEnv) background(args ...string) *testutil.Buffer {
-	c.t.Helper()
-	out := &testutil.Buffer{}
-	cmd := exec.Command(e2eBin, args...)
-	cmd.Env = c.env
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return out
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,25 +21,20 @@ func guest(t *testing.T, name string) string {
 	return p
 }
 
-// binRunner returns a function running `bin CMD args...` that returns the
-// combined output and the exit status.
-func binRunner(t *testing.T, bin, cmd string) func(args ...string) (string, int) {
+// runner returns a function running `edgefn CMD args...` as a workstation
+// would (newCLI) that returns its stdout and stderr, joined, and the exit
+// status.
+func runner(t *testing.T, cmd string) func(args ...string) (string, int) {
+	c := newCLI(t)
 	return func(args ...string) (string, int) {
 		t.Helper()
-		out, err := exec.Command(bin, append([]string{cmd}, args...)...).CombinedOutput()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return string(out), ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return string(out), 0
+		out, errOut, code := c.run(append([]string{cmd}, args...)...)
+		return out + errOut, code
 	}
 }
 
 func TestRunCommand(t *testing.T) {
-	bin := e2eBin
-	run := binRunner(t, bin, "run")
+	run := runner(t, "run")
 
 	out, code := run(guest(t, "script"), "--data", "emit hi\nset a 1\npublish x/y z 1", "--allow-kv", "--allow-publish", "x/#", "--json")
 	if code != 0 {
@@ -116,8 +110,7 @@ func scriptProject(t *testing.T, manifest string) (dir, man string) {
 // pins and takes writes, and --kv-file keeps kv across runs (not the
 // writes of a failed run).
 func TestRunManifest(t *testing.T) {
-	bin := e2eBin
-	run := binRunner(t, bin, "run")
+	run := runner(t, "run")
 	dir, man := scriptProject(t, `name: scr
 wasm: script.wasm
 triggers:
@@ -173,8 +166,7 @@ env:
 // trigger's directory resolved next to the manifest; a file over the
 // trigger's max_size is refused as the agent refuses it.
 func TestRunFile(t *testing.T) {
-	bin := e2eBin
-	run := binRunner(t, bin, "run")
+	run := runner(t, "run")
 	dir, man := scriptProject(t, "name: cam\nwasm: script.wasm\ntriggers:\n  - files: inbox\n    max_size: 64B\n")
 	// The payload is the script guest's program.
 	drop := filepath.Join(t.TempDir(), "shot.jpg")
@@ -218,7 +210,7 @@ func TestBuildCommand(t *testing.T) {
 	if _, err := exec.LookPath("wat2wasm"); err != nil {
 		t.Skip("wat2wasm not installed")
 	}
-	build := binRunner(t, e2eBin, "build")
+	build := runner(t, "build")
 	dir := t.TempDir()
 	write := func(name, s string) {
 		t.Helper()
