@@ -212,6 +212,18 @@ func TestFleetCanaryRollbackRm(t *testing.T) {
 			t.Errorf("%s still runs echo after rm", id)
 		}
 	}
+	// history shows what rollback would bring back.
+	out, errOut, code := fleetCLI(t, "history", "echo", "--broker", broker.URL(), "--group", "lab", "--json")
+	var hist struct {
+		Current *struct{}
+		Earlier []struct {
+			Module   string `json:"module_sha256"`
+			Sequence uint64 `json:"sequence"`
+		}
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &hist) != nil || hist.Current != nil || len(hist.Earlier) != 1 || hist.Earlier[0].Module != echoSHA || hist.Earlier[0].Sequence == 0 {
+		t.Errorf("fleet history after rm: exit %d\n%s\n%s", code, out, errOut)
+	}
 	res, _ = fleetJSON(t, 0, append([]string{"rollback", "echo"}, flags...)...)
 	if res.Module != echoSHA || len(res.Converged) != 3 {
 		t.Errorf("rollback after rm: %+v", res)
@@ -229,7 +241,7 @@ func TestFleetCanaryRollbackRm(t *testing.T) {
 		}
 	}
 	// The table: one row per gateway with its health.
-	out, _, code := fleetCLI(t, "ls", "--broker", broker.URL(), "--group", "lab")
+	out, _, code = fleetCLI(t, "ls", "--broker", broker.URL(), "--group", "lab")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code != 0 || len(lines) != 4 || strings.Join(strings.Fields(lines[0]), " ") != "GATEWAY ONLINE GROUPS FUNCTIONS EVENTS FAILED ERRORS" ||
 		!strings.HasPrefix(lines[1], "gw-a ") || !strings.Contains(lines[1], "echo@") {

@@ -42,6 +42,7 @@ func fleetCommand() *cli.Command {
 		), nil, withArgs(1, 1, "one manifest file", fleetDeployAction)),
 		command("fleet rollback", keyFlags(), nil, fleetRollbackAction),
 		command("fleet rm", keyFlags(), nil, fleetRmAction),
+		command("fleet history", fleetFlags(jsonFlag(), &cli.StringFlag{Name: "group", Usage: "the group"}), nil, fleetHistoryAction),
 		command("fleet ls", fleetFlags(jsonFlag(), &cli.StringFlag{Name: "group", Usage: "only the gateways of this group"}), nil, fleetLsAction),
 		command("fleet login", fleetFlags(jsonFlag()), nil, fleetLoginAction),
 	)
@@ -118,12 +119,30 @@ func fleetConnect(c *cli.Context) (*fleet.Conn, error) {
 	return fleet.Connect(ctx, d, fleet.Topics{Prefix: c.String("topic-prefix")})
 }
 
-func fleetLoginAction(c *cli.Context) error {
+// fleetReader connects for a command that only reads, bounded by 30 s;
+// done disconnects.
+func fleetReader(c *cli.Context) (*fleet.Conn, context.Context, func(), error) {
+	cn, err := fleetConnect(c)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+	return cn, ctx, func() { cancel(); cn.Close() }, nil
+}
+
+// oneArg parses the flags given around the arguments again and wants
+// exactly one argument.
+func oneArg(c *cli.Context, what string) (*cli.Context, error) {
 	c, err := interleaved(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := wantArgs(c, 1, 1, "the cloud broker's URL"); err != nil {
+	return c, wantArgs(c, 1, 1, what)
+}
+
+func fleetLoginAction(c *cli.Context) error {
+	c, err := oneArg(c, "the cloud broker's URL")
+	if err != nil {
 		return err
 	}
 	if err := c.Set("broker", c.Args().First()); err != nil {
@@ -735,14 +754,87 @@ func errorAbout(st fleet.StatusDoc, name string, seq uint64, targets ...string) 
 	return "", false
 }
 
-func fleetLsAction(c *cli.Context) error {
-	cn, err := fleetConnect(c)
+// historyEntry is one row of fleet history: what an entry activates and
+// who signed it (unverified: the gateways and fleet rollback verify).
+type historyEntry struct {
+	Module   string `json:"module_sha256"`
+	Manifest string `json:"manifest_sha256"`
+	Sequence uint64 `json:"sequence"`
+	Key      string `json:"key"`
+}
+
+func historyOf(f fleet.Function) historyEntry {
+	e := historyEntry{Module: f.Module.SHA256, Key: f.Activation.Key}
+	if st, err := activation.Parse([]byte(f.Activation.Statement)); err == nil {
+		e.Manifest, e.Sequence = hex.EncodeToString(st.Manifest[:]), st.Sequence
+	}
+	return e
+}
+
+func fleetHistoryAction(c *cli.Context) error {
+	c, err := oneArg(c, "one function name")
 	if err != nil {
 		return err
 	}
-	defer cn.Close()
-	ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
-	defer cancel()
+	group, name := c.String("group"), c.Args().First()
+	if group == "" {
+		return usagef("fleet history: --group is required")
+	}
+	if err := fleet.CheckName(group); err != nil {
+		return usagef("fleet history: --group %v", err)
+	}
+	cn, ctx, done, err := fleetReader(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	op := &fleetOp{c: c, cn: cn, ctx: ctx, group: group}
+	doc, _, err := op.readDoc(fleet.KindGroup, group)
+	if err != nil {
+		return err
+	}
+	h, err := op.readHistory(name)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Group    string         `json:"group"`
+		Function string         `json:"function"`
+		Current  *historyEntry  `json:"current"`
+		Earlier  []historyEntry `json:"earlier"`
+	}{Group: group, Function: name, Earlier: []historyEntry{}}
+	if cur, ok := entryOf(doc, name); ok {
+		e := historyOf(cur)
+		out.Current = &e
+	}
+	for _, f := range h.Entries {
+		out.Earlier = append(out.Earlier, historyOf(f))
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, out)
+	}
+	tw := newTable(c.App.Writer)
+	fmt.Fprintln(tw, "\tMODULE\tMANIFEST\tSEQUENCE\tKEY")
+	row := func(label string, e historyEntry) {
+		fmt.Fprintf(tw, "%s\t%.12s\t%.12s\t%d\t%.12s\n", label, e.Module, e.Manifest, e.Sequence, e.Key)
+	}
+	if out.Current != nil {
+		row("current", *out.Current)
+	} else {
+		fmt.Fprintln(tw, "current\t(none: not in the group's document)\t\t\t")
+	}
+	for i, e := range out.Earlier {
+		row(fmt.Sprintf("rollback %d", i+1), e)
+	}
+	return tw.Flush()
+}
+
+func fleetLsAction(c *cli.Context) error {
+	cn, ctx, done, err := fleetReader(c)
+	if err != nil {
+		return err
+	}
+	defer done()
 	all, err := statuses(ctx, cn)
 	if err != nil {
 		return err
