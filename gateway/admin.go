@@ -440,7 +440,7 @@ func Invocation(function string, version int, res *sandbox.Result, ids []string)
 	if res.Err != nil {
 		out.Outcome = string(reasonOf(res.Err))
 		if f := res.Failure(); f != nil {
-			out.Message = f.Message
+			out.Message = f.Detail()
 		} else {
 			out.Message = res.Err.Error()
 		}

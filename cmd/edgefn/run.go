@@ -418,7 +418,7 @@ func outcome(res *sandbox.Result) (string, string) {
 		return "ok", ""
 	}
 	if f := res.Failure(); f != nil {
-		return string(f.Reason), f.Message
+		return string(f.Reason), f.Detail()
 	}
 	return string(edgefn.ReasonInternal), res.Err.Error()
 }
