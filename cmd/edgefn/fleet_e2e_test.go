@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -58,5 +59,30 @@ func TestFleetLogin(t *testing.T) {
 	// verify the broker.
 	if _, errOut, code := c.run("fleet", "ls", "--ca", pki.OtherCert); code != 1 || !strings.Contains(errOut, "certificate") {
 		t.Errorf("fleet ls with another CA: exit %d\n%s", code, errOut)
+	}
+}
+
+// fleet login with a username and password against a mosquitto that
+// requires them: a wrong password stores nothing; the right one is stored
+// and used; a different --username later does not reuse it.
+func TestFleetLoginPassword(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "passwd")
+	if out, err := exec.Command("mosquitto_passwd", "-b", "-c", pw, "ops", "s3cret").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_passwd: %v\n%s", err, out)
+	}
+	b := mosquittotest.Start(t, mosquittotest.WithConfigLines("allow_anonymous false", "password_file "+pw))
+	c := newCLI(t)
+	if _, errOut, code := c.run("fleet", "ls", "--broker", b.URL()); code != 1 || !strings.Contains(errOut, "not Authorized") {
+		t.Fatalf("anonymous fleet ls: exit %d\n%s", code, errOut)
+	}
+	if _, errOut, code := c.run("fleet", "login", b.URL(), "--username", "ops", "--password", "wrong"); code != 1 || !strings.Contains(errOut, "nothing stored") {
+		t.Errorf("login with a wrong password: exit %d\n%s", code, errOut)
+	}
+	c.ok("fleet", "login", b.URL(), "--username", "ops", "--password", "s3cret")
+	if out := c.ok("fleet", "ls", "--json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("fleet ls with the stored password: %q", out)
+	}
+	if _, errOut, code := c.run("fleet", "ls", "--username", "someone-else"); code != 1 || !strings.Contains(errOut, "not Authorized") {
+		t.Errorf("another username with the stored password: exit %d\n%s", code, errOut)
 	}
 }
