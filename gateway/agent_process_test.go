@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -64,81 +62,11 @@ func agentBinary(t testing.TB) string {
 }
 
 // agentProc is the agent running as a child process.
-type agentProc struct {
-	cmd      *exec.Cmd
-	adminURL string
-	broker   chan string // the embedded broker's address, printed after the admin URL
-	done     chan struct{}
-	mu       sync.Mutex
-	output   strings.Builder
-}
+type agentProc struct{ *testutil.Agent }
 
 func startAgentProc(t testing.TB, configPath string) *agentProc {
 	t.Helper()
-	p := &agentProc{cmd: exec.Command(agentBinary(t), "agent", "--config", configPath), done: make(chan struct{}), broker: make(chan string, 1)}
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd.Stderr = &lockedWriter{p: p}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := strings.TrimSpace(sc.Text())
-			if b, ok := strings.CutPrefix(line, "MQTT broker:"); ok {
-				p.broker <- strings.TrimSuffix(strings.TrimSpace(b), " (embedded)")
-			}
-			if u, ok := strings.CutPrefix(line, "admin API:"); ok {
-				ready <- strings.TrimSpace(u)
-			}
-		}
-	}()
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.kill() })
-	select {
-	case p.adminURL = <-ready:
-	case <-p.done:
-		t.Fatalf("agent exited before ready:\n%s", p.out())
-	case <-time.After(90 * time.Second):
-		t.Fatalf("agent not ready in 90s:\n%s", p.out())
-	}
-	return p
-}
-
-type lockedWriter struct{ p *agentProc }
-
-func (w *lockedWriter) Write(b []byte) (int, error) {
-	w.p.mu.Lock()
-	defer w.p.mu.Unlock()
-	return w.p.output.Write(b)
-}
-
-func (p *agentProc) out() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.output.String()
-}
-
-func (p *agentProc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
-
-func (p *agentProc) term(t testing.TB) {
-	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("agent did not stop on SIGTERM within 60s:\n%s", p.out())
-	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("agent exit code %d after SIGTERM:\n%s", code, p.out())
-	}
+	return &agentProc{testutil.StartAgent(t, agentBinary(t), configPath)}
 }
 
 // status asks the running agent process for its status.
@@ -161,7 +89,7 @@ func (p *agentProc) client(t testing.TB, dataDir string) *api.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return api.NewClient(p.adminURL, strings.TrimSpace(string(tok)), "", nil)
+	return api.NewClient(p.AdminURL, strings.TrimSpace(string(tok)), "", nil)
 }
 
 // get GETs path from the running agent's admin API with its token.
@@ -171,7 +99,7 @@ func (p *agentProc) get(t testing.TB, dataDir, path string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := adminDo(t, "GET", p.adminURL+path, strings.TrimSpace(string(tok)), nil, 10*time.Second)
+	resp := adminDo(t, "GET", p.AdminURL+path, strings.TrimSpace(string(tok)), nil, 10*time.Second)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
@@ -180,23 +108,19 @@ func (p *agentProc) get(t testing.TB, dataDir, path string) []byte {
 	return b
 }
 
-// brokerAddr waits for the embedded broker's address in the agent's
-// output; call it once.
+// brokerAddr is the embedded broker's address from the agent's banner.
 func (p *agentProc) brokerAddr(t testing.TB) string {
 	t.Helper()
-	select {
-	case a := <-p.broker:
-		return a
-	case <-time.After(30 * time.Second):
-		t.Fatalf("agent printed no embedded broker address:\n%s", p.out())
-		return ""
+	if p.Broker == "" {
+		t.Fatalf("agent printed no embedded broker address:\n%s", p.Stderr)
 	}
+	return p.Broker
 }
 
 // cpu is the CPU time (user + system) the agent process has used so far.
 func (p *agentProc) cpu(t testing.TB) time.Duration {
 	t.Helper()
-	d, err := procstat.CPU(p.cmd.Process.Pid)
+	d, err := procstat.CPU(p.Cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,16 +190,16 @@ func TestAgentExternalBrokerRedeliveryAndCatchUp(t *testing.T) {
 	if n, _ := p.invocations(t, dir, "job"); n != 0 {
 		t.Fatalf("job finished before the kill: %d invocations", n)
 	}
-	p.kill()
+	p.Kill()
 
 	// v2 echoes: the redelivered message must now commit.
 	writeFunction(t, fns, "job", "limits: {timeout: 1s}\ntriggers:\n  - mqtt: jobs/#\n    qos: 1\n", "echo.wasm")
 	p = startAgentProc(t, cfgPath)
 	waitFor(t, func() bool { n, _ := p.invocations(t, dir, "job"); return n >= 1 })
-	p.term(t)
+	p.Stop(t)
 	recs := readRecords(t, dir)
 	if len(recs) != 1 || string(recs[0].Payload) != "first" || recs[0].Version != 2 {
-		t.Fatalf("after kill -9 and restart: records %+v\n%s", recs, p.out())
+		t.Fatalf("after kill -9 and restart: records %+v\n%s", recs, p.Stderr.String())
 	}
 
 	// Catch-up: published while the agent is down.
@@ -284,7 +208,7 @@ func TestAgentExternalBrokerRedeliveryAndCatchUp(t *testing.T) {
 	}
 	p = startAgentProc(t, cfgPath)
 	waitFor(t, func() bool { n, _ := p.invocations(t, dir, "job"); return n >= 5 })
-	p.term(t)
+	p.Stop(t)
 	recs = readRecords(t, dir)
 	got := map[string]bool{}
 	for _, r := range recs {

@@ -60,7 +60,7 @@ broker:
 	if addr == "" || tlsAddr == "" {
 		t.Fatalf("broker status %+v: want addr and tls_addr", part())
 	}
-	pid := p.cmd.Process.Pid
+	pid := p.Cmd.Process.Pid
 	peak := func() int64 {
 		v, err := procstat.Status(pid, "VmHWM")
 		if err != nil {

@@ -115,7 +115,7 @@ func TestAgentSelfLoopBounded(t *testing.T) {
 			} else {
 				addr = p.brokerAddr(t)
 			}
-			logBefore := len(p.out())
+			logBefore := len(p.Stderr.String())
 			c := pahoClient(t, addr, "seed", true)
 			c.Publish("loop/seed", 0, false, "x").WaitTimeout(5 * time.Second)
 			// Every event of the tree was invoked or dropped from a full
@@ -130,7 +130,7 @@ func TestAgentSelfLoopBounded(t *testing.T) {
 				}
 				return st.ChainDropped > 0 && st.QueueDepth == 0 && st.Invocations+1 == st.ChainDropped+st.Dropped
 			})
-			logged := len(p.out()) - logBefore
+			logged := len(p.Stderr.String()) - logBefore
 			t.Logf("%s: %d invocations, %d chain drops, %d queue drops, %d log bytes, cpu %v",
 				name, st.Invocations, st.ChainDropped, st.Dropped, logged, p.cpu(t))
 			if st.Invocations > 511 || st.ChainDropped > 512 {
@@ -140,12 +140,12 @@ func TestAgentSelfLoopBounded(t *testing.T) {
 				t.Errorf("queue drops %d, queue_full errors %d", st.Dropped, st.Errors[string(edgefn.ReasonQueueFull)])
 			}
 			if logged > 16<<10 {
-				t.Errorf("the self-loop logged %d bytes:\n%s", logged, p.out()[logBefore:])
+				t.Errorf("the self-loop logged %d bytes:\n%s", logged, p.Stderr.String()[logBefore:])
 			}
 			if want := fmt.Sprintf(`edgefn_chain_drops_total{function="fork"} %d`, st.ChainDropped); !strings.Contains(string(p.get(t, dir, "/metrics")), want) {
 				t.Errorf("metrics lack %q", want)
 			}
-			p.term(t)
+			p.Stop(t)
 		})
 	}
 }

@@ -72,8 +72,8 @@ func TestAgentDataDirIsPrivate(t *testing.T) {
 		}
 	}
 	check()
-	if out := p.out(); !strings.Contains(out, "permissions removed") || !strings.Contains(out, "notes.txt") {
+	if out := p.Stderr.String(); !strings.Contains(out, "permissions removed") || !strings.Contains(out, "notes.txt") {
 		t.Errorf("the tightening is not logged:\n%s", out)
 	}
-	p.term(t)
+	p.Stop(t)
 }

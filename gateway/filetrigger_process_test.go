@@ -112,7 +112,7 @@ func TestAgentFileTrigger(t *testing.T) {
 	writeInbox(t, inbox, "big.jpg", strings.Repeat("x", 1025))
 	writeInbox(t, inbox, "notes.txt", "not a jpg")
 	waitFor(t, func() bool { w := p.fileWatch(t, data, inbox); return w.Processed == 2 && w.Rejected == 1 })
-	p.term(t)
+	p.Stop(t)
 
 	if got := dirNames(t, filepath.Join(inbox, edgefn.FileDoneDir)); strings.Join(got, " ") != "a.jpg b.jpg" {
 		t.Errorf(".done = %v", got)
@@ -152,7 +152,7 @@ func TestAgentFileTrigger(t *testing.T) {
 	}
 	p = startAgentProc(t, cfgPath)
 	waitFor(t, func() bool { return p.fileWatch(t, data, inbox).Processed == 3 })
-	p.term(t)
+	p.Stop(t)
 	recs = fileRecords(t, data, inbox)
 	for i := range 3 {
 		if got := recs[fmt.Sprintf("late%d.jpg", i)]; len(got) != 2 || got[1] != fmt.Sprint("late ", i) {
@@ -177,7 +177,7 @@ func TestAgentFileTriggerCrashBeforeCommit(t *testing.T) {
 	if n, _ := p.invocations(t, data, "cam"); n != 0 {
 		t.Fatalf("the invocation finished before the kill: %d", n)
 	}
-	p.kill()
+	p.Kill()
 	if got := dirNames(t, inbox); strings.Join(got, " ") != ".done .rejected x.jpg" {
 		t.Fatalf("after kill -9: inbox = %v", got)
 	}
@@ -185,7 +185,7 @@ func TestAgentFileTriggerCrashBeforeCommit(t *testing.T) {
 	writeFunction(t, fns, "cam", fmt.Sprintf("triggers:\n  - files: %s\n", inbox), "filemeta.wasm")
 	p = startAgentProc(t, cfgPath)
 	waitFor(t, func() bool { return p.fileWatch(t, data, inbox).Processed == 1 })
-	p.term(t)
+	p.Stop(t)
 	if got := dirNames(t, filepath.Join(inbox, edgefn.FileDoneDir)); strings.Join(got, " ") != "x.jpg" {
 		t.Errorf(".done = %v, want x.jpg once", got)
 	}
@@ -262,7 +262,7 @@ func apiDeploy(t *testing.T, p *agentProc, data string, manifest, wasm []byte) e
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := api.NewClient(p.adminURL, strings.TrimSpace(string(tok)), "", nil)
+	c := api.NewClient(p.AdminURL, strings.TrimSpace(string(tok)), "", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, err = c.Deploy(ctx, api.DeployRequest{File: "function.yaml", Manifest: manifest, WasmName: "cam.wasm", Wasm: wasm})

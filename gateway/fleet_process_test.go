@@ -105,7 +105,7 @@ func TestFleetGatewaysConverge(t *testing.T) {
 		return len(sts) == n && !slices.ContainsFunc(sts, func(s fleet.StatusDoc) bool { return !s.Online })
 	})
 	// gw-3 (office) is stopped during the rollout.
-	procs["gw-3"].term(t)
+	procs["gw-3"].Stop(t)
 
 	fns := t.TempDir()
 	writeFunction(t, fns, "echo", "triggers:\n  - mqtt: fleet-test/#\n", "echo.wasm")
@@ -230,8 +230,8 @@ func TestFleetGatewaysConverge(t *testing.T) {
 
 	// A gateway stopped cleanly reports itself offline; one killed is
 	// reported offline by its last will.
-	procs["gw-0"].term(t)
-	procs["gw-1"].kill()
+	procs["gw-0"].Stop(t)
+	procs["gw-1"].Kill()
 	waitFor(t, func() bool {
 		off := 0
 		for _, st := range fleetLs(t, broker.URL()) {

@@ -63,12 +63,12 @@ func TestFleetReloadAndModuleURL(t *testing.T) {
 	// The gateway tries again on its own (Retry: 10 s, then doubling).
 	// A TLS handshake that fails never reaches the handler: the retry is
 	// seen in the agent's log.
-	waitFor(t, func() bool { return strings.Count(p.out(), "fleet: function not applied") >= 2 })
+	waitFor(t, func() bool { return strings.Count(p.Stderr.String(), "fleet: function not applied") >= 2 })
 	if fetches.Load() != 0 {
 		t.Errorf("%d requests reached the server through an untrusted certificate", fetches.Load())
 	}
-	if !strings.Contains(p.out(), "attempt=2") {
-		t.Errorf("second attempt not logged as such:\n%s", p.out())
+	if !strings.Contains(p.Stderr.String(), "attempt=2") {
+		t.Errorf("second attempt not logged as such:\n%s", p.Stderr.String())
 	}
 
 	// The fleet section changes: group office, the test CA trusted for
@@ -81,7 +81,7 @@ func TestFleetReloadAndModuleURL(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(next), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool {
@@ -95,8 +95,8 @@ func TestFleetReloadAndModuleURL(t *testing.T) {
 	if fetches.Load() != 1 {
 		t.Errorf("%d module fetches, want 1", fetches.Load())
 	}
-	if !strings.Contains(p.out(), "fleet agent restarted with the new fleet section") {
-		t.Errorf("reload not logged:\n%s", p.out())
+	if !strings.Contains(p.Stderr.String(), "fleet agent restarted with the new fleet section") {
+		t.Errorf("reload not logged:\n%s", p.Stderr.String())
 	}
 }
 

@@ -29,7 +29,7 @@ import (
 func apiDo(t *testing.T, a *agentProc, method, path string, body io.Reader, contentType string) (int, string) {
 	t.Helper()
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 30 * time.Second}
-	req, err := http.NewRequest(method, a.url+path, body)
+	req, err := http.NewRequest(method, a.AdminURL+path, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestE2ENamesStayInFunctionsDir(t *testing.T) {
 
 // agentEnv points the CLI at a (restarted) agent without a new login.
 func agentEnv(a *agentProc) []string {
-	return []string{"EDGEFN_GATEWAY=" + a.url, "EDGEFN_TOKEN=" + a.token, "EDGEFN_FINGERPRINT=" + a.pin}
+	return []string{"EDGEFN_GATEWAY=" + a.AdminURL, "EDGEFN_TOKEN=" + a.token, "EDGEFN_FINGERPRINT=" + a.Fingerprint}
 }
 
 // postDeploy sends a deploy as the CLI does, with a given signed statement
@@ -220,13 +220,13 @@ func TestE2ESignedActivations(t *testing.T) {
 	c.login(a)
 	c.ok("deploy", mem("1MiB"))
 	c.ok("deploy", mem("2MiB"))
-	a.stop(t)
+	a.Stop(t)
 
 	keyed := agentOpts{trustedKeys: []string{fmt.Sprintf("%q", strings.TrimSpace(string(pub)))}}
 	a = startAgent(t, dir, cloud.srv.URL, keyed)
 	env := agentEnv(a)
-	waitFor(t, 10*time.Second, "the start log", func() bool { return strings.Contains(a.stderr.String(), "function skipped") })
-	if log := a.stderr.String(); !strings.Contains(log, "function=echo") || !strings.Contains(log, "no signed activation statement") {
+	waitFor(t, 10*time.Second, "the start log", func() bool { return strings.Contains(a.Stderr.String(), "function skipped") })
+	if log := a.Stderr.String(); !strings.Contains(log, "function=echo") || !strings.Contains(log, "no signed activation statement") {
 		t.Errorf("start log does not name the unsigned function:\n%s", log)
 	}
 	if out, _, _ := c.runIn("", env, "ls"); !strings.Contains(out, "not loaded") {
@@ -302,7 +302,7 @@ func TestE2ESignedActivations(t *testing.T) {
 	}
 
 	// A restart loads the signed version and keeps the high-water mark.
-	a.stop(t)
+	a.Stop(t)
 	a = startAgent(t, dir, cloud.srv.URL, keyed)
 	env = agentEnv(a)
 	var after struct {

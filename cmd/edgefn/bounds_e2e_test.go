@@ -61,7 +61,7 @@ func TestE2ESandboxBounds(t *testing.T) {
 
 	// Without the bound one bomb took the agent past 800 MB; 200 MiB is
 	// several times what it needs.
-	hwm, err := procstat.Status(a.cmd.Process.Pid, "VmHWM")
+	hwm, err := procstat.Status(a.Cmd.Process.Pid, "VmHWM")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func TestE2ECeilings(t *testing.T) {
 		!strings.Contains(errOut, `function.yaml:4: allow.publish[0]: "relay/#": reaches topic "relay/out" that function "sink" is triggered by; the agent config's grants.max.publish_to_triggers must allow it`) {
 		t.Fatalf("deploy of a grant on another function's trigger: exit %d: %s", code, errOut)
 	}
-	a.stop(t)
+	a.Stop(t)
 
 	// The operator lowers max_output: the stored echo (8KiB) is not loaded,
 	// so invoke cannot run it; and allows the relay -> sink chain.
@@ -63,7 +63,7 @@ func TestE2ECeilings(t *testing.T) {
 		t.Errorf("invoke of a function above the lowered maximum: exit %d: %s %s", code, out, errOut)
 	}
 	waitFor(t, 10*time.Second, "the agent to log the function it did not load", func() bool {
-		s := b.stderr.String()
+		s := b.Stderr.String()
 		return strings.Contains(s, "echo") && strings.Contains(s, "limits.max_output: 8KiB: over the agent's maximum 2KiB")
 	})
 	c.ok("deploy", relay)

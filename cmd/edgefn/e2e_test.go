@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -126,17 +125,13 @@ func (r cloudRecord) payload() string {
 	return string(r.Payload)
 }
 
-// agentProc is a running `edgefn agent`.
+// agentProc is a running `edgefn agent` (testutil.Agent) with its test
+// dir, config file, API token and the cloud receiver its uplink posts to.
 type agentProc struct {
-	cmd      *exec.Cmd
+	*testutil.Agent
 	dir      string // test dir: config, data
 	config   string
-	url      string
 	token    string
-	pin      string
-	broker   string
-	stderr   *testutil.Buffer
-	exited   chan error
 	cloudURL string
 }
 
@@ -173,77 +168,17 @@ shutdown_grace: 5s
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := &agentProc{dir: dir, config: path, stderr: &testutil.Buffer{}, exited: make(chan error, 1), cloudURL: cloudURL}
-	a.cmd = exec.Command(e2eBin, "agent", "--config", path)
-	a.cmd.Stderr = a.stderr
-	out, err := a.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
+	a := &agentProc{Agent: testutil.StartAgent(t, e2eBin, path), dir: dir, config: path, cloudURL: cloudURL}
+	if a.AdminURL == "" || a.Broker == "" || a.Fingerprint == "" {
+		t.Fatalf("the agent's banner lacks its admin URL, broker or certificate:\n%s", a.Stderr)
 	}
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		a.exited <- a.cmd.Wait()
-	}()
-	deadline := time.After(30 * time.Second)
-	field := func(l, key string) string { return strings.Fields(strings.TrimPrefix(strings.TrimSpace(l), key))[0] }
-	for a.url == "" || a.broker == "" || a.pin == "" {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("agent exited before it was ready:\n%s", a.stderr)
-			}
-			l = strings.TrimSpace(l)
-			switch {
-			case strings.HasPrefix(l, "admin API:"):
-				a.url = field(l, "admin API:")
-			case strings.HasPrefix(l, "certificate:"):
-				a.pin = field(l, "certificate:")
-			case strings.HasPrefix(l, "MQTT broker:"):
-				a.broker = field(l, "MQTT broker:")
-			}
-		case <-deadline:
-			a.cmd.Process.Kill()
-			t.Fatalf("agent not ready after 30s:\n%s", a.stderr)
-		}
-	}
-	go func() {
-		for range lines {
-		}
-	}()
 	tok, err := os.ReadFile(filepath.Join(dir, "data", "api.token"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	a.token = strings.TrimSpace(string(tok))
-	t.Cleanup(func() { a.stop(t) })
+	t.Cleanup(func() { a.Stop(t) })
 	return a
-}
-
-// stop sends SIGTERM and waits for a clean exit.
-func (a *agentProc) stop(t *testing.T) {
-	t.Helper()
-	if a.cmd.ProcessState != nil || a.exited == nil {
-		return
-	}
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-a.exited:
-		a.exited = nil
-		if err != nil {
-			t.Errorf("agent exit: %v\n%s", err, a.stderr)
-		}
-	case <-time.After(30 * time.Second):
-		a.cmd.Process.Kill()
-		t.Errorf("agent did not stop within 30s of SIGTERM")
-	}
 }
 
 // cliEnv is a workstation: its own config dir for the credentials file.
@@ -351,7 +286,7 @@ func loggedIn(t *testing.T) (*receiver, *agentProc, *cliEnv) {
 
 func (c *cliEnv) login(a *agentProc) {
 	c.t.Helper()
-	c.ok("login", a.url, "--token", a.token, "--fingerprint", a.pin)
+	c.ok("login", a.AdminURL, "--token", a.token, "--fingerprint", a.Fingerprint)
 }
 
 // example returns the path of a built example module.
@@ -444,24 +379,24 @@ func TestE2ELogin(t *testing.T) {
 
 	// Trust on first use: without --fingerprint, off a terminal, login shows
 	// what it sees and refuses.
-	_, errOut, code := c.run("login", a.url, "--token", a.token)
-	if code != 1 || !strings.Contains(errOut, a.pin) || !strings.Contains(errOut, "--accept-fingerprint") {
+	_, errOut, code := c.run("login", a.AdminURL, "--token", a.token)
+	if code != 1 || !strings.Contains(errOut, a.Fingerprint) || !strings.Contains(errOut, "--accept-fingerprint") {
 		t.Errorf("login without fingerprint: exit %d: %s", code, errOut)
 	}
 	wrongPin := "sha256:" + strings.Repeat("ab", 32)
-	_, errOut, code = c.run("login", a.url, "--token", a.token, "--fingerprint", wrongPin)
-	if code != 1 || !strings.Contains(errOut, "does not match the pinned fingerprint") || !strings.Contains(errOut, a.pin) {
+	_, errOut, code = c.run("login", a.AdminURL, "--token", a.token, "--fingerprint", wrongPin)
+	if code != 1 || !strings.Contains(errOut, "does not match the pinned fingerprint") || !strings.Contains(errOut, a.Fingerprint) {
 		t.Errorf("login with a wrong fingerprint: exit %d: %s", code, errOut)
 	}
-	_, errOut, code = c.run("login", a.url, "--token", "efn_not-the-token", "--fingerprint", a.pin)
-	if code != 1 || !strings.Contains(errOut, "token refused by "+a.url) {
+	_, errOut, code = c.run("login", a.AdminURL, "--token", "efn_not-the-token", "--fingerprint", a.Fingerprint)
+	if code != 1 || !strings.Contains(errOut, "token refused by "+a.AdminURL) {
 		t.Errorf("login with a wrong token: exit %d: %s", code, errOut)
 	}
 	if _, err := os.Stat(filepath.Join(c.home, ".config", "edgefn", "credentials.json")); err == nil {
 		t.Errorf("failed logins stored credentials")
 	}
-	out := c.ok("login", a.url, "--token", a.token, "--accept-fingerprint")
-	if !strings.Contains(out, a.pin) || !strings.Contains(out, "gw-e2e") {
+	out := c.ok("login", a.AdminURL, "--token", a.token, "--accept-fingerprint")
+	if !strings.Contains(out, a.Fingerprint) || !strings.Contains(out, "gw-e2e") {
 		t.Errorf("login: %s", out)
 	}
 	credPath := filepath.Join(c.home, ".config", "edgefn", "credentials.json")
@@ -474,7 +409,7 @@ func TestE2ELogin(t *testing.T) {
 	// A later different certificate is refused: the pin in the file no
 	// longer matches what the agent presents.
 	b, _ := os.ReadFile(credPath)
-	if err := os.WriteFile(credPath, bytes.ReplaceAll(b, []byte(a.pin), []byte(wrongPin)), 0o600); err != nil {
+	if err := os.WriteFile(credPath, bytes.ReplaceAll(b, []byte(a.Fingerprint), []byte(wrongPin)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, errOut, code = c.run("ls")
@@ -482,7 +417,7 @@ func TestE2ELogin(t *testing.T) {
 		t.Errorf("ls against a changed certificate: exit %d: %s", code, errOut)
 	}
 	// ... and login does not silently replace the pin either.
-	_, errOut, code = c.run("login", a.url, "--token", a.token, "--accept-fingerprint")
+	_, errOut, code = c.run("login", a.AdminURL, "--token", a.token, "--accept-fingerprint")
 	if code != 1 || !strings.Contains(errOut, "does not match") {
 		t.Errorf("re-login with a changed certificate: exit %d: %s", code, errOut)
 	}
@@ -491,7 +426,7 @@ func TestE2ELogin(t *testing.T) {
 
 	// Wrong token from the environment: 401, a clear error, exit 1.
 	_, errOut, code = c.runIn("", []string{"EDGEFN_TOKEN=efn_forged"}, "ls")
-	if code != 1 || !strings.Contains(errOut, "token refused by "+a.url+": run edgefn login") {
+	if code != 1 || !strings.Contains(errOut, "token refused by "+a.AdminURL+": run edgefn login") {
 		t.Errorf("ls with a forged token: exit %d: %s", code, errOut)
 	}
 	// Environment only, no credentials file: EDGEFN_GATEWAY/TOKEN/FINGERPRINT.
@@ -500,7 +435,7 @@ func TestE2ELogin(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, "edgefn login") {
 		t.Errorf("ls with no agent: exit %d: %s", code, errOut)
 	}
-	out, errOut, code = other.runIn("", []string{"EDGEFN_GATEWAY=" + a.url, "EDGEFN_TOKEN=" + a.token, "EDGEFN_FINGERPRINT=" + a.pin}, "ls", "--json")
+	out, errOut, code = other.runIn("", []string{"EDGEFN_GATEWAY=" + a.AdminURL, "EDGEFN_TOKEN=" + a.token, "EDGEFN_FINGERPRINT=" + a.Fingerprint}, "ls", "--json")
 	if code != 0 || strings.TrimSpace(out) != "[]" {
 		t.Errorf("ls from the environment: exit %d: %s %s", code, out, errOut)
 	}
@@ -508,12 +443,12 @@ func TestE2ELogin(t *testing.T) {
 	// Unauthenticated and forged-token calls to the API itself.
 	for _, tok := range []string{"", "efn_forged", a.token + "x"} {
 		for _, p := range []string{"/v1/functions", "/v1/status", "/v1/usage", "/v1/outbox", "/v1/functions/x/logs", "/metrics"} {
-			if got := insecureGet(t, a.url+p, tok); got != http.StatusUnauthorized {
+			if got := insecureGet(t, a.AdminURL+p, tok); got != http.StatusUnauthorized {
 				t.Errorf("GET %s with token %q: %d, want 401", p, tok, got)
 			}
 		}
 	}
-	if got := insecureGet(t, a.url+"/v1/usage", a.token); got != http.StatusOK {
+	if got := insecureGet(t, a.AdminURL+"/v1/usage", a.token); got != http.StatusOK {
 		t.Errorf("GET /v1/usage with the token: %d", got)
 	}
 }
@@ -541,7 +476,7 @@ func TestE2EDeployEventsRedeployRollbackRemove(t *testing.T) {
 		t.Fatalf("redeploy of the same content: exit %d: %s %s", code, out, errOut)
 	}
 
-	publish(t, a.broker, "e2e/echo", []string{"first"})
+	publish(t, a.Broker, "e2e/echo", []string{"first"})
 	waitFor(t, 10*time.Second, "the first record at the cloud", func() bool { return len(cloud.snapshot()) == 1 })
 	if r := cloud.snapshot()[0]; r.payload() != "first" || r.Function != "echo" || r.Version != 1 || r.Subject != "e2e/echo" {
 		t.Fatalf("cloud record %+v", r)
@@ -554,7 +489,7 @@ func TestE2EDeployEventsRedeployRollbackRemove(t *testing.T) {
 	for i := range msgs {
 		msgs[i] = fmt.Sprintf("m%04d", i)
 	}
-	host, port, _ := strings.Cut(a.broker, ":")
+	host, port, _ := strings.Cut(a.Broker, ":")
 	pub := exec.Command("mosquitto_pub", "-h", host, "-p", port, "-q", "1", "-t", "e2e/echo", "-l", "-i", "e2e-flow")
 	stdin, err := pub.StdinPipe()
 	if err != nil {
@@ -631,7 +566,7 @@ func TestE2EDeployEventsRedeployRollbackRemove(t *testing.T) {
 		t.Errorf("rollback --to 0: exit %d: %s", code, errOut)
 	}
 	before := len(cloud.snapshot())
-	publish(t, a.broker, "e2e/echo", []string{"after-rollback"})
+	publish(t, a.Broker, "e2e/echo", []string{"after-rollback"})
 	waitFor(t, 10*time.Second, "the record after rollback", func() bool { return len(cloud.snapshot()) == before+1 })
 	for _, r := range cloud.snapshot() {
 		if r.payload() == "after-rollback" && r.Version != 1 {
@@ -666,14 +601,14 @@ func TestE2ERestartKeepsFunctions(t *testing.T) {
 	writeFunction(t, filepath.Join(dir, "fn"), fmt.Sprintf(echoManifest, "2MiB"), "", "")
 	c.ok("deploy", filepath.Join(dir, "fn", "function.yaml"))
 	c.ok("invoke", "echo", "--data", "before restart")
-	a.stop(t)
+	a.Stop(t)
 
 	b := startAgent(t, dir, cloud.srv.URL, agentOpts{})
-	if b.pin != a.pin {
-		t.Errorf("certificate changed across a restart: %s then %s", a.pin, b.pin)
+	if b.Fingerprint != a.Fingerprint {
+		t.Errorf("certificate changed across a restart: %s then %s", a.Fingerprint, b.Fingerprint)
 	}
 	// The admin port is new (127.0.0.1:0); the certificate is the same.
-	env := []string{"EDGEFN_GATEWAY=" + b.url, "EDGEFN_TOKEN=" + b.token, "EDGEFN_FINGERPRINT=" + b.pin}
+	env := []string{"EDGEFN_GATEWAY=" + b.AdminURL, "EDGEFN_TOKEN=" + b.token, "EDGEFN_FINGERPRINT=" + b.Fingerprint}
 	out, errOut, code := c.runIn("", env, "ls", "--json")
 	var fns []struct {
 		Name     string
@@ -833,7 +768,7 @@ func TestE2ELogsFollowAndUsage(t *testing.T) {
 			}
 		}
 	}()
-	publish(t, a.broker, "e2e/celsius", []string{"21.5"})
+	publish(t, a.Broker, "e2e/celsius", []string{"21.5"})
 	select {
 	case l := <-found:
 		t.Logf("logs -f: %s", l)
@@ -945,7 +880,7 @@ func TestE2ETruncatedUpload(t *testing.T) {
 
 	raw := func(t *testing.T, payload []byte, contentLength int) string {
 		t.Helper()
-		host := strings.TrimPrefix(a.url, "https://")
+		host := strings.TrimPrefix(a.AdminURL, "https://")
 		conn, err := tls.Dial("tcp", host, &tls.Config{InsecureSkipVerify: true})
 		if err != nil {
 			t.Fatal(err)

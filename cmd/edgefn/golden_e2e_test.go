@@ -35,7 +35,7 @@ func TestGoldenJSON(t *testing.T) {
 	c := newCLI(t)
 	g := &goldens{t: t, c: c}
 
-	g.check("login", 0, "login", a.url, "--token", a.token, "--fingerprint", a.pin, "--json")
+	g.check("login", 0, "login", a.AdminURL, "--token", a.token, "--fingerprint", a.Fingerprint, "--json")
 	echo := writeFunction(t, filepath.Join(dir, "echo"), "name: echo\nwasm: ./echo.wasm\ntriggers:\n  - mqtt: golden/echo\n    qos: 1\nlimits: {memory: 1MiB, timeout: 100ms}\n", example(t, "wat-minimal"), "echo.wasm")
 	g.check("deploy", 0, "deploy", echo, "--json")
 	conv := writeFunction(t, filepath.Join(dir, "conv"), "name: conv\nwasm: ./c.wasm\nlimits: {memory: 2MiB, timeout: 2s}\n", example(t, "c-command"), "c.wasm")
@@ -107,7 +107,7 @@ func TestGoldenJSON(t *testing.T) {
 	g.check("error_peek_limit", 2, "outbox", "peek", "-n", "100000", "--json")
 
 	// tail streams: the first line, from a message sent before.
-	publish(t, a.broker, "golden/echo", []string{`{"celsius": 19}`})
+	publish(t, a.Broker, "golden/echo", []string{`{"celsius": 19}`})
 	out := c.background("tail", "golden/#", "-n", "1", "--json")
 	waitFor(t, 20*time.Second, "tail's first line", func() bool { return strings.Contains(out.String(), "\n") })
 	first, _, _ := strings.Cut(out.String(), "\n")

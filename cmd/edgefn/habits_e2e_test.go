@@ -153,7 +153,7 @@ func scrape(t *testing.T, a *agentProc) string { return adminGet(t, a, "/metrics
 func adminGet(t *testing.T, a *agentProc, path string) string {
 	t.Helper()
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 10 * time.Second}
-	req, _ := http.NewRequest("GET", a.url+path, nil)
+	req, _ := http.NewRequest("GET", a.AdminURL+path, nil)
 	req.Header.Set("Authorization", "Bearer "+a.token)
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -171,12 +171,12 @@ func adminGet(t *testing.T, a *agentProc, path string) string {
 // agent with the token (no broker login), real mosquitto_pub messages.
 func TestE2ETail(t *testing.T) {
 	_, a, c := loggedIn(t)
-	publish(t, a.broker, "sensors/kitchen/temp", []string{"before"})
+	publish(t, a.Broker, "sensors/kitchen/temp", []string{"before"})
 
 	out := c.background("tail", "sensors/#", "--json", "-n", "5")
 	waitFor(t, 10*time.Second, "the message from before", func() bool { return strings.Contains(out.String(), `"before"`) })
-	publish(t, a.broker, "sensors/hall/temp", []string{"21.5"})
-	publish(t, a.broker, "other/topic", []string{"not me"})
+	publish(t, a.Broker, "sensors/hall/temp", []string{"21.5"})
+	publish(t, a.Broker, "other/topic", []string{"not me"})
 	waitFor(t, 10*time.Second, "the new message", func() bool { return strings.Contains(out.String(), `"21.5"`) })
 	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 		var m struct {
@@ -227,23 +227,22 @@ func TestE2ESIGINTLogsNoError(t *testing.T) {
 	// An edge and a message handled prove the pin is watched and the topic
 	// subscribed before the signal.
 	c.ok("gpio", "pulse", "GPIO17")
-	publish(t, a.broker, "e2e/echo", []string{"before the signal"})
+	publish(t, a.Broker, "e2e/echo", []string{"before the signal"})
 	waitFor(t, 20*time.Second, "both records at the cloud", func() bool { return len(cloud.snapshot()) == 2 })
 	waitFor(t, 10*time.Second, "the message in tail", func() bool { return strings.Contains(tailOut.String(), "before the signal") })
-	if err := a.cmd.Process.Signal(os.Interrupt); err != nil {
+	if err := a.Cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-a.exited:
-		a.exited = nil
-		if err != nil {
+	case <-a.Done():
+		if err := a.Err(); err != nil {
 			t.Errorf("agent exit after SIGINT: %v", err)
 		}
 	case <-time.After(30 * time.Second):
-		a.cmd.Process.Kill()
+		a.Kill()
 		t.Fatal("agent did not stop within 30s of SIGINT")
 	}
-	logs := a.stderr.String()
+	logs := a.Stderr.String()
 	if !strings.Contains(logs, "shutting down") {
 		t.Fatalf("no shutdown in the agent's log:\n%s", logs)
 	}

@@ -199,7 +199,7 @@ func TestNewProjects(t *testing.T) {
 				if out, errOut, code := c.runIn(proj, nil, "deploy", "function.yaml"); code != 0 {
 					t.Fatalf("deploy: exit %d: %s %s", code, out, errOut)
 				}
-				publish(t, agent.broker, sampleTopic(m.Triggers[0].MQTT), []string{tc.data})
+				publish(t, agent.Broker, sampleTopic(m.Triggers[0].MQTT), []string{tc.data})
 				arrived := func() bool {
 					for _, r := range cloud.snapshot() {
 						if r.Function == name && strings.Contains(r.payload(), tc.want) {
