@@ -137,7 +137,10 @@ func TestFleetReloadInProcess(t *testing.T) {
 	if _, errOut, code := fleetCLI(t, "deploy", echo, "--broker", broker.URL(), "--group", "office", "--key", key); code != 0 {
 		t.Fatalf("deploy to office: exit %d\n%s", code, errOut)
 	}
-	waitFor(t, func() bool { st := fleetStatusOf(t, broker.URL(), "gw1"); return st.Online && slices.Equal(st.Groups, []string{"lab"}) })
+	waitFor(t, func() bool {
+		st := fleetStatusOf(t, broker.URL(), "gw1")
+		return st.Online && slices.Equal(st.Groups, []string{"lab"})
+	})
 	reload := func(fc *fleet.Config) {
 		next := *ta.cfg
 		next.Fleet = fc
