@@ -32,34 +32,24 @@ type metrics struct {
 }
 
 func newMetrics() *metrics {
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	}
+	histogram := func(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
+	}
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
-		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgefn_invocations_total", Help: "Invocations by function and outcome (ok or a failure reason).",
-		}, []string{"function", "outcome"}),
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgefn_failures_total", Help: "Failed invocations by function and reason.",
-		}, []string{"function", "reason"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "edgefn_invocation_duration_seconds", Help: "Time inside the sandbox per invocation.",
-			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
-		}, []string{"function"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "edgefn_event_commit_latency_seconds", Help: "From an event entering the queue to its effects being durable.",
-			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 5},
-		}, []string{"function"}),
-		starts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgefn_starts_total", Help: "Instance starts by function and kind (cold or warm).",
-		}, []string{"function", "kind"}),
-		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgefn_drops_total", Help: "Events dropped before running, by function and reason.",
-		}, []string{"function", "reason"}),
-		chainDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgefn_chain_drops_total", Help: "Publishes dropped because they would trigger events past max_chain_depth, by publishing function.",
-		}, []string{"function"}),
-		effectErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgefn_effect_errors_total", Help: "Publishes and GPIO writes that failed after their commit.",
-		}, []string{"kind"}),
+		reg:         prometheus.NewRegistry(),
+		invocations: counter("edgefn_invocations_total", "Invocations by function and outcome (ok or a failure reason).", "function", "outcome"),
+		failures:    counter("edgefn_failures_total", "Failed invocations by function and reason.", "function", "reason"),
+		duration: histogram("edgefn_invocation_duration_seconds", "Time inside the sandbox per invocation.",
+			[]float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5}, "function"),
+		latency: histogram("edgefn_event_commit_latency_seconds", "From an event entering the queue to its effects being durable.",
+			[]float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 5}, "function"),
+		starts:       counter("edgefn_starts_total", "Instance starts by function and kind (cold or warm).", "function", "kind"),
+		drops:        counter("edgefn_drops_total", "Events dropped before running, by function and reason.", "function", "reason"),
+		chainDrops:   counter("edgefn_chain_drops_total", "Publishes dropped because they would trigger events past max_chain_depth, by publishing function.", "function"),
+		effectErrors: counter("edgefn_effect_errors_total", "Publishes and GPIO writes that failed after their commit.", "kind"),
 	}
 	m.reg.MustRegister(m.invocations, m.failures, m.duration, m.latency, m.starts, m.drops, m.chainDrops, m.effectErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
