@@ -143,14 +143,6 @@ func (p *agentProc) invocations(t testing.TB, dataDir, fn string) (int64, string
 	return 0, ""
 }
 
-func mosquittoPub(t testing.TB, b *mosquittotest.Broker, topic, msg string) {
-	t.Helper()
-	out, err := exec.Command("mosquitto_pub", "-h", "127.0.0.1", "-p", fmt.Sprint(b.Port()), "-q", "1", "-t", topic, "-m", msg).CombinedOutput()
-	if err != nil {
-		t.Fatalf("mosquitto_pub: %v %s", err, out)
-	}
-}
-
 // readRecords opens the outbox of a stopped agent.
 func readRecords(t testing.TB, dataDir string) []edgefn.Record {
 	t.Helper()
@@ -184,7 +176,7 @@ func TestAgentExternalBrokerRedeliveryAndCatchUp(t *testing.T) {
 	writeFunction(t, fns, "job", "limits: {timeout: 20s, concurrency: 1}\ntriggers:\n  - mqtt: jobs/#\n    qos: 1\n", "loop.wasm")
 	p := startAgentProc(t, cfgPath)
 	waitFor(t, func() bool { return p.subscribed(t, dir) })
-	mosquittoPub(t, broker, "jobs/1", "first")
+	testutil.MosquittoPub(t, broker.Addr(), "jobs/1", "first")
 	// The invocation is running (a worker is up) and nothing committed.
 	waitFor(t, func() bool { _, state := p.invocations(t, dir, "job"); return state == "warm" })
 	if n, _ := p.invocations(t, dir, "job"); n != 0 {
@@ -204,7 +196,7 @@ func TestAgentExternalBrokerRedeliveryAndCatchUp(t *testing.T) {
 
 	// Catch-up: published while the agent is down.
 	for i := 0; i < 5; i++ {
-		mosquittoPub(t, broker, "jobs/late", fmt.Sprint("late-", i))
+		testutil.MosquittoPub(t, broker.Addr(), "jobs/late", fmt.Sprint("late-", i))
 	}
 	p = startAgentProc(t, cfgPath)
 	waitFor(t, func() bool { n, _ := p.invocations(t, dir, "job"); return n >= 5 })

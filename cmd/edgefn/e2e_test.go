@@ -334,12 +334,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // publish sends each line as one QoS 1 message with mosquitto_pub.
 func publish(t *testing.T, broker, topic string, lines []string) {
 	t.Helper()
-	host, port, _ := strings.Cut(broker, ":")
-	cmd := exec.Command("mosquitto_pub", "-h", host, "-p", port, "-q", "1", "-t", topic, "-l", "-i", fmt.Sprintf("e2e-%d", time.Now().UnixNano()))
-	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_pub: %v: %s", err, out)
-	}
+	testutil.MosquittoPub(t, broker, topic, lines...)
 }
 
 // insecureGet calls the admin API without the CLI, with any token.

@@ -3,6 +3,8 @@ package testutil
 import (
 	"errors"
 	"fmt"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,4 +43,17 @@ func MQTTClient(t testing.TB, url, id string, opts ...func(*mqtt.ClientOptions))
 		t.Fatal(fmt.Errorf("mqtt client %s: connect to %s: %w", id, url, err))
 	}
 	return c
+}
+
+// MosquittoPub publishes each line as one QoS 1 message on topic to the
+// broker at addr (host:port) with Debian's mosquitto_pub, a client that is
+// not ours, and fails the test if it does not exit 0.
+func MosquittoPub(t testing.TB, addr, topic string, lines ...string) {
+	t.Helper()
+	host, port, _ := strings.Cut(addr, ":")
+	cmd := exec.Command("mosquitto_pub", "-h", host, "-p", port, "-q", "1", "-t", topic, "-l", "-i", fmt.Sprintf("test-%d", time.Now().UnixNano()))
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v: %s", err, out)
+	}
 }
