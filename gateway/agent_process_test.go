@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,10 +24,20 @@ import (
 )
 
 var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
+	binOnce   sync.Once
+	binPath   string
+	binRemove func()
+	binErr    error
 )
+
+// TestMain removes the agent binary agentBinary built, if any.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binRemove != nil {
+		binRemove()
+	}
+	os.Exit(code)
+}
 
 // skipShort skips a test that builds and runs processes (why says what
 // it runs) under -short.
@@ -43,18 +52,7 @@ func skipShort(t testing.TB, why string) {
 // process, not a goroutine.
 func agentBinary(t testing.TB) string {
 	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "edgefn-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "edgefn")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/edgefn").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
+	binOnce.Do(func() { binPath, binRemove, binErr = testutil.BuildEdgefn("../cmd/edgefn") })
 	if binErr != nil {
 		t.Fatal(binErr)
 	}

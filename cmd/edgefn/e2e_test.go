@@ -34,18 +34,14 @@ import (
 var e2eBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "edgefn-e2e-")
+	bin, remove, err := testutil.BuildEdgefn(".")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	e2eBin = filepath.Join(dir, "edgefn")
-	if out, err := exec.Command("go", "build", "-o", e2eBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.Exit(1)
-	}
+	e2eBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }
 

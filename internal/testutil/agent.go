@@ -2,7 +2,10 @@ package testutil
 
 import (
 	"bufio"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -113,4 +116,21 @@ func (a *Agent) Kill() {
 	a.killed.Store(true)
 	_ = a.Cmd.Process.Signal(syscall.SIGKILL)
 	<-a.done
+}
+
+// BuildEdgefn builds the edgefn binary from the package at pkg ("." or
+// "../cmd/edgefn", relative to the test's package) into a new temporary
+// directory; remove deletes that directory.
+func BuildEdgefn(pkg string) (bin string, remove func(), err error) {
+	dir, err := os.MkdirTemp("", "edgefn-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	remove = func() { os.RemoveAll(dir) }
+	bin = filepath.Join(dir, "edgefn")
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		remove()
+		return "", nil, fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin, remove, nil
 }
