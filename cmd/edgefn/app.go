@@ -37,7 +37,8 @@ type failedError struct{}
 
 func (failedError) Error() string { return "failed" }
 
-// newApp builds the CLI. Each subcommand lives in its own file.
+// newApp builds the CLI: the command table of commands.go (each action in
+// the file of its command), the words of help.txt.
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:                 "edgefn",
