@@ -16,16 +16,15 @@ import (
 // usageKey is one function's minute in usage_minutes.
 type usageKey struct{ fn, minute int64 }
 
-// batch is one transaction in the making.
+// batch is one transaction in the making, on the pinned writer
+// connection (Store.wc).
 type batch struct {
-	tx       *sql.Tx
 	st       state
 	newNames map[string]int64
 	// newStreams are the streams this batch added; gcStreams says the batch
 	// deleted unused ones (the in-memory map is reloaded after the commit).
 	newStreams map[streamKey]int64
 	gcStreams  bool
-	stmts      map[*sql.Stmt]*sql.Stmt
 	// Buffered rows, inserted many per statement by flush: one statement
 	// per row costs more in cgo calls and database/sql than SQLite's work.
 	recRows []any
@@ -41,15 +40,6 @@ type batch struct {
 	now        time.Time
 }
 
-func (b *batch) stmt(s *sql.Stmt) *sql.Stmt {
-	if t, ok := b.stmts[s]; ok {
-		return t
-	}
-	t := b.tx.Stmt(s)
-	b.stmts[s] = t
-	return t
-}
-
 // commitBatch commits reqs in one transaction and answers each of them.
 // tick marks the idle maintenance batch (expiry), retention the periodic
 // age-based pruning of invocation records.
@@ -58,7 +48,7 @@ func (s *Store) commitBatch(reqs []*request, tick, retention bool) {
 	for _, r := range reqs {
 		switch {
 		case r.kind == opExec:
-			r.err = r.exec(r.ctx, s.wdb)
+			r.err = r.exec(r.ctx, s.wc)
 			r.finish()
 		case r.ctx.Err() != nil:
 			r.err = r.ctx.Err()
@@ -71,16 +61,20 @@ func (s *Store) commitBatch(reqs []*request, tick, retention bool) {
 		return
 	}
 	bg := context.Background() // no cancellation inside a transaction
-	b := &batch{st: s.st.clone(), newNames: map[string]int64{}, newStreams: map[streamKey]int64{}, stmts: map[*sql.Stmt]*sql.Stmt{}, now: time.Now()}
-	tx, err := s.wdb.BeginTx(bg, nil)
+	b := &batch{st: s.st.clone(), newNames: map[string]int64{}, newStreams: map[streamKey]int64{}, now: time.Now()}
+	// BEGIN IMMEDIATE ... COMMIT on the pinned connection, by prepared
+	// statements: no pool hand-off and no sql.Tx per batch. A failed
+	// statement or COMMIT rolls back (SQLite may have rolled back already,
+	// or left the transaction open: ROLLBACK is harmless either way), so
+	// the connection is out of any transaction for the next batch.
+	_, err := s.stmts.begin.ExecContext(bg)
 	if err == nil {
-		b.tx = tx
 		err = s.apply(bg, b, live, tick, retention)
 		if err == nil {
-			err = tx.Commit()
+			_, err = s.stmts.commit.ExecContext(bg)
 		}
 		if err != nil {
-			_ = tx.Rollback()
+			_, _ = s.stmts.rollback.ExecContext(bg)
 		}
 	}
 	if err != nil {
@@ -200,14 +194,14 @@ func (s *Store) apply(ctx context.Context, b *batch, reqs []*request, tick, rete
 	}
 	if b.deleted {
 		// max(seq) no longer proves the high-water mark once rows are gone.
-		if _, err := b.stmt(s.stmts.setCounter).ExecContext(ctx, counterLastSeq, int64(b.st.lastSeq)); err != nil {
+		if _, err := s.stmts.setCounter.ExecContext(ctx, counterLastSeq, int64(b.st.lastSeq)); err != nil {
 			return err
 		}
 	}
 	if b.drops {
 		for name, v := range b.st.drops {
 			if v != s.st.drops[name] {
-				if _, err := b.stmt(s.stmts.setCounter).ExecContext(ctx, name, v); err != nil {
+				if _, err := s.stmts.setCounter.ExecContext(ctx, name, v); err != nil {
 					return err
 				}
 			}
@@ -233,13 +227,13 @@ func (s *Store) flush(ctx context.Context, b *batch) error {
 	} {
 		rows := *x.rows
 		for len(rows) >= rowsPerInsert*x.cols {
-			if _, err := b.stmt(x.many).ExecContext(ctx, rows[:rowsPerInsert*x.cols]...); err != nil {
+			if _, err := x.many.ExecContext(ctx, rows[:rowsPerInsert*x.cols]...); err != nil {
 				return err
 			}
 			rows = rows[rowsPerInsert*x.cols:]
 		}
 		for len(rows) > 0 {
-			if _, err := b.stmt(x.one).ExecContext(ctx, rows[:x.cols]...); err != nil {
+			if _, err := x.one.ExecContext(ctx, rows[:x.cols]...); err != nil {
 				return err
 			}
 			rows = rows[x.cols:]
@@ -251,7 +245,7 @@ func (s *Store) flush(ctx context.Context, b *batch) error {
 
 func (s *Store) nameID(ctx context.Context, b *batch, name string) (int64, error) {
 	return intern(s.names, b.newNames, &b.st.nextName, name, func(id int64) error {
-		_, err := b.stmt(s.stmts.insName).ExecContext(ctx, id, name)
+		_, err := s.stmts.insName.ExecContext(ctx, id, name)
 		return err
 	})
 }
@@ -264,7 +258,7 @@ type streamKey struct {
 
 func (s *Store) streamID(ctx context.Context, b *batch, k streamKey) (int64, error) {
 	return intern(s.streams, b.newStreams, &b.st.nextStream, k, func(id int64) error {
-		_, err := b.stmt(s.stmts.insStream).ExecContext(ctx, id, k.fn, k.version, k.source, k.subject)
+		_, err := s.stmts.insStream.ExecContext(ctx, id, k.fn, k.version, k.source, k.subject)
 		return err
 	})
 }
@@ -307,7 +301,7 @@ func (s *Store) deleteRecords(ctx context.Context, b *batch, seqs []uint64) (int
 		return 0, nil
 	}
 	var n, sum int64
-	rows, err := b.stmt(s.stmts.delRecords).QueryContext(ctx, seqList(seqs))
+	rows, err := s.stmts.delRecords.QueryContext(ctx, seqList(seqs))
 	if err != nil {
 		return 0, err
 	}
@@ -334,7 +328,7 @@ func (s *Store) applyDeadLetter(ctx context.Context, b *batch, r *request) error
 	if len(r.seqs) == 0 {
 		return nil
 	}
-	if _, err := b.stmt(s.stmts.insDead).ExecContext(ctx, r.reason, b.now.UnixMilli(), seqList(r.seqs)); err != nil {
+	if _, err := s.stmts.insDead.ExecContext(ctx, r.reason, b.now.UnixMilli(), seqList(r.seqs)); err != nil {
 		return err
 	}
 	n, err := s.deleteRecords(ctx, b, r.seqs)
@@ -343,7 +337,7 @@ func (s *Store) applyDeadLetter(ctx context.Context, b *batch, r *request) error
 	}
 	b.st.deadCount += n
 	if over := b.st.deadCount - int64(s.cfg.MaxDeadLetters); over > 0 {
-		res, err := b.tx.ExecContext(ctx, "DELETE FROM dead_letters WHERE seq IN (SELECT seq FROM dead_letters ORDER BY seq LIMIT ?)", over)
+		res, err := s.wc.ExecContext(ctx, "DELETE FROM dead_letters WHERE seq IN (SELECT seq FROM dead_letters ORDER BY seq LIMIT ?)", over)
 		if err != nil {
 			return err
 		}

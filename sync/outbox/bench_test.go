@@ -59,7 +59,7 @@ func checkpoint(b testing.TB, s *Store) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var busy, log, done int
-		if err := s.execWriter(context.Background(), func(ctx context.Context, db *sql.DB) error {
+		if err := s.execWriter(context.Background(), func(ctx context.Context, db *sql.Conn) error {
 			return db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done)
 		}); err != nil {
 			b.Fatal(err)

@@ -158,7 +158,7 @@ type request struct {
 	inv    *Invocation
 	seqs   []uint64
 	reason string
-	exec   func(context.Context, *sql.DB) error
+	exec   func(context.Context, *sql.Conn) error
 	// at is when Commit was called (invocations only): the batching rule
 	// follows the rate of invocations from it.
 	at time.Time

@@ -6,6 +6,6 @@ import (
 )
 
 // execWriter runs f on the writer connection between two group commits.
-func (s *Store) execWriter(ctx context.Context, f func(context.Context, *sql.DB) error) error {
+func (s *Store) execWriter(ctx context.Context, f func(context.Context, *sql.Conn) error) error {
 	return s.do(ctx, &request{kind: opExec, exec: f})
 }

@@ -78,11 +78,11 @@ func (s *Store) applyInvocation(ctx context.Context, b *batch, r *request) error
 					if v == nil {
 						v = []byte{}
 					}
-					if _, err := b.stmt(s.stmts.kvSet).ExecContext(ctx, fn, e.Key, v); err != nil {
+					if _, err := s.stmts.kvSet.ExecContext(ctx, fn, e.Key, v); err != nil {
 						return err
 					}
 				case edgefn.EffectKVDelete:
-					if _, err := b.stmt(s.stmts.kvDel).ExecContext(ctx, fn, e.Key); err != nil {
+					if _, err := s.stmts.kvDel.ExecContext(ctx, fn, e.Key); err != nil {
 						return err
 					}
 				}
@@ -126,14 +126,14 @@ func (s *Store) applyInvocation(ctx context.Context, b *batch, r *request) error
 	for i := range inv.Logs {
 		l := &inv.Logs[i]
 		b.st.lastLog++
-		if _, err := b.stmt(s.stmts.insLog).ExecContext(ctx, b.st.lastLog, fn, millis(l.Time, b.now), int(l.Level), l.Message, inv.EventID, nil); err != nil {
+		if _, err := s.stmts.insLog.ExecContext(ctx, b.st.lastLog, fn, millis(l.Time, b.now), int(l.Level), l.Message, inv.EventID, nil); err != nil {
 			return err
 		}
 		b.st.logCount[fn]++
 	}
 	if reason != nil {
 		b.st.lastLog++
-		if _, err := b.stmt(s.stmts.insLog).ExecContext(ctx, b.st.lastLog, fn, b.now.UnixMilli(), int(edgefn.LogError), message, inv.EventID, reason); err != nil {
+		if _, err := s.stmts.insLog.ExecContext(ctx, b.st.lastLog, fn, b.now.UnixMilli(), int(edgefn.LogError), message, inv.EventID, reason); err != nil {
 			return err
 		}
 		b.st.logCount[fn]++
@@ -159,7 +159,7 @@ func (s *Store) writeUsage(ctx context.Context, b *batch, usage map[usageKey]*us
 	for k, add := range usage {
 		var a usageAgg
 		var hist []byte
-		err := b.stmt(s.stmts.usageGet).QueryRowContext(ctx, k.fn, k.minute).Scan(&a.count, &a.cold, &a.durUS, &a.maxUS, &a.gbs, &hist)
+		err := s.stmts.usageGet.QueryRowContext(ctx, k.fn, k.minute).Scan(&a.count, &a.cold, &a.durUS, &a.maxUS, &a.gbs, &hist)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
@@ -171,7 +171,7 @@ func (s *Store) writeUsage(ctx context.Context, b *batch, usage map[usageKey]*us
 		}
 		a.merge(add)
 		b.st.usageCount += add.count
-		if _, err := b.stmt(s.stmts.usagePut).ExecContext(ctx, k.fn, k.minute, a.count, a.cold, a.durUS, a.maxUS, a.gbs, encodeHist(a.hist)); err != nil {
+		if _, err := s.stmts.usagePut.ExecContext(ctx, k.fn, k.minute, a.count, a.cold, a.durUS, a.maxUS, a.gbs, encodeHist(a.hist)); err != nil {
 			return err
 		}
 	}
@@ -201,7 +201,7 @@ func (s *Store) checkKV(ctx context.Context, b *batch, fn int64, inv *Invocation
 		old, ok := sizes[e.Key]
 		if !ok {
 			var n sql.NullInt64
-			err := b.stmt(s.stmts.kvLen).QueryRowContext(ctx, fn, e.Key).Scan(&n)
+			err := s.stmts.kvLen.QueryRowContext(ctx, fn, e.Key).Scan(&n)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 				old = -1

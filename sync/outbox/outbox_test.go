@@ -608,7 +608,7 @@ func TestDiskFull(t *testing.T) {
 	ctx := context.Background()
 	mustCommit(t, s, emitInv("f", "before"))
 	var pages int64
-	if err := s.execWriter(ctx, func(ctx context.Context, db *sql.DB) error {
+	if err := s.execWriter(ctx, func(ctx context.Context, db *sql.Conn) error {
 		if err := db.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
 			return err
 		}
@@ -627,12 +627,7 @@ func TestDiskFull(t *testing.T) {
 	if st.Depth != 1 || st.LastSeq != 1 {
 		t.Fatalf("a failed commit changed the accounting: %+v", st)
 	}
-	if err := s.execWriter(ctx, func(ctx context.Context, db *sql.DB) error {
-		_, err := db.ExecContext(ctx, "PRAGMA max_page_count = 1073741823")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	onWriter(t, s, "PRAGMA max_page_count = 1073741823")
 	if seqs := mustCommit(t, s, emitInv("f", big)); !slices.Equal(seqs, []uint64{2}) {
 		t.Fatalf("after space returned: seqs %v, want [2]", seqs)
 	}
@@ -688,7 +683,7 @@ func TestDeferredInvocations(t *testing.T) {
 	s := openStore(t, Config{Path: path})
 	hold, held := make(chan struct{}), make(chan struct{})
 	go func() {
-		_ = s.execWriter(context.Background(), func(context.Context, *sql.DB) error {
+		_ = s.execWriter(context.Background(), func(context.Context, *sql.Conn) error {
 			close(held)
 			<-hold
 			return nil

@@ -13,7 +13,7 @@ func (s *Store) dropOldest(ctx context.Context, b *batch) error {
 	var dropped int64
 	for excess > 0 {
 		var cut, n, freed int64
-		err := scanAll(ctx, b.tx, "SELECT seq, length(payload) FROM records ORDER BY seq LIMIT 512", func(r *sql.Rows) error {
+		err := scanAll(ctx, s.wc, "SELECT seq, length(payload) FROM records ORDER BY seq LIMIT 512", func(r *sql.Rows) error {
 			var seq, l int64
 			if err := r.Scan(&seq, &l); err != nil {
 				return err
@@ -32,7 +32,7 @@ func (s *Store) dropOldest(ctx context.Context, b *batch) error {
 		if n == 0 {
 			break
 		}
-		if _, err := b.tx.ExecContext(ctx, "DELETE FROM records WHERE seq <= ?", cut); err != nil {
+		if _, err := s.wc.ExecContext(ctx, "DELETE FROM records WHERE seq <= ?", cut); err != nil {
 			return err
 		}
 		b.st.depth -= n
@@ -70,7 +70,7 @@ func (s *Store) expire(ctx context.Context, b *batch) error {
 		var cut, n, freed int64
 		stopped := false
 		rows := 0
-		err := scanAll(ctx, b.tx, "SELECT seq, time, length(payload) FROM records ORDER BY seq LIMIT 512", func(r *sql.Rows) error {
+		err := scanAll(ctx, s.wc, "SELECT seq, time, length(payload) FROM records ORDER BY seq LIMIT 512", func(r *sql.Rows) error {
 			var seq, t, l int64
 			if err := r.Scan(&seq, &t, &l); err != nil {
 				return err
@@ -89,7 +89,7 @@ func (s *Store) expire(ctx context.Context, b *batch) error {
 			return err
 		}
 		if n > 0 {
-			if _, err := b.tx.ExecContext(ctx, "DELETE FROM records WHERE seq <= ?", cut); err != nil {
+			if _, err := s.wc.ExecContext(ctx, "DELETE FROM records WHERE seq <= ?", cut); err != nil {
 				return err
 			}
 			b.st.depth -= n
@@ -113,7 +113,7 @@ func (s *Store) expire(ctx context.Context, b *batch) error {
 func (s *Store) prune(ctx context.Context, b *batch, retention bool) error {
 	maxInv := int64(s.cfg.MaxInvocations)
 	if b.st.invCount > maxInv+maxInv/8 {
-		res, err := b.tx.ExecContext(ctx, "DELETE FROM invocations WHERE id <= ?", b.st.lastInv-maxInv)
+		res, err := s.wc.ExecContext(ctx, "DELETE FROM invocations WHERE id <= ?", b.st.lastInv-maxInv)
 		if err != nil {
 			return err
 		}
@@ -122,18 +122,18 @@ func (s *Store) prune(ctx context.Context, b *batch, retention bool) error {
 	}
 	if retention {
 		cutoff := b.now.Add(-s.cfg.InvocationMaxAge).UnixMilli()
-		res, err := b.tx.ExecContext(ctx, "DELETE FROM invocations WHERE time < ?", cutoff)
+		res, err := s.wc.ExecContext(ctx, "DELETE FROM invocations WHERE time < ?", cutoff)
 		if err != nil {
 			return err
 		}
 		k, _ := res.RowsAffected()
 		b.st.invCount -= k
 		var gone int64
-		if err := b.tx.QueryRowContext(ctx, "SELECT coalesce(sum(count), 0) FROM usage_minutes WHERE minute < ?", floorDiv(cutoff, 60000)).Scan(&gone); err != nil {
+		if err := s.wc.QueryRowContext(ctx, "SELECT coalesce(sum(count), 0) FROM usage_minutes WHERE minute < ?", floorDiv(cutoff, 60000)).Scan(&gone); err != nil {
 			return err
 		}
 		if gone > 0 {
-			if _, err := b.tx.ExecContext(ctx, "DELETE FROM usage_minutes WHERE minute < ?", floorDiv(cutoff, 60000)); err != nil {
+			if _, err := s.wc.ExecContext(ctx, "DELETE FROM usage_minutes WHERE minute < ?", floorDiv(cutoff, 60000)); err != nil {
 				return err
 			}
 			b.st.usageCount -= gone
@@ -144,7 +144,7 @@ func (s *Store) prune(ctx context.Context, b *batch, retention bool) error {
 		if n <= maxLog+maxLog/8 {
 			continue
 		}
-		res, err := b.tx.ExecContext(ctx, "DELETE FROM logs WHERE fn = ? AND id <= (SELECT id FROM logs WHERE fn = ? ORDER BY id DESC LIMIT 1 OFFSET ?)", fn, fn, maxLog)
+		res, err := s.wc.ExecContext(ctx, "DELETE FROM logs WHERE fn = ? AND id <= (SELECT id FROM logs WHERE fn = ? ORDER BY id DESC LIMIT 1 OFFSET ?)", fn, fn, maxLog)
 		if err != nil {
 			return err
 		}
@@ -167,7 +167,7 @@ func (s *Store) pruneStreams(ctx context.Context, b *batch) error {
 	if !s.streamsOver() {
 		return nil
 	}
-	if _, err := b.tx.ExecContext(ctx, "DELETE FROM streams WHERE id NOT IN (SELECT DISTINCT stream FROM records)"); err != nil {
+	if _, err := s.wc.ExecContext(ctx, "DELETE FROM streams WHERE id NOT IN (SELECT DISTINCT stream FROM records)"); err != nil {
 		return err
 	}
 	b.gcStreams = true

@@ -127,7 +127,7 @@ func TestStreamsPruned(t *testing.T) {
 		t.Fatal(err)
 	}
 	count := func() (n int) {
-		if err := s.execWriter(ctx, func(ctx context.Context, db *sql.DB) error {
+		if err := s.execWriter(ctx, func(ctx context.Context, db *sql.Conn) error {
 			return db.QueryRowContext(ctx, "SELECT count(*) FROM streams").Scan(&n)
 		}); err != nil {
 			t.Fatal(err)

@@ -8,8 +8,10 @@ import (
 	"strings"
 )
 
-// stmts are the writer's prepared statements.
+// stmts are the writer's prepared statements, all on the pinned writer
+// connection (Store.wc).
 type stmts struct {
+	begin, commit, rollback                                                                  *sql.Stmt
 	insStream                                                                                *sql.Stmt
 	insRecord, insInv, insLog, insName, kvSet, kvDel, kvLen, setCounter, delRecords, insDead *sql.Stmt
 	usageGet, usagePut                                                                       *sql.Stmt
@@ -29,11 +31,14 @@ func values(n, cols int) string {
 	return strings.TrimSuffix(strings.Repeat(tuple+", ", n), ", ")
 }
 
-func (p *stmts) prepare(ctx context.Context, db *sql.DB) error {
+func (p *stmts) prepare(ctx context.Context, db *sql.Conn) error {
 	for _, x := range []struct {
 		s **sql.Stmt
 		q string
 	}{
+		{&p.begin, "BEGIN IMMEDIATE"},
+		{&p.commit, "COMMIT"},
+		{&p.rollback, "ROLLBACK"},
 		{&p.insRecord, insertRecord + values(1, recordCols)},
 		{&p.insRecords, insertRecord + values(rowsPerInsert, recordCols)},
 		{&p.insInv, insertInv + values(1, invocationCols)},
@@ -61,7 +66,7 @@ func (p *stmts) prepare(ctx context.Context, db *sql.DB) error {
 
 func (p *stmts) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{p.insRecord, p.insRecords, p.insInv, p.insInvs, p.insLog, p.insName, p.insStream, p.kvSet, p.kvDel, p.kvLen, p.setCounter, p.delRecords, p.insDead, p.usageGet, p.usagePut} {
+	for _, st := range []*sql.Stmt{p.begin, p.commit, p.rollback, p.insRecord, p.insRecords, p.insInv, p.insInvs, p.insLog, p.insName, p.insStream, p.kvSet, p.kvDel, p.kvLen, p.setCounter, p.delRecords, p.insDead, p.usageGet, p.usagePut} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

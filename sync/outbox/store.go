@@ -126,7 +126,7 @@ func (s *Store) applySeqFloor(ctx context.Context) error {
 		return fmt.Errorf("%s: %w (delete it if the outbox was not recovered)", name, err)
 	}
 	if floor > s.st.lastSeq {
-		if _, err := s.wdb.ExecContext(ctx, "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value", counterLastSeq, int64(floor)); err != nil {
+		if _, err := s.wc.ExecContext(ctx, "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value", counterLastSeq, int64(floor)); err != nil {
 			return err
 		}
 		s.st.lastSeq = floor
@@ -143,7 +143,13 @@ type Store struct {
 	cfg Config
 	log *slog.Logger
 
-	wdb   *sql.DB // one connection, owned by the committer
+	wdb *sql.DB // a pool of one connection, pinned as wc
+	// wc is the writer connection, taken from wdb at Open and held until
+	// Close: every write (the committer's batches, its maintenance, the
+	// Close checkpoint) runs on it, so none waits for a pool hand-off.
+	// Only the committer uses it once Open has returned; with a pool of
+	// one, any other use of wdb would wait forever.
+	wc    *sql.Conn
 	rdb   *sql.DB // readers
 	stmts stmts
 
@@ -278,7 +284,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
 	wdb.SetConnMaxIdleTime(0)
+	var wc *sql.Conn
 	fail := func(err error) (*Store, error) {
+		if wc != nil {
+			_ = wc.Close()
+		}
 		_ = wdb.Close()
 		return nil, err
 	}
@@ -293,6 +303,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := migrate(ctx, wdb, cfg.Path); err != nil {
 		return fail(classify(cfg.Path, "migrate", err))
 	}
+	wc, err := wdb.Conn(ctx)
+	if err != nil {
+		return fail(classify(cfg.Path, "open", err))
+	}
 	rdb := sql.OpenDB(connector{dsn: "file:" + cfg.Path + "?_busy_timeout=10000&_query_only=true", driver: &sqlite3.SQLiteDriver{}})
 	rdb.SetMaxOpenConns(4)
 	rdb.SetMaxIdleConns(4)
@@ -300,6 +314,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg:    cfg,
 		log:    cfg.Logger.With("component", "outbox", "path", cfg.Path),
 		wdb:    wdb,
+		wc:     wc,
 		rdb:    rdb,
 		queue:  make(chan *request, 4096),
 		kick:   make(chan struct{}, 1),
@@ -316,7 +331,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		_ = rdb.Close()
 		return fail(fmt.Errorf("outbox %s: seq floor: %w", cfg.Path, err))
 	}
-	if err := s.stmts.prepare(ctx, wdb); err != nil {
+	if err := s.stmts.prepare(ctx, wc); err != nil {
+		_ = s.stmts.close()
 		_ = rdb.Close()
 		return fail(classify(cfg.Path, "prepare", err))
 	}
@@ -424,7 +440,7 @@ func classify(path, doing string, err error) error {
 
 // load fills the in-memory accounting from the database.
 func (s *Store) load(ctx context.Context) error {
-	db := s.wdb
+	db := s.wc
 	st := state{drops: map[string]int64{}, logCount: map[int64]int64{}, kv: map[int64]kvUsage{}}
 	var hwm, maxRec, maxDead sql.NullInt64
 	rows, err := db.QueryContext(ctx, "SELECT name, value FROM counters")
@@ -499,7 +515,7 @@ func (s *Store) load(ctx context.Context) error {
 // loadStreams (re)reads the streams table into memory.
 func (s *Store) loadStreams(ctx context.Context) error {
 	streams := map[streamKey]int64{}
-	err := scanAll(ctx, s.wdb, "SELECT id, fn, version, source, subject FROM streams", func(r *sql.Rows) error {
+	err := scanAll(ctx, s.wc, "SELECT id, fn, version, source, subject FROM streams", func(r *sql.Rows) error {
 		var id int64
 		var k streamKey
 		err := r.Scan(&id, &k.fn, &k.version, &k.source, &k.subject)
@@ -543,10 +559,10 @@ func (s *Store) Close() error {
 	close(s.stop)
 	<-s.exited
 	var errs []error
-	if _, err := s.wdb.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+	if _, err := s.wc.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		errs = append(errs, fmt.Errorf("outbox %s: final checkpoint: %w", s.cfg.Path, err))
 	}
-	errs = append(errs, s.stmts.close(), s.rdb.Close(), s.wdb.Close())
+	errs = append(errs, s.stmts.close(), s.wc.Close(), s.rdb.Close(), s.wdb.Close())
 	return errors.Join(errs...)
 }
 

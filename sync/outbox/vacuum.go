@@ -17,7 +17,7 @@ const maxVacuumBytes = 16 << 20
 // records instead, which writes less than moving pages around.
 func (s *Store) reclaim() {
 	ctx := context.Background()
-	if _, err := s.wdb.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+	if _, err := s.wc.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		s.log.Warn("outbox: checkpoint failed", "err", err)
 	}
 	var free, total, pageSize, autoVacuum int64
@@ -25,7 +25,7 @@ func (s *Store) reclaim() {
 		q string
 		v *int64
 	}{{"PRAGMA freelist_count", &free}, {"PRAGMA page_count", &total}, {"PRAGMA page_size", &pageSize}, {"PRAGMA auto_vacuum", &autoVacuum}} {
-		if err := s.wdb.QueryRowContext(ctx, x.q).Scan(x.v); err != nil {
+		if err := s.wc.QueryRowContext(ctx, x.q).Scan(x.v); err != nil {
 			s.log.Warn("outbox: reclaim", "pragma", x.q, "err", err)
 			return
 		}
@@ -40,11 +40,11 @@ func (s *Store) reclaim() {
 		}
 		q = "VACUUM"
 	}
-	if _, err := s.wdb.ExecContext(ctx, q); err != nil {
+	if _, err := s.wc.ExecContext(ctx, q); err != nil {
 		s.log.Warn("outbox: reclaiming free pages failed", "statement", q, "err", err)
 		return
 	}
-	if _, err := s.wdb.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+	if _, err := s.wc.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		s.log.Warn("outbox: checkpoint failed", "err", err)
 	}
 	s.log.Info("outbox: free pages returned to the file system", "pages", free, "by", q)
