@@ -1,4 +1,6 @@
 // Package testutil holds the helpers the tests of every package share: run
 // a long-lived part until the test stops it, poll a condition with a
-// deadline instead of sleeping, keep the garbage collector busy.
+// deadline instead of sleeping, keep the garbage collector busy, build the
+// edgefn binary and run `edgefn agent` as a child process, connect MQTT
+// clients and publish with mosquitto_pub.
 package testutil
