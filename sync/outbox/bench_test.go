@@ -75,8 +75,10 @@ func checkpoint(b testing.TB, s *Store) {
 }
 
 // benchCommit commits invocations of perInv 100-byte records from many
-// goroutines and reports records/s and the bytes written per record.
-func benchCommit(b *testing.B, cfg Config, perInv int, uplink bool) {
+// goroutines (one if serial: each commit then carries one invocation, and
+// CPU per record is the cost of one transaction) and reports records/s and
+// the bytes written per record.
+func benchCommit(b *testing.B, cfg Config, perInv int, uplink, serial bool) {
 	cfg.Path = filepath.Join(b.TempDir(), "outbox.db")
 	cfg.Logger = testLogger(b)
 	s := openStore(b, cfg)
@@ -137,15 +139,21 @@ func benchCommit(b *testing.B, cfg Config, perInv int, uplink bool) {
 	b.SetParallelism(128)
 	b.ResetTimer()
 	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
+	commit := func(more func() bool) {
+		for more() {
 			if _, err := s.Commit(ctx, mk(perInv)); err != nil {
 				b.Error(err)
 				return
 			}
 			invs.Add(1)
 		}
-	})
+	}
+	if serial {
+		n := 0
+		commit(func() bool { n++; return n <= b.N })
+	} else {
+		b.RunParallel(func(pb *testing.PB) { commit(pb.Next) })
+	}
 	elapsed := time.Since(start)
 	checkpoint(b, s)
 	cpu1 := cpuTime(b)
@@ -167,19 +175,20 @@ func benchCommit(b *testing.B, cfg Config, perInv int, uplink bool) {
 
 func BenchmarkCommit(b *testing.B) {
 	for _, d := range []Durability{DurabilityFull, DurabilityNormal} {
-		b.Run(string(d)+"/1rec", func(b *testing.B) { benchCommit(b, Config{Durability: d}, 1, false) })
+		b.Run(string(d)+"/1rec", func(b *testing.B) { benchCommit(b, Config{Durability: d}, 1, false, false) })
 		if d == DurabilityNormal {
-			b.Run(string(d)+"/1rec-nowait", func(b *testing.B) { benchCommit(b, Config{Durability: d, FlushInterval: -1}, 1, false) })
+			b.Run(string(d)+"/1rec-nowait", func(b *testing.B) { benchCommit(b, Config{Durability: d, FlushInterval: -1}, 1, false, false) })
 		}
-		b.Run(string(d)+"/10rec", func(b *testing.B) { benchCommit(b, Config{Durability: d}, 10, false) })
-		b.Run(string(d)+"/1rec-uplink", func(b *testing.B) { benchCommit(b, Config{Durability: d}, 1, true) })
+		b.Run(string(d)+"/1rec-serial", func(b *testing.B) { benchCommit(b, Config{Durability: d, FlushInterval: -1}, 1, false, true) })
+		b.Run(string(d)+"/10rec", func(b *testing.B) { benchCommit(b, Config{Durability: d}, 10, false, false) })
+		b.Run(string(d)+"/1rec-uplink", func(b *testing.B) { benchCommit(b, Config{Durability: d}, 1, true, false) })
 	}
 }
 
 func BenchmarkDropOldest(b *testing.B) {
 	for _, d := range []Durability{DurabilityFull, DurabilityNormal} {
 		b.Run(string(d), func(b *testing.B) {
-			benchCommit(b, Config{Durability: d, MaxBytes: 4 * edgefn.MiB, OnFull: DropOldest}, 1, false)
+			benchCommit(b, Config{Durability: d, MaxBytes: 4 * edgefn.MiB, OnFull: DropOldest}, 1, false, false)
 		})
 	}
 }
