@@ -232,7 +232,7 @@ func (a *Agent) fleetAgent(fc *fleet.Config) (*fleet.Agent, error) {
 	fg := &fleetGateway{g: a.Host, sums: map[string][2]string{}}
 	return fleet.NewAgent(*fc, fleet.AgentOptions{
 		GatewayID: cfg.GatewayID, Trusted: a.trusted, DataDir: cfg.DataDir,
-		Gateway: fg, Dial: d, HealthWindow: fc.HealthWindow, StatusEvery: fc.StatusEvery, HTTP: fleet.ModuleClient(mtc),
+		Gateway: fg, Dial: d, HealthWindow: fc.HealthWindow, StatusEvery: fc.StatusEvery, FetchTimeout: fc.FetchTimeout, HTTP: fleet.ModuleClient(mtc),
 		Log: a.log.With("part", "fleet"),
 	})
 }

@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -13,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgefn/edgefn/internal/activation"
+	"github.com/edgefn/edgefn/internal/fleettest"
 	"github.com/edgefn/edgefn/internal/mosquittotest"
 	"github.com/edgefn/edgefn/internal/testpki"
 	"github.com/edgefn/edgefn/sync/fleet"
@@ -100,7 +104,7 @@ func TestFleetReloadAndModuleURL(t *testing.T) {
 	}
 }
 
-// fleet.health_window and status_every are bounded; fleet.module_tls is
+// fleet.health_window, status_every and fetch_timeout are bounded; fleet.module_tls is
 // checked like tls.
 func TestFleetConfigHealthWindow(t *testing.T) {
 	_, pub := fleetKey(t)
@@ -110,14 +114,16 @@ func TestFleetConfigHealthWindow(t *testing.T) {
 		"  health_window: 2h\n":                       "fleet.health_window",
 		"  module_tls: {ca_file: /nonexistent.pem}\n": "fleet.module_tls.ca_file",
 		"  status_every: 5s\n":                        "fleet.status_every",
+		"  fetch_timeout: 500ms\n":                    "fleet.fetch_timeout",
+		"  fetch_timeout: 2h\n":                       "fleet.fetch_timeout",
 	} {
 		_, err := LoadConfig(writeConfig(t, fmt.Sprintf(base+extra, pub)))
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want a problem with %s", extra, err, want)
 		}
 	}
-	c, err := LoadConfig(writeConfig(t, fmt.Sprintf(base+"  health_window: 30s\n  status_every: 10m\n", pub)))
-	if err != nil || c.Fleet.HealthWindow != 30*time.Second || c.Fleet.StatusEvery != 10*time.Minute {
+	c, err := LoadConfig(writeConfig(t, fmt.Sprintf(base+"  health_window: 30s\n  status_every: 10m\n  fetch_timeout: 5s\n", pub)))
+	if err != nil || c.Fleet.HealthWindow != 30*time.Second || c.Fleet.StatusEvery != 10*time.Minute || c.Fleet.FetchTimeout != 5*time.Second {
 		t.Errorf("health_window 30s: %+v %v", c, err)
 	}
 }
@@ -155,5 +161,110 @@ func TestFleetReloadInProcess(t *testing.T) {
 	waitFor(t, func() bool { return !fleetStatusOf(t, broker.URL(), "gw1").Online })
 	if !slices.ContainsFunc(ta.functions(), func(fi FunctionInfo) bool { return fi.Name == "echo" && fi.Version == 1 }) {
 		t.Errorf("echo after the fleet section was removed: %+v", ta.functions())
+	}
+}
+
+// pendingOf is function name's entry among st's pending functions.
+func pendingOf(st fleet.StatusDoc, name string) (fleet.PendingFunction, bool) {
+	i := slices.IndexFunc(st.Pending, func(p fleet.PendingFunction) bool { return p.Name == name })
+	if i < 0 {
+		return fleet.PendingFunction{}, false
+	}
+	return st.Pending[i], true
+}
+
+// A document names a function whose module blob misses one chunk, first,
+// beside a healthy one: the real agent fetches in the background, so the
+// healthy function activates while the broken one is still being fetched
+// (the status is published meanwhile and says "fetching"); when the fetch
+// times out the status names the missing chunk; once the chunk is
+// published the function converges on the agent's own retry, without a
+// new document.
+func TestFleetMissingChunk(t *testing.T) {
+	skipShort(t, "builds the agent and runs a gateway as a child process")
+	broker := mosquittotest.Start(t)
+	f := fleettest.New(t, agentBinary(t), broker.URL())
+	const fetchTimeout = 15 * time.Second
+	f.Config = fmt.Sprintf("  fetch_timeout: %v\n", fetchTimeout)
+	g := f.Add("gw-m", "lab")
+	g.Start()
+	f.WaitOnline(time.Minute, g)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cn, err := fleet.Connect(ctx, fleet.Dial{Broker: broker.URL()}, fleet.Topics{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cn.Close)
+	entry := func(name string, chunk int) (fleet.Function, []byte) {
+		path, _ := fleetManifest(t, name, name+".wasm")
+		manifest, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wasm, err := os.ReadFile(filepath.Join(filepath.Dir(path), name+".wasm"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := cn.PublishBlob(ctx, wasm, chunk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fleet.Function{Name: name, Manifest: manifest, Module: m,
+			Activation: activation.Sign(activation.New(activation.Deploy, name, manifest, wasm, uint64(time.Now().UnixNano())), f.Priv)}, wasm
+	}
+	const chunk = 32
+	broken, brokenWasm := entry("logecho", chunk)
+	healthy, _ := entry("echo", 0)
+	const missing = 2
+	n := broken.Module.Chunks()
+	if n <= missing {
+		t.Fatalf("logecho.wasm makes %d chunks of %d bytes, want more than %d", n, chunk, missing)
+	}
+	chunkTopic := cn.Topics().Chunk(broken.Module.SHA256, missing)
+	if err := cn.Publish(ctx, chunkTopic, nil, true); err != nil { // clears the retained chunk
+		t.Fatal(err)
+	}
+	// The broken function first: the agent reaches it before the healthy one.
+	d := fleet.Document{Target: fleet.Target(fleet.KindGroup, "lab"), Sequence: 1, Functions: []fleet.Function{broken, healthy}}
+	sd, err := fleet.Sign(d, f.Priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := json.Marshal(sd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cn.Publish(ctx, cn.Topics().Desired(fleet.KindGroup, "lab"), p, true); err != nil {
+		t.Fatal(err)
+	}
+
+	f.Watch.Wait(2*time.Minute, "echo active while logecho is being fetched", func(sts map[string]fleet.StatusDoc) bool {
+		p, ok := pendingOf(sts[g.ID], "logecho")
+		return fleettest.Runs(sts[g.ID], "echo", healthy.Module.SHA256) && ok && p.State == fleet.PendingFetching
+	})
+	want := fmt.Sprintf("blob %s chunk %d of %d missing after %v", broken.Module.SHA256, missing, n, fetchTimeout)
+	f.Watch.Wait(2*time.Minute, "the status naming the missing chunk", func(sts map[string]fleet.StatusDoc) bool {
+		st := sts[g.ID]
+		p, _ := pendingOf(st, "logecho")
+		return p.State == fleet.PendingFailed && strings.Contains(p.Reason, want) &&
+			slices.ContainsFunc(st.Errors, func(e string) bool { return strings.Contains(e, "function logecho: "+want) })
+	})
+	if st := f.Watch.Status(g.ID); !fleettest.Runs(st, "echo", healthy.Module.SHA256) || fleettest.Runs(st, "logecho", broken.Module.SHA256) {
+		t.Fatalf("after the failed fetch: %+v", st)
+	}
+
+	// The chunk arrives: the agent's retry applies the same document.
+	if err := cn.Publish(ctx, chunkTopic, brokenWasm[missing*chunk:(missing+1)*chunk], true); err != nil {
+		t.Fatal(err)
+	}
+	f.Watch.Wait(3*time.Minute, "logecho active once its chunk is published", func(sts map[string]fleet.StatusDoc) bool {
+		st := sts[g.ID]
+		_, pending := pendingOf(st, "logecho")
+		return fleettest.Runs(st, "logecho", broken.Module.SHA256) && fleettest.Runs(st, "echo", healthy.Module.SHA256) && !pending && len(st.Errors) == 0
+	})
+	if st := f.Watch.Status(g.ID); st.Documents[d.Target] != 1 {
+		t.Errorf("documents %v: want lab's sequence 1 still (no new document)", st.Documents)
 	}
 }

@@ -80,6 +80,26 @@ type StatusDoc struct {
 	// Errors say why a document or a function was not applied: the gateway
 	// keeps what it had.
 	Errors []string `json:"errors,omitempty"`
+	// Pending are the functions the documents name that are not active
+	// (in this version) yet: their module is being fetched, waits for a
+	// fetch slot, or failed (the reason, also in Errors).
+	Pending []PendingFunction `json:"pending,omitempty"`
+}
+
+// States of a pending function.
+const (
+	PendingFetching = "fetching" // its module is being fetched in the background
+	PendingQueued   = "queued"   // waiting for a fetch slot (fetch caps)
+	PendingRetrying = "retrying" // the broker could not be reached: tried again soon
+	PendingFailed   = "failed"   // not applied: Reason says why; tried again after a backoff
+)
+
+// PendingFunction is a function a document names that is not active yet.
+type PendingFunction struct {
+	Name   string `json:"name"`
+	Hash   string `json:"hash"` // module sha256
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // StatusFunction is one function in a status document.
@@ -103,8 +123,15 @@ type AgentOptions struct {
 	MaxModule int64
 	// StatusEvery is how often the status is republished (default 1m).
 	StatusEvery time.Duration
-	// FetchTimeout bounds fetching one module (default 2m).
+	// FetchTimeout bounds fetching one module (default 2m). Fetches run
+	// in the background, one per module hash: a slow or incomplete one
+	// never holds up the agent's loop.
 	FetchTimeout time.Duration
+	// MaxFetches caps the fetches running at once (default 2);
+	// MaxFetchBytes the sum of their modules' sizes (default MaxModule).
+	// A fetch beyond either waits for a slot.
+	MaxFetches    int
+	MaxFetchBytes int64
 	// HealthWindow is the span of the health in the status (default
 	// DefaultHealthWindow).
 	HealthWindow time.Duration
@@ -133,12 +160,26 @@ type Agent struct {
 	// gateway publishes its health at each poll where it changed, until
 	// then. Run's goroutine only.
 	followUntil time.Time
-	retries     map[string]retry // function: when to try again; Run's goroutine only
+	retries     map[string]retry     // function: when to try again; Run's goroutine only
+	jobs        map[string]*fetchJob // module sha256: its background fetch; Run's goroutine only
+	fetched     chan struct{}        // a background fetch ended
+	fetchWG     sync.WaitGroup
 
 	mu      sync.Mutex
 	inbox   map[string][]byte // target: newest payload not yet handled
 	docErrs map[string]string // target: why its newest document was refused
 	fnErrs  map[string]string // function: why it was not applied
+	pending []PendingFunction // functions not active yet, by name
+}
+
+// fetchJob is the background fetch of one module; wasm and err are set
+// before done is closed.
+type fetchJob struct {
+	size   int64
+	cancel context.CancelFunc
+	done   chan struct{}
+	wasm   []byte
+	err    error
 }
 
 // retry is the backoff of a function entry that failed to apply.
@@ -159,6 +200,8 @@ func NewAgent(cfg Config, o AgentOptions) (*Agent, error) {
 	o.MaxModule = cmp.Or(o.MaxModule, 64<<20)
 	o.StatusEvery = cmp.Or(o.StatusEvery, time.Minute)
 	o.FetchTimeout = cmp.Or(o.FetchTimeout, 2*time.Minute)
+	o.MaxFetches = cmp.Or(o.MaxFetches, 2)
+	o.MaxFetchBytes = cmp.Or(o.MaxFetchBytes, o.MaxModule)
 	o.HealthPoll = cmp.Or(o.HealthPoll, 5*time.Second)
 	o.Retry = cmp.Or(o.Retry, 10*time.Second)
 	o.RetryMax = cmp.Or(o.RetryMax, 10*time.Minute)
@@ -177,7 +220,8 @@ func NewAgent(cfg Config, o AgentOptions) (*Agent, error) {
 	}
 	return &Agent{o: o, cfg: cfg, topics: Topics{Prefix: cfg.TopicPrefix}, ledger: l, log: o.Log,
 		wake: make(chan struct{}, 1), inbox: map[string][]byte{}, docErrs: map[string]string{}, fnErrs: map[string]string{},
-		health: newHealthTracker(o.HealthWindow), retries: map[string]retry{}}, nil
+		health: newHealthTracker(o.HealthWindow), retries: map[string]retry{},
+		jobs: map[string]*fetchJob{}, fetched: make(chan struct{}, 1)}, nil
 }
 
 // targets are the documents that apply, in order: groups in config order,
@@ -224,6 +268,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	d.WillTopic = a.topics.Status(a.o.GatewayID)
 	d.WillPayload, _ = json.Marshal(StatusDoc{Gateway: a.o.GatewayID, Online: false, Groups: a.cfg.Groups, Functions: []StatusFunction{}})
 	connected := make(chan struct{}, 1)
+	// Background fetches end with Run.
+	ctx, stop := context.WithCancel(ctx)
+	defer a.fetchWG.Wait()
+	defer stop()
 	d.OnConnect = func(cn *Conn) {
 		for _, t := range a.targets() {
 			t := t
@@ -306,6 +354,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.reconcile(ctx, nil, false)
 			armRetry()
 			publish(false)
+		case <-a.fetched:
+			a.reconcile(ctx, nil, false)
+			armRetry()
+			publish(false)
 		case <-poll.C:
 			// New failures are news for a canary watch: publish now
 			// rather than at the next minute; so is any change of health
@@ -325,6 +377,9 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) nextRetry() (time.Time, bool) {
 	var at time.Time
 	for _, r := range a.retries {
+		if r.next.IsZero() {
+			continue // being fetched: its end wakes the loop
+		}
 		if at.IsZero() || r.next.Before(at) {
 			at = r.next
 		}
@@ -442,6 +497,8 @@ func (a *Agent) reconcile(ctx context.Context, arrived func(string) []byte, all 
 	a.mu.Unlock()
 	fnErrs := map[string]string{}
 	retries := map[string]retry{}
+	var pending []PendingFunction
+	used := map[string]bool{} // modules whose fetch is wanted or consumed
 	now := time.Now()
 	applied := false
 	for _, f := range want {
@@ -450,15 +507,37 @@ func (a *Agent) reconcile(ctx context.Context, arrived func(string) []byte, all 
 		if ok && in.ModuleSHA256 == f.Module.SHA256 && in.ManifestSHA == hex.EncodeToString(man[:]) {
 			continue
 		}
+		p := PendingFunction{Name: f.Name, Hash: f.Module.SHA256}
 		r, failedBefore := a.retries[f.Name]
 		if failedBefore && r.entry == f.Activation.Statement && !all && now.Before(r.next) {
 			retries[f.Name], fnErrs[f.Name] = r, prevErrs[f.Name]
+			p.State, p.Reason = PendingFailed, prevErrs[f.Name]
+			if p.Reason == "" {
+				p.State = PendingRetrying
+			}
+			pending = append(pending, p)
 			continue
 		}
 		if r.entry != f.Activation.Statement {
 			r = retry{entry: f.Activation.Statement}
 		}
-		if err := a.apply(ctx, f); err != nil {
+		wasm, waiting, err := a.module(ctx, f, used)
+		if waiting != "" {
+			// Not ready: the fetch's end wakes the loop; no backoff runs
+			// meanwhile (attempts are kept).
+			r.next = time.Time{}
+			retries[f.Name] = r
+			p.State, p.Reason = waiting, ""
+			if waiting == PendingQueued {
+				p.Reason = fmt.Sprintf("waiting for a fetch slot (at most %d fetches, %d bytes at once)", a.o.MaxFetches, a.o.MaxFetchBytes)
+			}
+			pending = append(pending, p)
+			continue
+		}
+		if err == nil {
+			err = a.activate(ctx, f, wasm)
+		}
+		if err != nil {
 			r.attempts++
 			first, most := a.o.Retry, a.o.RetryMax
 			unreachable := errors.Is(err, errUnreachable) && ctx.Err() == nil
@@ -471,15 +550,20 @@ func (a *Agent) reconcile(ctx context.Context, arrived func(string) []byte, all 
 			if unreachable {
 				// Not refused: reported only in the log, tried again.
 				a.log.Info("fleet: module not fetched, will retry", "function", f.Name, "retry_in", wait, "err", err)
+				p.State, p.Reason = PendingRetrying, err.Error()
+				pending = append(pending, p)
 				continue
 			}
 			a.log.Warn("fleet: function not applied", "function", f.Name, "attempt", r.attempts, "retry_in", wait, "err", err)
 			fnErrs[f.Name] = err.Error()
+			p.State, p.Reason = PendingFailed, err.Error()
+			pending = append(pending, p)
 			continue
 		}
 		applied = true
 	}
 	a.retries = retries
+	a.settleFetches(used)
 	named := map[string]bool{}
 	for _, f := range want {
 		named[f.Name] = true
@@ -495,6 +579,7 @@ func (a *Agent) reconcile(ctx context.Context, arrived func(string) []byte, all 
 	}
 	a.mu.Lock()
 	a.fnErrs = fnErrs
+	a.pending = pending
 	a.mu.Unlock()
 	if applied {
 		// The health of a new version starts at its activation.
@@ -504,32 +589,91 @@ func (a *Agent) reconcile(ctx context.Context, arrived func(string) []byte, all 
 	}
 }
 
-func (a *Agent) apply(ctx context.Context, f Function) error {
-	fctx, cancel := context.WithTimeout(ctx, a.o.FetchTimeout)
-	defer cancel()
-	var wasm []byte
-	if f.Module.URL != "" {
-		var err error
-		if wasm, err = FetchURL(fctx, a.o.HTTP, f.Module, a.o.MaxModule); err != nil {
-			return err
-		}
-	} else {
-		lost := make(chan struct{})
-		cn, err := a.fetchConn(fctx, func() { close(lost); cancel() })
-		if err != nil {
-			return fmt.Errorf("%w: %w", errUnreachable, err)
-		}
-		wasm, err = cn.FetchBlob(fctx, f.Module, a.o.MaxModule)
-		cn.Close()
+// module returns f's module once its background fetch ended (wasm or
+// err); until then it starts the fetch, or leaves the running one, and
+// says what the function waits for (PendingFetching, PendingQueued).
+// used collects the module hashes the pass wants.
+func (a *Agent) module(ctx context.Context, f Function, used map[string]bool) ([]byte, string, error) {
+	key := f.Module.SHA256
+	used[key] = true
+	if j := a.jobs[key]; j != nil {
 		select {
-		case <-lost:
-			return fmt.Errorf("%w: connection lost while fetching the module", errUnreachable)
+		case <-j.done:
+			return j.wasm, "", j.err
 		default:
-		}
-		if err != nil {
-			return err
+			return nil, PendingFetching, nil
 		}
 	}
+	if f.Module.Size > a.o.MaxModule {
+		return nil, "", fmt.Errorf("module of %d bytes is above the %d this gateway fetches", f.Module.Size, a.o.MaxModule)
+	}
+	n, bytes := 0, int64(0)
+	for _, j := range a.jobs {
+		n, bytes = n+1, bytes+j.size
+	}
+	if n >= a.o.MaxFetches || (n > 0 && bytes+f.Module.Size > a.o.MaxFetchBytes) {
+		return nil, PendingQueued, nil
+	}
+	fctx, cancel := context.WithTimeout(ctx, a.o.FetchTimeout)
+	j := &fetchJob{size: f.Module.Size, cancel: cancel, done: make(chan struct{})}
+	a.jobs[key] = j
+	a.fetchWG.Add(1)
+	go func() {
+		defer a.fetchWG.Done()
+		defer cancel()
+		j.wasm, j.err = a.fetch(fctx, cancel, f.Module)
+		close(j.done)
+		select {
+		case a.fetched <- struct{}{}:
+		default:
+		}
+	}()
+	a.log.Info("fleet: fetching module", "function", f.Name, "module", key[:12], "bytes", f.Module.Size)
+	return nil, PendingFetching, nil
+}
+
+// settleFetches forgets the fetches that ended (their result was used by
+// this pass, or nobody wants it any more) and cancels the running ones no
+// function wants any more.
+func (a *Agent) settleFetches(used map[string]bool) {
+	for key, j := range a.jobs {
+		select {
+		case <-j.done:
+			delete(a.jobs, key)
+		default:
+			if !used[key] {
+				j.cancel()
+			}
+		}
+	}
+}
+
+// fetch gets module m within fctx (cancel ends it early).
+func (a *Agent) fetch(fctx context.Context, cancel context.CancelFunc, m Module) ([]byte, error) {
+	if m.URL != "" {
+		return FetchURL(fctx, a.o.HTTP, m, a.o.MaxModule)
+	}
+	lost := make(chan struct{})
+	cn, err := a.fetchConn(fctx, m.SHA256, func() { close(lost); cancel() })
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errUnreachable, err)
+	}
+	wasm, err := cn.FetchBlob(fctx, m, a.o.MaxModule)
+	cn.Close()
+	select {
+	case <-lost:
+		return nil, fmt.Errorf("%w: connection lost while fetching the module", errUnreachable)
+	default:
+	}
+	var mc *MissingChunksError
+	if errors.As(err, &mc) && errors.Is(err, context.DeadlineExceeded) {
+		mc.After = a.o.FetchTimeout
+	}
+	return wasm, err
+}
+
+// activate deploys a fetched module.
+func (a *Agent) activate(ctx context.Context, f Function, wasm []byte) error {
 	v, err := a.o.Gateway.Deploy(ctx, f.Manifest, wasm, f.Activation)
 	if err != nil {
 		return err
@@ -541,9 +685,10 @@ func (a *Agent) apply(ctx context.Context, f Function) error {
 // fetchConn is a short-lived connection for fetching blobs, so that the
 // main connection's handlers never wait for it; lost runs (once) if the
 // connection drops.
-func (a *Agent) fetchConn(ctx context.Context, lost func()) (*Conn, error) {
+func (a *Agent) fetchConn(ctx context.Context, sha string, lost func()) (*Conn, error) {
 	d := a.o.Dial
-	d.ClientID = "edgefn-fleet-" + a.o.GatewayID + "-fetch"
+	// One client id per module: fetches run side by side.
+	d.ClientID = "edgefn-fleet-" + a.o.GatewayID + "-fetch-" + sha[:min(len(sha), 12)]
 	d.OnConnect, d.WillTopic, d.AutoReconnect = nil, "", false
 	d.OnLost = lost
 	return Connect(ctx, d, a.topics)
@@ -577,6 +722,7 @@ func (a *Agent) status(ctx context.Context, online bool) StatusDoc {
 	for n, msg := range a.fnErrs {
 		st.Errors = append(st.Errors, "function "+n+": "+msg)
 	}
+	st.Pending = slices.Clone(a.pending)
 	a.mu.Unlock()
 	slices.Sort(st.Errors)
 	return st

@@ -40,6 +40,10 @@ type Config struct {
 	// changed (default 1m, 30s to 1h): brokers that meter every message
 	// (AWS IoT Core) want it longer.
 	StatusEvery time.Duration `yaml:"status_every"`
+	// FetchTimeout bounds the background fetch of one module (default 2m,
+	// 1s to 1h): a module with a missing chunk is reported as such after
+	// it, and tried again with the backoff of a function not applied.
+	FetchTimeout time.Duration `yaml:"fetch_timeout"`
 	// ModuleTLS is the TLS of modules named by an https URL: ca_file
 	// replaces the system roots, cert_file/key_file for mutual TLS.
 	ModuleTLS tlsclient.Config `yaml:"module_tls"`
@@ -82,6 +86,9 @@ func (c Config) Validate() error {
 	}
 	if d := c.StatusEvery; d != 0 && (d < MinStatusEvery || d > MaxStatusEvery) {
 		errs = append(errs, fieldErr("status_every", "%v: want %v to %v", d, MinStatusEvery, MaxStatusEvery))
+	}
+	if d := c.FetchTimeout; d != 0 && (d < time.Second || d > time.Hour) {
+		errs = append(errs, fieldErr("fetch_timeout", "%v: want 1s to 1h", d))
 	}
 	return errors.Join(errs...)
 }

@@ -216,6 +216,39 @@ func waitUntil(ctx context.Context, changed <-chan struct{}, cond func() bool) e
 // SHA-256 (a tampered or partly overwritten blob).
 var ErrBlobMismatch = errors.New("module bytes do not match their sha256")
 
+// MissingChunksError says which chunks of a blob had not arrived when a
+// fetch ended (its context done): Missing are those of the window of
+// chunk topics being waited for (chunk topics are numbered from 0), the
+// ones the fetch was blocked on.
+type MissingChunksError struct {
+	SHA256  string
+	Chunks  int   // the blob's number of chunks
+	Arrived int   // how many had arrived
+	Missing []int // the missing chunks of the window being waited for
+	// After, if set, is the fetch's bound: the error then says "missing
+	// after <After>".
+	After time.Duration
+	Err   error // the context's error
+}
+
+func (e *MissingChunksError) Error() string {
+	var which string
+	switch {
+	case len(e.Missing) == 1:
+		which = fmt.Sprintf("chunk %d", e.Missing[0])
+	case len(e.Missing) <= 4:
+		which = "chunks " + strings.Trim(fmt.Sprint(e.Missing), "[]")
+	default:
+		which = fmt.Sprintf("chunks %s ... (%d)", strings.Trim(fmt.Sprint(e.Missing[:4]), "[]"), len(e.Missing))
+	}
+	if e.After > 0 {
+		return fmt.Sprintf("blob %s %s of %d missing after %v (%d of %d chunks arrived)", e.SHA256, which, e.Chunks, e.After, e.Arrived, e.Chunks)
+	}
+	return fmt.Sprintf("blob %s %s of %d missing (%d of %d chunks arrived): %v", e.SHA256, which, e.Chunks, e.Arrived, e.Chunks, e.Err)
+}
+
+func (e *MissingChunksError) Unwrap() error { return e.Err }
+
 // FetchBlob collects the retained chunks of m and checks them against its
 // SHA-256 and size. It waits until every chunk arrived or ctx is done.
 func (cn *Conn) FetchBlob(ctx context.Context, m Module, maxSize int64) ([]byte, error) {
@@ -276,7 +309,13 @@ func (cn *Conn) FetchBlob(ctx context.Context, m Module, maxSize int64) ([]byte,
 		if err != nil {
 			mu.Lock()
 			defer mu.Unlock()
-			return nil, fmt.Errorf("module %.12s: %d of %d chunks arrived: %w", m.SHA256, have, n, err)
+			e := &MissingChunksError{SHA256: m.SHA256, Chunks: n, Arrived: have, Err: err}
+			for i := from; i < to; i++ {
+				if chunks[i] == nil {
+					e.Missing = append(e.Missing, i)
+				}
+			}
+			return nil, e
 		}
 	}
 	mu.Lock()

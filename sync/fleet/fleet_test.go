@@ -142,7 +142,7 @@ func TestDocumentAndBlobThroughBroker(t *testing.T) {
 	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
 	m := f.Module
 	m.Size += int64(m.ChunkSize) // claims a fifth chunk nobody published
-	if _, err := gw.FetchBlob(short, m, 64<<20); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "4 of 5 chunks") {
+	if _, err := gw.FetchBlob(short, m, 64<<20); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "chunk 4 of 5 missing") || !strings.Contains(err.Error(), f.Module.SHA256) {
 		t.Errorf("missing chunk: %v", err)
 	}
 	cancelShort()
