@@ -378,28 +378,15 @@ func (d *Doc) value(n *yaml.Node, v reflect.Value, path string) {
 		default:
 			d.Errorf(path, "%s: expected true or false", Quote(s))
 		}
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		s, ok := d.scalar(n, path)
 		if !ok {
 			return
 		}
-		i, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || v.OverflowInt(i) {
+		if !setWhole(v, s) {
 			d.Errorf(path, "%s: expected a whole number%s", Quote(s), rangeHint(v))
-			return
 		}
-		v.SetInt(i)
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		s, ok := d.scalar(n, path)
-		if !ok {
-			return
-		}
-		i, err := strconv.ParseUint(s, 10, 64)
-		if err != nil || v.OverflowUint(i) {
-			d.Errorf(path, "%s: expected a whole number%s", Quote(s), rangeHint(v))
-			return
-		}
-		v.SetUint(i)
 	case reflect.Float32, reflect.Float64:
 		s, ok := d.scalar(n, path)
 		if !ok {
@@ -607,4 +594,24 @@ func EditDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// setWhole parses s as a decimal whole number into v, a signed or unsigned
+// integer of any width; it reports false, leaving v alone, when s is not a
+// whole number or does not fit v.
+func setWhole(v reflect.Value, s string) bool {
+	if v.CanInt() {
+		i, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v.OverflowInt(i) {
+			return false
+		}
+		v.SetInt(i)
+		return true
+	}
+	u, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || v.OverflowUint(u) {
+		return false
+	}
+	v.SetUint(u)
+	return true
 }
