@@ -53,36 +53,24 @@ func TopicMatch(filter, topic string) bool {
 		return false
 	}
 	for {
-		fi := strings.IndexByte(filter, '/')
-		var fl string
-		if fi < 0 {
-			fl = filter
-		} else {
-			fl = filter[:fi]
-		}
+		fl, frest, fmore := strings.Cut(filter, "/")
 		if fl == "#" {
 			return true
 		}
-		ti := strings.IndexByte(topic, '/')
-		var tl string
-		if ti < 0 {
-			tl = topic
-		} else {
-			tl = topic[:ti]
-		}
+		tl, trest, tmore := strings.Cut(topic, "/")
 		if fl != "+" && fl != tl {
 			return false
 		}
 		switch {
-		case fi < 0 && ti < 0:
+		case !fmore && !tmore:
 			return true
-		case fi < 0:
+		case !fmore:
 			return false
-		case ti < 0:
+		case !tmore:
 			// "a/#" matches "a".
-			return filter[fi+1:] == "#"
+			return frest == "#"
 		}
-		filter, topic = filter[fi+1:], topic[ti+1:]
+		filter, topic = frest, trest
 	}
 }
 
