@@ -40,7 +40,7 @@ func writeFunction(t testing.TB, dir, name, manifest, wasmFixture string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, name+".wasm"), fixture(t, wasmFixture), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name+".wasm"), testutil.Testdata(t, wasmFixture), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	body := fmt.Sprintf("name: %s\nwasm: ./%s.wasm\n%s", name, name, manifest)
@@ -344,7 +344,7 @@ func TestAgentGPIOWrite(t *testing.T) {
 		_, body := ta.api(t, "GET", "/v1/gpio", nil)
 		return strings.Contains(string(body), `"name": "GPIO18"`) && strings.Contains(strings.SplitAfter(string(body), `"name": "GPIO18"`)[1][:80], `"high": true`)
 	})
-	_, err := ta.Deploy(context.Background(), "function.yaml", []byte("name: fan2\nwasm: x.wasm\nallow: {gpio_write: [GPIO18]}\n"), fixture(t, "gpiowrite.wasm"), "test", nil)
+	_, err := ta.Deploy(context.Background(), "function.yaml", []byte("name: fan2\nwasm: x.wasm\nallow: {gpio_write: [GPIO18]}\n"), testutil.Testdata(t, "gpiowrite.wasm"), "test", nil)
 	if err == nil || !strings.Contains(err.Error(), "claimed for output by more than one function") {
 		t.Errorf("second writer of GPIO18: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/edgefn/edgefn/gateway/api"
+	"github.com/edgefn/edgefn/internal/testutil"
 )
 
 // The typed client against a real agent (TLS with its self-signed
@@ -19,12 +20,12 @@ func TestAPIClient(t *testing.T) {
 	c := api.NewClient(ta.ready.AdminURL, ta.token, ta.ready.Fingerprint, nil)
 
 	_, err := c.Deploy(ctx, api.DeployRequest{File: "bad.yaml", Manifest: []byte("name: echo\nwasm: ./echo.wasm\nlimits: {memory: 1TiB}\nbogus: 1\n"),
-		WasmName: "echo.wasm", Wasm: fixture(t, "echo.wasm")})
+		WasmName: "echo.wasm", Wasm: testutil.Testdata(t, "echo.wasm")})
 	var se *api.StatusError
 	if !errors.As(err, &se) || se.Status != 422 || len(se.Problems) < 2 {
 		t.Fatalf("deploy of a bad manifest: %v, want 422 with both problems", err)
 	}
-	v, err := c.Deploy(ctx, api.DeployRequest{Manifest: []byte("name: echo\nwasm: ./echo.wasm\n"), WasmName: "echo.wasm", Wasm: fixture(t, "echo.wasm")})
+	v, err := c.Deploy(ctx, api.DeployRequest{Manifest: []byte("name: echo\nwasm: ./echo.wasm\n"), WasmName: "echo.wasm", Wasm: testutil.Testdata(t, "echo.wasm")})
 	if err != nil || v.Name != "echo" || v.Version != 1 || !v.Active || v.Hash == "" {
 		t.Fatalf("deploy: %+v, %v", v, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/edgefn/edgefn/internal/testutil"
 )
 
 var screenshots = flag.Bool("screenshots", false, "write the console browser test's screenshots to docs/console/ (else to a temp dir)")
@@ -286,7 +287,7 @@ func TestConsoleBrowser(t *testing.T) {
 		}
 	}
 	if _, err := ta.Host.Deploy(context.Background(), "beta.yaml",
-		[]byte("name: beta\nwasm: beta.wasm\ntriggers:\n  - every: 1h\n"), fixture(t, "echo.wasm"), "api", nil); err != nil {
+		[]byte("name: beta\nwasm: beta.wasm\ntriggers:\n  - every: 1h\n"), testutil.Testdata(t, "echo.wasm"), "api", nil); err != nil {
 		t.Fatal(err)
 	}
 	run(t, ctx, "deployed function appears without a reload",

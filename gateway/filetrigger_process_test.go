@@ -12,6 +12,7 @@ import (
 
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/gateway/api"
+	"github.com/edgefn/edgefn/internal/testutil"
 	"github.com/edgefn/edgefn/sync/outbox"
 )
 
@@ -222,7 +223,7 @@ func TestAgentFileTriggerDeployErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startAgentProc(t, cfgPath)
-	wasm := fixture(t, "filemeta.wasm")
+	wasm := testutil.Testdata(t, "filemeta.wasm")
 	cases := []struct{ dir, want string }{
 		{filepath.Join(root, "missing"), "directory " + filepath.Join(root, "missing") + " does not exist on the agent"},
 		{filepath.Join(root, "plain"), filepath.Join(root, "plain") + " is not a directory"},

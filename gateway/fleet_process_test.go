@@ -17,6 +17,7 @@ import (
 	"github.com/edgefn/edgefn/internal/activation"
 	"github.com/edgefn/edgefn/internal/fleettest"
 	"github.com/edgefn/edgefn/internal/mosquittotest"
+	"github.com/edgefn/edgefn/internal/testutil"
 	"github.com/edgefn/edgefn/sync/fleet"
 )
 
@@ -110,7 +111,7 @@ func TestFleetGatewaysConverge(t *testing.T) {
 	fns := t.TempDir()
 	writeFunction(t, fns, "echo", "triggers:\n  - mqtt: fleet-test/#\n", "echo.wasm")
 	manifest := filepath.Join(fns, "echo.yaml")
-	sha := fmt.Sprintf("%x", sha256.Sum256(fixture(t, "echo.wasm")))
+	sha := fmt.Sprintf("%x", sha256.Sum256(testutil.Testdata(t, "echo.wasm")))
 	start := time.Now()
 	for _, g := range []string{"lab", "office"} {
 		out, errOut, code := fleetCLI(t, "deploy", manifest, "--broker", broker.URL(), "--group", g, "--key", key, "--watch", "60s", "--json", "--chunk-size", "4096")
@@ -170,7 +171,7 @@ func TestFleetGatewaysConverge(t *testing.T) {
 	}
 	defer cn.Close()
 	ctx := context.Background()
-	wasm := fixture(t, "echo.wasm")
+	wasm := testutil.Testdata(t, "echo.wasm")
 	entry := func(name, manifest string, mod fleet.Module, wasm []byte) fleet.Function {
 		return fleet.Function{Name: name, Manifest: []byte(manifest), Module: mod,
 			Activation: activation.Sign(activation.New(activation.Deploy, name, []byte(manifest), wasm, uint64(time.Now().UnixMilli())), priv)}
@@ -180,7 +181,7 @@ func TestFleetGatewaysConverge(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The tampered function names a blob whose chunk 1 is overwritten.
-	loop := fixture(t, "loop.wasm")
+	loop := testutil.Testdata(t, "loop.wasm")
 	tampered, err := cn.PublishBlob(ctx, loop, 16)
 	if err != nil {
 		t.Fatal(err)

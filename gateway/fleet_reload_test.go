@@ -19,6 +19,7 @@ import (
 	"github.com/edgefn/edgefn/internal/fleettest"
 	"github.com/edgefn/edgefn/internal/mosquittotest"
 	"github.com/edgefn/edgefn/internal/testpki"
+	"github.com/edgefn/edgefn/internal/testutil"
 	"github.com/edgefn/edgefn/sync/fleet"
 )
 
@@ -37,9 +38,9 @@ func TestFleetReloadAndModuleURL(t *testing.T) {
 		fetches.Add(1)
 		switch r.URL.Path {
 		case "/echo.wasm":
-			w.Write(fixture(t, "echo.wasm"))
+			w.Write(testutil.Testdata(t, "echo.wasm"))
 		case "/logecho.wasm":
-			w.Write(fixture(t, "logecho.wasm"))
+			w.Write(testutil.Testdata(t, "logecho.wasm"))
 		default:
 			http.NotFound(w, r)
 		}

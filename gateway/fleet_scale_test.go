@@ -161,7 +161,7 @@ func TestFleetKillWhileApplying(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v (run make wasm)", err)
 	}
-	modules := [][]byte{fixture(t, "echo.wasm"), goMod}
+	modules := [][]byte{testutil.Testdata(t, "echo.wasm"), goMod}
 	type content struct{ manifest, module []byte }
 	var deployed []content
 	deploy := func(round int) content {

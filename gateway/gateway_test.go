@@ -16,11 +16,6 @@ import (
 	"github.com/edgefn/edgefn/sync/outbox"
 )
 
-func fixture(t testing.TB, name string) []byte {
-	t.Helper()
-	return testutil.Fixture(t, "testdata", name)
-}
-
 // newTestGateway builds a Host on a real outbox and a real sandbox in a
 // temp dir, without triggers.
 func newTestGateway(t testing.TB, mutate ...func(*Config)) *Host {
@@ -60,7 +55,7 @@ func newTestGateway(t testing.TB, mutate ...func(*Config)) *Host {
 
 func deploy(t testing.TB, g *Host, manifest, wasmFixture string) versionMeta {
 	t.Helper()
-	meta, err := g.Deploy(context.Background(), "function.yaml", []byte(manifest), fixture(t, wasmFixture), "test", nil)
+	meta, err := g.Deploy(context.Background(), "function.yaml", []byte(manifest), testutil.Testdata(t, wasmFixture), "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +204,7 @@ func TestRedeployRollbackRemove(t *testing.T) {
 // Every problem of a bad deploy is reported at once, and nothing changes.
 func TestDeployRefusesWithEveryProblem(t *testing.T) {
 	g := newTestGateway(t, func(c *Config) { c.Limits.Max.Memory = 32 * edgefn.MiB })
-	_, err := g.Deploy(context.Background(), "function.yaml", []byte("name: f\nwasm: x.wasm\nlimits: {memory: 64MiB}\ntriggers:\n  - gpio: GPIO17\n"), fixture(t, "echo.wasm"), "test", nil)
+	_, err := g.Deploy(context.Background(), "function.yaml", []byte("name: f\nwasm: x.wasm\nlimits: {memory: 64MiB}\ntriggers:\n  - gpio: GPIO17\n"), testutil.Testdata(t, "echo.wasm"), "test", nil)
 	var de *DeployError
 	if !errors.As(err, &de) || len(de.Problems) != 2 {
 		t.Fatalf("err = %v", err)

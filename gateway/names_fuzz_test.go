@@ -17,6 +17,7 @@ import (
 	"unsafe"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/testutil"
 )
 
 // fsWatch reports, through inotify, every open, read, create, write or
@@ -83,7 +84,7 @@ func FuzzAdminRouteNames(f *testing.F) {
 	dataDir := filepath.Join(root, "a", "data")
 	g := newTestGateway(f, func(c *Config) { c.DataDir = dataDir })
 	deploy(f, g, "name: echo\nwasm: x.wasm\n", "echo.wasm")
-	wasm := fixture(f, "echo.wasm")
+	wasm := testutil.Testdata(f, "echo.wasm")
 	decoys := []string{
 		filepath.Join(root, "a", "x", "evil"),     // functions/../../x/evil
 		filepath.Join(dataDir, "x", "evil"),       // functions/../x/evil

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/edgefn/edgefn/internal/activation"
+	"github.com/edgefn/edgefn/internal/testutil"
 )
 
 func signingGateway(t *testing.T, dataDir string) (*Host, ed25519.PrivateKey) {
@@ -34,7 +35,7 @@ func TestStartActivatesTheVersionItsStatementNames(t *testing.T) {
 	dir := t.TempDir()
 	g, priv := signingGateway(t, dir)
 	ctx := context.Background()
-	wasm := fixture(t, "echo.wasm")
+	wasm := testutil.Testdata(t, "echo.wasm")
 	m1, m2 := []byte("name: f\nwasm: x.wasm\n"), []byte("name: f\nwasm: x.wasm\nlimits: {memory: 1MiB}\n")
 	for i, m := range [][]byte{m1, m2} {
 		sg := activation.Sign(activation.New(activation.Deploy, "f", m, wasm, uint64(i+1)), priv)

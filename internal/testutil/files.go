@@ -20,6 +20,13 @@ func Fixture(t testing.TB, elem ...string) []byte {
 	return b
 }
 
+// Testdata reads the built fixture name from the testdata folder of the
+// package under test.
+func Testdata(t testing.TB, name string) []byte {
+	t.Helper()
+	return Fixture(t, "testdata", name)
+}
+
 // Buffer is a bytes.Buffer that a process's output and the test may use
 // at once: Write and String hold a lock.
 type Buffer struct {

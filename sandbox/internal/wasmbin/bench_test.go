@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgefn/edgefn/internal/testutil"
 	"github.com/tetratelabs/wazero/api"
 )
 
@@ -23,7 +24,7 @@ var benchGuests = []struct {
 // ("instrumented"), and uninstrumented under wazero's WithCloseOnContextDone with a deadline
 // ("closeOnDone"). Compare ratios within one run: the machine is shared.
 func BenchmarkGuest(b *testing.B) {
-	orig := fixture(b, "bench.wasm")
+	orig := testutil.Testdata(b, "bench.wasm")
 	inst := mustRewrite(b, orig, Options{Instrument: true})
 	for _, g := range benchGuests {
 		for _, mode := range []string{"none", "instrumented", "closeOnDone"} {
@@ -60,7 +61,7 @@ func BenchmarkGuest(b *testing.B) {
 
 // BenchmarkRewrite measures deploy-time cost on the Go wasip1 program.
 func BenchmarkRewrite(b *testing.B) {
-	wasm := fixture(b, "goprog.wasm")
+	wasm := testutil.Testdata(b, "goprog.wasm")
 	opt := Options{Instrument: true, TrackGrow: true, MaxMemoryPages: 4096, MergeData: true, StripDebug: true}
 	b.SetBytes(int64(len(wasm)))
 	for b.Loop() {
@@ -75,7 +76,7 @@ func BenchmarkRewrite(b *testing.B) {
 // ("none"), instrumented without Yield, instrumented with Yield (the host's yield compares the
 // time with a deadline, as the sandbox's does), and closeOnDone.
 func BenchmarkGuestRatio(b *testing.B) {
-	orig := fixture(b, "bench.wasm")
+	orig := testutil.Testdata(b, "bench.wasm")
 	inst := mustRewrite(b, orig, Options{Instrument: true})
 	yield := mustRewrite(b, orig, Options{Yield: true})
 	deadline, cancel := context.WithTimeout(context.Background(), time.Hour)

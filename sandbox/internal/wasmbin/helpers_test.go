@@ -5,18 +5,11 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/edgefn/edgefn/internal/testutil"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 )
-
-// fixture reads a built test guest from testdata.
-func fixture(t testing.TB, name string) []byte {
-	t.Helper()
-	return testutil.Fixture(t, "testdata", name)
-}
 
 func runtimeConfig() wazero.RuntimeConfig {
 	return wazero.NewRuntimeConfig().WithCoreFeatures(api.CoreFeaturesV2 | experimental.CoreFeaturesTailCall)

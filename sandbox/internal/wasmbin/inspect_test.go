@@ -5,10 +5,12 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/edgefn/edgefn/internal/testutil"
 )
 
 func TestInspect(t *testing.T) {
-	info, err := Inspect(fixture(t, "control.wasm"))
+	info, err := Inspect(testutil.Testdata(t, "control.wasm"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +31,7 @@ func TestInspect(t *testing.T) {
 		t.Error("unknown export reported")
 	}
 
-	info, err = Inspect(fixture(t, "goprog.wasm"))
+	info, err = Inspect(testutil.Testdata(t, "goprog.wasm"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +109,7 @@ func TestInspectErrors(t *testing.T) {
 // are errors.
 func TestInspectTruncated(t *testing.T) {
 	for _, name := range []string{"control.wasm", "simd.wasm", "tail.wasm"} {
-		wasm := fixture(t, name)
+		wasm := testutil.Testdata(t, name)
 		m, err := parse(wasm)
 		if err != nil {
 			t.Fatal(err)

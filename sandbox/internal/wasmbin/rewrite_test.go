@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edgefn/edgefn/internal/testutil"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
@@ -85,7 +86,7 @@ func controlCalls() [][]call {
 
 func TestRewriteEquivalence(t *testing.T) {
 	r := newRuntime(t, nil)
-	orig := fixture(t, "control.wasm")
+	orig := testutil.Testdata(t, "control.wasm")
 	for name, opt := range optionSets {
 		t.Run(name, func(t *testing.T) {
 			rewritten := mustRewrite(t, orig, opt)
@@ -114,7 +115,7 @@ func TestRewriteTailAndSIMD(t *testing.T) {
 		{"simd.wasm", []call{{"simd", i32s(77)}}}, // once: it drops its passive segment
 		{"refs.wasm", refsCalls},
 	} {
-		orig := fixture(t, tc.file)
+		orig := testutil.Testdata(t, tc.file)
 		for name, opt := range optionSets {
 			want := outcome(t, r, orig, tc.calls)
 			got := outcome(t, r, mustRewrite(t, orig, opt), tc.calls)
@@ -131,7 +132,7 @@ func TestRewriteTailAndSIMD(t *testing.T) {
 // A tail-recursive loop of 100000 steps must not use up the depth budget.
 func TestTailCallsKeepDepth(t *testing.T) {
 	r := newRuntime(t, nil)
-	mod := instantiate(t, r, mustRewrite(t, fixture(t, "tail.wasm"), Options{Instrument: true, InitialDepth: 5}))
+	mod := instantiate(t, r, mustRewrite(t, testutil.Testdata(t, "tail.wasm"), Options{Instrument: true, InitialDepth: 5}))
 	if _, err := mod.ExportedFunction("sum").Call(context.Background(), i32s(100000, 0)...); err != nil {
 		t.Fatal(err)
 	}
@@ -141,16 +142,16 @@ func TestTailCallsKeepDepth(t *testing.T) {
 }
 
 func TestRewriteErrors(t *testing.T) {
-	wasm := fixture(t, "control.wasm")
+	wasm := testutil.Testdata(t, "control.wasm")
 	once := mustRewrite(t, wasm, Options{Instrument: true})
 	if _, err := Rewrite(once, Options{Instrument: true}); err == nil || !strings.Contains(err.Error(), GlobalStop) {
 		t.Errorf("instrumenting twice: %v", err)
 	}
 	// The input is left as it was.
-	if !bytes.Equal(wasm, fixture(t, "control.wasm")) {
+	if !bytes.Equal(wasm, testutil.Testdata(t, "control.wasm")) {
 		t.Error("Rewrite modified its input")
 	}
-	_, err := Rewrite(fixture(t, "goprog.wasm"), Options{MaxMemoryPages: 16})
+	_, err := Rewrite(testutil.Testdata(t, "goprog.wasm"), Options{MaxMemoryPages: 16})
 	var le *LimitError
 	if !errors.As(err, &le) || le.MaxPages != 16 || !strings.Contains(err.Error(), "1 MiB") {
 		t.Fatalf("min above the limit: %v", err)
@@ -160,7 +161,7 @@ func TestRewriteErrors(t *testing.T) {
 
 func TestMaxMemoryPages(t *testing.T) {
 	r := newRuntime(t, nil)
-	wasm := fixture(t, "stop.wasm") // memory 1, no maximum
+	wasm := testutil.Testdata(t, "stop.wasm") // memory 1, no maximum
 	mod := instantiate(t, r, mustRewrite(t, wasm, Options{TrackGrow: true, MaxMemoryPages: 10}))
 	res, err := mod.ExportedFunction("grow_all").Call(context.Background())
 	if err != nil {
@@ -177,16 +178,16 @@ func TestMaxMemoryPages(t *testing.T) {
 		t.Errorf("inspect clamped: %+v %v", info, err)
 	}
 	// A larger maximum is lowered, a smaller one is kept.
-	if info, _ := Inspect(mustRewrite(t, fixture(t, "control.wasm"), Options{MaxMemoryPages: 2})); info.MemoryMax != 2 {
+	if info, _ := Inspect(mustRewrite(t, testutil.Testdata(t, "control.wasm"), Options{MaxMemoryPages: 2})); info.MemoryMax != 2 {
 		t.Errorf("control max %d, want 2", info.MemoryMax)
 	}
-	if info, _ := Inspect(mustRewrite(t, fixture(t, "control.wasm"), Options{MaxMemoryPages: 200})); info.MemoryMax != 4 {
+	if info, _ := Inspect(mustRewrite(t, testutil.Testdata(t, "control.wasm"), Options{MaxMemoryPages: 200})); info.MemoryMax != 4 {
 		t.Errorf("control max %d, want 4", info.MemoryMax)
 	}
 }
 
 func TestMergeDataOverlaps(t *testing.T) {
-	wasm := fixture(t, "control.wasm")
+	wasm := testutil.Testdata(t, "control.wasm")
 	merged := mustRewrite(t, wasm, Options{MergeData: true})
 	info, err := Inspect(merged)
 	if err != nil {
@@ -204,7 +205,7 @@ func TestMergeDataOverlaps(t *testing.T) {
 		t.Error("memory images differ")
 	}
 	// Passive segments: merging is skipped.
-	simd := fixture(t, "simd.wasm")
+	simd := testutil.Testdata(t, "simd.wasm")
 	out := mustRewrite(t, simd, Options{MergeData: true})
 	if !bytes.Equal(out, simd) {
 		t.Error("module with a passive segment was changed by MergeData")
@@ -251,7 +252,7 @@ func TestWASIPrograms(t *testing.T) {
 	}{{"cprog.wasm", all}, {"cprog.wasm", allYield}, {"goprog.wasm", all}, {"goprog.wasm", allYield}} {
 		file := tc.file
 		t.Run(fmt.Sprintf("%s yield=%v", file, tc.opt.Yield), func(t *testing.T) {
-			orig := fixture(t, file)
+			orig := testutil.Testdata(t, file)
 			rewritten := mustRewrite(t, orig, tc.opt)
 			want, got := runWASI(t, r, orig), runWASI(t, r, rewritten)
 			if want.err != nil {
@@ -287,7 +288,7 @@ var refsCalls = []call{
 // shares (none should) cannot hide.
 func TestRefsFixture(t *testing.T) {
 	r := newRuntime(t, nil)
-	orig := fixture(t, "refs.wasm")
+	orig := testutil.Testdata(t, "refs.wasm")
 	want := []string{"started[] = [100]", "twice[21] = [42]", "three[] = [3]",
 		"call[0] = [1]", "call[1] = [2]", "call[4] = [4]", "call[5]: error",
 		"call_u[0] = [4]", "call_u[1] = [2]", "call_u[2] = [3]", "call_u[3]: error",
@@ -349,7 +350,7 @@ func TestYieldNames(t *testing.T) {
 	ctx := context.Background()
 	for _, file := range []string{"refs.wasm", "control.wasm", "stop.wasm", "cprog.wasm", "goprog.wasm"} {
 		t.Run(file, func(t *testing.T) {
-			orig := fixture(t, file)
+			orig := testutil.Testdata(t, file)
 			out := mustRewrite(t, orig, Options{Yield: true, MergeData: true})
 			before, after := funcNames(t, orig), funcNames(t, out)
 			if len(before) == 0 {
@@ -423,7 +424,7 @@ func TestYieldErrors(t *testing.T) {
 	if _, err := Rewrite(m, Options{Instrument: true}); err != nil {
 		t.Fatalf("without Yield: %v", err)
 	}
-	once := mustRewrite(t, fixture(t, "control.wasm"), Options{Yield: true})
+	once := mustRewrite(t, testutil.Testdata(t, "control.wasm"), Options{Yield: true})
 	if _, err := Rewrite(once, Options{Yield: true}); err == nil {
 		t.Error("instrumenting twice with Yield: no error")
 	}

@@ -35,7 +35,7 @@ func callWithin(t *testing.T, f func() error) error {
 // goroutine that sets the flag with it: see TestNoYieldDeadlocks.
 func TestStopFlag(t *testing.T) {
 	r := newRuntime(t, nil)
-	wasm := mustRewrite(t, fixture(t, "stop.wasm"), Options{Instrument: true, Yield: true})
+	wasm := mustRewrite(t, testutil.Testdata(t, "stop.wasm"), Options{Instrument: true, Yield: true})
 	for _, tc := range []struct {
 		fn   string
 		args []uint64
@@ -72,7 +72,7 @@ func TestStopFlag(t *testing.T) {
 
 func TestDepthBudget(t *testing.T) {
 	r := newRuntime(t, nil)
-	mod := instantiate(t, r, mustRewrite(t, fixture(t, "stop.wasm"), Options{Instrument: true}))
+	mod := instantiate(t, r, mustRewrite(t, testutil.Testdata(t, "stop.wasm"), Options{Instrument: true}))
 	if d := global(t, mod, GlobalDepth).Get(); d != DefaultInitialDepth {
 		t.Fatalf("initial depth %d, want %d", d, DefaultInitialDepth)
 	}
@@ -103,7 +103,7 @@ func TestDepthMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measurement")
 	}
-	wasm := mustRewrite(t, fixture(t, "stop.wasm"), Options{Instrument: true, InitialDepth: 1 << 30})
+	wasm := mustRewrite(t, testutil.Testdata(t, "stop.wasm"), Options{Instrument: true, InitialDepth: 1 << 30})
 	for _, tc := range []struct {
 		fn    string
 		depth uint64
@@ -140,7 +140,7 @@ func stopping(calls *atomic.Int64, stop func() bool) func(context.Context, api.M
 
 // With Yield the guest stops through the host's answer alone: no goroutine sets the flag.
 func TestYieldStops(t *testing.T) {
-	wasm := mustRewrite(t, fixture(t, "stop.wasm"), Options{Yield: true})
+	wasm := mustRewrite(t, testutil.Testdata(t, "stop.wasm"), Options{Yield: true})
 	for _, tc := range []struct {
 		name, fn string
 		args     []uint64
@@ -185,7 +185,7 @@ func TestYieldStops(t *testing.T) {
 func TestYieldInterval(t *testing.T) {
 	var calls atomic.Int64
 	r := newRuntimeYield(t, nil, stopping(&calls, func() bool { return false }))
-	mod := instantiate(t, r, mustRewrite(t, fixture(t, "bench.wasm"), Options{Yield: true, CheckInterval: 100}))
+	mod := instantiate(t, r, mustRewrite(t, testutil.Testdata(t, "bench.wasm"), Options{Yield: true, CheckInterval: 100}))
 	for _, tc := range []struct {
 		fn       string
 		arg      uint64
@@ -210,7 +210,7 @@ func TestYieldInterval(t *testing.T) {
 // Yield the guest calls the host every CheckInterval iterations, where the runtime can stop
 // it, and the host's answer stops it at the deadline.
 func TestYieldUnderGC(t *testing.T) {
-	wasm := mustRewrite(t, fixture(t, "stop.wasm"), Options{Yield: true})
+	wasm := mustRewrite(t, testutil.Testdata(t, "stop.wasm"), Options{Yield: true})
 	for _, tc := range []struct {
 		fn   string
 		args []uint64
@@ -259,7 +259,7 @@ func TestNoYieldDeadlocks(t *testing.T) {
 
 func noYieldChild(t *testing.T) {
 	r := newRuntime(t, nil)
-	mod := instantiate(t, r, mustRewrite(t, fixture(t, "stop.wasm"), Options{Instrument: true}))
+	mod := instantiate(t, r, mustRewrite(t, testutil.Testdata(t, "stop.wasm"), Options{Instrument: true}))
 	stop := global(t, mod, GlobalStop)
 	timer := time.AfterFunc(50*time.Millisecond, func() { stop.Set(1) })
 	defer timer.Stop()

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edgefn/edgefn/internal/testutil"
 	"github.com/tetratelabs/wazero/api"
 )
 
@@ -24,7 +25,7 @@ func callI32(t *testing.T, mod api.Module, name string, args ...uint64) int32 {
 func TestMemoryBudgetTables(t *testing.T) {
 	budget := uint64(65536 + 100*TableElemBytes) // one page and 100 elements
 	for _, yield := range []bool{false, true} {
-		out := mustRewrite(t, fixture(t, "tables.wasm"), Options{Instrument: true, Yield: yield, TrackGrow: true, MemoryBudget: budget})
+		out := mustRewrite(t, testutil.Testdata(t, "tables.wasm"), Options{Instrument: true, Yield: yield, TrackGrow: true, MemoryBudget: budget})
 		info, err := Inspect(out)
 		if err != nil {
 			t.Fatal(err)
@@ -68,7 +69,7 @@ func TestMemoryBudgetTables(t *testing.T) {
 
 	// Memory counts too: a page more leaves no room for elements.
 	budget = 2*65536 + 10*TableElemBytes
-	mod := instantiate(t, newRuntime(t, nil), mustRewrite(t, fixture(t, "tables.wasm"), Options{MemoryBudget: budget}))
+	mod := instantiate(t, newRuntime(t, nil), mustRewrite(t, testutil.Testdata(t, "tables.wasm"), Options{MemoryBudget: budget}))
 	if got := callI32(t, mod, "grow_mem", 1); got != 1 {
 		t.Fatalf("grow_mem(1) = %d", got)
 	}
@@ -81,7 +82,7 @@ func TestMemoryBudgetTables(t *testing.T) {
 }
 
 func TestMemoryBudgetMinimums(t *testing.T) {
-	_, err := Rewrite(fixture(t, "tables.wasm"), Options{MemoryBudget: 65536 + TableElemBytes})
+	_, err := Rewrite(testutil.Testdata(t, "tables.wasm"), Options{MemoryBudget: 65536 + TableElemBytes})
 	var le *LimitError
 	if !errors.As(err, &le) || le.TableElems != 2 || le.MinPages != 1 {
 		t.Fatalf("got %v, want a *LimitError for 1 page and 2 elements", err)
@@ -110,14 +111,14 @@ func TestInspectWithin(t *testing.T) {
 		{"control.wasm", Bounds{Exports: 3}, BoundError{"exports", 14, 3}},
 	}
 	for _, tt := range tests {
-		_, err := InspectWithin(fixture(t, tt.fixture), tt.b)
+		_, err := InspectWithin(testutil.Testdata(t, tt.fixture), tt.b)
 		var be *BoundError
 		if !errors.As(err, &be) || *be != tt.want {
 			t.Errorf("%s within %+v: got %v, want %v", tt.fixture, tt.b, err, &tt.want)
 		}
 	}
 	// At the bound is fine.
-	if _, err := InspectWithin(fixture(t, "control.wasm"), Bounds{Functions: 18, CodeBytes: 491, DataSegments: 3, Tables: 1, Globals: 1, ElementSegments: 1}); err != nil {
+	if _, err := InspectWithin(testutil.Testdata(t, "control.wasm"), Bounds{Functions: 18, CodeBytes: 491, DataSegments: 3, Tables: 1, Globals: 1, ElementSegments: 1}); err != nil {
 		t.Errorf("at the bounds: %v", err)
 	}
 }
