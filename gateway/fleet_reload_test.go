@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -129,6 +130,15 @@ func TestFleetConfigHealthWindow(t *testing.T) {
 	}
 }
 
+// startFleetAgent starts an agent in process that trusts pub, with fleet
+// section fc.
+func startFleetAgent(t *testing.T, pub string, fc fleet.Config) *testAgent {
+	return startAgent(t, t.TempDir(), func(c *Config) {
+		c.Admin.TrustedKeys = []string{pub}
+		c.Fleet = &fc
+	})
+}
+
 // Reload swaps the fleet agent in process (under the race detector in
 // CI): another group applies that group's document; removing the section
 // stops the fleet agent, which says it is offline, and leaves the function.
@@ -136,10 +146,7 @@ func TestFleetReloadInProcess(t *testing.T) {
 	skipShort(t, "runs the fleet CLI binary")
 	broker := mosquittotest.Start(t)
 	key, pub, _ := fleetKeyPair(t)
-	ta := startAgent(t, t.TempDir(), func(c *Config) {
-		c.Admin.TrustedKeys = []string{pub}
-		c.Fleet = &fleet.Config{Broker: broker.URL(), Groups: []string{"lab"}}
-	})
+	ta := startFleetAgent(t, pub, fleet.Config{Broker: broker.URL(), Groups: []string{"lab"}})
 	echo, echoSHA := fleetManifest(t, "echo", "echo.wasm")
 	if _, errOut, code := fleetCLI(t, "deploy", echo, "--broker", broker.URL(), "--group", "office", "--key", key); code != 0 {
 		t.Fatalf("deploy to office: exit %d\n%s", code, errOut)
@@ -174,26 +181,25 @@ func pendingOf(st fleet.StatusDoc, name string) (fleet.PendingFunction, bool) {
 	return st.Pending[i], true
 }
 
-// A document names a function whose module blob misses one chunk, first,
-// beside a healthy one: the real agent fetches in the background, so the
-// healthy function activates while the broken one is still being fetched
-// (the status is published meanwhile and says "fetching"); when the fetch
-// times out the status names the missing chunk; once the chunk is
-// published the function converges on the agent's own retry, without a
-// new document.
-func TestFleetMissingChunk(t *testing.T) {
-	skipShort(t, "builds the agent and runs a gateway as a child process")
-	broker := mosquittotest.Start(t)
-	f := fleettest.New(t, agentBinary(t), broker.URL())
-	const fetchTimeout = 15 * time.Second
-	f.Config = fmt.Sprintf("  fetch_timeout: %v\n", fetchTimeout)
-	g := f.Add("gw-m", "lab")
-	g.Start()
-	f.WaitOnline(time.Minute, g)
+// missingChunk is a lab document naming logecho, whose blob misses one
+// chunk, first, and the healthy echo, published on a real broker.
+type missingChunk struct {
+	cn              *fleet.Conn
+	broken, healthy fleet.Function
+	brokenWasm      []byte
+	missing, chunks int // the missing chunk, of chunks
+	doc             fleet.Document
+}
 
+const missingChunkSize = 32
+
+// publishMissingChunk publishes the blobs (logecho's in chunks of 32
+// bytes, chunk 2 cleared) and group lab's document signed with priv.
+func publishMissingChunk(t *testing.T, brokerURL string, priv ed25519.PrivateKey) missingChunk {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cn, err := fleet.Connect(ctx, fleet.Dial{Broker: broker.URL()}, fleet.Topics{})
+	cn, err := fleet.Connect(ctx, fleet.Dial{Broker: brokerURL}, fleet.Topics{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,23 +219,19 @@ func TestFleetMissingChunk(t *testing.T) {
 			t.Fatal(err)
 		}
 		return fleet.Function{Name: name, Manifest: manifest, Module: m,
-			Activation: activation.Sign(activation.New(activation.Deploy, name, manifest, wasm, uint64(time.Now().UnixNano())), f.Priv)}, wasm
+			Activation: activation.Sign(activation.New(activation.Deploy, name, manifest, wasm, uint64(time.Now().UnixNano())), priv)}, wasm
 	}
-	const chunk = 32
-	broken, brokenWasm := entry("logecho", chunk)
-	healthy, _ := entry("echo", 0)
-	const missing = 2
-	n := broken.Module.Chunks()
-	if n <= missing {
-		t.Fatalf("logecho.wasm makes %d chunks of %d bytes, want more than %d", n, chunk, missing)
+	mc := missingChunk{cn: cn, missing: 2}
+	mc.broken, mc.brokenWasm = entry("logecho", missingChunkSize)
+	mc.healthy, _ = entry("echo", 0)
+	if mc.chunks = mc.broken.Module.Chunks(); mc.chunks <= mc.missing {
+		t.Fatalf("logecho.wasm makes %d chunks of %d bytes, want more than %d", mc.chunks, missingChunkSize, mc.missing)
 	}
-	chunkTopic := cn.Topics().Chunk(broken.Module.SHA256, missing)
-	if err := cn.Publish(ctx, chunkTopic, nil, true); err != nil { // clears the retained chunk
+	if err := cn.Publish(ctx, mc.chunkTopic(), nil, true); err != nil { // clears the retained chunk
 		t.Fatal(err)
 	}
-	// The broken function first: the agent reaches it before the healthy one.
-	d := fleet.Document{Target: fleet.Target(fleet.KindGroup, "lab"), Sequence: 1, Functions: []fleet.Function{broken, healthy}}
-	sd, err := fleet.Sign(d, f.Priv)
+	mc.doc = fleet.Document{Target: fleet.Target(fleet.KindGroup, "lab"), Sequence: 1, Functions: []fleet.Function{mc.broken, mc.healthy}}
+	sd, err := fleet.Sign(mc.doc, priv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,12 +242,42 @@ func TestFleetMissingChunk(t *testing.T) {
 	if err := cn.Publish(ctx, cn.Topics().Desired(fleet.KindGroup, "lab"), p, true); err != nil {
 		t.Fatal(err)
 	}
+	return mc
+}
+
+func (mc missingChunk) chunkTopic() string {
+	return mc.cn.Topics().Chunk(mc.broken.Module.SHA256, mc.missing)
+}
+
+// fetching: echo active while logecho is still being fetched.
+func (mc missingChunk) fetching(st fleet.StatusDoc) bool {
+	p, ok := pendingOf(st, "logecho")
+	return runsFleet(st, "echo", mc.healthy.Module.SHA256) && ok && p.State == fleet.PendingFetching
+}
+
+// A document names a function whose module blob misses one chunk, first,
+// beside a healthy one: the real agent fetches in the background, so the
+// healthy function activates while the broken one is still being fetched
+// (the status is published meanwhile and says "fetching"); when the fetch
+// times out the status names the missing chunk; once the chunk is
+// published the function converges on the agent's own retry, without a
+// new document.
+func TestFleetMissingChunk(t *testing.T) {
+	skipShort(t, "builds the agent and runs a gateway as a child process")
+	broker := mosquittotest.Start(t)
+	f := fleettest.New(t, agentBinary(t), broker.URL())
+	const fetchTimeout = 15 * time.Second
+	f.Config = fmt.Sprintf("  fetch_timeout: %v\n", fetchTimeout)
+	g := f.Add("gw-m", "lab")
+	g.Start()
+	f.WaitOnline(time.Minute, g)
+	mc := publishMissingChunk(t, broker.URL(), f.Priv)
+	broken, healthy := mc.broken, mc.healthy
 
 	f.Watch.Wait(2*time.Minute, "echo active while logecho is being fetched", func(sts map[string]fleet.StatusDoc) bool {
-		p, ok := pendingOf(sts[g.ID], "logecho")
-		return fleettest.Runs(sts[g.ID], "echo", healthy.Module.SHA256) && ok && p.State == fleet.PendingFetching
+		return mc.fetching(sts[g.ID])
 	})
-	want := fmt.Sprintf("blob %s chunk %d of %d missing after %v", broken.Module.SHA256, missing, n, fetchTimeout)
+	want := fmt.Sprintf("blob %s chunk %d of %d missing after %v", broken.Module.SHA256, mc.missing, mc.chunks, fetchTimeout)
 	f.Watch.Wait(2*time.Minute, "the status naming the missing chunk", func(sts map[string]fleet.StatusDoc) bool {
 		st := sts[g.ID]
 		p, _ := pendingOf(st, "logecho")
@@ -257,7 +289,9 @@ func TestFleetMissingChunk(t *testing.T) {
 	}
 
 	// The chunk arrives: the agent's retry applies the same document.
-	if err := cn.Publish(ctx, chunkTopic, brokenWasm[missing*chunk:(missing+1)*chunk], true); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := mc.cn.Publish(ctx, mc.chunkTopic(), mc.brokenWasm[mc.missing*missingChunkSize:(mc.missing+1)*missingChunkSize], true); err != nil {
 		t.Fatal(err)
 	}
 	f.Watch.Wait(3*time.Minute, "logecho active once its chunk is published", func(sts map[string]fleet.StatusDoc) bool {
@@ -265,7 +299,23 @@ func TestFleetMissingChunk(t *testing.T) {
 		_, pending := pendingOf(st, "logecho")
 		return fleettest.Runs(st, "logecho", broken.Module.SHA256) && fleettest.Runs(st, "echo", healthy.Module.SHA256) && !pending && len(st.Errors) == 0
 	})
-	if st := f.Watch.Status(g.ID); st.Documents[d.Target] != 1 {
+	if st := f.Watch.Status(g.ID); st.Documents[mc.doc.Target] != 1 {
 		t.Errorf("documents %v: want lab's sequence 1 still (no new document)", st.Documents)
 	}
+}
+
+// In process (under the race detector in CI): a fetch that would wait an
+// hour for a missing chunk does not hold up the healthy function, and
+// removing the fleet section stops the agent at once, the fetch with it.
+func TestFleetMissingChunkInProcess(t *testing.T) {
+	skipShort(t, "runs a real mosquitto")
+	broker := mosquittotest.Start(t)
+	_, pub, priv := fleetKeyPair(t)
+	ta := startFleetAgent(t, pub, fleet.Config{Broker: broker.URL(), Groups: []string{"lab"}, FetchTimeout: time.Hour})
+	mc := publishMissingChunk(t, broker.URL(), priv)
+	waitFor(t, func() bool { return mc.fetching(fleetStatusOf(t, broker.URL(), "gw1")) })
+	next := *ta.cfg
+	next.Fleet = nil
+	ta.Reload(context.Background(), &next, nil)
+	waitFor(t, func() bool { return !fleetStatusOf(t, broker.URL(), "gw1").Online })
 }
