@@ -287,6 +287,11 @@ func TestFleetMissingChunk(t *testing.T) {
 	if st := f.Watch.Status(g.ID); !fleettest.Runs(st, "echo", healthy.Module.SHA256) || fleettest.Runs(st, "logecho", broken.Module.SHA256) {
 		t.Fatalf("after the failed fetch: %+v", st)
 	}
+	// fleet ls shows it pending (failed, or fetching again on its retry).
+	if out, errOut, code := f.CLI("ls", "--broker", f.Broker()); code != 0 || !strings.Contains(out, "echo@1(fleet)") ||
+		!(strings.Contains(out, "logecho(failed)") || strings.Contains(out, "logecho(fetching)")) {
+		t.Errorf("fleet ls: exit %d, want echo active and logecho pending\n%s%s", code, out, errOut)
+	}
 
 	// The chunk arrives: the agent's retry applies the same document.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

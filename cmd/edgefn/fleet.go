@@ -862,6 +862,9 @@ func fleetLsAction(c *cli.Context) error {
 				failed += n
 			}
 		}
+		for _, p := range st.Pending { // not active yet: fetching, failed...
+			fns = append(fns, fmt.Sprintf("%s(%s)", p.Name, p.State))
+		}
 		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%d\t%d\t%d\n", st.Gateway, st.Online, strings.Join(st.Groups, ","), strings.Join(fns, " "), events, failed, len(st.Errors))
 	}
 	return tw.Flush()
