@@ -381,9 +381,7 @@ func NewBroker(cfg BrokerConfig, sink Sink, log *slog.Logger) (*Broker, error) {
 	if sink == nil {
 		return nil, errors.New("broker: nil sink")
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = orDiscard(log)
 	cfg = cfg.withDefaults()
 	users, _ := cfg.users()
 	var tlsCfg *tls.Config
@@ -492,20 +490,14 @@ func (b *Broker) Start() error {
 func (b *Broker) Addr() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.tcp == nil {
-		return ""
-	}
-	return b.tcp.Address()
+	return b.tcp.addrOrEmpty()
 }
 
 // TLSAddr is the TLS listener's address; empty before Start or without one.
 func (b *Broker) TLSAddr() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.tlsLn == nil {
-		return ""
-	}
-	return b.tlsLn.Address()
+	return b.tlsLn.addrOrEmpty()
 }
 
 // Run starts the broker, serves until ctx ends, then closes it (bounded by

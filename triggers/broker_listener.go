@@ -65,6 +65,15 @@ func (l *guardListener) Address() string {
 	return l.addr
 }
 
+// addrOrEmpty is Address, or "" for no listener (nil: the broker is not
+// started, or has no TLS listener).
+func (l *guardListener) addrOrEmpty() string {
+	if l == nil {
+		return ""
+	}
+	return l.Address()
+}
+
 func (l *guardListener) Init(log *slog.Logger) error {
 	if l.log == nil {
 		l.log = log

@@ -143,9 +143,7 @@ type Files struct {
 
 // NewFiles returns Files that deliver to sink. log may be nil.
 func NewFiles(sink FileSink, log *slog.Logger) *Files {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = orDiscard(log)
 	f := &Files{sink: sink, log: log}
 	f.watches = newKeyed("files", "file watch", log,
 		func(running, want *fileWatch) bool { return running.spec == want.spec }, f.start)

@@ -110,9 +110,7 @@ type pinWatch struct {
 // NewGPIO returns a GPIO trigger watching pins of w and delivering to
 // sink. log may be nil.
 func NewGPIO(w EdgeWatcher, sink Sink, log *slog.Logger) *GPIO {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = orDiscard(log)
 	g := &GPIO{watcher: w, sink: sink, log: log}
 	g.pins = newKeyed("gpio trigger", "gpio watch", log,
 		func(running, want *pinWatch) bool { return running.spec == want.spec }, g.start)

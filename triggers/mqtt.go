@@ -266,9 +266,7 @@ func NewMQTT(cfg MQTTConfig, sink Sink, log *slog.Logger) (*MQTT, error) {
 	if sink == nil {
 		return nil, errors.New("mqtt: nil sink")
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = orDiscard(log)
 	cfg = cfg.withDefaults()
 	m := &MQTT{
 		cfg:   cfg,

@@ -2,6 +2,7 @@ package triggers
 
 import (
 	"context"
+	"log/slog"
 
 	"github.com/edgefn/edgefn"
 )
@@ -32,3 +33,12 @@ type SinkFunc func(ctx context.Context, ev edgefn.Event) error
 
 // Deliver calls f.
 func (f SinkFunc) Deliver(ctx context.Context, ev edgefn.Event) error { return f(ctx, ev) }
+
+// orDiscard returns log, or a logger that drops everything when log is nil:
+// the constructors take a nil log to mean "no logging".
+func orDiscard(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return log
+}

@@ -122,9 +122,7 @@ type timer struct {
 
 // NewTimers returns Timers that deliver to sink. log may be nil.
 func NewTimers(sink Sink, log *slog.Logger) *Timers {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = orDiscard(log)
 	t := &Timers{sink: sink, log: log, now: time.Now, sleepUntil: sleepUntil}
 	t.timers = newKeyed("timers", "timer", log,
 		func(running, want *timer) bool { return running.spec == want.spec }, t.start)
