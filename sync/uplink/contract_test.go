@@ -203,6 +203,16 @@ func addN(t testing.TB, src feeder, gateway string, n int, want map[string]strin
 	}
 }
 
+// filledSource is a new source holding n records of gateway gw1, with the
+// delivery keys addN writes for them.
+func filledSource(t testing.TB, n int) (feeder, map[string]string) {
+	t.Helper()
+	src := newSource(t)
+	want := map[string]string{}
+	addN(t, src, "gw1", n, want)
+	return src, want
+}
+
 // TestContract runs the same guarantees against both uplinks.
 func TestContract(t *testing.T) {
 	clouds := []struct {
@@ -222,9 +232,7 @@ func TestContract(t *testing.T) {
 }
 
 func testDeliversInOrder(t *testing.T, c cloud) {
-	src := newSource(t)
-	want := map[string]string{}
-	addN(t, src, "gw1", 120, want)
+	src, want := filledSource(t, 120)
 	u := c.newUplink(t, src)
 	testutil.Run(t, u.Run)
 	addN(t, src, "gw1", 120, want) // while running: woken by Notify
@@ -287,9 +295,7 @@ func testRestartMidStream(t *testing.T, c cloud) {
 }
 
 func testResumesAfterStop(t *testing.T, c cloud) {
-	src := newSource(t)
-	want := map[string]string{}
-	addN(t, src, "gw1", 60, want)
+	src, want := filledSource(t, 60)
 	stop := testutil.Run(t, c.newUplink(t, src).Run)
 	testutil.Eventually(t, 20*time.Second, "first records", allArrived(c, want))
 	stop()

@@ -66,9 +66,7 @@ func TestHTTPWireFormat(t *testing.T) {
 func TestHTTPRetrySameIdempotencyKey(t *testing.T) {
 	r := receiver.Start(t)
 	r.FailNext(3, http.StatusServiceUnavailable, "")
-	src := newSource(t)
-	want := map[string]string{}
-	addN(t, src, "gw1", 10, want)
+	src, want := filledSource(t, 10)
 	u := newHTTP(t, uplink.HTTPConfig{URL: r.URL()}, src)
 	testutil.Run(t, u.Run)
 	r.WaitFor(10*time.Second, "delivery after 3 failures", func() bool { return r.Unique() == 10 })
@@ -90,9 +88,7 @@ func TestHTTPRetrySameIdempotencyKey(t *testing.T) {
 func TestHTTPLostResponseDuplicatesWithSameID(t *testing.T) {
 	r := receiver.Start(t)
 	r.Fail(http.StatusBadGateway, "", true) // stores the batch, then says 502
-	src := newSource(t)
-	want := map[string]string{}
-	addN(t, src, "gw1", 20, want)
+	src, want := filledSource(t, 20)
 	testutil.Run(t, newHTTP(t, uplink.HTTPConfig{URL: r.URL()}, src).Run)
 	r.WaitFor(10*time.Second, "a few failed attempts", func() bool { return len(r.Requests()) >= 3 })
 	r.OK()
@@ -106,9 +102,7 @@ func TestHTTPLostResponseDuplicatesWithSameID(t *testing.T) {
 
 func TestHTTPDeadLetterAndMoveOn(t *testing.T) {
 	r := receiver.Start(t)
-	src := newSource(t)
-	want := map[string]string{}
-	addN(t, src, "gw1", 30, want)
+	src, want := filledSource(t, 30)
 	r.Reject("gw1:12", http.StatusBadRequest)
 	u := newHTTP(t, uplink.HTTPConfig{URL: r.URL(), Batch: uplink.Batch{MaxRecords: 10}}, src)
 	testutil.Run(t, u.Run)
@@ -162,9 +156,7 @@ func TestHTTPStallTimesOutAndRetries(t *testing.T) {
 func TestHTTPSplitsOn413(t *testing.T) {
 	r := receiver.Start(t)
 	r.FailNext(1, http.StatusRequestEntityTooLarge, "")
-	src := newSource(t)
-	want := map[string]string{}
-	addN(t, src, "gw1", 8, want)
+	src, want := filledSource(t, 8)
 	testutil.Run(t, newHTTP(t, uplink.HTTPConfig{URL: r.URL()}, src).Run)
 	testutil.Eventually(t, 10*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
 	checkDelivery(t, r.Lines(), want)
