@@ -163,21 +163,17 @@ func next(r *reader, ntypes int) (instr, error) {
 			return in, fmt.Errorf("invalid reference type 0x%02x in ref.null", b)
 		}
 		return in, nil
-	case op == opPrefixFC:
+	case op == opPrefixFC, op == opPrefixFD:
 		sub, err := r.u32()
 		if err != nil {
 			return in, err
 		}
 		in.sub = sub
+		if op == opPrefixFD {
+			return in, fdImmediates(r, sub)
+		}
 		in.imm, err = fcImmediates(r, sub)
 		return in, err
-	case op == opPrefixFD:
-		sub, err := r.u32()
-		if err != nil {
-			return in, err
-		}
-		in.sub = sub
-		return in, fdImmediates(r, sub)
 	case op == 0xfe: // threads (atomics): named in the error, not supported
 		sub, err := r.u32()
 		if err != nil {
