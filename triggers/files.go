@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -193,8 +194,8 @@ type fileWatch struct {
 
 	mu      sync.Mutex
 	queue   []string
-	queued  map[string]bool
-	rescan  bool // names were not queued (full queue, lost events): read the directory again
+	queued  map[string]bool // name -> an event said it is complete
+	rescan  bool            // names were not queued (full queue, lost events): read the directory again
 	lastErr string
 	wake    chan struct{}
 
@@ -218,22 +219,29 @@ func (w *fileWatch) setErr(err error) {
 	}
 }
 
-// add queues name if it is for this watch, or asks for a rescan when the
-// queue is full.
-func (w *fileWatch) add(name string) {
+// add queues name, closed after writing or moved in, if it is for this
+// watch, or asks for a rescan when the queue is full.
+func (w *fileWatch) add(name string) { w.queue1(name, true) }
+
+// found queues name, seen by reading the directory: it may still be open
+// for writing, which is checked before it is read.
+func (w *fileWatch) found(name string) { w.queue1(name, false) }
+
+func (w *fileWatch) queue1(name string, complete bool) {
 	if !w.spec.accepts(name) {
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	switch {
-	case w.queued[name]:
+	if c, ok := w.queued[name]; ok {
+		w.queued[name] = c || complete
 		return
-	case len(w.queue) >= MaxFilesQueued:
+	}
+	if len(w.queue) >= MaxFilesQueued {
 		w.rescan = true
-	default:
+	} else {
 		w.queue = append(w.queue, name)
-		w.queued[name] = true
+		w.queued[name] = complete
 	}
 	select {
 	case w.wake <- struct{}{}:
@@ -253,19 +261,21 @@ func (w *fileWatch) needRescan() {
 	}
 }
 
-// next returns the next queued name, or "" with rescan true when the
-// queue is empty and the directory must be read again.
-func (w *fileWatch) next() (name string, rescan bool) {
+// next returns the next queued name and whether an event said it is
+// complete, or "" with rescan true when the queue is empty and the
+// directory must be read again.
+func (w *fileWatch) next() (name string, complete, rescan bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.queue) > 0 {
 		name = w.queue[0]
 		w.queue = w.queue[1:]
+		complete = w.queued[name]
 		delete(w.queued, name)
-		return name, false
+		return name, complete, false
 	}
 	rescan, w.rescan = w.rescan, false
-	return "", rescan
+	return "", false, rescan
 }
 
 // start runs w's watcher and worker goroutines; the worker finishes the
@@ -309,10 +319,10 @@ func (f *Files) start(ctx, _ context.Context, w *fileWatch, run func(func())) <-
 func (f *Files) work(ctx context.Context, d *watchedDir, w *fileWatch, log *slog.Logger) {
 	backoff := fileRetryMin
 	for ctx.Err() == nil {
-		name, rescan := w.next()
+		name, complete, rescan := w.next()
 		switch {
 		case rescan:
-			if err := d.scan(w.add); err != nil {
+			if err := d.scan(w.found); err != nil {
 				w.setErr(err)
 				log.Warn("file trigger: cannot read the directory", "err", err)
 			}
@@ -324,7 +334,7 @@ func (f *Files) work(ctx context.Context, d *watchedDir, w *fileWatch, log *slog
 			}
 			continue
 		}
-		if f.process(ctx, d, w, name, log) {
+		if f.process(ctx, d, w, name, complete, log) {
 			backoff = fileRetryMin
 			continue
 		}
@@ -333,7 +343,7 @@ func (f *Files) work(ctx context.Context, d *watchedDir, w *fileWatch, log *slog
 		}
 		// Not durable: keep the file, try again after a pause.
 		w.retries.Add(1)
-		w.add(name)
+		w.queue1(name, complete)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
@@ -344,9 +354,11 @@ func (f *Files) work(ctx context.Context, d *watchedDir, w *fileWatch, log *slog
 
 // process hands one file to the function, then moves or deletes it. It
 // returns false when the file must be tried again (nothing durable, or it
-// could not be moved).
-func (f *Files) process(ctx context.Context, d *watchedDir, w *fileWatch, name string, log *slog.Logger) bool {
-	fl, err := d.open(name)
+// could not be moved). complete says an event reported the file closed
+// after writing or moved in; otherwise a file still open for writing is
+// left for its writer's close.
+func (f *Files) process(ctx context.Context, d *watchedDir, w *fileWatch, name string, complete bool, log *slog.Logger) bool {
+	fl, err := d.open(name, !complete)
 	switch {
 	case errors.Is(err, errGone), errors.Is(err, errBeingWritten):
 		return true // gone, or its writer's close will queue it again
@@ -409,6 +421,28 @@ func (f *Files) reject(ctx context.Context, d *watchedDir, w *fileWatch, name st
 		return false
 	}
 	return true
+}
+
+// maxCollisions bounds the names tried in .done or .rejected before
+// giving up on a file (it stays and is tried again).
+const maxCollisions = 1000
+
+// collisionName is name for i == 0, else name with "~i" before its
+// extension; it stays within NAME_MAX.
+func collisionName(name string, i int) string {
+	if i == 0 {
+		return name
+	}
+	ext := filepath.Ext(name)
+	stem := strings.TrimSuffix(name, ext)
+	suffix := "~" + strconv.Itoa(i)
+	if over := len(stem) + len(suffix) + len(ext) - maxFileNameLen; over > 0 {
+		if over > len(stem) {
+			return name[:maxFileNameLen-len(suffix)] + suffix
+		}
+		stem = stem[:len(stem)-over]
+	}
+	return stem + suffix + ext
 }
 
 // FileEvent is the event of a file named name, of size bytes, dropped in

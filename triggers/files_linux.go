@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"unsafe"
@@ -190,9 +189,13 @@ type openFile struct {
 
 // open opens name for reading without following a symbolic link or
 // blocking on a FIFO. errGone: it is no longer there; errNotRegular: a
-// link, FIFO, device or directory; errBeingWritten: some process still has
-// it open for writing (its close will queue it again).
-func (d *watchedDir) open(name string) (*openFile, error) {
+// link, FIFO, device or directory; errBeingWritten (only when probe is
+// set): some process still has it open for writing (its close will queue
+// it again). The probe is for files found by reading the directory: right
+// after IN_CLOSE_WRITE the kernel may still count the closed descriptor
+// as a writer (it notifies before it drops the write access), so a file
+// an event reported complete is not probed.
+func (d *watchedDir) open(name string, probe bool) (*openFile, error) {
 	fd, err := unix.Openat(int(d.dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	switch {
 	case errors.Is(err, unix.ENOENT):
@@ -213,7 +216,7 @@ func (d *watchedDir) open(name string) (*openFile, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("%w (mode %o)", errNotRegular, st.Mode&unix.S_IFMT)
 	}
-	if openForWriting(fd) {
+	if probe && openForWriting(fd) {
 		unix.Close(fd)
 		return nil, errBeingWritten
 	}
@@ -277,10 +280,6 @@ func (d *watchedDir) finish(o *openFile, to string) error {
 	return err
 }
 
-// maxCollisions bounds the names tried in .done or .rejected before
-// giving up on a file (it stays and is tried again).
-const maxCollisions = 1000
-
 // moveName moves name into the subdirectory sub, never replacing a file
 // there: a taken name becomes "stem~1.ext", "stem~2.ext"…
 func (d *watchedDir) moveName(name, sub string) error {
@@ -309,24 +308,6 @@ func (d *watchedDir) moveName(name, sub string) error {
 		}
 	}
 	return fmt.Errorf("move %s to %s: %d names taken", name, sub, maxCollisions)
-}
-
-// collisionName is name for i == 0, else name with "~i" before its
-// extension; it stays within NAME_MAX.
-func collisionName(name string, i int) string {
-	if i == 0 {
-		return name
-	}
-	ext := filepath.Ext(name)
-	stem := strings.TrimSuffix(name, ext)
-	suffix := "~" + strconv.Itoa(i)
-	if over := len(stem) + len(suffix) + len(ext) - maxFileNameLen; over > 0 {
-		if over > len(stem) {
-			return name[:maxFileNameLen-len(suffix)] + suffix
-		}
-		stem = stem[:len(stem)-over]
-	}
-	return stem + suffix + ext
 }
 
 // renameNoReplace renames without replacing an existing target: renameat2

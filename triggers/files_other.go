@@ -21,7 +21,7 @@ func (*watchedDir) stopWatch()                                        {}
 func (*watchedDir) close()                                            {}
 func (*watchedDir) watch(context.Context, func(string), func()) error { return errFilesUnsupported }
 func (*watchedDir) scan(func(string)) error                           { return errFilesUnsupported }
-func (*watchedDir) open(string) (*openFile, error)                    { return nil, errFilesUnsupported }
+func (*watchedDir) open(string, bool) (*openFile, error)              { return nil, errFilesUnsupported }
 func (*watchedDir) finish(*openFile, string) error                    { return errFilesUnsupported }
 func (*watchedDir) moveName(string, string) error                     { return errFilesUnsupported }
 func (*openFile) read(int64) ([]byte, error)                          { return nil, errFilesUnsupported }
