@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/robfig/cron/v3"
@@ -111,15 +112,19 @@ func check(d *strictyaml.Doc, m *edgefn.Manifest) {
 			d.Errorf("env."+k, "names starting with EDGEFN_ are set by the agent")
 		}
 	}
-	switch m.Isolation {
-	case "", edgefn.IsolationWarm, edgefn.IsolationFresh:
-	default:
-		d.Errorf("isolation", "%s: use warm or fresh", q(string(m.Isolation)))
-	}
-	switch m.Uplink.Order {
-	case "", edgefn.UplinkOrderLive, edgefn.UplinkOrderStrict:
-	default:
-		d.Errorf("uplink.order", "%s: use live or strict", q(string(m.Uplink.Order)))
+	oneOf(d, "isolation", &m.Isolation, "", "warm or fresh", edgefn.IsolationWarm, edgefn.IsolationFresh)
+	oneOf(d, "uplink.order", &m.Uplink.Order, "", "live or strict", edgefn.UplinkOrderLive, edgefn.UplinkOrderStrict)
+}
+
+// oneOf checks the choice *v at field: empty takes def (empty stays empty
+// where the default is applied later), anything else must be one of allowed,
+// which use names for the error.
+func oneOf[T ~string](d *strictyaml.Doc, field string, v *T, def T, use string, allowed ...T) {
+	switch {
+	case *v == "":
+		*v = def
+	case !slices.Contains(allowed, *v):
+		d.Errorf(field, "%s: use %s", strictyaml.Quote(string(*v)), use)
 	}
 }
 
@@ -162,20 +167,8 @@ func checkTrigger(d *strictyaml.Doc, f string, t *edgefn.Trigger) {
 		if t.GPIO == "" {
 			d.Errorf(f+".gpio", "must name a pin, e.g. GPIO17")
 		}
-		switch t.Edge {
-		case "":
-			t.Edge = edgefn.EdgeBoth
-		case edgefn.EdgeRising, edgefn.EdgeFalling, edgefn.EdgeBoth:
-		default:
-			d.Errorf(f+".edge", "%s: use rising, falling or both", q(string(t.Edge)))
-		}
-		switch t.Pull {
-		case "":
-			t.Pull = edgefn.PullNone
-		case edgefn.PullNone, edgefn.PullUp, edgefn.PullDown:
-		default:
-			d.Errorf(f+".pull", "%s: use none, up or down", q(string(t.Pull)))
-		}
+		oneOf(d, f+".edge", &t.Edge, edgefn.EdgeBoth, "rising, falling or both", edgefn.EdgeRising, edgefn.EdgeFalling, edgefn.EdgeBoth)
+		oneOf(d, f+".pull", &t.Pull, edgefn.PullNone, "none, up or down", edgefn.PullNone, edgefn.PullUp, edgefn.PullDown)
 	case "every":
 		if !d.Failed(f+".every") && t.Every < edgefn.MinEvery {
 			d.Errorf(f+".every", "%s: too short, use at least %s", t.Every, edgefn.MinEvery)
