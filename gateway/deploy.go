@@ -166,6 +166,7 @@ func (g *Host) activate(v *version) {
 	}
 	old := d.cur.Swap(v)
 	d.q.setConcurrency(v.limits.Concurrency)
+	d.stats.seriesFor(v.manifest)
 	g.mu.Unlock()
 	g.refreshRoutes()
 	if old != nil {

@@ -105,6 +105,10 @@ func TestAgentFileTrigger(t *testing.T) {
 	if w := p.fileWatch(t, data, inbox); !w.Watching || w.Pattern != "*.jpg" || w.MaxSizeBytes != 1024 || w.After != "move" || w.Function != "cam" {
 		t.Errorf("status files = %+v", w)
 	}
+	// The rejected-drops series a dashboard plots is there before any file is refused.
+	if m := string(p.get(t, data, "/metrics")); !strings.Contains(m, `edgefn_drops_total{function="cam",reason="rejected"} 0`) {
+		t.Errorf("/metrics has no rejected series at zero:\n%s", m)
+	}
 	// Written under a dotfile name and renamed in, as careful writers do.
 	writeInbox(t, inbox, ".b.jpg.part", "dropped")
 	if err := os.Rename(filepath.Join(inbox, ".b.jpg.part"), filepath.Join(inbox, "b.jpg")); err != nil {

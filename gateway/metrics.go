@@ -101,6 +101,20 @@ func newFnStats(m *metrics, name string) *fnStats {
 	}
 }
 
+// seriesFor makes the series a function's triggers can move exist at zero
+// from its activation: a file trigger's rejected drops.
+func (s *fnStats) seriesFor(m *edgefn.Manifest) {
+	if m == nil {
+		return
+	}
+	for _, t := range m.Triggers {
+		if t.Kind() == edgefn.SourceFile {
+			s.m.drops.WithLabelValues(s.name, string(edgefn.ReasonRejected))
+			return
+		}
+	}
+}
+
 func reasonOf(err error) edgefn.Reason {
 	if err == nil {
 		return ""
