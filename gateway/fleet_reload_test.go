@@ -193,6 +193,28 @@ type missingChunk struct {
 
 const missingChunkSize = 32
 
+// fleetEntry publishes fixture name's module as a blob in chunks of chunk
+// bytes (0: the default) and returns its entry signed with priv, and the
+// module.
+func fleetEntry(t *testing.T, cn *fleet.Conn, priv ed25519.PrivateKey, name string, chunk int) (fleet.Function, []byte) {
+	t.Helper()
+	path, _ := fleetManifest(t, name, name+".wasm")
+	manifest, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wasm, err := os.ReadFile(filepath.Join(filepath.Dir(path), name+".wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := cn.PublishBlob(context.Background(), wasm, chunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fleet.Function{Name: name, Manifest: manifest, Module: m,
+		Activation: activation.Sign(activation.New(activation.Deploy, name, manifest, wasm, uint64(time.Now().UnixNano())), priv)}, wasm
+}
+
 // publishMissingChunk publishes the blobs (logecho's in chunks of 32
 // bytes, chunk 2 cleared) and group lab's document signed with priv.
 func publishMissingChunk(t *testing.T, brokerURL string, priv ed25519.PrivateKey) missingChunk {
@@ -204,23 +226,7 @@ func publishMissingChunk(t *testing.T, brokerURL string, priv ed25519.PrivateKey
 		t.Fatal(err)
 	}
 	t.Cleanup(cn.Close)
-	entry := func(name string, chunk int) (fleet.Function, []byte) {
-		path, _ := fleetManifest(t, name, name+".wasm")
-		manifest, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wasm, err := os.ReadFile(filepath.Join(filepath.Dir(path), name+".wasm"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := cn.PublishBlob(ctx, wasm, chunk)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fleet.Function{Name: name, Manifest: manifest, Module: m,
-			Activation: activation.Sign(activation.New(activation.Deploy, name, manifest, wasm, uint64(time.Now().UnixNano())), priv)}, wasm
-	}
+	entry := func(name string, chunk int) (fleet.Function, []byte) { return fleetEntry(t, cn, priv, name, chunk) }
 	mc := missingChunk{cn: cn, missing: 2}
 	mc.broken, mc.brokenWasm = entry("logecho", missingChunkSize)
 	mc.healthy, _ = entry("echo", 0)
@@ -230,8 +236,16 @@ func publishMissingChunk(t *testing.T, brokerURL string, priv ed25519.PrivateKey
 	if err := cn.Publish(ctx, mc.chunkTopic(), nil, true); err != nil { // clears the retained chunk
 		t.Fatal(err)
 	}
-	mc.doc = fleet.Document{Target: fleet.Target(fleet.KindGroup, "lab"), Sequence: 1, Functions: []fleet.Function{mc.broken, mc.healthy}}
-	sd, err := fleet.Sign(mc.doc, priv)
+	mc.doc = publishLabDoc(t, cn, priv, mc.broken, mc.healthy)
+	return mc
+}
+
+// publishLabDoc publishes group lab's document of sequence 1 naming fns,
+// signed with priv.
+func publishLabDoc(t *testing.T, cn *fleet.Conn, priv ed25519.PrivateKey, fns ...fleet.Function) fleet.Document {
+	t.Helper()
+	d := fleet.Document{Target: fleet.Target(fleet.KindGroup, "lab"), Sequence: 1, Functions: fns}
+	sd, err := fleet.Sign(d, priv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,10 +253,10 @@ func publishMissingChunk(t *testing.T, brokerURL string, priv ed25519.PrivateKey
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cn.Publish(ctx, cn.Topics().Desired(fleet.KindGroup, "lab"), p, true); err != nil {
+	if err := cn.Publish(context.Background(), cn.Topics().Desired(fleet.KindGroup, "lab"), p, true); err != nil {
 		t.Fatal(err)
 	}
-	return mc
+	return d
 }
 
 func (mc missingChunk) chunkTopic() string {
@@ -323,4 +337,43 @@ func TestFleetMissingChunkInProcess(t *testing.T) {
 	next.Fleet = nil
 	ta.Reload(context.Background(), &next, nil)
 	waitFor(t, func() bool { return !fleetStatusOf(t, broker.URL(), "gw1").Online })
+}
+
+// The cap on concurrent fetches (2 by default), in process: two modules
+// missing a chunk take both slots and the healthy function waits
+// ("queued"); the first chunk arriving completes its fetch in flight,
+// which frees a slot for the healthy one.
+func TestFleetFetchCap(t *testing.T) {
+	skipShort(t, "runs a real mosquitto")
+	broker := mosquittotest.Start(t)
+	_, pub, priv := fleetKeyPair(t)
+	startFleetAgent(t, pub, fleet.Config{Broker: broker.URL(), Groups: []string{"lab"}, FetchTimeout: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cn, err := fleet.Connect(ctx, fleet.Dial{Broker: broker.URL()}, fleet.Topics{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cn.Close)
+	logecho, logechoWasm := fleetEntry(t, cn, priv, "logecho", missingChunkSize)
+	relay, _ := fleetEntry(t, cn, priv, "relay", missingChunkSize)
+	echo, _ := fleetEntry(t, cn, priv, "echo", 0)
+	for _, f := range []fleet.Function{logecho, relay} {
+		if err := cn.Publish(ctx, cn.Topics().Chunk(f.Module.SHA256, 1), nil, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publishLabDoc(t, cn, priv, logecho, relay, echo)
+	state := func(st fleet.StatusDoc, name string) string { p, _ := pendingOf(st, name); return p.State }
+	waitFor(t, func() bool {
+		st := fleetStatusOf(t, broker.URL(), "gw1")
+		return state(st, "logecho") == fleet.PendingFetching && state(st, "relay") == fleet.PendingFetching && state(st, "echo") == fleet.PendingQueued
+	})
+	if err := cn.Publish(ctx, cn.Topics().Chunk(logecho.Module.SHA256, 1), logechoWasm[missingChunkSize:2*missingChunkSize], true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		st := fleetStatusOf(t, broker.URL(), "gw1")
+		return runsFleet(st, "logecho", logecho.Module.SHA256) && runsFleet(st, "echo", echo.Module.SHA256) && state(st, "relay") == fleet.PendingFetching
+	})
 }

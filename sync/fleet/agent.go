@@ -607,9 +607,15 @@ func (a *Agent) module(ctx context.Context, f Function, used map[string]bool) ([
 	if f.Module.Size > a.o.MaxModule {
 		return nil, "", fmt.Errorf("module of %d bytes is above the %d this gateway fetches", f.Module.Size, a.o.MaxModule)
 	}
+	// The running fetches hold the slots: one that ended is forgotten at
+	// the end of this pass (settleFetches).
 	n, bytes := 0, int64(0)
 	for _, j := range a.jobs {
-		n, bytes = n+1, bytes+j.size
+		select {
+		case <-j.done:
+		default:
+			n, bytes = n+1, bytes+j.size
+		}
 	}
 	if n >= a.o.MaxFetches || (n > 0 && bytes+f.Module.Size > a.o.MaxFetchBytes) {
 		return nil, PendingQueued, nil
