@@ -42,7 +42,7 @@ func (f *fleetGateway) Installed(ctx context.Context) ([]fleet.Installed, error)
 		}
 		name := fi.Name
 		in := fleet.Installed{Name: fi.Name, Version: fi.Version, ManifestSHA: sums[0], ModuleSHA256: sums[1], Origin: fleet.OriginLocal,
-			Health:   fleet.Health{Invocations: fi.Stats.Invocations, P99: fi.Stats.P99},
+			Health:   fleet.Health{Invocations: fi.Stats.Invocations, P99: fleet.Millis(fi.Stats.P99)},
 			P99Since: func(since time.Time) time.Duration { return f.g.p99Since(name, since) }}
 		if meta.Origin == fleet.OriginFleet {
 			in.Origin = fleet.OriginFleet

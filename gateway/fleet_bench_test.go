@@ -121,7 +121,7 @@ func fleetBenchRun(b *testing.B, n int) []fleetBenchRow {
 		med, _ := rss()
 		chunks := int((st.Size() + 96*1024 - 1) / (96 * 1024))
 		rows = append(rows, fleetBenchRow{gateways: n, started: started, idleMedian: idleMed, idleMax: idleMax, brokerIdle: brokerIdle,
-			module: m.name, size: int(st.Size()), chunks: chunks, converge: took, cli: time.Duration(res.Seconds * float64(time.Second)),
+			module: m.name, size: int(st.Size()), chunks: chunks, converge: took, cli: time.Duration(res.ElapsedMS * float64(time.Millisecond)),
 			traffic: d, afterMedian: med, brokerAfter: brokerRSS()})
 		b.ReportMetric(took.Seconds(), m.name+"-converge-s")
 		b.ReportMetric(float64(d.Out.Bytes)/float64(n), m.name+"-delivered-B/gw")

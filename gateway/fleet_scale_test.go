@@ -87,7 +87,7 @@ func TestFleetTwentyGateways(t *testing.T) {
 	}
 	took := f.WaitRunning(time.Minute, start, "echo", sha, online...)
 	traffic := tr.Snapshot().Sub(before)
-	t.Logf("%d online gateways converged in %v (fleet deploy --watch: %.2fs); broker: %+v", len(online), took.Round(time.Millisecond), res.Seconds, traffic)
+	t.Logf("%d online gateways converged in %v (fleet deploy --watch: %.0f ms); broker: %+v", len(online), took.Round(time.Millisecond), res.ElapsedMS, traffic)
 	if traffic.Published["desired"].Messages != 1 || traffic.Published["blobs"].Messages != 1 {
 		t.Errorf("one deploy of a one-chunk module published %+v, want 1 document and 1 chunk", traffic.Published)
 	}
@@ -135,7 +135,7 @@ func TestFleetBrokerRestartMidRollout(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); code != 0 || err != nil || !slices.Equal(res.Converged, ids(f.Gateways())) {
 		t.Fatalf("fleet deploy --watch across a broker restart: exit %d, want every gateway converged\n%s\n%s", code, out, errOut)
 	}
-	t.Logf("fleet deploy --watch converged %d gateways in %.1fs across the broker restart", len(res.Converged), res.Seconds)
+	t.Logf("fleet deploy --watch converged %d gateways in %.0f ms across the broker restart", len(res.Converged), res.ElapsedMS)
 	f.WaitRunning(2*time.Minute, time.Now(), "echo", sha, f.Gateways()...)
 	for _, g := range f.Gateways() {
 		if st := f.Watch.Status(g.ID); len(st.Errors) > 0 || !st.Online {

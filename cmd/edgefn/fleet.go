@@ -18,6 +18,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/edgefn/edgefn/gateway/api"
 	"github.com/edgefn/edgefn/internal/activation"
 	"github.com/edgefn/edgefn/internal/tlsclient"
 	"github.com/edgefn/edgefn/sync/fleet"
@@ -203,7 +204,7 @@ type fleetResult struct {
 	Converged    []string          `json:"converged"`
 	Failed       map[string]string `json:"failed,omitempty"`
 	Pending      []string          `json:"pending,omitempty"`
-	Seconds      float64           `json:"seconds"`
+	ElapsedMS    float64           `json:"elapsed_ms"`
 }
 
 // fleetOp is one signed change to a group's desired state.
@@ -409,7 +410,7 @@ func (op *fleetOp) resign(f fleet.Function, after uint64) (fleet.Function, error
 // finish prints the result and returns failedError if something failed.
 func (op *fleetOp) finish(summary string) error {
 	res := &op.res
-	res.Seconds = time.Since(op.start).Seconds()
+	res.ElapsedMS = api.Millis(time.Since(op.start))
 	c := op.c
 	if c.Bool("json") {
 		if err := printJSON(c.App.Writer, res); err != nil {

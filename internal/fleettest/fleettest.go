@@ -289,7 +289,7 @@ type DeployResult struct {
 	Failed    map[string]string `json:"failed"`
 	Pending   []string          `json:"pending"`
 	Module    string            `json:"module_sha256"`
-	Seconds   float64           `json:"seconds"`
+	ElapsedMS float64           `json:"elapsed_ms"`
 }
 
 // Deploy runs `edgefn fleet deploy MANIFEST --group G --key <the fleet's

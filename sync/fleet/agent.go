@@ -49,8 +49,8 @@ type Installed struct {
 type Health struct {
 	Invocations int64            `json:"invocations"`
 	Failures    map[string]int64 `json:"failures,omitempty"` // by reason
-	P99         time.Duration    `json:"p99_ns"`
-	Window      Seconds          `json:"window_s,omitempty"`
+	P99         Millis           `json:"p99_ms"`
+	Window      Millis           `json:"window_ms,omitempty"`
 }
 
 // Gateway is what the agent needs from the gateway's registry.

@@ -2,6 +2,8 @@ package fleet
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 	"time"
 )
 
@@ -81,7 +83,7 @@ func (h *healthTracker) observe(now time.Time, installed []Installed) map[string
 			ss = append(ss[:1], ss[len(ss)-healthSamples+1:]...)
 		}
 		h.samples[in.Name] = ss
-		p99 := in.Health.P99
+		p99 := time.Duration(in.Health.P99)
 		if in.P99Since != nil {
 			p99 = in.P99Since(ss[0].at)
 		}
@@ -96,7 +98,7 @@ func (h *healthTracker) observe(now time.Time, installed []Installed) map[string
 }
 
 func diff(base, cur sample, p99 time.Duration) Health {
-	hl := Health{Invocations: cur.inv - base.inv, P99: p99, Window: Seconds(cur.at.Sub(base.at))}
+	hl := Health{Invocations: cur.inv - base.inv, P99: Millis(p99), Window: Millis(cur.at.Sub(base.at))}
 	for r, n := range cur.failures {
 		if d := n - base.failures[r]; d > 0 {
 			if hl.Failures == nil {
@@ -111,21 +113,22 @@ func diff(base, cur sample, p99 time.Duration) Health {
 	return hl
 }
 
-// Seconds is a duration in whole seconds in JSON.
-type Seconds time.Duration
+// Millis is a duration written in JSON as a number of milliseconds (to the
+// microsecond), the one wire form of durations (issue 12).
+type Millis time.Duration
 
-// MarshalJSON writes whole seconds.
-func (s Seconds) MarshalJSON() ([]byte, error) {
-	return fmt.Appendf(nil, "%d", int64(time.Duration(s)/time.Second)), nil
+// MarshalJSON writes milliseconds.
+func (m Millis) MarshalJSON() ([]byte, error) {
+	return strconv.AppendFloat(nil, float64(time.Duration(m).Microseconds())/1e3, 'f', -1, 64), nil
 }
 
-// UnmarshalJSON reads whole seconds.
-func (s *Seconds) UnmarshalJSON(b []byte) error {
-	var n int64
-	if _, err := fmt.Sscanf(string(b), "%d", &n); err != nil {
-		return fmt.Errorf("window: %q: want whole seconds", b)
+// UnmarshalJSON reads milliseconds.
+func (m *Millis) UnmarshalJSON(b []byte) error {
+	ms, err := strconv.ParseFloat(string(b), 64)
+	if err != nil || ms < 0 || ms > float64(math.MaxInt64/int64(time.Millisecond)) {
+		return fmt.Errorf("duration: %q: want a non-negative number of milliseconds", b)
 	}
-	*s = Seconds(time.Duration(n) * time.Second)
+	*m = Millis(time.Duration(ms * float64(time.Millisecond)))
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -22,13 +23,13 @@ func TestHealthWindow(t *testing.T) {
 		t.Errorf("first sample: %+v", got)
 	}
 	got := h.observe(t0.Add(30*time.Second), in(1, 150, 12))["f"]
-	if got.Invocations != 50 || got.Failures["trap"] != 2 || got.Window != Seconds(30*time.Second) {
+	if got.Invocations != 50 || got.Failures["trap"] != 2 || got.Window != Millis(30*time.Second) {
 		t.Errorf("after 30s: %+v", got)
 	}
 	// Past the window, the baseline moves to the newest sample at least a
 	// window old.
 	got = h.observe(t0.Add(100*time.Second), in(1, 200, 12))["f"]
-	if got.Invocations != 50 || got.Failures != nil || got.Window != Seconds(70*time.Second) {
+	if got.Invocations != 50 || got.Failures != nil || got.Window != Millis(70*time.Second) {
 		t.Errorf("after 100s: %+v", got)
 	}
 	// A new version starts its own health, whatever the name's counters.
@@ -61,5 +62,27 @@ func TestHealthWindow(t *testing.T) {
 	}
 	if r := (Health{Invocations: 8, Failures: map[string]int64{"trap": 2, "queue_full": 2}}).ErrorRate(); r != 0.4 {
 		t.Errorf("error rate with drops: %v, want 4/10", r)
+	}
+}
+
+func TestMillisJSON(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		json string
+	}{{0, "0"}, {1500 * time.Microsecond, "1.5"}, {2 * time.Minute, "120000"}} {
+		b, err := json.Marshal(Millis(c.d))
+		if err != nil || string(b) != c.json {
+			t.Errorf("Marshal(%v) = %s, %v; want %s", c.d, b, err, c.json)
+		}
+		var m Millis
+		if err := json.Unmarshal(b, &m); err != nil || time.Duration(m) != c.d {
+			t.Errorf("Unmarshal(%s) = %v, %v; want %v", b, time.Duration(m), err, c.d)
+		}
+	}
+	for _, bad := range []string{`"1s"`, `-1`, `1e300`, `true`} {
+		var m Millis
+		if err := json.Unmarshal([]byte(bad), &m); err == nil {
+			t.Errorf("Unmarshal(%s) = %v, want an error", bad, time.Duration(m))
+		}
 	}
 }
