@@ -195,7 +195,9 @@ var (
 var goldenVolatile = map[string]string{
 	// Measured durations (configured ones, such as limits, are kept).
 	"duration_ms": "<ms>", "p50_ms": "<ms>", "p99_ms": "<ms>", "latency_p50_ms": "<ms>", "latency_p99_ms": "<ms>",
-	"total_duration_ms": "<ms>", "p99_duration_ms": "<ms>", "uptime_ms": "<ms>", "oldest_age_ms": "<ms>",
+	"total_duration_ms": "<ms>", "elapsed_ms": "<ms>", "window_ms": "<ms>", "p99_duration_ms": "<ms>", "uptime_ms": "<ms>", "oldest_age_ms": "<ms>",
+	// Fleet document sequences (milliseconds since 1970 when signed).
+	"sequence": "<sequence>", "group/lab": "<sequence>", "gateway/gw-golden": "<sequence>",
 	"gb_seconds": "<number>", "file_bytes": "<number>", "commits": "<number>",
 	// Successful invocations are kept summed per minute.
 	"invocation_records": "<number>",
@@ -208,7 +210,7 @@ var goldenVolatile = map[string]string{
 }
 
 // goldenKinds is the JSON type each placeholder stands for.
-var goldenKinds = map[string]string{"<ms>": "number", "<number>": "number", "<bool>": "bool"}
+var goldenKinds = map[string]string{"<ms>": "number", "<sequence>": "number", "<number>": "number", "<bool>": "bool"}
 
 func goldenKind(v any) string {
 	switch v.(type) {

@@ -50,7 +50,7 @@ type Health struct {
 	Invocations int64            `json:"invocations"`
 	Failures    map[string]int64 `json:"failures,omitempty"` // by reason
 	P99         Millis           `json:"p99_ms"`
-	Window      Millis           `json:"window_ms,omitempty"`
+	Window      Millis           `json:"window_ms"`
 }
 
 // Gateway is what the agent needs from the gateway's registry.
