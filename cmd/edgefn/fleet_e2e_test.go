@@ -78,7 +78,8 @@ func TestFleetLoginPassword(t *testing.T) {
 	if _, errOut, code := c.run("fleet", "login", b.URL(), "--username", "ops", "--password", "wrong"); code != 1 || !strings.Contains(errOut, "nothing stored") {
 		t.Errorf("login with a wrong password: exit %d\n%s", code, errOut)
 	}
-	c.ok("fleet", "login", b.URL(), "--username", "ops", "--password", "s3cret")
+	out := c.ok("fleet", "login", b.URL(), "--username", "ops", "--password", "s3cret", "--json")
+	(&goldens{t: t}).compare("fleet_login", strings.ReplaceAll(out, b.URL(), "<broker>")) // a fresh port per run
 	if out := c.ok("fleet", "ls", "--json"); strings.TrimSpace(out) != "[]" {
 		t.Errorf("fleet ls with the stored password: %q", out)
 	}
