@@ -134,7 +134,15 @@ func Start(t testing.TB, opts ...Option) *Broker {
 	if err := os.WriteFile(b.conf, []byte(conf.String()), 0o600); err != nil {
 		t.Fatalf("mosquittotest: write config: %v", err)
 	}
-	t.Cleanup(b.Stop)
+	t.Cleanup(func() {
+		b.Stop()
+		if t.Failed() {
+			// What mosquitto said (dropped messages, refused clients) is
+			// often the reason a test failed.
+			log := b.Log()
+			t.Logf("mosquittotest: broker log (last 8 KiB):\n%s", log[max(0, len(log)-8<<10):])
+		}
+	})
 	b.start()
 	return b
 }

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -71,7 +73,12 @@ type mqttCloud struct {
 }
 
 func newMQTTCloud(t *testing.T) cloud {
-	c := &mqttCloud{b: mosquittotest.Start(t)}
+	// The collector stands in for the cloud's consumer. After the broker
+	// restarts, the uplink may reconnect and drain before the collector's
+	// paho client does; mosquitto queues for the offline collector only
+	// max_queued_messages (default 1000) and drops the rest, which is
+	// loss between the cloud broker and its consumer, not the uplink's.
+	c := &mqttCloud{b: mosquittotest.Start(t, mosquittotest.WithMaxQueuedMessages(1_000_000))}
 	c.collect(t, c.b.URL(), nil)
 	return c
 }
@@ -166,24 +173,36 @@ func checkDelivery(t testing.TB, lines []receiver.Line, want map[string]string) 
 	t.Logf("%d lines, %d unique, %d duplicates", len(lines), len(first), dups)
 }
 
-// allArrived returns a poll that is true once every id in want arrived.
-// Each call reads only the lines that came since the previous one: the
-// drain cases poll every 2 ms while thousands of lines arrive, and copying
-// and indexing all of them each time (under the collector's lock) starved
-// the uplink under the race detector on a loaded machine.
-func allArrived(c cloud, want map[string]string) func() bool {
+// waitArrived waits until every id in want arrived at the cloud, and fails
+// the test naming how many did not (and a few of them) if some are still
+// missing after timeout. Each poll reads only the lines that came since the
+// previous one: the drain cases poll every 2 ms while thousands of lines
+// arrive, and copying and indexing all of them each time (under the
+// collector's lock) starved the uplink under the race detector on a loaded
+// machine.
+func waitArrived(t testing.TB, c cloud, want map[string]string, timeout time.Duration, what string) {
+	t.Helper()
 	missing := make(map[string]bool, len(want))
 	for id := range want {
 		missing[id] = true
 	}
 	next := 0
-	return func() bool {
+	deadline := time.Now().Add(timeout)
+	for {
 		ls := c.linesSince(next)
 		next += len(ls)
 		for _, l := range ls {
 			delete(missing, l.ID)
 		}
-		return len(missing) == 0
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			ids := slices.Sorted(maps.Keys(missing))
+			t.Fatalf("timed out after %s waiting for %s: %d of %d records missing (%d lines arrived), e.g. %s",
+				timeout, what, len(missing), len(want), next, strings.Join(ids[:min(5, len(ids))], ", "))
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -236,7 +255,7 @@ func testDeliversInOrder(t *testing.T, c cloud) {
 	u := c.newUplink(t, src)
 	testutil.Run(t, u.Run)
 	addN(t, src, "gw1", 120, want) // while running: woken by Notify
-	testutil.Eventually(t, 20*time.Second, "all records at the cloud", allArrived(c, want))
+	waitArrived(t, c, want, 20*time.Second, "all records at the cloud")
 	checkDelivery(t, c.lines(), want)
 	testutil.Eventually(t, 5*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
 	testutil.Eventually(t, 5*time.Second, "state says all sent", func() bool {
@@ -252,7 +271,7 @@ func testCloudDownThenBack(t *testing.T, c cloud) {
 	u := c.newUplink(t, src)
 	testutil.Run(t, u.Run)
 	addN(t, src, "gw1", 30, want)
-	testutil.Eventually(t, 20*time.Second, "first records", allArrived(c, want))
+	waitArrived(t, c, want, 20*time.Second, "first records")
 	c.down(t)
 	addN(t, src, "gw1", 90, want)
 	testutil.Eventually(t, 20*time.Second, "uplink offline with a backlog", func() bool {
@@ -261,7 +280,7 @@ func testCloudDownThenBack(t *testing.T, c cloud) {
 	})
 	addN(t, src, "gw1", 30, want)
 	c.up(t)
-	testutil.Eventually(t, 20*time.Second, "all records after the cloud came back", allArrived(c, want))
+	waitArrived(t, c, want, 20*time.Second, "all records after the cloud came back")
 	checkDelivery(t, c.lines(), want)
 	testutil.Eventually(t, 5*time.Second, "online again and drained", func() bool { return u.State().Online && src.pending(t) == 0 })
 }
@@ -290,19 +309,19 @@ func testRestartMidStream(t *testing.T, c cloud) {
 	<-done
 	mu.Lock()
 	defer mu.Unlock()
-	testutil.Eventually(t, 30*time.Second, "all records after the restart", allArrived(c, want))
+	waitArrived(t, c, want, 30*time.Second, "all records after the restart")
 	checkDelivery(t, c.lines(), want)
 }
 
 func testResumesAfterStop(t *testing.T, c cloud) {
 	src, want := filledSource(t, 60)
 	stop := testutil.Run(t, c.newUplink(t, src).Run)
-	testutil.Eventually(t, 20*time.Second, "first records", allArrived(c, want))
+	waitArrived(t, c, want, 20*time.Second, "first records")
 	stop()
 	addN(t, src, "gw1", 60, want)
 	u := c.newUplink(t, src)
 	testutil.Run(t, u.Run)
-	testutil.Eventually(t, 20*time.Second, "records after a restart of the uplink", allArrived(c, want))
+	waitArrived(t, c, want, 20*time.Second, "records after a restart of the uplink")
 	checkDelivery(t, c.lines(), want)
 	testutil.Eventually(t, 5*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
 }

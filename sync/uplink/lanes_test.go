@@ -62,7 +62,7 @@ func testLiveLaneDuringDrain(t *testing.T, c cloud) {
 			}
 		}
 	}
-	testutil.Eventually(t, 60*time.Second, "every record", allArrived(c, want))
+	waitArrived(t, c, want, 60*time.Second, "every record")
 	checkDelivery(t, c.lines(), want)
 	at := firstArrival(c)
 	end := at[fmt.Sprintf("gw1:%d", lastBacklog)]
@@ -88,7 +88,7 @@ func testRestartMidDrain(t *testing.T, c cloud) {
 	addN(t, src, "gw1", 30, want)
 	testutil.Run(t, c.newUplink(t, src).Run)
 	addN(t, src, "gw1", 30, want)
-	testutil.Eventually(t, 60*time.Second, "every record after the restart", allArrived(c, want))
+	waitArrived(t, c, want, 60*time.Second, "every record after the restart")
 	checkDelivery(t, c.lines(), want)
 	testutil.Eventually(t, 10*time.Second, "outbox drained", func() bool { return src.pending(t) == 0 })
 }
