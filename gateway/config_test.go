@@ -232,3 +232,41 @@ shutdown_grace: 2s
 		t.Errorf("uplink: %+v, shutdown_grace %v", h, c.ShutdownGrace)
 	}
 }
+
+// TestConfigEmbeddedBroker: the embedded broker's ACLs, limits and TLS
+// listener decode from the agent config as docs/mqtt.md writes them, and
+// mistakes are reported with their line.
+func TestConfigEmbeddedBroker(t *testing.T) {
+	c, err := LoadConfig(writeConfig(t, `broker:
+  embedded:
+    users:
+      - username: sensor1
+        password: change-me
+        publish: ["sensors/%u/#"]
+        subscribe: ["actuators/%u/#"]
+    anonymous: {publish: ["tools/#"]}
+    local_full_access: false
+    max_packet_size: 64KiB
+    connect_timeout: 3s
+    max_clients: 50
+    tls:
+      listen: ":8883"
+      client_ca_file: ca.pem
+      client_certs: require
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.Broker.Embedded
+	if u := e.Users[0]; u.Publish[0] != "sensors/%u/#" || u.Subscribe[0] != "actuators/%u/#" || e.Anonymous.Publish[0] != "tools/#" ||
+		e.LocalFullAccess == nil || *e.LocalFullAccess || e.MaxPacketSize != 64<<10 || e.ConnectTimeout != 3*time.Second ||
+		e.MaxClients != 50 || e.TLS.Listen != ":8883" || e.TLS.ClientCerts != "require" {
+		t.Errorf("decoded %+v", e)
+	}
+	_, err = LoadConfig(writeConfig(t, "broker:\n  embedded:\n    users:\n      - username: s\n        password: p\n        publsh: [\"x\"]\n        subscribe: [\"a+\"]\n"))
+	for _, want := range []string{"edgefn.yaml:6", "publsh", "edgefn.yaml:7: broker.embedded.users[0].subscribe[0]"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("LoadConfig = %v, want it to mention %q", err, want)
+		}
+	}
+}

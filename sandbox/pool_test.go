@@ -38,6 +38,27 @@ func TestWarmReuseKeepsMemoryFlat(t *testing.T) {
 	}
 }
 
+// A warm invocation allocates only its Result (which holds the invocation
+// state): no timer, context or event copy of its own.
+func TestWarmInvocationAllocatesOnce(t *testing.T) {
+	f := loadAlone(t, "trivial", nil)
+	ev := event("")
+	ctx := context.Background()
+	wantOK(t, f.Invoke(ctx, ev)) // the cold start
+	allocs := testing.AllocsPerRun(1000, func() {
+		if res := f.Invoke(ctx, ev); res.Err != nil || res.Cold {
+			t.Fatalf("%v cold %v", res.Err, res.Cold)
+		}
+	})
+	want := 1.0
+	if !compiled() {
+		want = 2 // wazero's interpreter allocates a call frame of its own
+	}
+	if allocs > want {
+		t.Errorf("%.1f allocations per warm invocation, want at most %.0f", allocs, want)
+	}
+}
+
 func heapInUse() uint64 {
 	runtime.GC()
 	runtime.GC()

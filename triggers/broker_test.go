@@ -61,6 +61,25 @@ func TestBrokerConfigValidate(t *testing.T) {
 	}
 }
 
+func TestBrokerConfigValidateLimits(t *testing.T) {
+	err := BrokerConfig{
+		Users:          []BrokerUser{{Username: "a", Password: "p", Publish: []string{"x/#/y"}}},
+		Anonymous:      BrokerACL{Subscribe: []string{"a+"}},
+		MaxPacketSize:  -1,
+		MaxConnectSize: 10,
+		MaxClients:     -1,
+		TLS:            BrokerTLS{CertFile: "c", ClientCerts: "always"},
+	}.Validate()
+	for _, w := range []string{"users[0].publish[0]", "anonymous.subscribe[0]", "max_packet_size", "max_connect_size", "max_clients", "set cert_file and key_file", "client_certs: \"always\"", "no tls.listen"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("Validate() = %v, want it to mention %q", err, w)
+		}
+	}
+	if err := (BrokerConfig{Users: []BrokerUser{{Username: "c"}}, TLS: BrokerTLS{Listen: ":0", ClientCAFile: "ca.pem"}}).Validate(); err != nil {
+		t.Errorf("certificate-only user: %v", err)
+	}
+}
+
 func TestBrokerRoutingQoS(t *testing.T) {
 	sink := newRecSink(nil)
 	b := startBroker(t, BrokerConfig{}, sink)

@@ -212,3 +212,66 @@ func devicePublish(t *testing.T, c mqtt.Client, topic, payload string, qos byte)
 		t.Fatalf("publish %q: %v", topic, err)
 	}
 }
+
+// deviceUsers are two devices, each confined to its own topics.
+var deviceUsers = []BrokerUser{
+	{Username: "sensor1", Password: "change-me", Publish: []string{"sensors/%u/#"}, Subscribe: []string{"actuators/%u/#"}},
+	{Username: "sensor2", Password: "pw2", Publish: []string{"sensors/%u/#"}, Subscribe: []string{"actuators/%u/#"}},
+}
+
+// userClient connects a paho client as user (MQTT 3.1.1, no retry) and
+// returns it with the connection error.
+func userClient(t *testing.T, url, id, user, pass string, opts ...func(*mqtt.ClientOptions)) (mqtt.Client, error) {
+	t.Helper()
+	return testutil.MQTTDial(t, url, id, append([]func(*mqtt.ClientOptions){func(o *mqtt.ClientOptions) {
+		o.SetUsername(user).SetPassword(pass).SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+	}}, opts...)...)
+}
+
+// toChan is a client option sending every message received, as "topic
+// payload", to got (once, however many subscriptions match).
+func toChan(got chan<- string) func(*mqtt.ClientOptions) {
+	return func(o *mqtt.ClientOptions) {
+		o.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { got <- m.Topic() + " " + string(m.Payload()) })
+	}
+}
+
+// subscribeResult subscribes and returns the granted QoS (0x80: refused).
+// Messages go to the client's default handler (see toChan).
+func subscribeResult(t *testing.T, c mqtt.Client, filter string) byte {
+	t.Helper()
+	tok := c.Subscribe(filter, 1, nil)
+	if !tok.WaitTimeout(testTimeout) {
+		t.Fatalf("subscribe %q: no SUBACK", filter)
+	}
+	return tok.(*mqtt.SubscribeToken).Result()[filter]
+}
+
+// waitLine waits for a line starting with prefix.
+func waitLine(t *testing.T, lines <-chan string, prefix string) {
+	t.Helper()
+	deadline := time.After(testTimeout)
+	for {
+		select {
+		case l := <-lines:
+			if strings.HasPrefix(l, prefix) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no line %q within %v", prefix, testTimeout)
+		}
+	}
+}
+
+// drain returns the events delivered so far.
+func drain(s *recSink) []edgefn.Event {
+	var evs []edgefn.Event
+	for {
+		select {
+		case ev := <-s.ch:
+			evs = append(evs, ev)
+		default:
+			return evs
+		}
+	}
+}
