@@ -111,6 +111,15 @@ func str(mod api.Module, name string, ptr, n uint32) (s string, rc int32) {
 	return string(b), rcOK
 }
 
+// withString starts an import whose first argument is a string (key, topic,
+// pin) at stack[0] and stack[1]: it returns the calling invocation (see
+// current) and the string with rcOK, or the rc that refuses it (see str).
+func withString(ctx context.Context, mod api.Module, name string, stack []uint64) (*invocation, string, int32) {
+	inv := current(ctx, name)
+	s, rc := str(mod, name, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	return inv, s, rc
+}
+
 // input(buf, len) -> n: copies the payload, up to len bytes.
 func (r *Runtime) input(ctx context.Context, mod api.Module, stack []uint64) {
 	inv := current(ctx, "input")
@@ -125,8 +134,7 @@ func (r *Runtime) input(ctx context.Context, mod api.Module, stack []uint64) {
 
 // meta(key, key_len, buf, buf_len) -> full length, or -3.
 func (r *Runtime) meta(ctx context.Context, mod api.Module, stack []uint64) {
-	inv := current(ctx, "meta")
-	key, rc := str(mod, "meta", api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	inv, key, rc := withString(ctx, mod, "meta", stack)
 	buf, bufLen := api.DecodeU32(stack[2]), api.DecodeU32(stack[3])
 	if rc != rcOK {
 		view(mod, "meta", buf, bufLen)
@@ -194,8 +202,7 @@ func clone(b []byte) []byte {
 // publish(topic, topic_len, buf, len, qos) -> rc.
 func (r *Runtime) publish(ctx context.Context, mod api.Module, stack []uint64) {
 	const name = "publish"
-	inv := current(ctx, name)
-	topic, rc := str(mod, name, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	inv, topic, rc := withString(ctx, mod, name, stack)
 	buf, n, qos := api.DecodeU32(stack[2]), api.DecodeU32(stack[3]), api.DecodeU32(stack[4])
 	if int64(n) <= int64(r.cfg.MaxCopy) {
 		view(mod, name, buf, n) // trap on a wild pointer whatever the answer
@@ -243,8 +250,7 @@ func (r *Runtime) logLine(ctx context.Context, mod api.Module, stack []uint64) {
 
 // gpio_write(pin, pin_len, level) -> rc.
 func (r *Runtime) gpioWrite(ctx context.Context, mod api.Module, stack []uint64) {
-	inv := current(ctx, "gpio_write")
-	pin, rc := str(mod, "gpio_write", api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	inv, pin, rc := withString(ctx, mod, "gpio_write", stack)
 	level := api.DecodeU32(stack[2])
 	switch {
 	case rc != rcOK:
@@ -262,8 +268,7 @@ func (r *Runtime) gpioWrite(ctx context.Context, mod api.Module, stack []uint64)
 
 // gpio_read(pin, pin_len) -> level (0 or 1) or a negative rc.
 func (r *Runtime) gpioRead(ctx context.Context, mod api.Module, stack []uint64) {
-	inv := current(ctx, "gpio_read")
-	pin, rc := str(mod, "gpio_read", api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	inv, pin, rc := withString(ctx, mod, "gpio_read", stack)
 	switch {
 	case rc != rcOK:
 	case !inv.f.spec.Grants.MayRead(pin):
@@ -286,8 +291,7 @@ func (r *Runtime) gpioRead(ctx context.Context, mod api.Module, stack []uint64) 
 // kv_get(key, key_len, buf, buf_len) -> full length, or -3.
 func (r *Runtime) kvGet(ctx context.Context, mod api.Module, stack []uint64) {
 	const name = "kv_get"
-	inv := current(ctx, name)
-	key, rc := str(mod, name, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	inv, key, rc := withString(ctx, mod, name, stack)
 	buf, bufLen := api.DecodeU32(stack[2]), api.DecodeU32(stack[3])
 	view(mod, name, buf, bufLen)
 	switch {
@@ -324,8 +328,7 @@ func (r *Runtime) kvGet(ctx context.Context, mod api.Module, stack []uint64) {
 // kv_set(key, key_len, buf, len) -> rc.
 func (r *Runtime) kvSet(ctx context.Context, mod api.Module, stack []uint64) {
 	const name = "kv_set"
-	inv := current(ctx, name)
-	key, rc := str(mod, name, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	inv, key, rc := withString(ctx, mod, name, stack)
 	buf, n := api.DecodeU32(stack[2]), api.DecodeU32(stack[3])
 	if int64(n) > int64(r.cfg.MaxCopy) {
 		view(mod, name, buf, 0)
@@ -351,8 +354,7 @@ func (r *Runtime) kvSet(ctx context.Context, mod api.Module, stack []uint64) {
 // kv_delete(key, key_len) -> rc.
 func (r *Runtime) kvDelete(ctx context.Context, mod api.Module, stack []uint64) {
 	const name = "kv_delete"
-	inv := current(ctx, name)
-	key, rc := str(mod, name, api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	inv, key, rc := withString(ctx, mod, name, stack)
 	if rc == rcOK && !inv.f.spec.Grants.KV {
 		rc = rcDenied
 	}

@@ -2,7 +2,6 @@ package uplink_test
 
 import (
 	"encoding/base64"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -194,59 +193,6 @@ func TestHTTPSTLS(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestHTTPConfigValidate(t *testing.T) {
-	cases := []struct {
-		cfg    uplink.HTTPConfig
-		fields []string
-	}{
-		{uplink.HTTPConfig{}, []string{"url"}},
-		{uplink.HTTPConfig{URL: "ftp://x"}, []string{"url"}},
-		{uplink.HTTPConfig{URL: "http://x", TLS: uplink.TLS{CAFile: "/nope"}}, []string{"tls", "tls.ca_file"}},
-		{uplink.HTTPConfig{URL: "https://x", Timeout: -1, RetryOn: []int{500}, TLS: uplink.TLS{CertFile: "/c"},
-			Batch:   uplink.Batch{MaxRecords: -1, Linger: -1},
-			Backoff: uplink.Backoff{Min: 2 * time.Second, Max: time.Second}},
-			[]string{"timeout", "retry_on", "tls.cert_file", "batch.max_records", "batch.linger", "backoff.min"}},
-		{uplink.HTTPConfig{URL: "https://x", Headers: map[string]string{"Bad Name": "v", "X-Ok": "a\nb"}}, []string{"headers", "headers.X-Ok"}},
-	}
-	for _, c := range cases {
-		wantFields(t, c.cfg, c.cfg.Validate(), c.fields)
-	}
-	if err := (uplink.HTTPConfig{URL: "https://ingest.example.com/v1"}).Validate(); err != nil {
-		t.Errorf("valid config refused: %v", err)
-	}
-}
-
-// wantFields fails the test unless err, validating cfg, names every field.
-func wantFields(t *testing.T, cfg any, err error, fields []string) {
-	t.Helper()
-	got := fieldsOf(err)
-	for _, f := range fields {
-		if !got[f] {
-			t.Errorf("%+v: error %v does not name field %q", cfg, err, f)
-		}
-	}
-}
-
-func fieldsOf(err error) map[string]bool {
-	got := map[string]bool{}
-	var walk func(error)
-	walk = func(e error) {
-		var fe *uplink.FieldError
-		if errors.As(e, &fe) {
-			got[fe.Field] = true
-		}
-		if j, ok := e.(interface{ Unwrap() []error }); ok {
-			for _, x := range j.Unwrap() {
-				walk(x)
-			}
-		}
-	}
-	if err != nil {
-		walk(err)
-	}
-	return got
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }

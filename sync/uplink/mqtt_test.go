@@ -107,22 +107,3 @@ func TestMQTTMutualTLS(t *testing.T) {
 		})
 	}
 }
-
-func TestMQTTConfigValidate(t *testing.T) {
-	cases := []struct {
-		cfg    uplink.MQTTConfig
-		fields []string
-	}{
-		{uplink.MQTTConfig{}, []string{"broker"}},
-		{uplink.MQTTConfig{Broker: "http://x:1883"}, []string{"broker"}},
-		{uplink.MQTTConfig{Broker: "tcp://x:1883", Topic: "a/{fn}/#", InFlight: 70000, Password: "p", AckTimeout: -1},
-			[]string{"topic", "in_flight", "password", "ack_timeout"}},
-		{uplink.MQTTConfig{Broker: "mqtts://x:8883", TLS: uplink.TLS{KeyFile: "/k"}}, []string{"tls.cert_file", "tls.key_file"}},
-	}
-	for _, c := range cases {
-		wantFields(t, c.cfg, c.cfg.Validate(), c.fields)
-	}
-	if err := (uplink.MQTTConfig{Broker: "mqtts://a.iot.eu-west-1.amazonaws.com:8883", Topic: "dt/{gateway}/{function}"}).Validate(); err != nil {
-		t.Errorf("valid config refused: %v", err)
-	}
-}
