@@ -1,18 +1,17 @@
 package outbox
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgefn/edgefn/internal/testutil"
 )
 
 const crashEnv = "EDGEFN_OUTBOX_CRASH_DB"
@@ -70,25 +69,15 @@ func TestCrashDurability(t *testing.T) {
 		if round%2 == 1 {
 			mode = DurabilityNormal
 		}
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
-		cmd.Env = append(os.Environ(), crashEnv+"="+path, crashEnv+"_MODE="+string(mode))
-		cmd.Stderr = os.Stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		child := testutil.StartChild(t, "TestHelperProcess", crashEnv+"="+path, crashEnv+"_MODE="+string(mode))
 		seqs := make(chan uint64, 1<<16)
 		read := make(chan struct{})
 		go func() {
 			defer close(read)
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				q, err := strconv.ParseUint(sc.Text(), 10, 64)
+			for l := range child.Lines() {
+				q, err := strconv.ParseUint(l, 10, 64)
 				if err != nil {
-					t.Errorf("child printed %q", sc.Text())
+					t.Errorf("child printed %q", l)
 					continue
 				}
 				seqs <- q
@@ -105,11 +94,8 @@ func TestCrashDurability(t *testing.T) {
 			t.Fatalf("round %d: child committed nothing in 20s", round)
 		}
 		time.Sleep(time.Duration(rand.IntN(80)) * time.Millisecond) // a random crash moment, not a wait for a condition
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
+		child.Kill9(t)
 		<-read
-		_ = cmd.Wait()
 		close(seqs)
 		for q := range seqs {
 			printed = append(printed, q)

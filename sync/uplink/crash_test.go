@@ -1,20 +1,18 @@
 package uplink_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/testutil"
 	"github.com/edgefn/edgefn/sync/outbox"
 	"github.com/edgefn/edgefn/sync/uplink"
 	"github.com/edgefn/edgefn/sync/uplink/internal/receiver"
@@ -104,13 +102,12 @@ func TestKillNineResumes(t *testing.T) {
 		} else {
 			r.OK()
 		}
-		cmd, out := child(t, path, r.URL(), false)
+		c := child(t, path, r.URL(), false)
 		acks := make(chan struct{})
 		go func() {
 			defer close(acks)
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				f := strings.Fields(sc.Text())
+			for l := range c.Lines() {
+				f := strings.Fields(l)
 				if len(f) == 3 && f[0] == "ack" {
 					if _, err := strconv.ParseUint(f[1], 10, 64); err == nil {
 						mu.Lock()
@@ -122,20 +119,16 @@ func TestKillNineResumes(t *testing.T) {
 		}()
 		// The random moment of the kill: 50-450ms into the child's life.
 		time.Sleep(time.Duration(50+rand.IntN(400)) * time.Millisecond)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatalf("kill child %d: %v", i, err)
-		}
+		c.Kill9(t)
 		<-acks
-		_ = cmd.Wait()
 	}
 	r.OK()
-	cmd, out := child(t, path, r.URL(), true)
+	c := child(t, path, r.URL(), true)
 	done := make(chan error, 1)
 	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
+		for range c.Lines() {
 		}
-		done <- cmd.Wait()
+		done <- c.Wait()
 	}()
 	select {
 	case err := <-done:
@@ -143,8 +136,7 @@ func TestKillNineResumes(t *testing.T) {
 			t.Fatalf("draining child: %v", err)
 		}
 	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("draining child did not empty the outbox in 60s")
+		t.Fatalf("draining child did not empty the outbox in 60s") // killed at cleanup
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -155,23 +147,11 @@ func TestKillNineResumes(t *testing.T) {
 	checkDelivery(t, r.Lines(), want)
 }
 
-func child(t *testing.T, path, url string, drain bool) (*exec.Cmd, *os.File) {
+func child(t *testing.T, path, url string, drain bool) *testutil.Child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v=false")
-	cmd.Env = append(os.Environ(), envChild+"=1", envOutbox+"="+path, envURL+"="+url)
+	env := []string{envChild + "=1", envOutbox + "=" + path, envURL + "=" + url}
 	if drain {
-		cmd.Env = append(cmd.Env, envDrain+"=1")
+		env = append(env, envDrain+"=1")
 	}
-	cmd.Stderr = os.Stderr
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = pw
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start child: %v", err)
-	}
-	pw.Close()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); pr.Close() })
-	return cmd, pr
+	return testutil.StartChild(t, "TestCrashChild", env...)
 }
