@@ -1,7 +1,6 @@
 package uplink_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -12,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
-	"github.com/edgefn/edgefn/internal/mosquittotest"
 	"github.com/edgefn/edgefn/internal/testutil"
 	"github.com/edgefn/edgefn/sync/uplink"
 	"github.com/edgefn/edgefn/sync/uplink/internal/receiver"
@@ -42,87 +38,6 @@ func testLogger(t testing.TB) *slog.Logger {
 
 // fastBackoff keeps tests quick while still exercising the backoff path.
 var fastBackoff = uplink.Backoff{Min: 20 * time.Millisecond, Max: 300 * time.Millisecond}
-
-// httpCloud is the receiver package's test server.
-type httpCloud struct{ r *receiver.Receiver }
-
-func newHTTPCloud(t *testing.T) cloud { return &httpCloud{r: receiver.Start(t)} }
-
-func (c *httpCloud) newUplink(t *testing.T, src uplink.Source) uplink.Link {
-	u, err := uplink.NewHTTP(uplink.HTTPConfig{URL: c.r.URL(), Timeout: 2 * time.Second,
-		Batch: uplink.Batch{MaxRecords: 50, Linger: 5 * time.Millisecond}, Backoff: fastBackoff, StrictOrder: strictOrder}, src, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
-func (c *httpCloud) down(*testing.T)        { c.r.Down() }
-func (c *httpCloud) up(*testing.T)          { c.r.Up() }
-func (c *httpCloud) lines() []receiver.Line { return c.r.Lines() }
-func (c *httpCloud) linesSince(i int) []receiver.Line {
-	return c.r.LinesSince(i)
-}
-
-// mqttCloud is a mosquitto broker (with persistence, so a restart keeps the
-// collector's session) and a paho subscriber with a persistent session that
-// collects every message.
-type mqttCloud struct {
-	b  *mosquittotest.Broker
-	mu sync.Mutex
-	ls []receiver.Line
-}
-
-func newMQTTCloud(t *testing.T) cloud {
-	// The collector stands in for the cloud's consumer. After the broker
-	// restarts, the uplink may reconnect and drain before the collector's
-	// paho client does; mosquitto queues for the offline collector only
-	// max_queued_messages (default 1000) and drops the rest, which is
-	// loss between the cloud broker and its consumer, not the uplink's.
-	c := &mqttCloud{b: mosquittotest.Start(t, mosquittotest.WithMaxQueuedMessages(1_000_000))}
-	c.collect(t, c.b.URL(), nil)
-	return c
-}
-
-// collect subscribes to edgefn/# with a persistent session.
-func (c *mqttCloud) collect(t *testing.T, url string, opts func(*paho.ClientOptions)) {
-	cl := testutil.MQTTClient(t, url, "collector-"+fmt.Sprint(time.Now().UnixNano()), func(o *paho.ClientOptions) {
-		o.SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).
-			SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond)
-		if opts != nil {
-			opts(o)
-		}
-		o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
-			var l receiver.Line
-			if err := json.Unmarshal(m.Payload(), &l); err != nil {
-				t.Errorf("collector: bad message on %s: %v: %s", m.Topic(), err, m.Payload())
-				return
-			}
-			c.mu.Lock()
-			c.ls = append(c.ls, l)
-			c.mu.Unlock()
-		})
-	})
-	if tok := cl.Subscribe("edgefn/#", 1, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("collector subscribe: %v", tok.Error())
-	}
-}
-
-func (c *mqttCloud) newUplink(t *testing.T, src uplink.Source) uplink.Link {
-	u, err := uplink.NewMQTT(uplink.MQTTConfig{Broker: c.b.URL(), ClientID: "uplink-" + fmt.Sprint(time.Now().UnixNano()),
-		InFlight: 16, ConnectTimeout: 2 * time.Second, AckTimeout: 5 * time.Second, Backoff: fastBackoff, StrictOrder: strictOrder}, src, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
-func (c *mqttCloud) down(*testing.T)        { c.b.Stop() }
-func (c *mqttCloud) up(*testing.T)          { c.b.Start() }
-func (c *mqttCloud) lines() []receiver.Line { return c.linesSince(0) }
-func (c *mqttCloud) linesSince(i int) []receiver.Line {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]receiver.Line(nil), c.ls[min(i, len(c.ls)):]...)
-}
 
 // strict lists the functions the test uplinks keep in strict order
 // (manifest uplink.order: strict); the others take the live lane.

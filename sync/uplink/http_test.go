@@ -27,6 +27,26 @@ func newHTTP(t *testing.T, cfg uplink.HTTPConfig, src uplink.Source) *uplink.HTT
 	return u
 }
 
+// httpCloud is the receiver package's test server.
+type httpCloud struct{ r *receiver.Receiver }
+
+func newHTTPCloud(t *testing.T) cloud { return &httpCloud{r: receiver.Start(t)} }
+
+func (c *httpCloud) newUplink(t *testing.T, src uplink.Source) uplink.Link {
+	u, err := uplink.NewHTTP(uplink.HTTPConfig{URL: c.r.URL(), Timeout: 2 * time.Second,
+		Batch: uplink.Batch{MaxRecords: 50, Linger: 5 * time.Millisecond}, Backoff: fastBackoff, StrictOrder: strictOrder}, src, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+func (c *httpCloud) down(*testing.T)        { c.r.Down() }
+func (c *httpCloud) up(*testing.T)          { c.r.Up() }
+func (c *httpCloud) lines() []receiver.Line { return c.r.Lines() }
+func (c *httpCloud) linesSince(i int) []receiver.Line {
+	return c.r.LinesSince(i)
+}
+
 func TestHTTPWireFormat(t *testing.T) {
 	r := receiver.Start(t)
 	src := newSource(t)
