@@ -121,13 +121,12 @@ type GPIO struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	done     context.Context // ends at Close
+	done     context.Context // ends at Close: its Err says the GPIO is closed
 	closeNow context.CancelFunc
 	watchers sync.WaitGroup
 
-	mu     sync.Mutex
-	closed bool
-	pins   map[string]*pinUse // canonical name -> use, for pins touched
+	mu   sync.Mutex
+	pins map[string]*pinUse // canonical name -> use, for pins touched
 }
 
 type pinUse struct {
@@ -191,7 +190,7 @@ func (g *GPIO) Names() []string { return g.chip.names() }
 // use returns the pin called name, registered in g.pins, or a *PinError.
 // g.mu must be held.
 func (g *GPIO) use(op, name string) (*pinUse, string, error) {
-	if g.closed {
+	if g.done.Err() != nil {
 		return nil, "", g.pinErr(op, name, ErrClosed)
 	}
 	io, canon, ok := g.chip.lookup(name)
@@ -418,13 +417,12 @@ func (g *GPIO) Watch(ctx context.Context, name string, edge edgefn.Edge, pull ed
 // it used. Later calls return nil; other methods then fail with ErrClosed.
 func (g *GPIO) Close() error {
 	g.mu.Lock()
-	if g.closed {
-		g.mu.Unlock()
+	already := g.done.Err() != nil
+	g.closeNow() // under g.mu: a Watch not yet counted in g.watchers now fails with ErrClosed
+	g.mu.Unlock()
+	if already {
 		return nil
 	}
-	g.closed = true
-	g.mu.Unlock()
-	g.closeNow()
 	g.watchers.Wait()
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -237,10 +237,7 @@ func (g *GPIO) simPin(op, name string) (*simPin, error) {
 	if g.sim == nil {
 		return nil, g.pinErr(op, name, ErrNotSimulated)
 	}
-	g.mu.Lock()
-	closed := g.closed
-	g.mu.Unlock()
-	if closed {
+	if g.done.Err() != nil {
 		return nil, g.pinErr(op, name, ErrClosed)
 	}
 	p, ok := g.sim.byName[strings.ToUpper(name)]
