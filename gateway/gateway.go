@@ -156,25 +156,10 @@ func (g *Host) refreshRoutes() {
 // for their result: there is nothing to acknowledge, and a chain of
 // functions cannot deadlock on itself.
 func (g *Host) Deliver(ctx context.Context, ev edgefn.Event) error {
-	if ev.ID == "" {
-		ev.ID = g.NewEventID()
-	}
-	if ev.Time.IsZero() {
-		ev.Time = time.Now()
-	}
-	targets := g.routes.Load().match(&ev)
+	targets, wait, fireAndForget := g.route(&ev)
 	if len(targets) == 0 {
 		return nil
 	}
-	ownPublish := ev.Meta[triggers.MetaOrigin] == triggers.OriginAgent
-	qos1 := ev.Source == edgefn.SourceMQTT && ev.Meta["qos"] != "" && ev.Meta["qos"] != "0"
-	// A QoS 1 message waits for room and for its commit (it is acked
-	// after). A QoS 0 message has nothing to acknowledge: it is queued or
-	// dropped and the device's connection moves on. Timer fires and GPIO
-	// edges wait for their result, so a slow function skips timer slots
-	// instead of piling them up.
-	wait := qos1 && !ownPublish
-	fireAndForget := ownPublish || (ev.Source == edgefn.SourceMQTT && !qos1)
 	if len(targets) == 1 && !fireAndForget {
 		// One function and a caller that waits for it: run it on this
 		// goroutine when it can start at once.
@@ -225,6 +210,107 @@ func (g *Host) Deliver(ctx context.Context, ev edgefn.Event) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// route fills in ev's id and time and returns the functions it triggers,
+// whether a full queue makes it wait (a device's QoS 1 message: it waits
+// for room and for its commit, and is acked after) and whether it is
+// fire-and-forget. A QoS 0 message has nothing to acknowledge: it is
+// queued or dropped and the device's connection moves on; so are the
+// agent's own publishes seen again (a chain cannot deadlock on itself).
+// Timer fires and GPIO edges wait for their result, so a slow function
+// skips timer slots instead of piling them up.
+func (g *Host) route(ev *edgefn.Event) (targets []string, wait, fireAndForget bool) {
+	if ev.ID == "" {
+		ev.ID = g.NewEventID()
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	ownPublish := ev.Meta[triggers.MetaOrigin] == triggers.OriginAgent
+	qos1 := ev.Source == edgefn.SourceMQTT && ev.Meta["qos"] != "" && ev.Meta["qos"] != "0"
+	return g.routes.Load().match(ev), qos1 && !ownPublish, ownPublish || (ev.Source == edgefn.SourceMQTT && !qos1)
+}
+
+// DeliverAsync implements triggers.AsyncSink: a device's QoS 1 message is
+// delivered as by Deliver, but DeliverAsync returns as soon as its
+// functions have run and their commits are queued, and durable receives
+// what Deliver would have returned once the effects are durable. The
+// caller can take the device's next message meanwhile, so one group commit
+// carries many messages of one device; commits stay in the order of the
+// caller's calls. Other events are delivered by Deliver, then durable is
+// called.
+func (g *Host) DeliverAsync(ctx context.Context, ev edgefn.Event, durable func(error)) {
+	targets, wait, _ := g.route(&ev)
+	if !wait || len(targets) == 0 {
+		durable(g.Deliver(ctx, ev))
+		return
+	}
+	all := &joined{left: len(targets), then: durable}
+	if len(targets) == 1 {
+		g.mu.RLock()
+		d := g.fns[targets[0]]
+		g.mu.RUnlock()
+		if d != nil && d.q.tryInline() {
+			if err := ctx.Err(); err != nil {
+				d.q.inlineDone()
+				durable(err)
+				return
+			}
+			g.runInlineAsync(d, &job{ev: ev, enqueued: time.Now(), then: all.add})
+			return
+		}
+	}
+	var accepted []chan struct{}
+	for _, name := range targets {
+		g.mu.RLock()
+		d := g.fns[name]
+		g.mu.RUnlock()
+		if d == nil {
+			all.add(outcome{})
+			continue
+		}
+		j := &job{ev: ev, then: all.add, accepted: make(chan struct{})}
+		if err := d.q.offer(ctx, j, true); err != nil {
+			if f := (*edgefn.Failure)(nil); errors.As(err, &f) {
+				d.stats.dropped(f.Reason)
+			}
+			all.add(outcome{Err: fmt.Errorf("%s: %w", name, err)})
+			continue
+		}
+		accepted = append(accepted, j.accepted)
+	}
+	// Return once every commit is queued, so the caller's next message
+	// commits after this one.
+	for _, a := range accepted {
+		select {
+		case <-a:
+		case <-ctx.Done():
+			return // durable follows when the jobs end
+		}
+	}
+}
+
+// joined gathers the outcomes of one event's functions and passes their
+// errors, joined, to then once the last arrived.
+type joined struct {
+	mu   sync.Mutex
+	left int
+	errs []error
+	then func(error)
+}
+
+func (j *joined) add(o outcome) {
+	j.mu.Lock()
+	if o.Err != nil {
+		j.errs = append(j.errs, o.Err)
+	}
+	j.left--
+	last := j.left == 0
+	j.mu.Unlock()
+	if last {
+		j.then(errors.Join(j.errs...))
+	}
 }
 
 // Invoke runs one function synchronously for an HTTP invoke and returns its

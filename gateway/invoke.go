@@ -58,12 +58,15 @@ const maxPendingCommits = 256
 func (g *Host) run(d *deployed, j *job) {
 	v := d.cur.Load()
 	if v == nil {
-		if j.done != nil {
-			j.done <- outcome{Err: errQueueClosed}
-		}
+		j.answer(outcome{Err: errQueueClosed})
 		return
 	}
 	res, inv := g.invoke(v, j)
+	if j.then != nil {
+		g.settleAsync(d, v, j, res, inv)
+		close(j.accepted)
+		return
+	}
 	// The worker hands the commit off and takes the next event: group
 	// commit batches invocations, so waiting here would serialize them.
 	d.commits <- struct{}{}
@@ -95,6 +98,21 @@ func (g *Host) runInline(d *deployed, j *job) outcome {
 	return g.settle(d, v, j, res, inv)
 }
 
+// runInlineAsync is runInline for a pipelined job (Host.DeliverAsync): it
+// returns once the commit is queued, and j.then receives the outcome once
+// it is durable.
+func (g *Host) runInlineAsync(d *deployed, j *job) {
+	v := d.cur.Load()
+	if v == nil {
+		d.q.inlineDone()
+		j.then(outcome{Err: errQueueClosed})
+		return
+	}
+	res, inv := g.invoke(v, j)
+	d.q.inlineDone()
+	g.settleAsync(d, v, j, res, inv)
+}
+
 // invoke runs v on j's event and returns the result and what the outbox
 // keeps of it.
 func (g *Host) invoke(v *version, j *job) (*sandbox.Result, *outbox.Invocation) {
@@ -120,6 +138,27 @@ func (g *Host) invoke(v *version, j *job) (*sandbox.Result, *outbox.Invocation) 
 // applies its publishes and GPIO writes once they are durable.
 func (g *Host) settle(d *deployed, v *version, j *job, res *sandbox.Result, inv *outbox.Invocation) outcome {
 	seqs, err := g.store.Commit(g.commitDeadline.context(), inv)
+	return g.settled(d, v, j, res, seqs, err)
+}
+
+// settleAsync is settle for a pipelined job: it queues the commit (in the
+// caller's order) and returns; the rest of settle and j.then follow on the
+// store's completion goroutine once the commit is durable. The commits of
+// one function in flight stay bounded by maxPendingCommits.
+func (g *Host) settleAsync(d *deployed, v *version, j *job, res *sandbox.Result, inv *outbox.Invocation) {
+	d.commits <- struct{}{}
+	d.pending.Add(1)
+	g.store.CommitAsync(g.commitDeadline.context(), inv, func(seqs []uint64, err error) {
+		o := g.settled(d, v, j, res, seqs, err)
+		<-d.commits
+		d.pending.Done()
+		j.then(o)
+	})
+}
+
+// settled is what follows a commit: stats, log, and the publishes and GPIO
+// writes of an invocation whose effects are durable.
+func (g *Host) settled(d *deployed, v *version, j *job, res *sandbox.Result, seqs []uint64, err error) outcome {
 	committed := time.Now()
 	d.stats.observe(v, res, err, committed.Sub(j.enqueued))
 	g.logInvocation(v, &j.ev, res, err)

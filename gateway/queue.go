@@ -22,6 +22,24 @@ type job struct {
 	done chan outcome
 	// enqueued is when the job entered the queue, for latency metrics.
 	enqueued time.Time
+	// then, instead of done, receives the outcome of a pipelined job
+	// (Host.DeliverAsync), and accepted is closed once its commit is
+	// queued: the submitter moves on then, in order.
+	then     func(outcome)
+	accepted chan struct{}
+}
+
+// answer reports o to the job's submitter, whichever way it waits.
+func (j *job) answer(o outcome) {
+	switch {
+	case j.then != nil:
+		if j.accepted != nil {
+			close(j.accepted)
+		}
+		j.then(o)
+	case j.done != nil:
+		j.done <- o
+	}
 }
 
 // outcome is what a job's submitter learns.

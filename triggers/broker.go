@@ -363,6 +363,7 @@ type Broker struct {
 	tcp     *guardListener
 	tlsLn   *guardListener
 	retain  *retainHook
+	events  *eventHook
 	inline  *mqttsrv.Client // publishes of the agent, taken at Start (a device could reuse its id)
 	started bool
 	closed  bool
@@ -438,9 +439,13 @@ func (b *Broker) Start() error {
 	auth := &authHook{users: b.users, anonymous: c.Anonymous, allowAnonymous: c.AllowAnonymous,
 		localFull: *c.LocalFullAccess, maxSubs: c.MaxSubscriptions, maxSessions: 2 * c.MaxClients,
 		maxExpiry: caps.MaximumSessionExpiryInterval, srv: srv, stats: &b.stats}
+	b.events = &eventHook{b: b, srv: srv}
+	if as, ok := b.sink.(AsyncSink); ok {
+		b.events.async = as
+	}
 	// Order matters for OnPublish: the retained budget clears the retain
 	// flag before the event hook builds the event.
-	for _, h := range []mqttsrv.Hook{auth, b.retain, &eventHook{b: b, srv: srv}} {
+	for _, h := range []mqttsrv.Hook{auth, b.retain, b.events} {
 		if err := srv.AddHook(h, nil); err != nil {
 			return fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
 		}
@@ -635,31 +640,140 @@ func (b *Broker) Status() BrokerStatus {
 // which runs before the broker sends PUBACK and forwards the message.
 type eventHook struct {
 	mqttsrv.HookBase
-	b   *Broker
-	srv *mqttsrv.Server
+	b     *Broker
+	srv   *mqttsrv.Server
+	async AsyncSink // the sink, if it can acknowledge later (broker_pipeline.go)
+	pipes pipelines
 }
 
 func (h *eventHook) ID() string { return "edgefn-events" }
 
-func (h *eventHook) Provides(x byte) bool { return x == mqttsrv.OnPublish }
+func (h *eventHook) Provides(x byte) bool { return x == mqttsrv.OnPublish || x == mqttsrv.OnDisconnect }
+
+// OnDisconnect forgets the connection's pipeline.
+func (h *eventHook) OnDisconnect(cl *mqttsrv.Client, _ error, _ bool) { h.pipes.forget(cl) }
 
 // OnPublish delivers pk to the sink if its topic matches a subscription.
 // On failure of a device's QoS 1 (or 2) message it returns
 // packets.ErrRejectPacket, so mochi neither acknowledges nor forwards it,
 // and closes the client's connection: MQTT clients resend unacknowledged
 // messages only when they reconnect (with a persistent session, i.e.
-// CleanSession false in MQTT 3.1.1).
+// CleanSession false in MQTT 3.1.1). With an AsyncSink a device's QoS 1
+// and 2 messages are pipelined (broker_pipeline.go).
 func (h *eventHook) OnPublish(cl *mqttsrv.Client, pk packets.Packet) (packets.Packet, error) {
 	b := h.b
 	inline := cl.Net.Inline
+	var pl *pipeline
+	if h.async != nil && !inline {
+		pl = h.pipes.get(cl)
+		if pl != nil && pl.injected(&pk) {
+			return pk, nil // its commit is durable: mochi acknowledges and forwards it now
+		}
+	}
 	depth := 0
 	if inline {
 		depth, pk.Properties.User = takeDepth(pk.Properties.User)
 	}
 	b.obs.see(Seen{Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain, Agent: inline})
-	if !b.matches(pk.TopicName) {
+	matched := b.matches(pk.TopicName)
+	qos := pk.FixedHeader.Qos
+	if h.async != nil && !inline && (matched && qos > 0 || pl != nil && !pl.empty()) {
+		return h.pipeline(cl, pl, pk, matched)
+	}
+	if !matched {
 		return pk, nil
 	}
+	ev := b.event(pk, inline, depth)
+	err := b.sink.Deliver(b.ctx, ev)
+	if err == nil {
+		b.delivered.Add(1)
+		return pk, nil
+	}
+	b.failed.Add(1)
+	if inline || qos == 0 {
+		// Nothing to withhold: still forward it to subscribed devices.
+		b.log.Warn("mqtt message not committed", "topic", pk.TopicName, "qos", qos, "origin_agent", inline, "error", err)
+		return pk, nil
+	}
+	h.reject(cl, pk.TopicName, err)
+	return pk, packets.ErrRejectPacket
+}
+
+// pipeline withholds a device's message behind the ones of its connection
+// still waiting for their commit; a matched QoS 1 or 2 message is handed to
+// the sink to acknowledge once durable, a QoS 0 one is delivered now.
+func (h *eventHook) pipeline(cl *mqttsrv.Client, pl *pipeline, pk packets.Packet, matched bool) (packets.Packet, error) {
+	b := h.b
+	if pl == nil {
+		pl = h.pipes.of(cl, h, b.cfg.MaxInflight)
+	}
+	pp := pl.add(b.ctx, pk)
+	if pp == nil {
+		return pk, packets.ErrRejectPacket // the connection failed or the broker closes: not acknowledged
+	}
+	if !matched {
+		pl.settle(pp, nil)
+		return pk, packets.ErrRejectPacket
+	}
+	ev := b.event(pk, false, 0)
+	if pk.FixedHeader.Qos == 0 {
+		if err := b.sink.Deliver(b.ctx, ev); err != nil {
+			b.failed.Add(1)
+			b.log.Warn("mqtt message not committed", "topic", pk.TopicName, "qos", 0, "origin_agent", false, "error", err)
+		} else {
+			b.delivered.Add(1)
+		}
+		pl.settle(pp, nil)
+		return pk, packets.ErrRejectPacket
+	}
+	h.async.DeliverAsync(b.ctx, ev, func(err error) {
+		if err == nil {
+			b.delivered.Add(1)
+		} else {
+			b.failed.Add(1)
+		}
+		pl.settle(pp, err)
+	})
+	return pk, packets.ErrRejectPacket
+}
+
+// release hands a withheld message whose commit is durable back to mochi,
+// which acknowledges it and forwards it to subscribers (OnPublish lets it
+// through: pipeline.injected). Once the broker closes it is left
+// unacknowledged.
+func (h *eventHook) release(cl *mqttsrv.Client, pp *pendingPublish) {
+	if h.b.ctx.Err() != nil {
+		return
+	}
+	if err := h.srv.InjectPacket(cl, pp.pk); err != nil {
+		h.b.log.Debug("mqtt message committed but not acknowledged: connection gone", "topic", pp.pk.TopicName, "client", cl.ID, "error", err)
+		return
+	}
+	// InjectPacket counted the message as received a second time.
+	atomic.AddInt64(&h.srv.Info.PacketsReceived, -1)
+	atomic.AddInt64(&h.srv.Info.MessagesReceived, -1)
+}
+
+// fail disconnects a client whose withheld message failed to commit.
+func (h *eventHook) fail(cl *mqttsrv.Client, pp *pendingPublish) {
+	h.reject(cl, pp.pk.TopicName, pp.err)
+}
+
+// reject counts a device's QoS 1 message left without PUBACK and closes
+// its connection, so it resends.
+func (h *eventHook) reject(cl *mqttsrv.Client, topic string, err error) {
+	h.b.rejected.Add(1)
+	h.b.log.Warn("mqtt QoS 1 message not committed: no PUBACK, disconnecting the client so it resends",
+		"topic", topic, "client", cl.ID, "error", err)
+	if cl.Properties.ProtocolVersion == 5 {
+		_ = h.srv.DisconnectClient(cl, packets.ErrImplementationSpecificError)
+	} else {
+		cl.Stop(fmt.Errorf("publish to %q not committed: %w", topic, err))
+	}
+}
+
+// event is the edgefn event of a publish.
+func (b *Broker) event(pk packets.Packet, inline bool, depth int) edgefn.Event {
 	ev := edgefn.Event{
 		ID:      b.idPfx + strconv.FormatUint(b.seq.Add(1), 10),
 		Source:  edgefn.SourceMQTT,
@@ -676,26 +790,7 @@ func (h *eventHook) OnPublish(cl *mqttsrv.Client, pk packets.Packet) (packets.Pa
 		ev.Meta[MetaOrigin] = OriginAgent
 		ev.Depth = depth
 	}
-	err := b.sink.Deliver(b.ctx, ev)
-	if err == nil {
-		b.delivered.Add(1)
-		return pk, nil
-	}
-	b.failed.Add(1)
-	if inline || pk.FixedHeader.Qos == 0 {
-		// Nothing to withhold: still forward it to subscribed devices.
-		b.log.Warn("mqtt message not committed", "topic", pk.TopicName, "qos", pk.FixedHeader.Qos, "origin_agent", inline, "error", err)
-		return pk, nil
-	}
-	b.rejected.Add(1)
-	b.log.Warn("mqtt QoS 1 message not committed: no PUBACK, disconnecting the client so it resends",
-		"topic", pk.TopicName, "client", cl.ID, "error", err)
-	if cl.Properties.ProtocolVersion == 5 {
-		_ = h.srv.DisconnectClient(cl, packets.ErrImplementationSpecificError)
-	} else {
-		cl.Stop(fmt.Errorf("publish to %q not committed: %w", pk.TopicName, err))
-	}
-	return pk, packets.ErrRejectPacket
+	return ev
 }
 
 // depthProperty is the MQTT v5 user property in which the agent's own

@@ -28,6 +28,20 @@ type Sink interface {
 	Deliver(ctx context.Context, ev edgefn.Event) error
 }
 
+// AsyncSink is a Sink that can acknowledge later: the embedded broker uses
+// it to pipeline a device's QoS 1 and 2 messages, so the next message of a
+// device is read while the previous one commits.
+type AsyncSink interface {
+	Sink
+	// DeliverAsync is Deliver in two halves. It returns once ev's functions
+	// ran and their commits are queued (calls commit in the order they
+	// were made), blocking while queues are full as Deliver does, and calls
+	// durable exactly once with what Deliver would have returned: after
+	// the commit, on another goroutine, or before it returns, on the
+	// caller's. durable must not block for long.
+	DeliverAsync(ctx context.Context, ev edgefn.Event, durable func(error))
+}
+
 // SinkFunc adapts a function to the Sink interface.
 type SinkFunc func(ctx context.Context, ev edgefn.Event) error
 

@@ -44,15 +44,16 @@ type batch struct {
 // tick marks the idle maintenance batch (expiry), retention the periodic
 // age-based pruning of invocation records.
 func (s *Store) commitBatch(reqs []*request, tick, retention bool) {
+	defer s.complete()
 	live := reqs[:0:0]
 	for _, r := range reqs {
 		switch {
 		case r.kind == opExec:
 			r.err = r.exec(r.ctx, s.wc)
-			r.finish()
+			s.finish(r)
 		case r.ctx.Err() != nil:
 			r.err = r.ctx.Err()
-			r.finish()
+			s.finish(r)
 		default:
 			live = append(live, r)
 		}
@@ -82,7 +83,7 @@ func (s *Store) commitBatch(reqs []*request, tick, retention bool) {
 		s.log.Error("outbox commit failed", "err", f, "invocations", len(live))
 		for _, r := range live {
 			r.out, r.err = nil, f
-			r.finish()
+			s.finish(r)
 		}
 		return
 	}
@@ -124,7 +125,7 @@ func (s *Store) commitBatch(reqs []*request, tick, retention bool) {
 		}
 	}
 	for _, r := range live {
-		r.finish()
+		s.finish(r)
 	}
 }
 

@@ -74,6 +74,31 @@ func (s *Store) Commit(ctx context.Context, inv *Invocation) ([]uint64, error) {
 	}
 }
 
+// CommitAsync is Commit in two halves, for a caller that may take its next
+// event while this one commits (the embedded broker pipelines a device's
+// QoS 1 messages so). It queues inv, blocking only while the committer's
+// queue is full or until ctx ends, and returns; then is called exactly once
+// with what Commit would have returned: on the store's completion goroutine
+// after the commit, in commit order, or before CommitAsync returns, on the
+// caller's goroutine, when inv has nothing to wait for (see Commit) or
+// could not be queued. Invocations queued by one goroutine commit in the
+// order it queued them. then must not block for long: the callbacks of
+// later commits wait for it.
+func (s *Store) CommitAsync(ctx context.Context, inv *Invocation, then func([]uint64, error)) {
+	if inv == nil || inv.Function == "" {
+		then(nil, errors.New("outbox: commit: invocation without a function name"))
+		return
+	}
+	if deferrable(inv) {
+		then(nil, s.deferInvocation(inv))
+		return
+	}
+	r := &request{kind: opInvoke, ctx: ctx, inv: inv, at: time.Now(), then: then}
+	if err := s.enqueue(ctx, r); err != nil {
+		then(nil, err)
+	}
+}
+
 type opKind uint8
 
 const (
@@ -166,12 +191,40 @@ type request struct {
 	out  []uint64
 	err  error
 	done chan struct{}
+	// then answers a CommitAsync caller instead of done.
+	then func([]uint64, error)
 }
 
-// finish answers the request's caller (a deferred invocation has none).
-func (r *request) finish() {
-	if r.done != nil {
+// finish answers the request's caller (a deferred invocation has none): a
+// Commit caller at once, a CommitAsync caller through the completion
+// goroutine once the batch is over (complete).
+func (s *Store) finish(r *request) {
+	switch {
+	case r.then != nil:
+		s.thens = append(s.thens, r)
+	case r.done != nil:
 		close(r.done)
+	}
+}
+
+// complete hands the CommitAsync requests answered by the last batch to
+// the completion goroutine, in commit order: one hand-off per batch.
+func (s *Store) complete() {
+	if len(s.thens) == 0 {
+		return
+	}
+	s.completions <- s.thens
+	s.thens = nil
+}
+
+// completer calls the CommitAsync callbacks, batch after batch, off the
+// committer's goroutine: the next transaction does not wait for them.
+func (s *Store) completer() {
+	defer close(s.completed)
+	for rs := range s.completions {
+		for _, r := range rs {
+			r.then(r.out, r.err)
+		}
 	}
 }
 

@@ -4,9 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/edgefn/edgefn"
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -107,4 +110,86 @@ func TestBusyCommit(t *testing.T) {
 	}
 	mustCommit(t, s, emitInv("f", "after"))
 	wantPending(t, s, []string{"before", "after"})
+}
+
+// TestCommitAsync: invocations queued by one goroutine commit in the order
+// it queued them and their callbacks come in that order, after the records
+// are readable; a publish-only invocation is answered before CommitAsync
+// returns; Close commits and answers what is queued; after Close the
+// callback gets ErrClosed at once.
+func TestCommitAsync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	s := openStore(t, Config{Path: path})
+	const n = 500
+	type answer struct {
+		i    int
+		seqs []uint64
+		err  error
+	}
+	answers := make(chan answer, n)
+	for i := range n {
+		s.CommitAsync(context.Background(), emitInv("f", fmt.Sprint(i)), func(seqs []uint64, err error) {
+			answers <- answer{i, seqs, err}
+		})
+	}
+	var last uint64
+	for want := range n {
+		a := <-answers
+		if a.err != nil || a.i != want || len(a.seqs) != 1 || a.seqs[0] <= last {
+			t.Fatalf("answer %d: %+v (last seq %d), want invocation %d with a higher seq", want, a, last, want)
+		}
+		last = a.seqs[0]
+		if want == 0 {
+			// Answered after the commit: a reader sees the record.
+			if d := stats(t, s).Depth; d < 1 {
+				t.Fatalf("answered, but depth %d", d)
+			}
+		}
+	}
+
+	called := false
+	pub := &Invocation{Function: "p", Version: 1, EventID: "ev-p", Source: edgefn.SourceMQTT, Time: time.Now(),
+		Effects: []edgefn.Effect{{Kind: edgefn.EffectPublish, Topic: "a/b", Payload: []byte("x")}}}
+	s.CommitAsync(context.Background(), pub, func(seqs []uint64, err error) {
+		called = err == nil && seqs == nil
+	})
+	if !called {
+		t.Fatal("a publish-only invocation was not answered (nil, nil) before CommitAsync returned")
+	}
+
+	// Queued behind a slow batch, then closed: every one is answered
+	// before Close returns, and stored if answered without error.
+	block := make(chan struct{})
+	go func() {
+		_ = s.execWriter(context.Background(), func(context.Context, *sql.Conn) error { <-block; return nil })
+	}()
+	var mu sync.Mutex
+	var ok, answered int
+	for i := range 20 {
+		s.CommitAsync(context.Background(), emitInv("g", fmt.Sprint(i)), func(_ []uint64, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			answered++
+			if err == nil {
+				ok++
+			}
+		})
+	}
+	close(block)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if answered != 20 || ok != 20 {
+		t.Fatalf("after Close: %d of 20 answered, %d without error", answered, ok)
+	}
+	mu.Unlock()
+	var afterClose error
+	s.CommitAsync(context.Background(), emitInv("g", "late"), func(_ []uint64, err error) { afterClose = err })
+	if !errors.Is(afterClose, ErrClosed) {
+		t.Fatalf("CommitAsync after Close: %v, want ErrClosed at once", afterClose)
+	}
+	if d := stats(t, openStore(t, Config{Path: path})).Depth; d != n+20 {
+		t.Fatalf("reopened: %d records, want %d", d, n+20)
+	}
 }

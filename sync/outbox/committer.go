@@ -11,6 +11,7 @@ import (
 // queued.
 func (s *Store) run() {
 	defer close(s.exited)
+	defer close(s.completions) // before exited: Close waits for both
 	tick := time.NewTicker(s.maintenanceEvery())
 	defer tick.Stop()
 	g := newGatherer(s.cfg, s.queue, s.stop)

@@ -158,6 +158,13 @@ type Store struct {
 	exited chan struct{}
 	notify chan struct{}
 
+	// CommitAsync answers: the committer collects a batch's requests in
+	// thens and sends them to the completion goroutine (completer), which
+	// closes completed when the committer has exited and all are answered.
+	thens       []*request
+	completions chan []*request
+	completed   chan struct{}
+
 	closeMu sync.RWMutex
 	closed  bool
 
@@ -322,6 +329,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		exited: make(chan struct{}),
 		notify: make(chan struct{}, 1),
 		names:  map[string]int64{},
+
+		completions: make(chan []*request, 64),
+		completed:   make(chan struct{}),
 	}
 	if err := s.load(ctx); err != nil {
 		_ = rdb.Close()
@@ -338,6 +348,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.seen = s.st.clone()
 	go s.run()
+	go s.completer()
 	return s, nil
 }
 
@@ -558,6 +569,7 @@ func (s *Store) Close() error {
 	s.closeMu.Unlock()
 	close(s.stop)
 	<-s.exited
+	<-s.completed
 	var errs []error
 	if _, err := s.wc.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		errs = append(errs, fmt.Errorf("outbox %s: final checkpoint: %w", s.cfg.Path, err))
