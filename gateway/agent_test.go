@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -172,6 +173,62 @@ func TestAgentEmbeddedPubackAfterCommit(t *testing.T) {
 		recs := ta.records(t)
 		if len(recs) != i+1 || string(recs[i].Payload) != msg {
 			t.Fatalf("after PUBACK %d the outbox holds %d records (want %d): PUBACK came before the commit", i, len(recs), i+1)
+		}
+	}
+}
+
+// Devices that publish QoS 1 readings without waiting for each PUBACK
+// (the embedded broker pipelines them): a PUBACK still means the record is
+// in the outbox, and each device's records are committed in the order it
+// published them (seq order), with two devices and two workers at once.
+func TestAgentEmbeddedPipelinedOrder(t *testing.T) {
+	ta, _ := agentWithFunction(t, "echo", "limits: {concurrency: 2}\ntriggers:\n  - mqtt: sensors/+/temp\n    qos: 1\n", "echo.wasm")
+	const n = 300
+	devices := []string{"d1", "d2"}
+	toks := map[string][]mqtt.Token{}
+	clients := map[string]mqtt.Client{}
+	for _, d := range devices {
+		clients[d] = pahoClient(t, ta.ready.BrokerAddr, "device-"+d, true)
+	}
+	for i := range n {
+		for _, d := range devices {
+			toks[d] = append(toks[d], clients[d].Publish("sensors/"+d+"/temp", 1, false, fmt.Sprintf(`{"dev":%q,"n":%d}`, d, i)))
+		}
+	}
+	for _, k := range []int{n / 6, n / 2, n - 1} {
+		tok := toks["d1"][k]
+		if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish %d: %v", k, tok.Error())
+		}
+		want := fmt.Sprintf(`{"dev":"d1","n":%d}`, k)
+		if !slices.ContainsFunc(ta.records(t), func(r edgefn.Record) bool { return string(r.Payload) == want }) {
+			t.Fatalf("PUBACK of %s before its record was in the outbox", want)
+		}
+	}
+	for _, d := range devices {
+		for i, tok := range toks[d] {
+			if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+				t.Fatalf("%s publish %d: %v", d, i, tok.Error())
+			}
+		}
+	}
+	next := map[string]int{}
+	for _, r := range ta.records(t) {
+		var m struct {
+			Dev string
+			N   int
+		}
+		if err := json.Unmarshal(r.Payload, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.N != next[m.Dev] {
+			t.Fatalf("device %s: record %d (seq %d) where %d was next: committed out of publish order", m.Dev, m.N, r.Seq, next[m.Dev])
+		}
+		next[m.Dev]++
+	}
+	for _, d := range devices {
+		if next[d] != n {
+			t.Errorf("device %s: %d records, want %d", d, next[d], n)
 		}
 	}
 }

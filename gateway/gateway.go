@@ -160,15 +160,11 @@ func (g *Host) Deliver(ctx context.Context, ev edgefn.Event) error {
 	if len(targets) == 0 {
 		return nil
 	}
-	if len(targets) == 1 && !fireAndForget {
-		// One function and a caller that waits for it: run it on this
+	if !fireAndForget {
+		// A caller that waits for its one function: run it on this
 		// goroutine when it can start at once.
-		g.mu.RLock()
-		d := g.fns[targets[0]]
-		g.mu.RUnlock()
-		if d != nil && d.q.tryInline() {
-			if err := ctx.Err(); err != nil {
-				d.q.inlineDone()
+		if d, err := g.inlineSlot(ctx, targets); d != nil || err != nil {
+			if err != nil {
 				return err
 			}
 			return errors.Join(g.runInline(d, &job{ev: ev, enqueued: time.Now()}).Err)
@@ -247,19 +243,13 @@ func (g *Host) DeliverAsync(ctx context.Context, ev edgefn.Event, durable func(e
 		return
 	}
 	all := &joined{left: len(targets), then: durable}
-	if len(targets) == 1 {
-		g.mu.RLock()
-		d := g.fns[targets[0]]
-		g.mu.RUnlock()
-		if d != nil && d.q.tryInline() {
-			if err := ctx.Err(); err != nil {
-				d.q.inlineDone()
-				durable(err)
-				return
-			}
-			g.runInlineAsync(d, &job{ev: ev, enqueued: time.Now(), then: all.add})
+	if d, err := g.inlineSlot(ctx, targets); d != nil || err != nil {
+		if err != nil {
+			durable(err)
 			return
 		}
+		g.runInlineAsync(d, &job{ev: ev, enqueued: time.Now(), then: all.add})
+		return
 	}
 	var accepted []chan struct{}
 	for _, name := range targets {
@@ -289,6 +279,27 @@ func (g *Host) DeliverAsync(ctx context.Context, ev edgefn.Event, durable func(e
 			return // durable follows when the jobs end
 		}
 	}
+}
+
+// inlineSlot returns the function of an event that triggers just one,
+// holding a worker slot for the caller to run it on its own goroutine
+// (queue.tryInline), or nil when it cannot start at once; ctx.Err() if
+// ctx ended (no slot held then).
+func (g *Host) inlineSlot(ctx context.Context, targets []string) (*deployed, error) {
+	if len(targets) != 1 {
+		return nil, nil
+	}
+	g.mu.RLock()
+	d := g.fns[targets[0]]
+	g.mu.RUnlock()
+	if d == nil || !d.q.tryInline() {
+		return nil, nil
+	}
+	if err := ctx.Err(); err != nil {
+		d.q.inlineDone()
+		return nil, err
+	}
+	return d, nil
 }
 
 // joined gathers the outcomes of one event's functions and passes their
