@@ -712,7 +712,7 @@ func (h *eventHook) pipeline(cl *mqttsrv.Client, pl *pipeline, pk packets.Packet
 		return pk, packets.ErrRejectPacket // the connection failed or the broker closes: not acknowledged
 	}
 	if !matched {
-		pl.settle(pp, nil)
+		pl.settle(pp, nil, true)
 		return pk, packets.ErrRejectPacket
 	}
 	ev := b.event(pk, false, 0)
@@ -723,7 +723,7 @@ func (h *eventHook) pipeline(cl *mqttsrv.Client, pl *pipeline, pk packets.Packet
 		} else {
 			b.delivered.Add(1)
 		}
-		pl.settle(pp, nil)
+		pl.settle(pp, nil, true)
 		return pk, packets.ErrRejectPacket
 	}
 	h.async.DeliverAsync(b.ctx, ev, func(err error) {
@@ -732,8 +732,15 @@ func (h *eventHook) pipeline(cl *mqttsrv.Client, pl *pipeline, pk packets.Packet
 		} else {
 			b.failed.Add(1)
 		}
-		pl.settle(pp, err)
+		pp.answer = err // read by the read goroutine after the CompareAndSwap below fails
+		if pp.answered.CompareAndSwap(0, answeredEarly) {
+			return // DeliverAsync has not returned: the read goroutine settles it
+		}
+		pl.settle(pp, err, false)
 	})
+	if !pp.answered.CompareAndSwap(0, answeredLate) {
+		pl.settle(pp, pp.answer, true)
+	}
 	return pk, packets.ErrRejectPacket
 }
 

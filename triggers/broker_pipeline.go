@@ -57,7 +57,17 @@ type pendingPublish struct {
 	pk   packets.Packet
 	done bool
 	err  error
+	// answered tells whether the sink's answer (answer) came before
+	// DeliverAsync returned (answeredEarly: the read goroutine settles it)
+	// or after (answeredLate); see eventHook.pipeline.
+	answered atomic.Int32
+	answer   error
 }
+
+const (
+	answeredEarly = 1 + iota
+	answeredLate
+)
 
 func newPipeline(cl *mqttsrv.Client, h *eventHook, window int) *pipeline {
 	return &pipeline{window: min(window, maxPipelined), cl: cl, h: h, freed: make(chan struct{}, 1)}
@@ -113,19 +123,36 @@ func (p *pipeline) injected(pk *packets.Packet) bool {
 		unsafe.SliceData(pp.pk.Payload) == unsafe.SliceData(pk.Payload)
 }
 
-// settle marks pp done with err and, unless another goroutine is at it,
-// releases the done messages at the head of the queue in order (the hook's
-// release, without p's lock). After a failed message (the hook's fail) the
-// rest are dropped unacknowledged: the device resends them when it
-// reconnects.
-func (p *pipeline) settle(pp *pendingPublish, err error) {
+// settle marks pp done with err and releases the done messages at the head
+// of the queue in order (the hook's release), unless a goroutine is at it
+// already. On the connection's read goroutine (a message that waits for
+// nothing, or whose sink answered before DeliverAsync returned) it releases
+// them itself; a sink's answer from elsewhere (the store's completion
+// goroutine) starts a goroutine of the connection's to do it, because
+// release writes the PUBACK to the device's socket, which a device that
+// does not read would block: it must hold up only its own connection.
+func (p *pipeline) settle(pp *pendingPublish, err error, onReader bool) {
 	p.mu.Lock()
 	pp.done, pp.err = true, err
-	if p.draining {
+	if p.draining || len(p.pending) == 0 || !p.pending[0].done {
 		p.mu.Unlock()
 		return
 	}
 	p.draining = true
+	p.mu.Unlock()
+	if onReader {
+		p.drain()
+	} else {
+		go p.drain()
+	}
+}
+
+// drain releases the done messages at the head of the queue, in order,
+// without p's lock, then clears draining. After a failed message (the
+// hook's fail) the rest are dropped unacknowledged: the device resends them
+// when it reconnects.
+func (p *pipeline) drain() {
+	p.mu.Lock()
 	for len(p.pending) > 0 && p.pending[0].done {
 		head := p.pending[0]
 		p.pending[0] = nil

@@ -1,9 +1,11 @@
 package triggers
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -249,5 +251,105 @@ func TestPipelineInjected(t *testing.T) {
 		if p.injected(&own) {
 			t.Error("recognised while nothing is injected")
 		}
+	}
+}
+
+// serialSink answers every QoS 1 message, in order, from one goroutine of
+// its own, as the outbox's completion goroutine does.
+type serialSink struct{ answers chan func(error) }
+
+func newSerialSink(t *testing.T) *serialSink {
+	s := &serialSink{answers: make(chan func(error), 1024)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for durable := range s.answers {
+			durable(nil)
+		}
+	}()
+	t.Cleanup(func() { close(s.answers); <-done })
+	return s
+}
+
+func (s *serialSink) Deliver(context.Context, edgefn.Event) error { return nil }
+
+func (s *serialSink) DeliverAsync(_ context.Context, _ edgefn.Event, durable func(error)) {
+	s.answers <- durable
+}
+
+// TestBrokerPipelineDeviceNotReading: a device that publishes and never
+// reads its socket (each PUBACK echoes its 60 KB of MQTT 5 user
+// properties, so its socket fills at once) holds up its own connection
+// only: the goroutine that answers commits does not write PUBACKs, so
+// another device's messages are acknowledged.
+func TestBrokerPipelineDeviceNotReading(t *testing.T) {
+	b := startBroker(t, BrokerConfig{}, newSerialSink(t))
+	subscribe(t, b, []Subscription{{"in/#", 1}})
+
+	c, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.(*net.TCPConn).SetReadBuffer(4096)
+	send := func(pk packets.Packet, encode func(*packets.Packet, *bytes.Buffer) error) {
+		t.Helper()
+		var buf bytes.Buffer
+		if err := encode(&pk, &buf); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetWriteDeadline(time.Now().Add(testTimeout))
+		if _, err := c.Write(buf.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Keepalive: 60, ClientIdentifier: "deaf", Clean: true}},
+		(*packets.Packet).ConnectEncode)
+	big := []packets.UserProperty{{Key: "pad", Val: strings.Repeat("x", 60<<10)}}
+	sent := make(chan error, 1)
+	go func() {
+		// More PUBACK bytes than the socket buffers hold; the broker stops
+		// reading this device once its window is full, so the writes end
+		// blocked too: run them aside.
+		for i := range 400 {
+			var buf bytes.Buffer
+			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5,
+				TopicName: "in/deaf", PacketID: uint16(i + 1), Payload: []byte("x"), Properties: packets.Properties{User: big}}
+			if err := pk.PublishEncode(&buf); err != nil {
+				sent <- err
+				return
+			}
+			if _, err := c.Write(buf.Bytes()); err != nil {
+				sent <- nil // the broker closed it at the end of the test
+				return
+			}
+		}
+		sent <- nil
+	}()
+	waitFor(t, "the deaf device's connection full", func() bool {
+		cl, ok := b.srv.Clients.Get("deaf")
+		if !ok {
+			return false
+		}
+		p := b.events.pipes.get(cl)
+		if p == nil {
+			return false
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.pending) == p.window
+	})
+
+	dev := device(t, "tcp://"+b.Addr(), "dev-reads", true)
+	for i := range 5 {
+		devicePublish(t, dev, "in/ok", fmt.Sprint(i), 1)
+	}
+	select {
+	case err := <-sent:
+		if err != nil {
+			t.Fatal(err)
+		}
+	default:
 	}
 }
