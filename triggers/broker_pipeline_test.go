@@ -14,6 +14,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgefn/edgefn"
+	"github.com/edgefn/edgefn/internal/mosquittotest"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -351,5 +352,73 @@ func TestBrokerPipelineDeviceNotReading(t *testing.T) {
 			t.Fatal(err)
 		}
 	default:
+	}
+}
+
+// TestMQTTPipelinesQoS1: with an AsyncSink the external trigger hands a
+// topic's next QoS 1 message to the sink while the previous ones commit;
+// committed in reverse order they are all acknowledged (a new run of the
+// same session gets none of them again).
+func TestMQTTPipelinesQoS1(t *testing.T) {
+	b := mosquittotest.Start(t)
+	sink := newAsyncSink()
+	m := newTestMQTT(t, b.URL(), sink, nil)
+	stop := runSubscribed(t, m, []Subscription{{"in/#", 1}})
+	dev := device(t, b.URL(), "pipeline-ext-dev", true)
+	const n = 8
+	for i := range n {
+		devicePublish(t, dev, "in/a", fmt.Sprint(i), 1)
+	}
+	h := sink.wait(t, n)
+	for i, m := range h {
+		if string(m.ev.Payload) != fmt.Sprint(i) {
+			t.Fatalf("sink got %q as message %d", m.ev.Payload, i)
+		}
+	}
+	for i := n - 1; i >= 0; i-- {
+		h[i].durable(nil)
+	}
+	waitFor(t, "all acknowledged", func() bool { return m.Status().Delivered == n })
+	stop()
+
+	rec := newRecSink(nil)
+	m2 := newTestMQTT(t, b.URL(), rec, nil)
+	runSubscribed(t, m2, []Subscription{{"in/#", 1}})
+	mosqPub(t, b.Addr(), "in/end", "", 1)
+	for _, ev := range rec.until(t, "in/end") {
+		if ev.Subject != "in/end" {
+			t.Errorf("after the commits and a restart got %s %q again", ev.Subject, ev.Payload)
+		}
+	}
+}
+
+// TestMQTTPipelineFailure: of three pipelined messages of a topic the
+// second fails to commit: the first is acknowledged; the second and the
+// third (committed, but behind it) are not, and the broker resends both,
+// in order, after the forced reconnect.
+func TestMQTTPipelineFailure(t *testing.T) {
+	b := mosquittotest.Start(t)
+	sink := newAsyncSink()
+	m := newTestMQTT(t, b.URL(), sink, nil)
+	runSubscribed(t, m, []Subscription{{"in/#", 1}})
+	dev := device(t, b.URL(), "pipeline-ext-fail", true)
+	for i := range 3 {
+		devicePublish(t, dev, "in/a", fmt.Sprint(i), 1)
+	}
+	h := sink.wait(t, 3)
+	h[2].durable(nil)
+	h[1].durable(errors.New("disk full"))
+	h[0].durable(nil)
+	again := sink.wait(t, 5)[3:]
+	for i, a := range again {
+		if string(a.ev.Payload) != fmt.Sprint(i+1) || a.ev.Meta["duplicate"] != "true" {
+			t.Errorf("redelivered message %d: %q duplicate=%s, want %d again", i, a.ev.Payload, a.ev.Meta["duplicate"], i+1)
+		}
+		a.durable(nil)
+	}
+	// Delivered: 0, 2 (committed, not acknowledged), then 1 and 2 again.
+	waitFor(t, "the redelivered ones committed", func() bool { return m.Status().Delivered == 4 })
+	if st := m.Status(); st.ForcedReconnects < 1 || st.Failed != 1 {
+		t.Errorf("status %+v: want a forced reconnect, 1 failed", st)
 	}
 }

@@ -199,7 +199,9 @@ type MQTTStatus struct {
 	// ForcedReconnects counts connections the trigger dropped itself to
 	// get uncommitted QoS 1 messages redelivered.
 	ForcedReconnects uint64 `json:"forced_reconnects"`
-	// Delivered counts messages the sink committed (and that were acked).
+	// Delivered counts messages the sink committed. They are acked, except
+	// one that arrived on an earlier connection or behind a refused message
+	// of its topic: the broker resends it (at least once).
 	Delivered uint64 `json:"delivered"`
 	// Failed counts messages the sink refused: QoS 1 ones are left unacked
 	// for redelivery, QoS 0 ones are lost.
@@ -224,6 +226,7 @@ type MQTTStatus struct {
 type MQTT struct {
 	cfg    MQTTConfig
 	sink   Sink
+	async  AsyncSink // the sink, if it can acknowledge later: lanes pipeline then
 	log    *slog.Logger
 	tlsCfg *tls.Config
 	idPfx  string
@@ -282,6 +285,7 @@ func NewMQTT(cfg MQTTConfig, sink Sink, log *slog.Logger) (*MQTT, error) {
 		delay: cfg.RedeliveryDelay,
 		marks: newChainMarks(),
 	}
+	m.async, _ = sink.(AsyncSink)
 	for _, b := range cfg.Brokers {
 		if _, useTLS, _ := parseBrokerURL(b); useTLS {
 			t, err := loadTLS(cfg.TLS)
@@ -658,13 +662,32 @@ const window = 128
 
 // lane holds the messages of one topic waiting for the sink, oldest first;
 // one goroutine delivers them in turn and exits when the lane is empty.
+// With an AsyncSink a QoS 1 message is handed on as soon as its commit is
+// queued and waits in acks, in order, for its commit; it is acknowledged
+// (and frees its place in the window) behind the ones before it.
 type lane struct {
-	msgs []laneMsg
+	msgs     []laneMsg
+	running  bool // a goroutine delivers msgs
+	acks     []*laneAck
+	draining bool // a goroutine acknowledges the done head of acks
 }
 
 type laneMsg struct {
 	msg mqtt.Message
 	gen uint64 // connection it arrived on
+}
+
+// laneAck is a message handed to an AsyncSink, waiting for its commit.
+type laneAck struct {
+	ctx      context.Context
+	lm       laneMsg
+	depth    int
+	handlers *sync.WaitGroup
+	done     bool
+	err      error
+	// answered and answer: as pendingPublish's (broker_pipeline.go).
+	answered atomic.Int32
+	answer   error
 }
 
 // handle is paho's handler for every received PUBLISH packet. paho calls
@@ -713,11 +736,12 @@ func (m *MQTT) handle(_ mqtt.Client, msg mqtt.Message) {
 	m.mu.Lock()
 	m.pending++
 	l := m.lanes[topic]
-	start := l == nil
-	if start {
+	if l == nil {
 		l = &lane{}
 		m.lanes[topic] = l
 	}
+	start := !l.running
+	l.running = true
 	l.msgs = append(l.msgs, laneMsg{msg, m.gen})
 	m.mu.Unlock()
 	if start {
@@ -732,7 +756,8 @@ func (m *MQTT) runLane(ctx context.Context, topic string, l *lane, handlers *syn
 	for {
 		m.mu.Lock()
 		if len(l.msgs) == 0 {
-			delete(m.lanes, topic)
+			l.running = false
+			m.dropLaneLocked(topic, l)
 			m.mu.Unlock()
 			return
 		}
@@ -741,22 +766,37 @@ func (m *MQTT) runLane(ctx context.Context, topic string, l *lane, handlers *syn
 		l.msgs = l.msgs[1:]
 		skip := lm.gen != m.gen || (lm.msg.Qos() > 0 && m.held[topic])
 		m.mu.Unlock()
+		if !skip && m.async != nil && lm.msg.Qos() > 0 {
+			m.deliverAsync(ctx, topic, l, lm, handlers) // frees its slot once acknowledged
+			continue
+		}
 		if !skip {
 			m.deliver(ctx, lm)
 		}
-		m.mu.Lock()
-		m.pending--
-		m.mu.Unlock()
-		<-m.slots
-		handlers.Done()
+		m.release(handlers)
 	}
 }
 
-// deliver hands one message to the sink and acknowledges it once the sink
-// has committed it.
-func (m *MQTT) deliver(ctx context.Context, lm laneMsg) {
-	msg := lm.msg
-	ev := edgefn.Event{
+// dropLaneLocked forgets an idle lane (no message to deliver, none waiting
+// for its commit). m.mu is held.
+func (m *MQTT) dropLaneLocked(topic string, l *lane) {
+	if !l.running && len(l.msgs) == 0 && len(l.acks) == 0 && m.lanes[topic] == l {
+		delete(m.lanes, topic)
+	}
+}
+
+// release frees a message's place in the window.
+func (m *MQTT) release(handlers *sync.WaitGroup) {
+	m.mu.Lock()
+	m.pending--
+	m.mu.Unlock()
+	<-m.slots
+	handlers.Done()
+}
+
+// event is the edgefn event of a received message.
+func (m *MQTT) event(msg mqtt.Message) edgefn.Event {
+	return edgefn.Event{
 		ID:      m.idPfx + strconv.FormatUint(m.seq.Add(1), 10),
 		Source:  edgefn.SourceMQTT,
 		Subject: msg.Topic(),
@@ -769,25 +809,96 @@ func (m *MQTT) deliver(ctx context.Context, lm laneMsg) {
 		},
 		Depth: m.marks.take(msg.Topic(), msg.Payload()),
 	}
-	err := m.sink.Deliver(ctx, ev)
+}
+
+// deliver hands one message to the sink and acknowledges it once the sink
+// has committed it.
+func (m *MQTT) deliver(ctx context.Context, lm laneMsg) {
+	ev := m.event(lm.msg)
+	m.settle(ctx, lm, ev.Depth, m.sink.Deliver(ctx, ev))
+}
+
+// deliverAsync hands a QoS 1 message to the AsyncSink and returns once its
+// commit is queued; it is acknowledged in lane order once durable. The
+// acknowledgement runs on the lane's goroutine if the sink answered at
+// once, else on a goroutine of the lane's own: paho's Ack can wait on the
+// connection, which must not hold up the store's completion goroutine.
+func (m *MQTT) deliverAsync(ctx context.Context, topic string, l *lane, lm laneMsg, handlers *sync.WaitGroup) {
+	ev := m.event(lm.msg)
+	a := &laneAck{ctx: ctx, lm: lm, depth: ev.Depth, handlers: handlers}
+	m.mu.Lock()
+	l.acks = append(l.acks, a)
+	m.mu.Unlock()
+	m.async.DeliverAsync(ctx, ev, func(err error) {
+		a.answer = err // read by the lane after the CompareAndSwap below fails
+		if a.answered.CompareAndSwap(0, answeredEarly) {
+			return
+		}
+		m.settleLane(topic, l, a, err, false)
+	})
+	if !a.answered.CompareAndSwap(0, answeredLate) {
+		m.settleLane(topic, l, a, a.answer, true)
+	}
+}
+
+// settleLane marks a done and acknowledges the done head of the lane's
+// acks in order, unless a goroutine is at it.
+func (m *MQTT) settleLane(topic string, l *lane, a *laneAck, err error, onLane bool) {
+	m.mu.Lock()
+	a.done, a.err = true, err
+	if l.draining || len(l.acks) == 0 || !l.acks[0].done {
+		m.mu.Unlock()
+		return
+	}
+	l.draining = true
+	m.mu.Unlock()
+	if onLane {
+		m.drainLane(topic, l)
+	} else {
+		go m.drainLane(topic, l)
+	}
+}
+
+func (m *MQTT) drainLane(topic string, l *lane) {
+	m.mu.Lock()
+	for len(l.acks) > 0 && l.acks[0].done {
+		a := l.acks[0]
+		l.acks[0] = nil
+		l.acks = l.acks[1:]
+		m.mu.Unlock()
+		m.settle(a.ctx, a.lm, a.depth, a.err)
+		m.release(a.handlers)
+		m.mu.Lock()
+	}
+	l.draining = false
+	m.dropLaneLocked(topic, l)
+	m.mu.Unlock()
+}
+
+// settle acknowledges a message the sink committed (err nil), or leaves it
+// for redelivery. A message behind one of its topic awaiting redelivery is
+// not acknowledged even if committed: the broker resends both, in order
+// (at least once).
+func (m *MQTT) settle(ctx context.Context, lm laneMsg, depth int, err error) {
+	msg := lm.msg
 	if err == nil {
 		m.delivered.Add(1)
 		m.mu.Lock()
 		m.delay = m.cfg.RedeliveryDelay
-		same := lm.gen == m.gen
+		// On a later connection the packet id may name another message:
+		// leave this one to the broker's resend (it runs again: at least
+		// once).
+		ack := lm.gen == m.gen && (msg.Qos() == 0 || !m.held[msg.Topic()])
 		m.mu.Unlock()
-		if same {
-			// On a later connection the packet id may name another
-			// message: leave this one to the broker's resend (it runs
-			// again: at least once).
+		if ack {
 			msg.Ack()
 		}
 		return
 	}
 	m.failed.Add(1)
-	if ev.Depth > 0 && msg.Qos() > 0 {
+	if depth > 0 && msg.Qos() > 0 {
 		// Not acked: the redelivered copy keeps the depth.
-		m.marks.add(msg.Topic(), msg.Payload(), ev.Depth)
+		m.marks.add(msg.Topic(), msg.Payload(), depth)
 	}
 	if ctx.Err() != nil {
 		return // shutting down: the broker redelivers after the next connect
