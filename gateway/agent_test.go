@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/edgefn/edgefn/gateway/api"
+	"github.com/edgefn/edgefn/internal/rawmqtt"
 	"github.com/edgefn/edgefn/internal/testutil"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -231,6 +233,53 @@ func TestAgentEmbeddedPipelinedOrder(t *testing.T) {
 			t.Errorf("device %s: %d records, want %d", d, next[d], n)
 		}
 	}
+}
+
+// A device that publishes QoS 1 messages and never reads its socket (each
+// PUBACK echoes 60 KB of MQTT 5 user properties, so its socket fills at
+// once) holds up only itself: another device's readings are committed and
+// acknowledged.
+func TestAgentEmbeddedDeviceNotReading(t *testing.T) {
+	ta, _ := agentWithFunction(t, "echo", "triggers:\n  - mqtt: sensors/+/temp\n    qos: 1\n", "echo.wasm")
+	c, err := net.Dial("tcp", ta.ready.BrokerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.(*net.TCPConn).SetReadBuffer(4096)
+	if _, err := c.Write(rawmqtt.Connect5("deaf")); err != nil {
+		t.Fatal(err)
+	}
+	deafDone := make(chan struct{})
+	go func() {
+		defer close(deafDone)
+		for i := range 400 {
+			if _, err := c.Write(rawmqtt.PublishPadded5("sensors/deaf/temp", uint16(i+1), []byte(`{"deaf":true}`), 60<<10)); err != nil {
+				return // the agent closed it at the end of the test
+			}
+		}
+	}()
+	waitFor(t, func() bool {
+		n := 0
+		for _, r := range ta.records(t) {
+			if r.Subject == "sensors/deaf/temp" {
+				n++
+			}
+		}
+		return n >= 40 // past the connection's window: its PUBACKs are stuck
+	})
+	dev := pahoClient(t, ta.ready.BrokerAddr, "device-reads", true)
+	for i := range 5 {
+		msg := fmt.Sprintf(`{"n":%d}`, i)
+		if tok := dev.Publish("sensors/ok/temp", 1, false, msg); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish %d beside the deaf device: no PUBACK (%v)", i, tok.Error())
+		}
+		if !slices.ContainsFunc(ta.records(t), func(r edgefn.Record) bool { return string(r.Payload) == msg }) {
+			t.Fatalf("PUBACK of %s before its record was in the outbox", msg)
+		}
+	}
+	_ = c.Close()
+	<-deafDone
 }
 
 // Simulated GPIO edges (injected through the admin API, as `edgefn gpio

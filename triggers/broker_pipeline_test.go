@@ -1,7 +1,6 @@
 package triggers
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgefn/edgefn"
 	"github.com/edgefn/edgefn/internal/mosquittotest"
+	"github.com/edgefn/edgefn/internal/rawmqtt"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -293,41 +293,12 @@ func TestBrokerPipelineDeviceNotReading(t *testing.T) {
 	}
 	defer c.Close()
 	_ = c.(*net.TCPConn).SetReadBuffer(4096)
-	send := func(pk packets.Packet, encode func(*packets.Packet, *bytes.Buffer) error) {
-		t.Helper()
-		var buf bytes.Buffer
-		if err := encode(&pk, &buf); err != nil {
-			t.Fatal(err)
-		}
-		_ = c.SetWriteDeadline(time.Now().Add(testTimeout))
-		if _, err := c.Write(buf.Bytes()); err != nil {
-			t.Fatal(err)
-		}
+	_ = c.SetWriteDeadline(time.Now().Add(testTimeout))
+	if _, err := c.Write(rawmqtt.Connect5("deaf")); err != nil {
+		t.Fatal(err)
 	}
-	send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
-		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Keepalive: 60, ClientIdentifier: "deaf", Clean: true}},
-		(*packets.Packet).ConnectEncode)
-	big := []packets.UserProperty{{Key: "pad", Val: strings.Repeat("x", 60<<10)}}
 	sent := make(chan error, 1)
-	go func() {
-		// More PUBACK bytes than the socket buffers hold; the broker stops
-		// reading this device once its window is full, so the writes end
-		// blocked too: run them aside.
-		for i := range 400 {
-			var buf bytes.Buffer
-			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5,
-				TopicName: "in/deaf", PacketID: uint16(i + 1), Payload: []byte("x"), Properties: packets.Properties{User: big}}
-			if err := pk.PublishEncode(&buf); err != nil {
-				sent <- err
-				return
-			}
-			if _, err := c.Write(buf.Bytes()); err != nil {
-				sent <- nil // the broker closed it at the end of the test
-				return
-			}
-		}
-		sent <- nil
-	}()
+	go func() { sent <- deafPublish(c, "in/deaf", 400) }()
 	waitFor(t, "the deaf device's connection full", func() bool {
 		cl, ok := b.srv.Clients.Get("deaf")
 		if !ok {
@@ -353,6 +324,21 @@ func TestBrokerPipelineDeviceNotReading(t *testing.T) {
 		}
 	default:
 	}
+}
+
+// deafPublish publishes n QoS 1 messages on c whose PUBACKs each echo
+// 60 KB of MQTT 5 user properties: more acknowledgement bytes than the
+// socket buffers hold, for a client that never reads. The broker stops
+// reading it once its window is full, so the writes end blocked: run it
+// aside. An error writing (the broker closed the connection at the end of
+// the test) ends it quietly.
+func deafPublish(c net.Conn, topic string, n int) error {
+	for i := range n {
+		if _, err := c.Write(rawmqtt.PublishPadded5(topic, uint16(i+1), []byte("x"), 60<<10)); err != nil {
+			return nil
+		}
+	}
+	return nil
 }
 
 // TestMQTTPipelinesQoS1: with an AsyncSink the external trigger hands a

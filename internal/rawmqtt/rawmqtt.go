@@ -1,6 +1,9 @@
 package rawmqtt
 
-import "net"
+import (
+	"bytes"
+	"net"
+)
 
 // Header encodes an MQTT fixed header: the first byte (type and flags)
 // and the remaining length.
@@ -44,3 +47,29 @@ func Stream(c net.Conn, header []byte, size int) (int, error) {
 	}
 	return sent, nil
 }
+
+// Connect5 is an MQTT 5 CONNECT: clean start, keepalive 60s, no
+// credentials.
+func Connect5(clientID string) []byte {
+	body := append([]byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 0, byte(len(clientID) >> 8), byte(len(clientID))}, clientID...)
+	return append(Header(0x10, len(body)), body...)
+}
+
+// PublishPadded5 is an MQTT 5 QoS 1 PUBLISH whose properties carry a user
+// property of pad bytes: mochi echoes a publish's properties in its
+// PUBACK, so a client that sends these and never reads fills its socket
+// with acknowledgements at once.
+func PublishPadded5(topic string, id uint16, payload []byte, pad int) []byte {
+	prop := []byte{0x26, 0, 3, 'p', 'a', 'd', byte(pad >> 8), byte(pad)}
+	prop = append(prop, bytes.Repeat([]byte("x"), pad)...)
+	props := varint(len(prop))
+	body := append([]byte{byte(len(topic) >> 8), byte(len(topic))}, topic...)
+	body = append(body, byte(id>>8), byte(id))
+	body = append(body, props...)
+	body = append(body, prop...)
+	body = append(body, payload...)
+	return append(Header(0x32, len(body)), body...)
+}
+
+// varint is MQTT's variable byte integer.
+func varint(n int) []byte { return Header(0, n)[1:] }
